@@ -1,0 +1,394 @@
+"""Typed settings: defaults (the article's configuration), then ``hedgeflow.toml``,
+then environment variables. Settings are built once and passed down.
+
+Environment variables: ``HEDGEFLOW_HOME``, ``HEDGEFLOW_SOURCE``, ``HEDGEFLOW_INTERVAL``,
+``HEDGEFLOW_LOOKBACK_DAYS``, ``HEDGEFLOW_SEED``, and any nested key as
+``HEDGEFLOW_<SECTION>__<KEY>`` (e.g. ``HEDGEFLOW_NETWORK__REST_TIMEOUT=30``,
+``HEDGEFLOW_AGENTS__STOCKS__PARAMS__FAST=10``). Values from the environment are
+parsed as TOML scalars (``30``, ``1.5``, ``true``) and otherwise taken as strings.
+A wrong value raises ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from hedgeflow.errors import ConfigError, InvalidInputError
+from hedgeflow.market import AssetClass, asset_class_of, normalize_symbol
+
+SourceName = Literal["synthetic", "eodhd", "simulator"]
+Allocation = Literal["equal", "inverse_vol", "risk_parity"]
+Rebalance = Literal["bar", "daily", "weekly"]
+
+ENV_PREFIX = "HEDGEFLOW_"
+CONFIG_FILE_NAME = "hedgeflow.toml"
+TOKEN_ENV = "EODHD_API_TOKEN"
+
+
+@dataclass(frozen=True)
+class RiskSettings:
+    risk_per_trade: float = 0.01
+    max_leverage: float = 1.0
+    stop_pct: float = 0.01
+    take_profit_pct: float = 0.02
+    use_trailing_atr: bool = False
+    atr_period: int = 14
+    atr_mult: float = 3.0
+    allow_short: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("risk_per_trade", self.risk_per_trade, upper=1.0)
+        _positive("max_leverage", self.max_leverage, upper=100.0)
+        _positive("stop_pct", self.stop_pct, upper=1.0, upper_open=True)
+        _positive("take_profit_pct", self.take_profit_pct, upper=100.0)
+        _positive("atr_period", self.atr_period, upper=10_000)
+        _positive("atr_mult", self.atr_mult, upper=100.0)
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """Fees and slippage in basis points of notional."""
+
+    fee_bps: float = 0.0
+    slippage_bps: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("fee_bps", "slippage_bps"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 10_000.0:
+                raise InvalidInputError(f"{name} must be in [0, 10000) bps, got {value}")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    name: str
+    symbol: str
+    strategy: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    risk: RiskSettings = field(default_factory=RiskSettings)
+    costs: CostSettings | None = None  # None: the asset class default
+
+    @property
+    def asset_class(self) -> AssetClass:
+        return asset_class_of(self.symbol)
+
+
+@dataclass(frozen=True)
+class PortfolioSettings:
+    initial_equity: float = 100_000.0
+    allocation: Allocation = "equal"
+    rebalance: Rebalance = "daily"
+    fee_bps: float = 0.0
+    vol_lookback_bars: int = 288
+
+    def __post_init__(self) -> None:
+        _positive("initial_equity", self.initial_equity, upper=1e15)
+        _positive("vol_lookback_bars", self.vol_lookback_bars, upper=10_000_000)
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    rest_timeout: float = 20.0
+    max_retries: int = 3
+    retry_backoff_sec: float = 1.5
+    max_backoff_sec: float = 30.0
+    base_url: str = "https://eodhd.com/api"
+    ws_url: str = "wss://ws.eodhistoricaldata.com/ws"
+    token_secret_block: str = "eodhd-api-token"
+
+    def __post_init__(self) -> None:
+        _positive("rest_timeout", self.rest_timeout, upper=3600)
+        if not 0 <= self.max_retries <= 50:
+            raise InvalidInputError(f"max_retries must be in [0, 50], got {self.max_retries}")
+        if self.retry_backoff_sec < 0:
+            raise InvalidInputError(f"retry_backoff_sec must be >= 0, got {self.retry_backoff_sec}")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise InvalidInputError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+        if not self.ws_url.startswith(("ws://", "wss://")):
+            raise InvalidInputError(f"ws_url must be a ws(s) URL, got {self.ws_url!r}")
+
+
+DEFAULT_COSTS: dict[str, CostSettings] = {
+    "stock": CostSettings(fee_bps=0.5, slippage_bps=1.0),
+    "forex": CostSettings(fee_bps=0.2, slippage_bps=0.5),
+    "crypto": CostSettings(fee_bps=5.0, slippage_bps=2.0),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path("data")
+    source: SourceName = "synthetic"
+    interval: Literal["1m", "5m", "1h"] = "5m"
+    lookback_days: int = 30
+    seed: int = 7
+    agents: tuple[AgentSettings, ...] = ()
+    costs: Mapping[str, CostSettings] = field(default_factory=lambda: dict(DEFAULT_COSTS))
+    portfolio: PortfolioSettings = field(default_factory=PortfolioSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.lookback_days <= 20_000:
+            raise InvalidInputError(f"lookback_days must be in [1, 20000], got {self.lookback_days}")
+        names = [a.name for a in self.agents]
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"agent names must be unique, got {names}")
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a.symbol for a in self.agents))
+
+    def costs_for(self, agent: AgentSettings) -> CostSettings:
+        return agent.costs or self.costs.get(agent.asset_class, CostSettings())
+
+
+# The article's configuration (EUR.FOREX there is a typo for EURUSD.FOREX).
+DEFAULTS: dict[str, Any] = {
+    "home": "data",
+    "source": "synthetic",
+    "interval": "5m",
+    "lookback_days": 30,
+    "seed": 7,
+    "risk": {},
+    "costs": {k: dataclasses.asdict(v) for k, v in DEFAULT_COSTS.items()},
+    "portfolio": {},
+    "network": {},
+    "agents": {
+        "stocks": {
+            "symbol": "AAPL.US",
+            "strategy": "sma_cross",
+            "params": {"fast": 20, "slow": 50, "confirm_above_fast": True},
+        },
+        "forex": {
+            "symbol": "EURUSD.FOREX",
+            "strategy": "rsi_mean_revert",
+            "params": {"period": 14, "entry_rsi": 30.0, "exit_rsi": 50.0},
+        },
+        "crypto": {
+            "symbol": "BTC-USD.CC",
+            "strategy": "donchian_breakout",
+            "params": {"window": 20, "exit_rule": "midline"},
+        },
+    },
+}
+
+
+def load_settings(
+    config_file: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Defaults, then the TOML file (``config_file`` or ``./hedgeflow.toml`` if present,
+    or ``$HEDGEFLOW_CONFIG``), then the environment, then ``overrides``."""
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = copy.deepcopy(DEFAULTS)
+    path = Path(config_file) if config_file else None
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = Path(env[ENV_PREFIX + "CONFIG"])
+    if path is None and Path(CONFIG_FILE_NAME).is_file():
+        path = Path(CONFIG_FILE_NAME)
+    if path is not None:
+        _deep_merge(merged, _read_toml(path))
+    _deep_merge(merged, _from_env(env))
+    if overrides:
+        _deep_merge(merged, copy.deepcopy(dict(overrides)))
+    return settings_from_mapping(merged)
+
+
+def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
+    data = dict(data)
+    known = {f.name for f in dataclasses.fields(Settings)} | {"risk"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(key, f"unknown setting (known: {', '.join(sorted(known))})")
+    base_risk = _as_mapping("risk", data.pop("risk", {}))
+    agents_raw = _as_mapping("agents", data.pop("agents", {}))
+    costs_raw = _as_mapping("costs", data.pop("costs", {}))
+    costs = dict(DEFAULT_COSTS)
+    for cls, value in costs_raw.items():
+        if cls not in DEFAULT_COSTS:
+            raise ConfigError(f"costs.{cls}", "expected one of stock, forex, crypto")
+        costs[cls] = _build(CostSettings, _as_mapping(f"costs.{cls}", value), f"costs.{cls}")
+    agents = []
+    for name, raw in agents_raw.items():
+        if raw is None or raw is False:
+            continue  # an agent can be switched off with `agents.NAME = false`
+        agents.append(_build_agent(str(name), _as_mapping(f"agents.{name}", raw), base_risk))
+    kwargs: dict[str, Any] = {"agents": tuple(agents), "costs": costs}
+    for f in dataclasses.fields(Settings):
+        if f.name in data and f.name not in kwargs:
+            kwargs[f.name] = _coerce(f"{f.name}", data[f.name], _field_type(Settings, f.name))
+    try:
+        return Settings(**kwargs)
+    except InvalidInputError as exc:
+        raise ConfigError(_key_in(str(exc)), str(exc)) from None
+
+
+def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]) -> AgentSettings:
+    from hedgeflow.strategies import parse_params  # local: strategies import config types
+
+    prefix = f"agents.{name}"
+    allowed = {"symbol", "strategy", "params", "risk", "costs"}
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{prefix}.{key}", f"unknown setting (known: {', '.join(sorted(allowed))})")
+    for key in ("symbol", "strategy"):
+        if key not in raw:
+            raise ConfigError(f"{prefix}.{key}", "is required")
+    if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 40:
+        raise ConfigError(prefix, "agent names use letters, digits, '-' and '_' only")
+    try:
+        symbol = normalize_symbol(raw["symbol"])
+    except InvalidInputError as exc:
+        raise ConfigError(f"{prefix}.symbol", str(exc)) from None
+    strategy = raw["strategy"]
+    try:
+        params = parse_params(strategy, _as_mapping(f"{prefix}.params", raw.get("params", {})))
+    except InvalidInputError as exc:
+        raise ConfigError(f"{prefix}.params", str(exc)) from None
+    risk_raw = {**base_risk, **_as_mapping(f"{prefix}.risk", raw.get("risk", {}))}
+    risk = _build(RiskSettings, risk_raw, f"{prefix}.risk")
+    costs = None
+    if raw.get("costs") is not None:
+        costs = _build(CostSettings, _as_mapping(f"{prefix}.costs", raw["costs"]), f"{prefix}.costs")
+    return AgentSettings(
+        name=name,
+        symbol=symbol,
+        strategy=strategy,
+        params=dataclasses.asdict(params),
+        risk=risk,
+        costs=costs,
+    )
+
+
+T = typing.TypeVar("T")
+
+
+def _build(cls: type[T], raw: Mapping[str, Any], prefix: str) -> T:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(f"{prefix}.{key}", f"unknown setting (known: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(f"{prefix}.{key}", value, _field_type(cls, key))
+    try:
+        return cls(**kwargs)
+    except InvalidInputError as exc:
+        raise ConfigError(f"{prefix}.{_key_in(str(exc))}", str(exc)) from None
+
+
+def _key_in(message: str) -> str:
+    return message.split(" ", 1)[0]
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check and convert one value to the declared type; ConfigError names the key."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(key, f"{value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(key, value, args[0])
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(key, f"expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, (str, Path)) or not str(value):
+            raise ConfigError(key, f"expected a path, got {value!r}")
+        return Path(value)
+    return value
+
+
+def _as_mapping(key: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a table of settings, got {value!r}")
+    return dict(value)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("config", f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{str(path)!r} is not valid TOML: {exc}") from None
+
+
+def _parse_env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            continue
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(name, "conflicts with another environment variable")
+        value: Any = text if path == ["home"] else _parse_env_value(text)
+        if path == ["symbols"]:
+            continue  # symbols are chosen per command, not globally
+        node[path[-1]] = value
+    return out
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def _positive(name: str, value: float, upper: float, upper_open: bool = False) -> None:
+    too_big = value >= upper if upper_open else value > upper
+    if not value > 0 or too_big:
+        bracket = ")" if upper_open else "]"
+        raise InvalidInputError(f"{name} must be in (0, {upper}{bracket}, got {value}")
