@@ -27,8 +27,12 @@ class StrategySpec:
     params_type: type
     signals: SignalFn
     indicator_columns: tuple[str, ...]
-    # warm-up bars needed before the signal can be 1 (for live warm-up)
+    # warm-up bars needed before the signal can be 1 (for live warm-up): the
+    # index of the first bar whose indicators are all defined
     warmup: Callable[[Any], int]
+    # Streaming(params) -> object with .update(open, high, low, close) -> (signal, {column: value});
+    # O(1) per bar and identical to ``signals`` on every bar when fed the same bars from the start
+    streaming: Callable[[Any], Any] | None = None
 
 
 _REGISTRY: dict[str, StrategySpec] = {}
