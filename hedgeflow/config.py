@@ -327,6 +327,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {value!r}")
         return value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _build(tp, _as_mapping(key, value), key)
     if tp is Path:
         if not isinstance(value, (str, Path)) or not str(value):
             raise ConfigError(key, f"expected a path, got {value!r}")

@@ -1,0 +1,97 @@
+"""The nightly research flow: ingest -> per-agent backtests -> portfolio -> report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from prefect import flow
+
+from flows.ingest import ingest_window, open_source_spec
+from hedgeflow.config import load_settings
+from hedgeflow.windows import lookback_window
+from tasks.common import current_run_id, run_logger
+from tasks.report import publish_report
+from tasks.research import PORTFOLIO_AGENT, AgentSummary, agent_backtest, combine_portfolio
+from warehouse import Warehouse, code_version, data_fingerprint
+
+SourceName = Literal["synthetic", "eodhd", "simulator"]
+
+
+@dataclass
+class NightlySummary:
+    run_id: str
+    status: str
+    agent_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    portfolio_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    failed_agents: dict[str, str] = field(default_factory=dict)
+    report_path: str | None = None
+
+
+@flow(name="nightly")
+def nightly(
+    days: int | None = None,
+    source: SourceName | None = None,
+    end: datetime | None = None,
+) -> NightlySummary:
+    """Ingest the lookback window, backtest every agent (one mapped task each),
+    combine them into a portfolio and publish the results."""
+    overrides: dict[str, Any] = {}
+    if source:
+        overrides["source"] = source
+    settings = load_settings(overrides=overrides)
+    window = lookback_window(days or settings.lookback_days, end)
+    run_id = current_run_id()
+    warehouse = Warehouse(settings.home)
+    params = {
+        "source": settings.source,
+        "interval": settings.interval,
+        "start": window.start.isoformat(),
+        "end": window.end.isoformat(),
+        "agents": {a.name: {"symbol": a.symbol, "strategy": a.strategy, "params": dict(a.params)} for a in settings.agents},
+    }
+    warehouse.start_run(run_id, "nightly", params, code_version())
+    log = run_logger()
+    summary = NightlySummary(run_id=run_id, status="running")
+    try:
+        with open_source_spec(settings) as spec:
+            ingested = ingest_window(list(settings.symbols), settings.interval, window, spec, settings, run_id)
+        quality = {r.symbol: {"stored": r.stored, "quarantined": r.quarantined} for r in ingested}
+        warehouse.set_fingerprint(run_id, data_fingerprint(ingested))
+
+        futures = agent_backtest.map(list(settings.agents), settings=settings, window=window, run_id=run_id)
+        done: list[AgentSummary] = []
+        for agent, future in zip(settings.agents, futures, strict=True):
+            outcome = future.result(raise_on_failure=False)
+            if isinstance(outcome, BaseException):
+                summary.failed_agents[agent.name] = f"{type(outcome).__name__}: {outcome}"
+                log.error("agent %s failed: %s", agent.name, outcome)
+            else:
+                done.append(outcome)
+                summary.agent_rows.append((outcome.agent, outcome.metrics))
+
+        curves = {s.agent: s.equity for s in done}
+        if done:
+            port = combine_portfolio(done, settings, run_id)
+            summary.portfolio_rows = list(port.metrics_by_method.items())
+            curves[PORTFOLIO_AGENT] = port.equity
+        report = publish_report(
+            run_id,
+            f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC, {settings.interval} bars",
+            curves,
+            summary.agent_rows,
+            summary.portfolio_rows,
+            summary.failed_agents,
+            quality,
+            warehouse.report_dir(run_id),
+        )
+        summary.report_path = str(report)
+        summary.status = "completed" if not summary.failed_agents else ("partial" if done else "failed")
+    except BaseException:
+        warehouse.finish_run(run_id, "failed", None)
+        raise
+    headline = {name: {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")} for name, m in summary.agent_rows}
+    headline.update({f"portfolio:{k}": {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")} for k, m in summary.portfolio_rows})
+    warehouse.finish_run(run_id, summary.status, headline)
+    return summary

@@ -1,0 +1,219 @@
+"""The ``hedgeflow`` command.
+
+The one core module that may start flows: Prefect and the flows are imported
+lazily inside the commands, after the environment is prepared, so ``--help``
+and input errors are instant and never touch the warehouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hedgeflow import __version__
+from hedgeflow.errors import HedgeflowError, InvalidInputError
+from hedgeflow.market import normalize_symbol, validate_interval
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hedgeflow",
+        description=(
+            "Multi-agent trading research on Prefect: ingest EODHD intraday bars into a "
+            "Parquet lake + DuckDB warehouse, backtest one agent per market, combine them "
+            "into a portfolio, and query everything with SQL."
+        ),
+        epilog="Settings: hedgeflow.toml and HEDGEFLOW_* variables (see README). "
+        "Data goes to $HEDGEFLOW_HOME (default ./data).",
+    )
+    parser.add_argument("--version", action="version", version=f"hedgeflow {__version__}")
+    parser.add_argument("--home", type=Path, help="data directory (default $HEDGEFLOW_HOME or ./data)")
+    parser.add_argument("--config", type=Path, help="settings file (default ./hedgeflow.toml if present)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's run logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("ingest", help="fetch, validate and store intraday bars")
+    p.add_argument("--source", choices=("synthetic", "eodhd", "simulator"), help="default: synthetic")
+    p.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="e.g. AAPL.US EURUSD.FOREX BTC-USD.CC")
+    p.add_argument("--days", type=int, help="lookback in days (default 30)")
+    p.add_argument("--interval", choices=("1m", "5m", "1h"), help="bar interval (default 5m)")
+    p.add_argument("--end", help="end of the window, UTC (default: start of today)")
+
+    p = sub.add_parser("nightly", help="ingest, backtest every agent, combine, publish")
+    p.add_argument("--source", choices=("synthetic", "eodhd", "simulator"), help="default: synthetic")
+    p.add_argument("--days", type=int, help="lookback in days (default 30)")
+    p.add_argument("--end", help="end of the window, UTC (default: start of today)")
+
+    p = sub.add_parser("backtest", help="backtest one strategy on your own bars file")
+    p.add_argument("--bars", required=True, type=Path, metavar="FILE", help="CSV or Parquet bars")
+    p.add_argument("--strategy", required=True, help="sma_cross, rsi_mean_revert, donchian_breakout")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--asset-class", choices=("stock", "forex", "crypto"), default="stock")
+    p.add_argument("--equity", type=float, default=100_000.0)
+    p.add_argument("--risk", type=float, default=0.01, help="risk per trade (fraction of equity)")
+    p.add_argument("--stop-pct", type=float, default=0.01)
+    p.add_argument("--take-profit-pct", type=float, default=0.02)
+    p.add_argument("--max-leverage", type=float, default=1.0)
+    p.add_argument("--fee-bps", type=float, default=0.0)
+    p.add_argument("--slippage-bps", type=float, default=0.0)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+
+    p = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
+    p.add_argument("query", help='e.g. "select symbol, count(*) from bars group by 1"')
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.home is not None:
+        os.environ["HEDGEFLOW_HOME"] = str(args.home)
+    if args.config is not None:
+        os.environ["HEDGEFLOW_CONFIG"] = str(args.config)
+    from hedgeflow.secrets import install_redaction
+
+    install_redaction()
+    try:
+        handler = _COMMANDS[args.command]
+        return handler(args)
+    except HedgeflowError as exc:
+        print(f"hedgeflow: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hedgeflow: interrupted", file=sys.stderr)
+        return 130
+
+
+def _symbols_arg(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            if part.strip():
+                out.append(normalize_symbol(part))
+    return out
+
+
+def _days_arg(days: int | None) -> int | None:
+    if days is not None and not 1 <= days <= 20_000:
+        raise InvalidInputError(f"--days must be in [1, 20000], got {days}")
+    return days
+
+
+def _end_arg(end: str | None) -> Any:
+    if end is None:
+        return None
+    from hedgeflow.windows import parse_utc
+
+    return parse_utc(end, "--end")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from hedgeflow.config import load_settings
+
+    symbols = _symbols_arg(args.symbols)
+    days = _days_arg(args.days)
+    interval = validate_interval(args.interval) if args.interval else None
+    end = _end_arg(args.end)
+    load_settings()  # a bad setting fails here, before Prefect starts
+    from hedgeflow.console import ingest_progress, print_ingest_summary
+
+    prepare_prefect(args.verbose)
+    from flows.ingest import ingest
+
+    with ingest_progress(len(symbols) if symbols else None):
+        results = ingest(symbols=symbols, days=days, interval=interval, source=args.source, end=end)
+    print_ingest_summary(results)
+    return 0
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from hedgeflow.config import load_settings
+
+    days = _days_arg(args.days)
+    end = _end_arg(args.end)
+    settings = load_settings()
+    from hedgeflow.console import nightly_progress, print_nightly_summary
+
+    prepare_prefect(args.verbose)
+    from flows.nightly import nightly
+
+    with nightly_progress(len(settings.agents)):
+        summary = nightly(days=days, source=args.source, end=end)
+    print_nightly_summary(summary)
+    return 0 if summary.status == "completed" else 1
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from hedgeflow.console import print_metrics
+    from hedgeflow.research import backtest_file
+
+    metrics = backtest_file(
+        bars_path=args.bars,
+        strategy=args.strategy,
+        params=args.param,
+        asset_class=args.asset_class,
+        equity=args.equity,
+        risk=args.risk,
+        stop_pct=args.stop_pct,
+        take_profit_pct=args.take_profit_pct,
+        max_leverage=args.max_leverage,
+        fee_bps=args.fee_bps,
+        slippage_bps=args.slippage_bps,
+        out_dir=args.out,
+    )
+    print_metrics(metrics, title=f"{args.strategy} on {args.bars.name}")
+    print(f"wrote {args.out / 'trades.csv'}, {args.out / 'equity.csv'}, {args.out / 'metrics.json'}")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from hedgeflow.config import load_settings
+    from hedgeflow.console import print_query_result
+    from warehouse import Warehouse
+
+    settings = load_settings()
+    warehouse = Warehouse(settings.home)
+    con = warehouse.connect_readonly()
+    try:
+        cursor = con.execute(args.query)
+        columns = [d[0] for d in cursor.description or []]
+        rows = cursor.fetchall()
+    except Exception as exc:  # duckdb.Error and friends: show the database's message
+        raise InvalidInputError(f"query failed: {exc}") from None
+    finally:
+        con.close()
+    print_query_result(columns, rows, args.format, args.max_rows)
+    return 0
+
+
+_COMMANDS = {
+    "ingest": cmd_ingest,
+    "nightly": cmd_nightly,
+    "backtest": cmd_backtest,
+    "sql": cmd_sql,
+}
+
+
+def prepare_prefect(verbose: bool) -> None:
+    """Environment for a quiet, offline Prefect before it is imported."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("hedgeflow").setLevel(logging.INFO)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""Terminal output of the CLI: progress displays and summary tables (rich)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+PROGRESS_LOGGER = "hedgeflow.progress"
+METRIC_FORMATS: dict[str, str] = {
+    "total_return": "{:+.2%}",
+    "cagr": "{:+.2%}",
+    "ann_vol": "{:.2%}",
+    "sharpe": "{:.2f}",
+    "sortino": "{:.2f}",
+    "max_drawdown": "{:.2%}",
+    "calmar": "{:.2f}",
+    "n_trades": "{:.0f}",
+    "win_rate": "{:.1%}",
+    "profit_factor": "{:.2f}",
+    "exposure": "{:.1%}",
+}
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, progress: Progress, task_id: Any, describe: Any) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+        self.task_id = task_id
+        self.describe = describe
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.describe(record)
+        if text is None:
+            return
+        self.progress.advance(self.task_id)
+        self.progress.console.log(text)
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int | None, describe: Any) -> Iterator[Progress]:
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+    )
+    task_id = progress.add_task(label, total=total)
+    handler = _ProgressHandler(progress, task_id, describe)
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with progress:
+            yield progress
+    finally:
+        logger.removeHandler(handler)
+
+
+def _describe_ingest(record: logging.LogRecord) -> str | None:
+    result = getattr(record, "hedgeflow_result", None)
+    if getattr(record, "hedgeflow_event", None) != "ingested" or result is None:
+        return None
+    extra = f", [yellow]{result.quarantined} quarantined[/]" if result.quarantined else ""
+    return f"{result.symbol}: {result.stored:,} bars stored{extra} ({result.seconds:.1f} s)"
+
+
+def _describe_nightly(record: logging.LogRecord) -> str | None:
+    event = getattr(record, "hedgeflow_event", None)
+    if event == "ingested":
+        return _describe_ingest(record)
+    if event == "agent_done":
+        return f"agent {record.getMessage()}"
+    return None
+
+
+def ingest_progress(total: int | None) -> contextlib.AbstractContextManager[Progress]:
+    return _progress("ingesting", total, _describe_ingest)
+
+
+def nightly_progress(n_steps: int) -> contextlib.AbstractContextManager[Progress]:
+    return _progress("nightly", n_steps, _describe_nightly)
+
+
+def print_ingest_summary(results: Sequence[Any]) -> None:
+    table = Table(title="ingest summary", title_justify="left")
+    for name in ("symbol", "interval", "fetched", "stored", "quarantined", "seconds"):
+        table.add_column(name, justify="left" if name in ("symbol", "interval") else "right")
+    for r in results:
+        table.add_row(
+            r.symbol, r.interval, f"{r.fetched:,}", f"{r.stored:,}", f"{r.quarantined:,}", f"{r.seconds:.2f}"
+        )
+    table.add_row(
+        "total",
+        "",
+        f"{sum(r.fetched for r in results):,}",
+        f"{sum(r.stored for r in results):,}",
+        f"{sum(r.quarantined for r in results):,}",
+        "",
+        style="bold",
+    )
+    stdout.print(table)
+
+
+def format_metric(name: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    fmt = METRIC_FORMATS.get(name)
+    return fmt.format(value) if fmt else str(value)
+
+
+def metrics_table(title: str, rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(first)
+    for name in METRIC_FORMATS:
+        table.add_column(name, justify="right")
+    for label, metrics in rows:
+        table.add_row(label, *(format_metric(k, metrics.get(k)) for k in METRIC_FORMATS))
+    return table
+
+
+def print_metrics(metrics: Mapping[str, Any], title: str) -> None:
+    stdout.print(metrics_table(title, [("result", metrics)], ""))
+
+
+def print_nightly_summary(summary: Any) -> None:
+    stdout.print(metrics_table(f"agents (run {summary.run_id})", list(summary.agent_rows), "agent"))
+    stdout.print(metrics_table("portfolio", list(summary.portfolio_rows), "method"))
+    for name, error in summary.failed_agents.items():
+        stderr.print(f"[red]agent {name} failed:[/] {error}")
+    if summary.report_path:
+        stdout.print(f"report: {summary.report_path}")
+    stdout.print(f"status: {summary.status}")
+
+
+def print_query_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, max_rows: int) -> None:
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return
+    if fmt == "json":
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        sys.stdout.write(json.dumps(records, default=str, indent=None) + "\n")
+        return
+    table = Table(show_lines=False)
+    for name in columns:
+        table.add_column(str(name))
+    for row in rows[:max_rows]:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    stdout.print(table)
+    more = f" (showing {max_rows})" if len(rows) > max_rows else ""
+    stdout.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}{more}")

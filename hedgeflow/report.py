@@ -1,0 +1,129 @@
+"""Run reports: equity and drawdown charts (PNG) and a markdown summary.
+
+Pure rendering: it writes only into the directory it is given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hedgeflow import columns as C
+
+METRIC_ORDER = (
+    "total_return",
+    "cagr",
+    "ann_vol",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "n_trades",
+    "win_rate",
+    "profit_factor",
+    "exposure",
+)
+PERCENT_METRICS = {"total_return", "cagr", "ann_vol", "max_drawdown", "win_rate", "exposure"}
+
+
+def fmt_metric(name: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if name == "n_trades":
+        return f"{int(value)}"
+    if name in PERCENT_METRICS:
+        return f"{value:.2%}"
+    return f"{value:.2f}"
+
+
+def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str, Path]:
+    """Two PNGs: equity rebased to 100 per curve, and drawdown per curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
+    for name, frame in curves.items():
+        equity = frame["equity"].to_numpy()
+        if len(equity) == 0:
+            continue
+        width = 2.4 if name == "portfolio" else 1.2
+        ax.plot(frame[C.TS], 100 * equity / equity[0], label=name, linewidth=width)
+    ax.set_title("Equity (rebased to 100)")
+    ax.set_ylabel("equity")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    paths["equity"] = out_dir / "equity.png"
+    fig.savefig(paths["equity"])
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=110)
+    for name, frame in curves.items():
+        width = 2.4 if name == "portfolio" else 1.2
+        ax.plot(frame[C.TS], 100 * frame["drawdown"].to_numpy(), label=name, linewidth=width)
+    ax.set_title("Drawdown (%)")
+    ax.set_ylabel("%")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    paths["drawdown"] = out_dir / "drawdown.png"
+    fig.savefig(paths["drawdown"])
+    plt.close(fig)
+    return paths
+
+
+def metrics_markdown(rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) -> str:
+    header = f"| {first} | " + " | ".join(METRIC_ORDER) + " |"
+    rule = "|---|" + "---:|" * len(METRIC_ORDER)
+    lines = [header, rule]
+    for label, metrics in rows:
+        lines.append(f"| {label} | " + " | ".join(fmt_metric(k, metrics.get(k)) for k in METRIC_ORDER) + " |")
+    return "\n".join(lines)
+
+
+def summary_markdown(
+    run_id: str,
+    window: str,
+    agent_rows: Sequence[tuple[str, Mapping[str, Any]]],
+    portfolio_rows: Sequence[tuple[str, Mapping[str, Any]]],
+    failed: Mapping[str, str],
+    data_quality: Mapping[str, Mapping[str, int]],
+    chart_links: Mapping[str, str],
+) -> str:
+    parts = [f"# hedgeflow nightly run `{run_id}`", "", f"Window: {window}", ""]
+    if agent_rows:
+        ranked = sorted(agent_rows, key=lambda r: r[1].get("sharpe") or -math.inf, reverse=True)
+        best, worst = ranked[0], ranked[-1]
+        parts += [
+            f"**Best agent:** {best[0]} (Sharpe {fmt_metric('sharpe', best[1].get('sharpe'))}, "
+            f"return {fmt_metric('total_return', best[1].get('total_return'))})  ",
+            f"**Worst agent:** {worst[0]} (Sharpe {fmt_metric('sharpe', worst[1].get('sharpe'))}, "
+            f"return {fmt_metric('total_return', worst[1].get('total_return'))})",
+            "",
+        ]
+    parts += ["## Agents", "", metrics_markdown(agent_rows, "agent"), ""]
+    parts += ["## Portfolio", "", metrics_markdown(portfolio_rows, "method"), ""]
+    if failed:
+        parts += ["## Failed agents", ""]
+        parts += [f"- **{name}**: {error}" for name, error in failed.items()]
+        parts.append("")
+    if data_quality:
+        parts += ["## Data quality", "", "| symbol | bars stored | quarantined |", "|---|---:|---:|"]
+        for symbol, counts in data_quality.items():
+            parts.append(f"| {symbol} | {counts.get('stored', 0):,} | {counts.get('quarantined', 0):,} |")
+        parts.append("")
+    if chart_links:
+        parts += ["## Charts", ""]
+        parts += [f"![{name}]({link})" for name, link in chart_links.items()]
+        parts.append("")
+    return "\n".join(parts)

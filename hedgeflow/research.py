@@ -1,0 +1,125 @@
+"""One agent's research step and the user-file backtest, as pure functions.
+
+``run_agent``: bars -> signals -> backtest -> metrics. The nightly task wraps it
+with warehouse I/O; ``hedgeflow backtest --bars`` wraps it with file I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hedgeflow import columns as C
+from hedgeflow.config import AgentSettings, CostSettings, RiskSettings
+from hedgeflow.engine import BacktestResult, EngineConfig, backtest
+from hedgeflow.errors import InvalidInputError
+from hedgeflow.market import AssetClass, validate_asset_class
+from hedgeflow.metrics import compute_metrics
+from hedgeflow.strategies import get_strategy, params_from_strings, parse_params
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    agent: str
+    symbol: str
+    strategy: str
+    params: Mapping[str, Any]
+    signals: pd.DataFrame  # ts, close, signal, indicator columns
+    result: BacktestResult
+    metrics: dict[str, Any]
+
+
+def compute_signals(bars: pd.DataFrame, strategy: str, params: Any) -> pd.DataFrame:
+    """Signal and indicator values at each bar's close."""
+    spec = get_strategy(strategy)
+    arrays = [np.ascontiguousarray(bars[c].to_numpy(dtype=np.float64)) for c in C.PRICE_COLUMNS]
+    signal, indicators = spec.signals(*arrays, params)
+    frame = pd.DataFrame({C.TS: bars[C.TS].to_numpy(), C.CLOSE: arrays[3], "signal": signal})
+    for name, values in indicators.items():
+        frame[name] = values
+    frame[C.TS] = bars[C.TS].array
+    return frame
+
+
+def run_agent(
+    bars: pd.DataFrame,
+    agent: AgentSettings,
+    costs: CostSettings,
+    initial_equity: float,
+) -> AgentResult:
+    if bars.empty:
+        raise InvalidInputError(f"agent {agent.name}: no bars for {agent.symbol} in the window")
+    params = parse_params(agent.strategy, agent.params)
+    signals = compute_signals(bars, agent.strategy, params)
+    config = EngineConfig.from_settings(agent.risk, costs, agent.asset_class, initial_equity)
+    result = backtest(bars, signals["signal"].to_numpy(), config)
+    metrics = compute_metrics(
+        result.equity["equity"].to_numpy(),
+        result.equity[C.TS],
+        result.trades,
+        agent.asset_class,
+        result.equity["position"].to_numpy() if "position" in result.equity else None,
+    )
+    return AgentResult(
+        agent=agent.name,
+        symbol=agent.symbol,
+        strategy=agent.strategy,
+        params=dataclasses.asdict(params),
+        signals=signals,
+        result=result,
+        metrics=metrics,
+    )
+
+
+def backtest_file(
+    bars_path: Path,
+    strategy: str,
+    params: Sequence[str],
+    asset_class: str,
+    equity: float,
+    risk: float,
+    stop_pct: float,
+    take_profit_pct: float,
+    max_leverage: float,
+    fee_bps: float,
+    slippage_bps: float,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """``hedgeflow backtest --bars FILE``: every input checked before the file is read."""
+    from hedgeflow.backtest_io import read_bars_file, write_backtest_outputs
+
+    klass: AssetClass = validate_asset_class(asset_class)
+    parsed = params_from_strings(strategy, list(params))
+    if not equity > 0 or not np.isfinite(equity):
+        raise InvalidInputError(f"--equity must be positive, got {equity}")
+    risk_settings = RiskSettings(
+        risk_per_trade=risk,
+        stop_pct=stop_pct,
+        take_profit_pct=take_profit_pct,
+        max_leverage=max_leverage,
+    )
+    costs = CostSettings(fee_bps=fee_bps, slippage_bps=slippage_bps)
+    bars = read_bars_file(bars_path)
+    signals = compute_signals(bars, strategy, parsed)
+    config = EngineConfig.from_settings(risk_settings, costs, klass, equity)
+    result = backtest(bars, signals["signal"].to_numpy(), config)
+    metrics = compute_metrics(
+        result.equity["equity"].to_numpy(),
+        result.equity[C.TS],
+        result.trades,
+        klass,
+        result.equity["position"].to_numpy() if "position" in result.equity else None,
+    )
+    write_backtest_outputs(result, metrics, out_dir)
+    return metrics
+
+
+def params_json(params: Mapping[str, Any]) -> str:
+    return json.dumps(dict(params), sort_keys=True)

@@ -1,0 +1,68 @@
+"""Time windows for runs: stable defaults so that re-running a command the same
+day covers exactly the same bars (idempotent re-ingest)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+
+from hedgeflow.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class Window:
+    """Half-open UTC range ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value.tzinfo is None:
+                raise InvalidInputError(f"window {name} must be timezone-aware UTC, got {value}")
+        if self.end <= self.start:
+            raise InvalidInputError(f"window end {self.end} must be after start {self.start}")
+
+    @property
+    def days(self) -> float:
+        return (self.end - self.start).total_seconds() / 86400
+
+
+def parse_utc(value: str | date | datetime | pd.Timestamp, name: str = "date") -> datetime:
+    """Parse a date or datetime given by a user; naive values are UTC."""
+    if isinstance(value, str):
+        try:
+            stamp = pd.Timestamp(value.strip())
+        except (ValueError, TypeError):
+            raise InvalidInputError(
+                f"invalid {name} {value!r}: expected ISO format such as 2026-11-24 or "
+                "2026-11-24T21:00:00Z"
+            ) from None
+    elif isinstance(value, datetime | pd.Timestamp):
+        stamp = pd.Timestamp(value)
+    elif isinstance(value, date):
+        stamp = pd.Timestamp(value.isoformat())
+    else:
+        raise InvalidInputError(f"invalid {name} {value!r}")
+    if stamp is pd.NaT or pd.isna(stamp):
+        raise InvalidInputError(f"invalid {name} {value!r}")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    if not (datetime(1990, 1, 1, tzinfo=UTC) <= stamp.to_pydatetime() <= datetime(2200, 1, 1, tzinfo=UTC)):
+        raise InvalidInputError(f"{name} {value!r} is out of range (1990..2200)")
+    return stamp.to_pydatetime()
+
+
+def lookback_window(days: int, end: str | datetime | None = None, now: datetime | None = None) -> Window:
+    """The ``days`` before ``end``; ``end`` defaults to the start of the current UTC day
+    (the last complete day), so two runs on one day see the same bars."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 20_000:
+        raise InvalidInputError(f"days must be an integer in [1, 20000], got {days!r}")
+    if end is None:
+        now = now or datetime.now(UTC)
+        end_dt = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    else:
+        end_dt = parse_utc(end, "end")
+    return Window(start=end_dt - timedelta(days=days), end=end_dt)

@@ -1,0 +1,100 @@
+"""Ingest task: fetch -> validate -> write, for one symbol."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from hedgeflow.config import NetworkSettings
+from hedgeflow.sources import make_source
+from schemas.bars import split_valid_bars
+from tasks.common import progress_log, retry_on_transient, run_logger
+from warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How a task opens its market source (picklable, holds no secret)."""
+
+    name: str
+    network: NetworkSettings
+    seed: int
+    # A non-secret token only (the local simulator's); the real token is read
+    # from the environment or a Prefect Secret block inside the task.
+    public_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    symbol: str
+    interval: str
+    fetched: int
+    stored: int
+    quarantined: int
+    seconds: float
+
+
+def ingest_symbol_body(
+    symbol: str,
+    interval: str,
+    start: datetime,
+    end: datetime,
+    source: SourceSpec,
+    home: Path,
+    run_id: str,
+) -> IngestResult:
+    began = time.perf_counter()
+    token = source.public_token
+    if source.name == "eodhd" and token is None:
+        from tasks.secrets import eodhd_token
+
+        token = eodhd_token(source.network)
+    market = make_source(source.name, source.network, source.seed, token=token)
+    try:
+        raw = market.fetch_bars(symbol, interval, start, end)
+    finally:
+        close = getattr(market, "close", None)
+        if close is not None:
+            close()
+    valid, quarantined = split_valid_bars(raw, symbol, interval, run_id)
+    warehouse = Warehouse(home)
+    if len(quarantined):
+        warehouse.write_quarantine(quarantined)
+    report = warehouse.write_bars(valid, symbol, interval, start, end, source=source.name)
+    result = IngestResult(
+        symbol=symbol,
+        interval=interval,
+        fetched=len(raw),
+        stored=int(getattr(report, "rows", len(valid))),
+        quarantined=len(quarantined),
+        seconds=time.perf_counter() - began,
+    )
+    log = run_logger()
+    log.info(
+        "%s %s: %d bars fetched, %d stored, %d quarantined",
+        symbol,
+        interval,
+        result.fetched,
+        result.stored,
+        result.quarantined,
+    )
+    if result.quarantined:
+        log.warning("%s: %d invalid bars quarantined (see the quarantine table)", symbol, result.quarantined)
+    progress_log.info("ingested", extra={"hedgeflow_event": "ingested", "hedgeflow_result": result})
+    return result
+
+
+ingest_symbol = task(
+    ingest_symbol_body,
+    name="ingest-symbol",
+    task_run_name="ingest-{symbol}",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_on_transient,
+    cache_policy=NO_CACHE,
+)

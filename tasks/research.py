@@ -1,0 +1,163 @@
+"""Nightly research tasks: one agent's backtest, the portfolio."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from hedgeflow import columns as C
+from hedgeflow.config import AgentSettings, Settings
+from hedgeflow.metrics import compute_metrics
+from hedgeflow.portfolio import combine
+from hedgeflow.research import AgentResult, params_json, run_agent
+from hedgeflow.windows import Window
+from tasks.common import progress_log, run_logger
+from warehouse import Warehouse
+
+PORTFOLIO_METHODS = ("equal", "inverse_vol", "risk_parity")
+PORTFOLIO_AGENT = "portfolio"
+
+
+@dataclass(frozen=True)
+class AgentSummary:
+    agent: str
+    symbol: str
+    strategy: str
+    asset_class: str
+    metrics: dict[str, Any]
+    equity: pd.DataFrame  # ts, equity, drawdown
+    n_bars: int
+
+
+@dataclass(frozen=True)
+class PortfolioSummary:
+    method: str
+    metrics_by_method: dict[str, dict[str, Any]]
+    weights_by_method: dict[str, dict[str, float]]
+    equity: pd.DataFrame  # the configured method's curve: ts, equity, drawdown
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf -> None so that every metric is storable and JSON-safe."""
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: _clean(v) for k, v in metrics.items()}
+
+
+def agent_tables(run_id: str, outcome: AgentResult) -> dict[str, pd.DataFrame]:
+    """The warehouse rows of one agent's backtest."""
+    keys = {C.RUN_ID: run_id, "agent": outcome.agent}
+    signals = outcome.signals.assign(**keys, symbol=outcome.symbol)
+    trades = outcome.result.trades.assign(**keys, symbol=outcome.symbol)
+    equity = outcome.result.equity[[C.TS, "equity", "drawdown"]].assign(**keys)
+    metrics = pd.DataFrame(
+        [
+            {
+                **keys,
+                "symbol": outcome.symbol,
+                "strategy": outcome.strategy,
+                "params": params_json(outcome.params),
+                **clean_metrics(outcome.metrics),
+            }
+        ]
+    )
+    return {"signals": signals, "trades": trades, "equity": equity, "agent_metrics": metrics}
+
+
+def agent_backtest_body(agent: AgentSettings, settings: Settings, window: Window, run_id: str) -> AgentSummary:
+    warehouse = Warehouse(settings.home)
+    bars = warehouse.read_bars(agent.symbol, settings.interval, window.start, window.end)
+    outcome = run_agent(bars, agent, settings.costs_for(agent), settings.portfolio.initial_equity)
+    warehouse.write_results(run_id, agent_tables(run_id, outcome))
+    metrics = clean_metrics(outcome.metrics)
+    run_logger().info(
+        "agent %s (%s, %s): %d bars, %d trades, total return %.4f",
+        agent.name,
+        agent.symbol,
+        agent.strategy,
+        len(bars),
+        int(metrics.get("n_trades") or 0),
+        metrics.get("total_return") or 0.0,
+    )
+    progress_log.info(
+        "%s: %d trades", agent.name, int(metrics.get("n_trades") or 0), extra={"hedgeflow_event": "agent_done"}
+    )
+    return AgentSummary(
+        agent=agent.name,
+        symbol=agent.symbol,
+        strategy=agent.strategy,
+        asset_class=agent.asset_class,
+        metrics=metrics,
+        equity=outcome.result.equity[[C.TS, "equity", "drawdown"]].copy(),
+        n_bars=len(bars),
+    )
+
+
+agent_backtest = task(
+    agent_backtest_body,
+    name="agent-backtest",
+    task_run_name="backtest-{agent.name}",
+    cache_policy=NO_CACHE,
+)
+
+
+def portfolio_asset_class(summaries: list[AgentSummary]) -> str:
+    """Annualise the portfolio like its most continuous market (crypto > forex > stock)."""
+    classes = {s.asset_class for s in summaries}
+    for klass in ("crypto", "forex", "stock"):
+        if klass in classes:
+            return klass
+    return "stock"
+
+
+def combine_portfolio_body(summaries: list[AgentSummary], settings: Settings, run_id: str) -> PortfolioSummary:
+    curves = {s.agent: s.equity[[C.TS, "equity"]] for s in summaries}
+    klass = portfolio_asset_class(summaries)
+    metrics_by_method: dict[str, dict[str, Any]] = {}
+    weights_by_method: dict[str, dict[str, float]] = {}
+    chosen_equity: pd.DataFrame | None = None
+    rows = []
+    for method in PORTFOLIO_METHODS:
+        combined = combine(
+            curves,
+            method=method,
+            rebalance=settings.portfolio.rebalance,
+            fee_bps=settings.portfolio.fee_bps,
+            initial_equity=settings.portfolio.initial_equity,
+            vol_lookback_bars=settings.portfolio.vol_lookback_bars,
+        )
+        eq = combined.equity
+        metrics = clean_metrics(compute_metrics(eq["equity"].to_numpy(), eq[C.TS], None, klass, None))
+        weights = {k: float(v) for k, v in combined.weights.items()}
+        metrics_by_method[method] = metrics
+        weights_by_method[method] = weights
+        rows.append({C.RUN_ID: run_id, "method": method, **metrics, "weights": json.dumps(weights)})
+        if method == settings.portfolio.allocation:
+            chosen_equity = eq[[C.TS, "equity", "drawdown"]].copy()
+    assert chosen_equity is not None
+    tables = {
+        "portfolio_metrics": pd.DataFrame(rows),
+        "equity": chosen_equity.assign(**{C.RUN_ID: run_id, "agent": PORTFOLIO_AGENT}),
+    }
+    Warehouse(settings.home).write_results(run_id, tables)
+    return PortfolioSummary(settings.portfolio.allocation, metrics_by_method, weights_by_method, chosen_equity)
+
+
+combine_portfolio = task(combine_portfolio_body, name="combine-portfolio", cache_policy=NO_CACHE)
+
+
+def report_dir(home: Path, run_id: str) -> Path:
+    return Warehouse(home).report_dir(run_id)

@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import pytest
+
+from hedgeflow.config import load_settings
+from hedgeflow.errors import ConfigError
+
+
+def test_defaults_are_the_articles_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(env={})
+    assert s.symbols == ("AAPL.US", "EURUSD.FOREX", "BTC-USD.CC")
+    assert s.interval == "5m" and s.lookback_days == 30 and s.source == "synthetic"
+    by_name = {a.name: a for a in s.agents}
+    assert by_name["stocks"].strategy == "sma_cross"
+    assert dict(by_name["stocks"].params) == {"fast": 20, "slow": 50, "confirm_above_fast": True}
+    assert dict(by_name["forex"].params) == {"period": 14, "entry_rsi": 30.0, "exit_rsi": 50.0}
+    assert dict(by_name["crypto"].params) == {"window": 20, "exit_rule": "midline"}
+    assert by_name["crypto"].asset_class == "crypto"
+    risk = by_name["stocks"].risk
+    assert (risk.risk_per_trade, risk.max_leverage, risk.stop_pct, risk.take_profit_pct) == (0.01, 1.0, 0.01, 0.02)
+    assert s.portfolio.initial_equity == 100_000.0 and s.portfolio.allocation == "equal"
+    assert (s.network.rest_timeout, s.network.max_retries, s.network.retry_backoff_sec) == (20.0, 3, 1.5)
+    assert s.home == Path("data")
+
+
+def test_toml_then_environment_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "hedgeflow.toml"
+    cfg.write_text(
+        """
+lookback_days = 10
+[network]
+rest_timeout = 5
+[agents.stocks]
+params = { fast = 10, slow = 30 }
+[agents.extra]
+symbol = "msft.us"
+strategy = "sma_cross"
+risk = { stop_pct = 0.02 }
+"""
+    )
+    env = {"HEDGEFLOW_LOOKBACK_DAYS": "12", "HEDGEFLOW_NETWORK__MAX_RETRIES": "5", "HEDGEFLOW_HOME": "/tmp/x y"}
+    s = load_settings(cfg, env=env)
+    assert s.lookback_days == 12  # env beats file
+    assert s.network.rest_timeout == 5.0 and s.network.max_retries == 5
+    assert s.home == Path("/tmp/x y")
+    agents = {a.name: a for a in s.agents}
+    assert agents["stocks"].params["fast"] == 10 and agents["stocks"].params["confirm_above_fast"] is True
+    assert agents["extra"].symbol == "MSFT.US" and agents["extra"].risk.stop_pct == 0.02
+    assert len(s.agents) == 4
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"HEDGEFLOW_LOOKBACK_DAYS": "thirty"}, "lookback_days"),
+        ({"HEDGEFLOW_INTERVAL": "7m"}, "interval"),
+        ({"HEDGEFLOW_SOURCE": "yahoo"}, "source"),
+        ({"HEDGEFLOW_NETWORK__REST_TIMEOUT": "-1"}, "network.rest_timeout"),
+        ({"HEDGEFLOW_NETWORK__BOGUS": "1"}, "network.bogus"),
+        ({"HEDGEFLOW_RISK__STOP_PCT": "2"}, "stop_pct"),
+        ({"HEDGEFLOW_AGENTS__STOCKS__SYMBOL": "../x"}, "agents.stocks.symbol"),
+        ({"HEDGEFLOW_AGENTS__STOCKS__PARAMS__FAST": "abc"}, "agents.stocks.params"),
+        ({"HEDGEFLOW_AGENTS__STOCKS__PARAMS__SLOWER": "3"}, "agents.stocks.params"),
+        ({"HEDGEFLOW_PORTFOLIO__ALLOCATION": "kelly"}, "portfolio.allocation"),
+        ({"HEDGEFLOW_COLOUR": "blue"}, "colour"),
+    ],
+)
+def test_wrong_value_names_the_key(env: dict[str, str], key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_settings(env=env)
+    assert key in str(info.value)
+
+
+def test_bad_toml_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "hedgeflow.toml"
+    cfg.write_text("lookback_days = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(cfg, env={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml", env={})
+
+
+def test_agent_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(env={"HEDGEFLOW_AGENTS__FOREX": "false"})
+    assert [a.name for a in s.agents] == ["stocks", "crypto"]
