@@ -1,0 +1,92 @@
+"""The MarketSource protocol and the helpers every source shares.
+
+A bars frame has exactly the columns ``BAR_COLUMNS`` (ts, open, high, low,
+close, volume), ``ts`` as ``datetime64[us, UTC]`` stamped at the bar's OPEN
+time, float64 prices and volume (NaN volume where the vendor sends null),
+a RangeIndex, sorted by ts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from hedgeflow.columns import BAR_COLUMNS, CLOSE, HIGH, LOW, OPEN, TS, TS_DTYPE, VOLUME
+from hedgeflow.errors import InvalidInputError
+from hedgeflow.market import normalize_symbol, validate_interval
+
+
+_UNIX_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+@runtime_checkable
+class MarketSource(Protocol):
+    name: str  # "synthetic" | "eodhd" | "simulator"
+
+    def fetch_bars(
+        self, symbol: str, interval: str, start: datetime, end: datetime
+    ) -> pd.DataFrame: ...
+
+
+def to_utc(value: datetime | pd.Timestamp, what: str = "timestamp") -> pd.Timestamp:
+    """A tz-aware datetime as a microsecond UTC Timestamp; naive values are rejected."""
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(
+            f"{what} {value!s} is naive: pass a timezone-aware UTC datetime "
+            "(e.g. datetime(..., tzinfo=timezone.utc))"
+        )
+    ts = pd.Timestamp(value).tz_convert("UTC")
+    return ts.as_unit("us")
+
+
+def check_request(
+    symbol: str, interval: str, start: datetime, end: datetime
+) -> tuple[str, str, pd.Timestamp, pd.Timestamp]:
+    """Validate a fetch_bars request before any I/O; returns normalised values."""
+    sym = normalize_symbol(symbol)
+    validate_interval(interval)
+    start_ts = to_utc(start, "start")
+    end_ts = to_utc(end, "end")
+    if end_ts < start_ts:
+        raise InvalidInputError(f"end {end_ts} is before start {start_ts}")
+    return sym, interval, start_ts, end_ts
+
+
+def epoch_us(ts: pd.Timestamp) -> int:
+    """Microseconds since the Unix epoch of a UTC Timestamp."""
+    return (ts - _UNIX_EPOCH) // pd.Timedelta(1, "us")
+
+
+def bars_frame(
+    ts_us: np.ndarray,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+) -> pd.DataFrame:
+    """Build a bars frame from epoch-microsecond timestamps and float columns."""
+    ts = pd.DatetimeIndex(np.asarray(ts_us, dtype="int64").view("datetime64[us]"), tz="UTC")
+    return pd.DataFrame(
+        {
+            TS: ts,
+            OPEN: np.asarray(open_, dtype="float64"),
+            HIGH: np.asarray(high, dtype="float64"),
+            LOW: np.asarray(low, dtype="float64"),
+            CLOSE: np.asarray(close, dtype="float64"),
+            VOLUME: np.asarray(volume, dtype="float64"),
+        },
+        columns=list(BAR_COLUMNS),
+    )
+
+
+def empty_bars() -> pd.DataFrame:
+    empty = np.empty(0, dtype="float64")
+    frame = bars_frame(np.empty(0, dtype="int64"), empty, empty, empty, empty, empty)
+    assert str(frame[TS].dtype) == TS_DTYPE
+    return frame
