@@ -1,0 +1,46 @@
+"""Run the real ``hedgeflow`` command in a subprocess (Prefect ephemeral mode)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+NOISE_MARKERS = ("ERROR", "Traceback", "CancelledError", "CRITICAL")
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEDGEFLOW_", "PREFECT_API_URL"))}
+    env.update({"HEDGEFLOW_HOME": str(home), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+    env.update(extra)
+    return env
+
+
+def run_cli(home: Path, *args: str, timeout: float = 240, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hedgeflow.cli", *args],
+        env=cli_env(home, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=home.parent,
+    )
+
+
+def assert_clean(proc: subprocess.CompletedProcess[str]) -> None:
+    """Exit 0 and no ERROR lines or tracebacks anywhere in the output."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    noisy = [line for line in output.splitlines() if any(m in line for m in NOISE_MARKERS)]
+    assert not noisy, "\n".join(noisy[:20])
+
+
+def query(home: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(home / "hedgeflow.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
