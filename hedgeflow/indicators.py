@@ -251,7 +251,7 @@ class SmaStream:
 class RsiStream:
     """Streaming ``rsi(n)``: O(1) per bar, identical to :func:`rsi`."""
 
-    __slots__ = ("_alpha", "_ag", "_al", "_beta", "_count", "_n", "_prev")
+    __slots__ = ("_ag", "_al", "_alpha", "_beta", "_count", "_n", "_prev")
 
     def __init__(self, n: int = 14) -> None:
         self._n = _check_window("rsi", n)
@@ -361,4 +361,3 @@ class AtrStream:
         else:
             self._atr = (self._atr * (n - 1) + tr) / n
         return self._atr
-

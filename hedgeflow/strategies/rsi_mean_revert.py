@@ -30,7 +30,7 @@ class Params:
         check_int(NAME, "period", self.period)
         entry = check_float(NAME, "entry_rsi", self.entry_rsi)
         exit_ = check_float(NAME, "exit_rsi", self.exit_rsi)
-        if not 0.0 < entry:
+        if not entry > 0.0:
             raise InvalidInputError(f"entry_rsi must be > 0, got {entry} ({NAME})")
         if not entry < exit_:
             raise InvalidInputError(

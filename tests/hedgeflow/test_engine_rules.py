@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -159,17 +159,16 @@ def test_leverage_cap_binding():
 
 
 def test_whole_units_floor_and_zero_quantity():
-    rows = [FLAT, FLAT, (300.0, 301.0, 299.0, 300.0), FLAT]
     rows = [(300.0, 301.0, 299.0, 300.0)] * 4
     cfg = EngineConfig(initial_equity=1000.0, risk_per_trade=0.01, stop_pct=0.01)
     # 1000 x 0.01 / (300 x 0.01) = 3.33 -> 3 whole shares, 3.33.. fractional
-    whole = only_trade(run(rows, [0, 1, 1, 1], EngineConfig(**{**cfg.__dict__, "whole_units": True})))
+    whole = only_trade(run(rows, [0, 1, 1, 1], replace(cfg, whole_units=True)))
     assert whole.qty == 3.0
     frac = only_trade(run(rows, [0, 1, 1, 1], cfg))
     assert frac.qty == pytest.approx(1000 / 300, rel=1e-15)
     # price 1500: 0.67 of a share -> 0 -> no trade at all, equity untouched
     rows = [(1500.0, 1501.0, 1499.0, 1500.0)] * 4
-    res = run(rows, [0, 1, 1, 1], EngineConfig(**{**cfg.__dict__, "whole_units": True}))
+    res = run(rows, [0, 1, 1, 1], replace(cfg, whole_units=True))
     assert len(res.trades) == 0
     assert (res.equity.equity == 1000.0).all() and (res.equity.position == 0).all()
 
@@ -273,4 +272,3 @@ def test_bad_inputs():
         run([FLAT, FLAT], [0, 1], EngineConfig(allow_short=True))
     with pytest.raises(InvalidInputError, match="close"):
         backtest(make_bars([FLAT]).drop(columns="close"), np.zeros(1), BASE)
-    assert math.isnan(float("nan"))

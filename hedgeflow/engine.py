@@ -1,0 +1,482 @@
+"""The backtest engine: one compiled event loop over bars (DESIGN.md "Exact rules").
+
+Order of events in bar ``i`` (open ``o``, high ``h``, low ``l``, close ``c``):
+
+1. A pending order from bar ``i-1`` fills at ``o``: a buy at ``o * (1 + slip)``,
+   a sell at ``o * (1 - slip)``; fee = ``fee_bps / 1e4 * qty * fill``. An entry
+   sets ``stop = fill * (1 - stop_pct)`` and ``take_profit = fill * (1 + tp_pct)``.
+2. An open position (also one filled at this open) exits at ``o`` if
+   ``o <= stop`` (reason ``stop``) or ``o >= take_profit`` (``take_profit``), else
+   at the stop if ``l <= stop``, else at the take-profit if ``h >= take_profit``
+   (the stop wins when both lie inside the bar). Exits pay slippage and fee.
+3. At the close the signal is read. A 0 -> 1 change while flat queues an entry
+   for bar ``i+1``; a 1 -> 0 change while long queues an exit (reason
+   ``signal``). The signal before the first bar counts as 0. After a stop or
+   take-profit exit the agent waits for the next 0 -> 1 change. With
+   ``use_trailing_atr`` the stop of an open position then becomes
+   ``max(stop, c - atr_mult * ATR[i])`` (Wilder ATR of ``atr_period``; no change
+   while the ATR is undefined).
+4. Equity = cash + qty x c. A position still open after the last bar is closed
+   at its close with reason ``end`` (slippage and fee apply); the last equity
+   point is after that close.
+
+Sizing equity: entries fill only while flat, so the equity used for sizing is
+the cash at the fill (which equals the equity at the previous close: cash + 0 x
+close). ``qty = equity * risk_per_trade / (fill * stop_pct)``, capped at
+``equity * max_leverage / fill`` (fees not included), floored to whole units when
+``whole_units`` (``floor(qty + 1e-9)`` so that an exact integer computed as
+``999.9999999999`` is not lost to rounding). ``qty <= 0`` -> no trade (the entry is
+dropped; the agent waits for the next 0 -> 1 change).
+
+Trade pnl = ``qty * (exit - entry) - entry fee - exit fee``;
+``return_pct = pnl / (qty * entry)``; so final equity = initial equity + sum of
+trade pnl (up to float rounding).
+
+The ``position`` column of the equity frame is the quantity held through the
+bar's close (on the last bar it is the quantity that the ``end`` exit closed).
+Long only: ``allow_short=True`` raises NotImplementedError.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import pandas as pd
+
+from hedgeflow.config import CostSettings, RiskSettings
+from hedgeflow.errors import InvalidInputError
+from hedgeflow.indicators import atr as atr_indicator
+from hedgeflow.market import validate_asset_class
+
+__all__ = [
+    "EQUITY_COLUMNS",
+    "EXIT_REASONS",
+    "TRADE_COLUMNS",
+    "BacktestResult",
+    "EngineConfig",
+    "backtest",
+    "run_arrays",
+]
+
+EXIT_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end")
+R_SIGNAL, R_STOP, R_TAKE_PROFIT, R_END = 0, 1, 2, 3
+
+TRADE_COLUMNS: tuple[str, ...] = (
+    "trade_id",
+    "side",
+    "qty",
+    "entry_ts",
+    "entry_price",
+    "exit_ts",
+    "exit_price",
+    "exit_reason",
+    "fees",
+    "pnl",
+    "return_pct",
+)
+EQUITY_COLUMNS: tuple[str, ...] = ("ts", "equity", "drawdown", "position")
+
+_WHOLE_UNIT_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    initial_equity: float = 100_000.0
+    risk_per_trade: float = 0.01
+    stop_pct: float = 0.01
+    take_profit_pct: float = 0.02
+    max_leverage: float = 1.0
+    fee_bps: float = 0.0
+    slippage_bps: float = 0.0
+    whole_units: bool = False
+    use_trailing_atr: bool = False
+    atr_period: int = 14
+    atr_mult: float = 3.0
+    allow_short: bool = False
+
+    def __post_init__(self) -> None:
+        def positive(name: str, upper: float | None = None, strict_upper: bool = False) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InvalidInputError(f"{name} must be a finite number, got {v!r}")
+            if v <= 0 or (upper is not None and (v >= upper if strict_upper else v > upper)):
+                bound = f"(0, {upper}{')' if strict_upper else ']'}" if upper else "> 0"
+                raise InvalidInputError(f"{name} must be in {bound}, got {v!r}")
+
+        positive("initial_equity")
+        positive("risk_per_trade", 1.0)
+        positive("stop_pct", 1.0, strict_upper=True)
+        positive("take_profit_pct")
+        positive("max_leverage")
+        positive("atr_mult")
+        for name in ("fee_bps", "slippage_bps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 10_000:
+                raise InvalidInputError(f"{name} must be in [0, 10000) bps, got {v!r}")
+        if isinstance(self.atr_period, bool) or not isinstance(self.atr_period, int):
+            raise InvalidInputError(f"atr_period must be an integer, got {self.atr_period!r}")
+        if self.atr_period < 1:
+            raise InvalidInputError(f"atr_period must be >= 1, got {self.atr_period}")
+
+    @classmethod
+    def from_settings(
+        cls,
+        risk: RiskSettings,
+        costs: CostSettings,
+        asset_class: str,
+        initial_equity: float,
+    ) -> EngineConfig:
+        """Engine settings for one agent: whole units for stocks, fractional otherwise."""
+        ac = validate_asset_class(asset_class)
+        return cls(
+            initial_equity=float(initial_equity),
+            risk_per_trade=risk.risk_per_trade,
+            stop_pct=risk.stop_pct,
+            take_profit_pct=risk.take_profit_pct,
+            max_leverage=risk.max_leverage,
+            fee_bps=costs.fee_bps,
+            slippage_bps=costs.slippage_bps,
+            whole_units=ac == "stock",
+            use_trailing_atr=risk.use_trailing_atr,
+            atr_period=risk.atr_period,
+            atr_mult=risk.atr_mult,
+            allow_short=risk.allow_short,
+        )
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    trades: pd.DataFrame  # TRADE_COLUMNS
+    equity: pd.DataFrame  # EQUITY_COLUMNS
+    config: EngineConfig
+
+    @property
+    def final_equity(self) -> float:
+        return float(self.equity["equity"].iat[-1]) if len(self.equity) else math.nan
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+@numba.njit(cache=True)
+def _event_loop(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    signal: np.ndarray,
+    atr: np.ndarray,
+    initial_equity: float,
+    risk_per_trade: float,
+    stop_pct: float,
+    take_profit_pct: float,
+    max_leverage: float,
+    fee_rate: float,
+    slip_rate: float,
+    whole_units: bool,
+    use_trailing_atr: bool,
+    atr_mult: float,
+) -> tuple[
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    int,
+]:
+    n = close.shape[0]
+    equity = np.empty(n, dtype=np.float64)
+    position = np.empty(n, dtype=np.float64)
+    cap = n // 2 + 2
+    t_entry = np.empty(cap, dtype=np.int64)
+    t_exit = np.empty(cap, dtype=np.int64)
+    t_qty = np.empty(cap, dtype=np.float64)
+    t_entry_px = np.empty(cap, dtype=np.float64)
+    t_exit_px = np.empty(cap, dtype=np.float64)
+    t_reason = np.empty(cap, dtype=np.int8)
+    t_fees = np.empty(cap, dtype=np.float64)
+    t_pnl = np.empty(cap, dtype=np.float64)
+    nt = 0
+
+    cash = initial_equity
+    qty = 0.0
+    entry_px = 0.0
+    entry_fee = 0.0
+    entry_i = -1
+    stop = 0.0
+    tp = 0.0
+    pending = 0  # 1: entry at next open, -1: exit at next open
+    prev_sig = 0
+    buy_mult = 1.0 + slip_rate
+    sell_mult = 1.0 - slip_rate
+
+    for i in range(n):
+        o = open_[i]
+        # 1. pending order fills at the open
+        if pending == 1:
+            fill = o * buy_mult
+            eq = cash  # flat: equity == cash
+            q = eq * risk_per_trade / (fill * stop_pct)
+            q_cap = eq * max_leverage / fill
+            if q > q_cap:
+                q = q_cap
+            if whole_units:
+                q = math.floor(q + 1e-9)
+            if q > 0.0:
+                fee = fee_rate * q * fill
+                cash -= q * fill + fee
+                qty = q
+                entry_px = fill
+                entry_fee = fee
+                entry_i = i
+                stop = fill * (1.0 - stop_pct)
+                tp = fill * (1.0 + take_profit_pct)
+        elif pending == -1 and qty > 0.0:
+            px = o * sell_mult
+            fee = fee_rate * qty * px
+            cash += qty * px - fee
+            t_entry[nt] = entry_i
+            t_exit[nt] = i
+            t_qty[nt] = qty
+            t_entry_px[nt] = entry_px
+            t_exit_px[nt] = px
+            t_reason[nt] = 0
+            t_fees[nt] = entry_fee + fee
+            t_pnl[nt] = qty * (px - entry_px) - entry_fee - fee
+            nt += 1
+            qty = 0.0
+        pending = 0
+
+        held = qty  # quantity held during this bar (for `position`)
+        # 2. protective exits
+        if qty > 0.0:
+            level = 0.0
+            reason = -1
+            if o <= stop:
+                level = o
+                reason = 1
+            elif o >= tp:
+                level = o
+                reason = 2
+            elif low[i] <= stop:
+                level = stop
+                reason = 1
+            elif high[i] >= tp:
+                level = tp
+                reason = 2
+            if reason >= 0:
+                px = level * sell_mult
+                fee = fee_rate * qty * px
+                cash += qty * px - fee
+                t_entry[nt] = entry_i
+                t_exit[nt] = i
+                t_qty[nt] = qty
+                t_entry_px[nt] = entry_px
+                t_exit_px[nt] = px
+                t_reason[nt] = reason
+                t_fees[nt] = entry_fee + fee
+                t_pnl[nt] = qty * (px - entry_px) - entry_fee - fee
+                nt += 1
+                qty = 0.0
+                held = 0.0
+
+        # 3. signal at the close
+        c = close[i]
+        s = signal[i]
+        if s == 1 and prev_sig == 0:
+            if qty == 0.0:
+                pending = 1
+        elif s == 0 and prev_sig == 1:
+            if qty > 0.0:
+                pending = -1
+        prev_sig = s
+        if use_trailing_atr and qty > 0.0:
+            a = atr[i]
+            if a == a:
+                trail = c - atr_mult * a
+                if trail > stop:
+                    stop = trail
+
+        # 4. equity at the close (end-of-data close on the last bar)
+        if i == n - 1 and qty > 0.0:
+            px = c * sell_mult
+            fee = fee_rate * qty * px
+            cash += qty * px - fee
+            t_entry[nt] = entry_i
+            t_exit[nt] = i
+            t_qty[nt] = qty
+            t_entry_px[nt] = entry_px
+            t_exit_px[nt] = px
+            t_reason[nt] = 3
+            t_fees[nt] = entry_fee + fee
+            t_pnl[nt] = qty * (px - entry_px) - entry_fee - fee
+            nt += 1
+            qty = 0.0
+        equity[i] = cash + qty * c
+        position[i] = held
+
+    return (
+        equity,
+        position,
+        t_entry[:nt],
+        t_exit[:nt],
+        t_qty[:nt],
+        t_entry_px[:nt],
+        t_exit_px[:nt],
+        t_reason[:nt],
+        t_fees[:nt],
+        t_pnl[:nt],
+        nt,
+    )
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def _f64(name: str, x: Any, n: int | None = None) -> np.ndarray:
+    arr = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+    if arr.ndim != 1:
+        raise InvalidInputError(f"{name} must be one-dimensional")
+    if n is not None and arr.shape[0] != n:
+        raise InvalidInputError(f"{name} has {arr.shape[0]} values, expected {n}")
+    return arr
+
+
+def _signal_array(signal: Any, n: int) -> np.ndarray:
+    raw = np.asarray(signal)
+    if raw.ndim != 1 or raw.shape[0] != n:
+        raise InvalidInputError(f"signal must be a 1-D array of {n} values, got shape {raw.shape}")
+    if raw.dtype.kind == "f" and np.isnan(raw).any():
+        bad = int(np.flatnonzero(np.isnan(raw))[0])
+        raise InvalidInputError(f"signal is NaN at position {bad}")
+    if raw.dtype.kind not in "biuf":
+        raise InvalidInputError(f"signal must be numeric 0/1, got dtype {raw.dtype}")
+    bad_mask = (raw != 0) & (raw != 1)
+    if bad_mask.any():
+        bad = int(np.flatnonzero(bad_mask)[0])
+        raise InvalidInputError(
+            f"signal must be 0 or 1 (long only), got {raw[bad]!r} at position {bad}"
+        )
+    return np.ascontiguousarray(raw.astype(np.int8))
+
+
+def run_arrays(
+    open_: Any,
+    high: Any,
+    low: Any,
+    close: Any,
+    signal: Any,
+    config: EngineConfig,
+) -> dict[str, np.ndarray]:
+    """Run the compiled loop on plain arrays.
+
+    Returns ``equity``, ``position`` (one value per bar) and the trade arrays
+    ``entry_idx``, ``exit_idx``, ``qty``, ``entry_price``, ``exit_price``,
+    ``reason`` (index into EXIT_REASONS), ``fees``, ``pnl``.
+    """
+    if config.allow_short:
+        raise NotImplementedError(
+            "allow_short=True: the engine is long only (DESIGN convention 5); "
+            "set risk.allow_short = false"
+        )
+    c = _f64("close", close)
+    n = c.shape[0]
+    o = _f64("open", open_, n)
+    h = _f64("high", high, n)
+    lo = _f64("low", low, n)
+    sig = _signal_array(signal, n)
+    if config.use_trailing_atr:
+        atr_values = atr_indicator(h, lo, c, config.atr_period)
+    else:
+        atr_values = np.empty(0, dtype=np.float64)
+    out = _event_loop(
+        o,
+        h,
+        lo,
+        c,
+        sig,
+        atr_values,
+        float(config.initial_equity),
+        float(config.risk_per_trade),
+        float(config.stop_pct),
+        float(config.take_profit_pct),
+        float(config.max_leverage),
+        float(config.fee_bps) / 1e4,
+        float(config.slippage_bps) / 1e4,
+        bool(config.whole_units),
+        bool(config.use_trailing_atr),
+        float(config.atr_mult),
+    )
+    keys = (
+        "equity",
+        "position",
+        "entry_idx",
+        "exit_idx",
+        "qty",
+        "entry_price",
+        "exit_price",
+        "reason",
+        "fees",
+        "pnl",
+    )
+    return dict(zip(keys, out[:-1], strict=True))
+
+
+def backtest(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestResult:
+    """Backtest one agent: ``bars`` (ts, open, high, low, close[, volume]) and a 0/1
+    signal per bar (computed at each bar's close) -> trades and equity frames."""
+    missing = [col for col in ("ts", "open", "high", "low", "close") if col not in bars.columns]
+    if missing:
+        raise InvalidInputError(f"bars frame is missing columns: {', '.join(missing)}")
+    if len(bars) == 0:
+        raise InvalidInputError("bars frame is empty")
+    out = run_arrays(
+        bars["open"].to_numpy(np.float64),
+        bars["high"].to_numpy(np.float64),
+        bars["low"].to_numpy(np.float64),
+        bars["close"].to_numpy(np.float64),
+        signal,
+        config,
+    )
+    ts = bars["ts"].reset_index(drop=True)
+    equity = out["equity"]
+    peak = np.maximum.accumulate(equity)
+    equity_frame = pd.DataFrame(
+        {
+            "ts": ts,
+            "equity": equity,
+            "drawdown": equity / peak - 1.0,
+            "position": out["position"],
+        }
+    )
+    qty = out["qty"]
+    entry_price = out["entry_price"]
+    pnl = out["pnl"]
+    k = qty.shape[0]
+    reasons = [EXIT_REASONS[r] for r in out["reason"].tolist()]
+    trades = pd.DataFrame(
+        {
+            "trade_id": np.arange(1, k + 1, dtype=np.int64),
+            "side": pd.Series(["long"] * k, dtype="str"),
+            "qty": qty,
+            "entry_ts": ts.take(out["entry_idx"]).reset_index(drop=True),
+            "entry_price": entry_price,
+            "exit_ts": ts.take(out["exit_idx"]).reset_index(drop=True),
+            "exit_price": out["exit_price"],
+            "exit_reason": pd.Series(reasons, dtype="str"),
+            "fees": out["fees"],
+            "pnl": pnl,
+            "return_pct": pnl / (qty * entry_price) if k else np.empty(0),
+        },
+        columns=list(TRADE_COLUMNS),
+    )
+    return BacktestResult(trades=trades, equity=equity_frame, config=config)
