@@ -292,12 +292,10 @@ def _event_loop(
         # 3. signal at the close
         c = close[i]
         s = signal[i]
-        if s == 1 and prev_sig == 0:
-            if qty == 0.0:
-                pending = 1
-        elif s == 0 and prev_sig == 1:
-            if qty > 0.0:
-                pending = -1
+        if s == 1 and prev_sig == 0 and qty == 0.0:
+            pending = 1
+        elif s == 0 and prev_sig == 1 and qty > 0.0:
+            pending = -1
         prev_sig = s
         if use_trailing_atr and qty > 0.0:
             a = atr[i]
