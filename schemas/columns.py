@@ -1,0 +1,143 @@
+"""Column names and vocabularies of the warehouse tables, defined once.
+
+The bar columns (``ts``, ``open``, ... ``run_id``, ``reason``) live in
+``hedgeflow.columns``; this module adds the names the result, run and live
+tables use. The pandera models in this package declare exactly these names
+(a test checks it), and the warehouse builds its DDL from the models.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- runs ---------------------------------------------------------------
+FLOW: Final = "flow"
+STARTED_AT: Final = "started_at"
+FINISHED_AT: Final = "finished_at"
+STATUS: Final = "status"
+PARAMS: Final = "params"
+CODE_VERSION: Final = "code_version"
+DATA_FINGERPRINT: Final = "data_fingerprint"
+SUMMARY: Final = "summary"
+
+RUN_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    FLOW,
+    STARTED_AT,
+    FINISHED_AT,
+    STATUS,
+    PARAMS,
+    CODE_VERSION,
+    DATA_FINGERPRINT,
+    SUMMARY,
+)
+
+RUN_STATUSES: tuple[str, ...] = ("running", "completed", "partial", "failed")
+# A run whose results the user-facing views show.
+FINISHED_STATUSES: tuple[str, ...] = ("completed", "partial")
+# Statuses finish_run accepts.
+FINAL_STATUSES: tuple[str, ...] = ("completed", "partial", "failed")
+
+# A run id is used as a directory name (HOME/reports/<run_id>/): keep it plain.
+RUN_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+# --- results ------------------------------------------------------------
+AGENT: Final = "agent"
+STRATEGY: Final = "strategy"
+SIGNAL: Final = "signal"
+TRADE_ID: Final = "trade_id"
+SIDE: Final = "side"
+QTY: Final = "qty"
+ENTRY_TS: Final = "entry_ts"
+ENTRY_PRICE: Final = "entry_price"
+EXIT_TS: Final = "exit_ts"
+EXIT_PRICE: Final = "exit_price"
+EXIT_REASON: Final = "exit_reason"
+FEES: Final = "fees"
+PNL: Final = "pnl"
+RETURN_PCT: Final = "return_pct"
+EQUITY: Final = "equity"
+DRAWDOWN: Final = "drawdown"
+METHOD: Final = "method"
+WEIGHTS: Final = "weights"
+RANK: Final = "rank"
+
+# The agent name of the combined (portfolio) equity curve.
+PORTFOLIO_AGENT: Final = "portfolio"
+
+EXIT_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end")
+POSITION_SIDES: tuple[str, ...] = ("long", "short")
+
+# Indicator columns of signals / live_signals; a strategy fills its own, the rest are null.
+INDICATOR_COLUMNS: tuple[str, ...] = (
+    "sma_fast",
+    "sma_slow",
+    "rsi",
+    "dc_upper",
+    "dc_lower",
+    "dc_mid",
+)
+
+# The metrics of DESIGN.md convention 6, in that order.
+METRIC_COLUMNS: tuple[str, ...] = (
+    "total_return",
+    "cagr",
+    "ann_vol",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "n_trades",
+    "win_rate",
+    "profit_factor",
+    "exposure",
+)
+
+# --- live ---------------------------------------------------------------
+N_TICKS: Final = "n_ticks"
+CLOSED_BY: Final = "closed_by"
+ORDER_ID: Final = "order_id"
+FILL_ID: Final = "fill_id"
+CREATED_TS: Final = "created_ts"
+FILL_AFTER_TS: Final = "fill_after_ts"
+PRICE: Final = "price"
+FEE: Final = "fee"
+STOP: Final = "stop"
+TAKE_PROFIT: Final = "take_profit"
+CASH: Final = "cash"
+UPDATED_TS: Final = "updated_ts"
+LAST_BAR_TS: Final = "last_bar_ts"
+
+BAR_CLOSED_BY: tuple[str, ...] = ("tick", "flush")
+ORDER_SIDES: tuple[str, ...] = ("buy", "sell")
+ORDER_STATUSES: tuple[str, ...] = ("pending", "filled", "cancelled", "rejected")
+# Why an order or fill happened (documented vocabulary, not enforced: the live
+# flow may add reasons).
+ORDER_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end", "flatten")
+
+# --- table names --------------------------------------------------------
+BARS: Final = "bars"
+QUARANTINE: Final = "quarantine"
+RUNS: Final = "runs"
+SIGNALS: Final = "signals"
+TRADES: Final = "trades"
+EQUITY_TABLE: Final = "equity"
+AGENT_METRICS: Final = "agent_metrics"
+PORTFOLIO_METRICS: Final = "portfolio_metrics"
+SWEEP_RESULTS: Final = "sweep_results"
+LIVE_BARS: Final = "live_bars"
+LIVE_SIGNALS: Final = "live_signals"
+LIVE_ORDERS: Final = "live_orders"
+LIVE_FILLS: Final = "live_fills"
+LIVE_POSITIONS: Final = "live_positions"
+
+# Tables a run writes with Warehouse.write_results.
+RESULT_TABLES: tuple[str, ...] = (
+    SIGNALS,
+    TRADES,
+    EQUITY_TABLE,
+    AGENT_METRICS,
+    PORTFOLIO_METRICS,
+    SWEEP_RESULTS,
+)
+LIVE_TABLES: tuple[str, ...] = (LIVE_BARS, LIVE_SIGNALS, LIVE_ORDERS, LIVE_FILLS, LIVE_POSITIONS)

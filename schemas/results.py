@@ -1,0 +1,159 @@
+"""Result tables of a backtest run: signals, trades, equity, metrics, sweeps.
+
+Every table carries ``run_id``; the warehouse shows a run's rows only once the
+run is finished (completed or partial).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from schemas._base import SYMBOL_PATTERN, TableModel, json_text_check, name_field, ts_field
+from schemas.columns import EXIT_REASONS, POSITION_SIDES, RUN_ID_PATTERN
+
+# ---- shared field groups (pandera collects base-class fields, bases first) ----
+
+
+class IndicatorFields(TableModel):
+    """Indicator values of a signals row: a strategy fills its own, the rest are null."""
+
+    sma_fast: Series[float] = pa.Field(nullable=True)
+    sma_slow: Series[float] = pa.Field(nullable=True)
+    rsi: Series[float] = pa.Field(nullable=True, ge=0, le=100)
+    dc_upper: Series[float] = pa.Field(nullable=True)
+    dc_lower: Series[float] = pa.Field(nullable=True)
+    dc_mid: Series[float] = pa.Field(nullable=True)
+
+
+class MetricFields(TableModel):
+    """The metrics of DESIGN.md convention 6 (null where undefined, e.g. no trades)."""
+
+    total_return: Series[float] = pa.Field(nullable=True)
+    cagr: Series[float] = pa.Field(nullable=True)
+    ann_vol: Series[float] = pa.Field(nullable=True, ge=0)
+    sharpe: Series[float] = pa.Field(nullable=True)
+    sortino: Series[float] = pa.Field(nullable=True)
+    max_drawdown: Series[float] = pa.Field(nullable=True, le=0)
+    calmar: Series[float] = pa.Field(nullable=True)
+    n_trades: Series[np.int64] = pa.Field(ge=0)
+    win_rate: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+    profit_factor: Series[float] = pa.Field(nullable=True, ge=0)
+    exposure: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+
+
+class _SignalKey(TableModel):
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    agent: Series[str] = name_field()
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    ts: Series[pd.DatetimeTZDtype] = ts_field()
+    close: Series[float] = pa.Field(gt=0)
+    signal: Series[np.int8] = pa.Field(isin=[0, 1])
+
+
+class Signals(IndicatorFields, _SignalKey):
+    """Per bar: the close, the strategy's signal (1 = want long, 0 = flat) and indicators."""
+
+    class Config:
+        unique = ("run_id", "agent", "symbol", "ts")
+
+
+class Trades(TableModel):
+    """A closed round trip. pnl = qty x (exit - entry) - fees; return_pct = pnl / (qty x entry)."""
+
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    agent: Series[str] = name_field()
+    trade_id: Series[np.int64] = pa.Field(ge=0)
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    side: Series[str] = pa.Field(isin=list(POSITION_SIDES))
+    qty: Series[float] = pa.Field(gt=0)
+    entry_ts: Series[pd.DatetimeTZDtype] = ts_field()
+    entry_price: Series[float] = pa.Field(gt=0)
+    exit_ts: Series[pd.DatetimeTZDtype] = ts_field()
+    exit_price: Series[float] = pa.Field(gt=0)
+    exit_reason: Series[str] = pa.Field(isin=list(EXIT_REASONS))
+    fees: Series[float] = pa.Field(ge=0)
+    pnl: Series[float]
+    return_pct: Series[float]
+
+    class Config:
+        unique = ("run_id", "agent", "trade_id")
+
+    @pa.dataframe_check(name="exit_ts >= entry_ts")
+    def _exit_after_entry(cls, df: pd.DataFrame) -> pd.Series:
+        return df["exit_ts"] >= df["entry_ts"]
+
+
+class Equity(TableModel):
+    """Equity at each bar's close (agent ``portfolio`` for the combination)."""
+
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    agent: Series[str] = name_field()
+    ts: Series[pd.DatetimeTZDtype] = ts_field()
+    equity: Series[float]
+    drawdown: Series[float] = pa.Field(le=0)
+
+
+class _AgentMetricsKey(TableModel):
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    agent: Series[str] = name_field()
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    # Aliased: a plain `strategy` attribute would shadow DataFrameModel.strategy().
+    strategy_: Series[str] = pa.Field(
+        alias="strategy", str_length={"min_value": 1, "max_value": 128}
+    )
+    params: Series[str]
+
+
+class AgentMetrics(MetricFields, _AgentMetricsKey):
+    """One row per agent and run: its strategy, parameters (JSON) and metrics."""
+
+    class Config:
+        unique = ("run_id", "agent")
+
+    @pa.check("params", name="json_text")
+    def _json(cls, s: pd.Series) -> pd.Series:
+        return json_text_check(s)
+
+
+class _PortfolioMetricsKey(TableModel):
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    method: Series[str] = name_field()
+
+
+class PortfolioMetrics(MetricFields, _PortfolioMetricsKey):
+    """One row per allocation method and run; ``weights`` is JSON text (agent -> weight)."""
+
+    weights: Series[str]
+
+    class Config:
+        unique = ("run_id", "method")
+
+    @pa.check("weights", name="json_text")
+    def _json(cls, s: pd.Series) -> pd.Series:
+        return json_text_check(s)
+
+
+class _SweepKey(TableModel):
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    # Aliased: a plain `strategy` attribute would shadow DataFrameModel.strategy().
+    strategy_: Series[str] = pa.Field(
+        alias="strategy", str_length={"min_value": 1, "max_value": 128}
+    )
+    params: Series[str]
+
+
+class SweepResults(MetricFields, _SweepKey):
+    """One row per parameter set of a sweep; ``rank`` 1 = best within (symbol, strategy)."""
+
+    rank: Series[np.int64] = pa.Field(ge=1)
+
+    class Config:
+        unique = ("run_id", "symbol", "strategy", "params")
+
+    @pa.check("params", name="json_text")
+    def _json(cls, s: pd.Series) -> pd.Series:
+        return json_text_check(s)
