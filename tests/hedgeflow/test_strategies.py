@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.strategies import get_strategy, parse_params, params_from_strings, strategy_names
 from hedgeflow.strategies import donchian_breakout as dcb
+from hedgeflow.strategies import get_strategy, params_from_strings, parse_params, strategy_names
 from hedgeflow.strategies import rsi_mean_revert as rmr
 from hedgeflow.strategies import sma_cross as smc
 
