@@ -18,7 +18,6 @@ from hedgeflow.columns import BAR_COLUMNS, CLOSE, HIGH, LOW, OPEN, TS, TS_DTYPE,
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import normalize_symbol, validate_interval
 
-
 _UNIX_EPOCH = pd.Timestamp(0, tz="UTC")
 
 

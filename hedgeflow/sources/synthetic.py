@@ -21,14 +21,14 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.market import asset_class_of, interval_seconds
+from hedgeflow.market import asset_class_of, interval_seconds, normalize_symbol
 from hedgeflow.sources.base import bars_frame, check_request, empty_bars, epoch_us, to_utc
 
 EPOCH = date(2000, 1, 1)
@@ -127,7 +127,7 @@ def _day_fraction(asset_class: str, days: np.ndarray) -> np.ndarray:
 
 def _ny_session(day: int) -> tuple[int, int]:
     d = date(1970, 1, 1) + timedelta(days=day)
-    midnight = datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()
+    midnight = datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()
     opens = datetime.combine(d, time(9, 30), _NEW_YORK).timestamp()
     closes = datetime.combine(d, time(16, 0), _NEW_YORK).timestamp()
     return round((opens - midnight) * 1000), round((closes - midnight) * 1000)
@@ -172,7 +172,8 @@ class SyntheticMarket:
         x = mu
         out[0] = x
         kappa = prof.kappa
-        for i, (f, dr, e) in enumerate(zip(frac.tolist(), drift.tolist(), shocks.tolist())):
+        steps = zip(frac.tolist(), drift.tolist(), shocks.tolist(), strict=True)
+        for i, (f, dr, e) in enumerate(steps):
             x = x + f * (dr + kappa * (mu - x)) + e
             out[i + 1] = x
         with self._lock:
@@ -185,8 +186,6 @@ class SyntheticMarket:
         self, symbol: str, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp
     ) -> Ticks:
         """All ticks with ``start <= time < end``."""
-        from hedgeflow.market import normalize_symbol
-
         sym = normalize_symbol(symbol)
         start_ms = -(-epoch_us(to_utc(start, "start")) // 1000)
         end_ms = -(-epoch_us(to_utc(end, "end")) // 1000)
@@ -200,7 +199,8 @@ class SyntheticMarket:
         elif first < _EPOCH_DAY or last > _EPOCH_DAY + _N_DAYS:
             raise InvalidInputError(
                 f"the synthetic market covers {EPOCH} to {HORIZON}; "
-                f"requested {pd.Timestamp(start_ms, unit='ms')} to {pd.Timestamp(end_ms, unit='ms')}"
+                f"requested {pd.Timestamp(start_ms, unit='ms', tz='UTC')} "
+                f"to {pd.Timestamp(end_ms, unit='ms', tz='UTC')}"
             )
         prof = _profile(symbol)
         anchors = self._anchor_path(symbol)
@@ -208,7 +208,7 @@ class SyntheticMarket:
         lo, hi = _day_windows(prof.asset_class, days)
         parts = [
             self._day(symbol, prof, anchors, int(d), int(a), int(b))
-            for d, a, b in zip(days, lo, hi)
+            for d, a, b in zip(days, lo, hi, strict=True)
             if b > a
         ]
         if not parts:
