@@ -174,6 +174,8 @@ def compute_metrics(
 def _exposure_from_trades(trades: pd.DataFrame, ts: Any, n: int) -> float:
     if len(trades) == 0:
         return 0.0
+    if "entry_ts" not in trades.columns or "exit_ts" not in trades.columns:
+        return math.nan
     t = _ts_int64_us(ts)
     entry = np.searchsorted(t, _ts_int64_us(trades["entry_ts"]), side="left")
     exit_ = np.searchsorted(t, _ts_int64_us(trades["exit_ts"]), side="left")
