@@ -1,0 +1,151 @@
+"""Reading user bars files and writing backtest outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hedgeflow.backtest_io import read_bars_file, write_backtest_outputs
+from hedgeflow.engine import EngineConfig, backtest
+from hedgeflow.errors import InvalidInputError
+from hedgeflow.metrics import METRIC_KEYS, compute_metrics
+
+CSV = """Timestamp,Open,High,Low,Close,Volume
+2024-01-02 14:30:00,100,101,99,100.5,10
+2024-01-02 14:35:00,100.5,102,100,101.5,12
+2024-01-02 14:40:00,101.5,101.5,100.5,101,7
+"""
+
+
+def write(tmp_path, text, name="bars.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_read_csv_any_case_naive_is_utc(tmp_path):
+    bars = read_bars_file(write(tmp_path, CSV))
+    assert list(bars.columns) == ["ts", "open", "high", "low", "close", "volume"]
+    assert str(bars.ts.dtype) == "datetime64[us, UTC]"
+    assert bars.ts.iat[0] == pd.Timestamp("2024-01-02 14:30", tz="UTC")
+    assert bars.close.tolist() == [100.5, 101.5, 101.0]
+    assert bars.volume.dtype == np.float64
+
+
+def test_tz_aware_converted_and_volume_optional(tmp_path):
+    text = (
+        "date,open,high,low,close\n"
+        "2024-01-02T09:30:00-05:00,1,1,1,1\n2024-01-02T09:35:00-05:00,1,1,1,1\n"
+    )
+    bars = read_bars_file(write(tmp_path, text))
+    assert bars.ts.iat[0] == pd.Timestamp("2024-01-02 14:30", tz="UTC")
+    assert bars.volume.isna().all()
+
+
+@pytest.mark.parametrize(
+    ("values", "unit"), [([1704205800, 1704206100], "s"), ([1704205800000, 1704206100000], "ms")]
+)
+def test_epoch_numbers(tmp_path, values, unit):
+    text = "time,open,high,low,close\n" + "".join(f"{v},1,2,0.5,1.5\n" for v in values)
+    bars = read_bars_file(write(tmp_path, text))
+    assert bars.ts.iat[0] == pd.Timestamp("2024-01-02 14:30", tz="UTC")
+    assert bars.ts.iat[1] - bars.ts.iat[0] == pd.Timedelta(minutes=5)
+
+
+def test_parquet_with_datetime_index(tmp_path):
+    idx = pd.date_range("2024-01-02 14:30", periods=3, freq="5min", tz="America/New_York")
+    df = pd.DataFrame(
+        {
+            "OPEN": [1.0, 1, 1],
+            "HIGH": [2.0, 2, 2],
+            "LOW": [0.5, 0.5, 0.5],
+            "CLOSE": [1.5, 1.5, 1.5],
+        },
+        index=idx,
+    )
+    p = tmp_path / "bars.parquet"
+    df.to_parquet(p)
+    bars = read_bars_file(p)
+    assert bars.ts.iat[0] == pd.Timestamp("2024-01-02 19:30", tz="UTC")
+    assert str(bars.ts.dtype) == "datetime64[us, UTC]"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("ts,open,high,low\n2024-01-02,1,1,1\n", "missing column(s) close"),
+        ("when,open,high,low,close\n2024-01-02,1,1,1,1\n", "no time column"),
+        (
+            "ts,open,high,low,close\n2024-01-02,1,1,1,1\nnot-a-date,1,1,1,1\n",
+            "unparsable time 'not-a-date' in row 2",
+        ),
+        (
+            "ts,open,high,low,close\n2024-01-02 10:00,1,1,1,1\n2024-01-02 10:00,1,1,1,1\n",
+            "duplicate time 2024-01-02 10:00:00+00:00 in row 2",
+        ),
+        (
+            "ts,open,high,low,close\n2024-01-02 10:05,1,1,1,1\n2024-01-02 10:00,1,1,1,1\n",
+            "not sorted ascending",
+        ),
+        (
+            "ts,open,high,low,close\n2024-01-02 10:00,1,1,1,1\n2024-01-02 10:05,1,1,1,0\n",
+            "close must be a positive number, got 0 in row 2",
+        ),
+        (
+            "ts,open,high,low,close\n2024-01-02 10:00,1,1,1,\n",
+            "close must be a positive number, got an empty value",
+        ),
+        ("ts,open,high,low,close\n2024-01-02 10:00,1,1.5,0.5,2\n", "high 1.5 is below"),
+        ("ts,open,high,low,close\n2024-01-02 10:00,1,2,1.2,1.5\n", "low 1.2 is above"),
+        ("ts,open,high,low,close,volume\n2024-01-02 10:00,1,2,1,1.5,-3\n", "negative volume"),
+        ("ts,open,high,low,close\n", "no rows"),
+    ],
+)
+def test_bad_files_name_file_and_problem(tmp_path, text, fragment):
+    p = write(tmp_path, text)
+    with pytest.raises(InvalidInputError) as info:
+        read_bars_file(p)
+    assert str(p) in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_missing_file_and_unknown_format(tmp_path):
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        read_bars_file(tmp_path / "nope.csv")
+    with pytest.raises(InvalidInputError, match="unknown format"):
+        read_bars_file(write(tmp_path, "x", "bars.xlsx"))
+
+
+def test_write_outputs_roundtrip(tmp_path):
+    bars = read_bars_file(write(tmp_path, CSV))
+    res = backtest(bars, np.array([1, 1, 1], dtype=np.int8), EngineConfig())
+    m = compute_metrics(res.equity.equity, res.equity.ts, res.trades, "stock", res.equity.position)
+    paths = write_backtest_outputs(res, m, tmp_path / "out" / "run1")
+    trades = pd.read_csv(paths["trades"])
+    assert list(trades.columns) == [
+        "trade_id",
+        "side",
+        "qty",
+        "entry_ts",
+        "entry_price",
+        "exit_ts",
+        "exit_price",
+        "exit_reason",
+        "fees",
+        "pnl",
+        "return_pct",
+    ]
+    assert trades.exit_reason.tolist() == ["end"]
+    assert pd.Timestamp(trades.entry_ts.iat[0]) == bars.ts.iat[1]
+    equity = pd.read_csv(paths["equity"])
+    assert list(equity.columns) == ["ts", "equity", "drawdown"]
+    np.testing.assert_array_equal(equity.equity.to_numpy(), res.equity.equity.to_numpy())
+    text = paths["metrics"].read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    loaded = json.loads(text)
+    assert list(loaded) == list(METRIC_KEYS)
+    assert loaded["n_trades"] == 1
+    assert not [p for p in paths["metrics"].parent.iterdir() if p.name.endswith(".tmp")]
