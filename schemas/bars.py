@@ -171,7 +171,7 @@ def _ts_to_us(col: pd.Series) -> np.ndarray:
             try:
                 one = pd.Timestamp(value)
                 one = one.tz_localize("UTC") if one.tzinfo is None else one.tz_convert("UTC")
-                out[i] = one.as_unit("us").value
+                out[i] = int(one.as_unit("us").asm8.astype(np.int64))
             except (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime):
                 pass
         return out

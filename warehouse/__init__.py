@@ -1,0 +1,235 @@
+"""The warehouse: the only code that knows paths and DuckDB.
+
+``Warehouse(home)`` is the facade. Bars go to the Parquet lake
+(``HOME/lake/bars/...``, see ``warehouse.lake``); runs, results, quarantine
+and the live record go to DuckDB (``HOME/hedgeflow.duckdb``, see
+``warehouse.db``); reports to ``HOME/reports/<run_id>/``.
+
+Connections are short: ``with wh.write() as con:`` is one transaction on a
+read-write connection that is closed at the end; ``wh.read()`` /
+``wh.connect_readonly()`` open read-only. Both retry while another process
+holds the DuckDB file (up to ``lock_timeout`` seconds, default 30).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from schemas.columns import QUARANTINE, RUN_COLUMNS
+from warehouse import db, lake, results, runs
+from warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
+from warehouse.lake import LakeLockTimeout, TimeLike, WriteReport
+from warehouse.paths import WarehousePaths, check_run_id
+from warehouse.runs import code_version, data_fingerprint, to_json
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "LakeLockTimeout",
+    "Warehouse",
+    "WarehouseBusyError",
+    "WarehousePaths",
+    "WriteReport",
+    "code_version",
+    "data_fingerprint",
+    "to_json",
+]
+
+
+class Warehouse:
+    """Lake + DuckDB under one home directory. Cheap to create; everything is lazy."""
+
+    def __init__(self, home: Path | str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.paths = WarehousePaths.at(home)
+        self.lock_timeout = float(lock_timeout)
+        self._ready = False
+        self._ready_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Warehouse({str(self.paths.home)!r})"
+
+    @property
+    def home(self) -> Path:
+        return self.paths.home
+
+    @property
+    def db_path(self) -> Path:
+        return self.paths.db
+
+    def report_dir(self, run_id: str) -> Path:
+        """``HOME/reports/<run_id>/``, created."""
+        path = self.paths.report_dir(run_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # ------------------------------------------------------------------ lake
+
+    def write_bars(
+        self,
+        frame: pd.DataFrame,
+        symbol: str,
+        interval: str,
+        start: TimeLike,
+        end: TimeLike,
+        source: str,
+    ) -> WriteReport:
+        """Replace the stored bars of the range ``[start, end)`` by ``frame`` (valid bars).
+
+        Idempotent and atomic per month partition; an empty frame clears the range.
+        """
+        return lake.write_bars(
+            self.paths, frame, symbol, interval, start, end, source, lock_timeout=self.lock_timeout
+        )
+
+    def read_bars(
+        self,
+        symbol: str,
+        interval: str,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+    ) -> pd.DataFrame:
+        """Stored bars with ``start <= ts < end`` (pyarrow only: never waits for DuckDB)."""
+        return lake.read_bars(self.paths, symbol, interval, start, end)
+
+    def bars_span(self, symbol: str, interval: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """(first ts, last ts) stored for the series, or None."""
+        return lake.bars_span(self.paths, symbol, interval)
+
+    # ------------------------------------------------------------ connections
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            self.paths.home.mkdir(parents=True, exist_ok=True)
+            if self.paths.db.exists():
+                con = db.open_connection(self.paths.db, read_only=True, timeout=self.lock_timeout)
+                try:
+                    current = db.installed_version(con)
+                finally:
+                    con.close()
+                if current == SCHEMA_VERSION:
+                    self._ready = True
+                    return
+            with db.read_write(self.paths.db, self.lock_timeout) as con:
+                db.ensure_schema(con, self.paths)
+            self._ready = True
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction on a short read-write connection (committed, then closed)."""
+        self._ensure()
+        with db.read_write(self.paths.db, self.lock_timeout) as con:
+            db.refresh_bars_view(con, self.paths, temp=False)
+            with db.transaction(con):
+                yield con
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short read-only connection, closed at the end of the block."""
+        con = self.connect_readonly()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def connect_readonly(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection (for ``hedgeflow sql``). Close it soon: while it is
+        open, no other process can write the database."""
+        self._ensure()
+        con = db.open_connection(self.paths.db, read_only=True, timeout=self.lock_timeout)
+        try:
+            db.refresh_bars_view(con, self.paths, temp=True)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run one read-only query and return its result."""
+        with self.read() as con:
+            return con.execute(sql, list(params) if params is not None else None).df()
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(
+        self,
+        run_id: str,
+        flow: str,
+        params: Mapping[str, Any],
+        code_version: str,
+        data_fingerprint: str | None = None,
+    ) -> None:
+        """Record the run as ``running`` (its results stay hidden until it finishes)."""
+        with self.write() as con:
+            runs.start_run(con, run_id, flow, params, code_version, data_fingerprint)
+
+    def finish_run(
+        self, run_id: str, status: str, summary: Mapping[str, Any] | None = None
+    ) -> None:
+        """Mark the run ``completed``, ``partial`` or ``failed`` with headline numbers."""
+        with self.write() as con:
+            runs.finish_run(con, run_id, status, summary)
+
+    def list_runs(self, limit: int = 20) -> pd.DataFrame:
+        """The latest runs, newest first."""
+        limit = max(0, int(limit))
+        cols = ", ".join(db.q(c) for c in RUN_COLUMNS)
+        return self.query(
+            f"SELECT {cols} FROM {db.STORE}.runs ORDER BY started_at DESC, run_id LIMIT ?",
+            [limit],
+        )
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        check_run_id(run_id)
+        frame = self.query(f"SELECT * FROM {db.STORE}.runs WHERE run_id = ?", [run_id])
+        return None if frame.empty else frame.iloc[0].to_dict()
+
+    # --------------------------------------------------------------- results
+
+    def write_results(self, run_id: str, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
+        """Validate and store a run's result frames in ONE transaction.
+
+        ``tables`` maps result table names (signals, trades, equity, agent_metrics,
+        portfolio_metrics, sweep_results) to frames; a missing ``run_id`` column is
+        filled in. Stored rows of the same run and agent (method for
+        portfolio_metrics; symbol and strategy for sweep_results) are replaced.
+        Returns rows written per table.
+        """
+        check_run_id(run_id)
+        results.check_result_tables(tables)
+        prepared = {t: results.prepare(t, f, run_id) for t, f in tables.items()}
+        counts: dict[str, int] = {}
+        with self.write() as con:
+            runs.require_run(con, run_id)
+            for table, rows in prepared.items():
+                counts[table] = results.replace_rows(
+                    con, table, rows, results.RESULT_SCOPES[table], run_id
+                )
+        return counts
+
+    def write_quarantine(self, frame: pd.DataFrame) -> int:
+        """Store quarantined rows (replacing the same run, symbol and interval)."""
+        rows = results.prepare(QUARANTINE, frame)
+        if rows.num_rows == 0:
+            return 0
+        run_ids = sorted(set(rows.column("run_id").to_pylist()))
+        with self.write() as con:
+            for run_id in run_ids:
+                runs.require_run(con, run_id)
+            return results.replace_rows(con, QUARANTINE, rows, results.QUARANTINE_SCOPE)
+
+    def write_live(self, table: str, frame: pd.DataFrame) -> int:
+        """Upsert rows of a live table by its key (visible at once, run finished or not)."""
+        results.check_live_table(table)
+        rows = results.prepare(table, frame)
+        with self.write() as con:
+            return results.replace_rows(con, table, rows, results.LIVE_KEYS[table])

@@ -1,0 +1,292 @@
+"""DuckDB: short connections with lock retry, DDL built from the pandera models, views.
+
+DuckDB lets one process hold the file read-write and then no other process
+may open it at all (not even read-only). So every connection is short (one
+transaction) and every open retries on the lock error with backoff until a
+timeout, then fails with an error naming the file.
+
+Layout of the database file:
+
+- schema ``store``: the tables (one per model of ``schemas.TABLE_MODELS`` but
+  ``bars``, which lives in the Parquet lake), ``store.schema_version`` and
+  ``store.meta``;
+- schema ``main``: the views people query: ``bars`` (over the lake),
+  ``runs``, one view per result table showing only rows of finished runs
+  (completed or partial), and the ``live_*`` tables as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from hedgeflow.columns import STORED_BAR_COLUMNS
+from hedgeflow.errors import HedgeflowError
+from schemas import TABLE_MODELS
+from schemas.columns import (
+    BARS,
+    FINISHED_STATUSES,
+    LIVE_TABLES,
+    QUARANTINE,
+    RESULT_TABLES,
+    RUNS,
+)
+from warehouse.paths import WarehousePaths
+
+SCHEMA_VERSION = 1
+STORE = "store"
+DEFAULT_LOCK_TIMEOUT = 30.0
+
+# Tables stored in DuckDB (bars live in the lake).
+STORED_TABLES: tuple[str, ...] = tuple(t for t in TABLE_MODELS if t != BARS)
+# Views that hide rows of unfinished runs.
+FINISHED_ONLY_TABLES: tuple[str, ...] = (*RESULT_TABLES, QUARANTINE)
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {RUNS: ("run_id",)}
+
+_DUCK_TYPES = {
+    "float64": "DOUBLE",
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "int8": "TINYINT",
+    "bool": "BOOLEAN",
+    "datetime64[us, UTC]": "TIMESTAMPTZ",
+}
+
+
+class WarehouseBusyError(HedgeflowError, TimeoutError):
+    """The DuckDB file stayed locked by another process for longer than the timeout."""
+
+
+def q(name: str) -> str:
+    """Quote an identifier (column names such as ``interval`` are SQL keywords)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def duck_type(dtype: object) -> str:
+    name = str(dtype)
+    if name in _DUCK_TYPES:
+        return _DUCK_TYPES[name]
+    if name == "str" or name.startswith("string"):
+        return "VARCHAR"
+    raise HedgeflowError(f"no DuckDB type for pandera dtype {name!r}")
+
+
+def table_ddl(table: str) -> str:
+    schema = TABLE_MODELS[table].to_schema()
+    cols = []
+    for name, col in schema.columns.items():
+        null = "" if col.nullable else " NOT NULL"
+        cols.append(f"    {q(name)} {duck_type(col.dtype)}{null}")
+    if table in PRIMARY_KEYS:
+        cols.append(f"    PRIMARY KEY ({', '.join(q(c) for c in PRIMARY_KEYS[table])})")
+    body = ",\n".join(cols)
+    return f"CREATE TABLE IF NOT EXISTS {STORE}.{q(table)} (\n{body}\n)"
+
+
+# --------------------------------------------------------------------------
+# Views
+# --------------------------------------------------------------------------
+
+_BARS_VIEW_COLUMNS: tuple[str, ...] = STORED_BAR_COLUMNS
+_BARS_SELECT = ", ".join(q(c) for c in _BARS_VIEW_COLUMNS)
+
+
+def bars_view_sql(paths: WarehousePaths) -> str:
+    """The SELECT of the ``bars`` view: the lake, or a typed empty relation without files."""
+    if paths.lake_has_bars():
+        return (
+            f"SELECT {_BARS_SELECT} FROM read_parquet({sql_string(paths.bars_glob)}, "
+            "hive_partitioning = true, "
+            "hive_types = {'interval': VARCHAR, 'symbol': VARCHAR, 'month': VARCHAR})"
+        )
+    schema = TABLE_MODELS[BARS].to_schema()
+    typed = ", ".join(
+        f"CAST(NULL AS {duck_type(schema.columns[c].dtype)}) AS {q(c)}" for c in _BARS_VIEW_COLUMNS
+    )
+    return f"SELECT {typed} WHERE false"
+
+
+def static_views() -> dict[str, str]:
+    """View name -> SELECT, for every view but ``bars``."""
+    finished = ", ".join(sql_string(s) for s in FINISHED_STATUSES)
+    views = {RUNS: f"SELECT * FROM {STORE}.{q(RUNS)}"}
+    for table in FINISHED_ONLY_TABLES:
+        views[table] = (
+            f"SELECT * FROM {STORE}.{q(table)} WHERE {q('run_id')} IN "
+            f"(SELECT {q('run_id')} FROM {STORE}.{q(RUNS)} WHERE {q('status')} IN ({finished}))"
+        )
+    for table in LIVE_TABLES:
+        views[table] = f"SELECT * FROM {STORE}.{q(table)}"
+    return views
+
+
+# --------------------------------------------------------------------------
+# Connections
+# --------------------------------------------------------------------------
+
+# Read-write connections this process holds per database file: a reader in the
+# same process must then share that (read-write) instance, since DuckDB refuses
+# a second configuration of one file inside a process.
+_RW_OPEN: dict[str, int] = {}
+_RW_LOCK = threading.Lock()
+
+
+def _is_lock_conflict(exc: Exception) -> bool:
+    msg = str(exc)
+    return (
+        "Could not set lock" in msg
+        or "Conflicting lock" in msg
+        or "different configuration" in msg
+        or "database is locked" in msg
+    )
+
+
+def open_connection(
+    path: Path, *, read_only: bool, timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> duckdb.DuckDBPyConnection:
+    """Open ``path``, retrying while another process holds its lock (up to ``timeout`` s)."""
+    key = str(path)
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    attempts = 0
+    while True:
+        attempts += 1
+        with _RW_LOCK:
+            shared_rw = read_only and _RW_OPEN.get(key, 0) > 0
+        try:
+            con = duckdb.connect(key, read_only=read_only and not shared_rw)
+            break
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_conflict(exc):
+                raise
+            if time.monotonic() >= deadline:
+                mode = "read-only" if read_only else "read-write"
+                raise WarehouseBusyError(
+                    f"warehouse database {path} is locked by another process; gave up opening "
+                    f"it {mode} after {timeout:.1f} s ({attempts} attempts). A flow or a SQL "
+                    "session is holding it: retry when it is done."
+                ) from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 1.6, 0.25)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+@contextlib.contextmanager
+def read_write(path: Path, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection for the duration of the block (no transaction)."""
+    con = open_connection(path, read_only=False, timeout=timeout)
+    key = str(path)
+    with _RW_LOCK:
+        _RW_OPEN[key] = _RW_OPEN.get(key, 0) + 1
+    try:
+        yield con
+    finally:
+        with _RW_LOCK:
+            _RW_OPEN[key] -= 1
+        con.close()
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+# --------------------------------------------------------------------------
+# Schema creation and migrations
+# --------------------------------------------------------------------------
+
+
+def _migration_1(con: duckdb.DuckDBPyConnection) -> None:
+    for table in STORED_TABLES:
+        con.execute(table_ddl(table))
+
+
+MIGRATIONS = {1: _migration_1}
+
+
+def _meta_get(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    rows = con.execute(f"SELECT value FROM {STORE}.meta WHERE key = ?", [key]).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def installed_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The schema version of an open database, or None when it was never initialised."""
+    rows = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+        [STORE, "schema_version"],
+    ).fetchall()
+    if not rows or not rows[0][0]:
+        return None
+    found = con.execute(f"SELECT max(version) FROM {STORE}.schema_version").fetchall()
+    return int(found[0][0]) if found and found[0][0] is not None else None
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection, paths: WarehousePaths) -> None:
+    """Create or migrate everything, idempotently, in one transaction."""
+    with transaction(con):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {STORE}")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {STORE}.schema_version "
+            "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {STORE}.meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+        )
+        current = installed_version(con) or 0
+        if current > SCHEMA_VERSION:
+            raise HedgeflowError(
+                f"warehouse database {paths.db} has schema version {current}, newer than this "
+                f"hedgeflow ({SCHEMA_VERSION}): upgrade hedgeflow"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](con)
+            con.execute(
+                f"INSERT INTO {STORE}.schema_version VALUES (?, current_timestamp)", [version]
+            )
+        views = {**static_views(), BARS: bars_view_sql(paths)}
+        for name, select in views.items():
+            key = f"view:{name}"
+            if _meta_get(con, key) != select:
+                con.execute(f"CREATE OR REPLACE VIEW main.{q(name)} AS {select}")
+                con.execute(f"INSERT OR REPLACE INTO {STORE}.meta VALUES (?, ?)", [key, select])
+
+
+def refresh_bars_view(con: duckdb.DuckDBPyConnection, paths: WarehousePaths, *, temp: bool) -> None:
+    """Point ``bars`` at the lake as it is now (the lake may have gained its first files).
+
+    Read-write connections replace the stored view; read-only ones shadow it
+    with a TEMP view when it is stale.
+    """
+    select = bars_view_sql(paths)
+    if _meta_get(con, f"view:{BARS}") == select:
+        return
+    if temp:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {q(BARS)} AS {select}")
+    else:
+        with transaction(con):
+            con.execute(f"CREATE OR REPLACE VIEW main.{q(BARS)} AS {select}")
+            con.execute(
+                f"INSERT OR REPLACE INTO {STORE}.meta VALUES (?, ?)", [f"view:{BARS}", select]
+            )

@@ -1,0 +1,116 @@
+"""Every path of the warehouse, built only from validated names.
+
+Layout under HOME::
+
+    lake/bars/interval=5m/symbol=AAPL.US/month=2026-11/part.parquet
+    lake/.locks/bars-AAPL.US.lock
+    hedgeflow.duckdb
+    reports/<run_id>/
+
+A symbol, interval or run id is validated (``hedgeflow.market`` /
+``RUN_ID_PATTERN``) before any path is built, so no name can traverse out of
+HOME or inject anything into SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hedgeflow.errors import InvalidInputError
+from hedgeflow.market import normalize_symbol, validate_interval
+from schemas.columns import RUN_ID_PATTERN
+
+DB_FILE_NAME = "hedgeflow.duckdb"
+PART_FILE_NAME = "part.parquet"
+TEMP_SUFFIX = ".tmp"
+_RUN_ID_RE = re.compile(RUN_ID_PATTERN)
+_MONTH_RE = re.compile(r"^\d{4}-\d{2}$")
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id):
+        raise InvalidInputError(
+            f"invalid run id {run_id!r}: letters, digits, '_', '.', '-' "
+            "(max 128 characters, starting with a letter or digit)"
+        )
+    return run_id
+
+
+def month_key(month: np.datetime64) -> str:
+    """``2026-11`` for a ``datetime64[M]``."""
+    return str(month.astype("datetime64[M]"))
+
+
+@dataclass(frozen=True)
+class WarehousePaths:
+    home: Path
+
+    @classmethod
+    def at(cls, home: Path | str) -> WarehousePaths:
+        return cls(Path(home).expanduser().resolve())
+
+    @property
+    def db(self) -> Path:
+        return self.home / DB_FILE_NAME
+
+    @property
+    def lake(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def bars_root(self) -> Path:
+        return self.lake / "bars"
+
+    @property
+    def bars_glob(self) -> str:
+        """The glob DuckDB reads: one file per interval/symbol/month partition."""
+        return f"{self.bars_root.as_posix()}/*/*/*/*.parquet"
+
+    @property
+    def locks(self) -> Path:
+        return self.lake / ".locks"
+
+    @property
+    def reports_root(self) -> Path:
+        return self.home / "reports"
+
+    def series_dir(self, symbol: str, interval: str) -> Path:
+        """``lake/bars/interval=<i>/symbol=<s>`` (names validated here)."""
+        symbol = normalize_symbol(symbol)
+        validate_interval(interval)
+        return self.bars_root / f"interval={interval}" / f"symbol={symbol}"
+
+    def partition_file(self, symbol: str, interval: str, month: str) -> Path:
+        if not _MONTH_RE.fullmatch(month):
+            raise InvalidInputError(f"invalid month {month!r}: expected YYYY-MM")
+        return self.series_dir(symbol, interval) / f"month={month}" / PART_FILE_NAME
+
+    def symbol_lock(self, symbol: str) -> Path:
+        return self.locks / f"bars-{normalize_symbol(symbol)}.lock"
+
+    def report_dir(self, run_id: str) -> Path:
+        return self.reports_root / check_run_id(run_id)
+
+    def months_present(self, symbol: str, interval: str) -> list[str]:
+        """The month partitions of a series that hold a file, oldest first."""
+        base = self.series_dir(symbol, interval)
+        if not base.is_dir():
+            return []
+        months = []
+        for entry in base.iterdir():
+            name = entry.name
+            if name.startswith("month=") and (entry / PART_FILE_NAME).is_file():
+                month = name.removeprefix("month=")
+                if _MONTH_RE.fullmatch(month):
+                    months.append(month)
+        return sorted(months)
+
+    def lake_has_bars(self) -> bool:
+        root = self.bars_root
+        if not root.is_dir():
+            return False
+        return next(root.glob("*/*/*/*.parquet"), None) is not None
