@@ -199,7 +199,7 @@ def _number(value: Any) -> float | None:
     """A JSON number or numeric string as float; None when it is neither (bool is not)."""
     kind = type(value)
     if kind is float:
-        return value  # type: ignore[no-any-return]
+        return value
     if kind is int:
         return float(value)
     if kind is str:
@@ -266,20 +266,6 @@ def _size(msg: dict[str, Any], field: str) -> float | None:
     return size
 
 
-def _decode(raw: str | bytes | bytearray) -> dict[str, Any] | BadFrame | StatusFrame:
-    try:
-        msg = json.loads(raw)
-    except (ValueError, TypeError, RecursionError):  # JSONDecodeError, UnicodeDecodeError
-        return _bad("not_json", raw)
-    if type(msg) is not dict:
-        return _bad("not_object", raw)
-    if "s" not in msg:
-        if "status_code" in msg or "message" in msg or "error" in msg or "status" in msg:
-            return _status(msg)
-        return _bad("missing_symbol", raw)
-    return msg
-
-
 def _status(msg: dict[str, Any]) -> StatusFrame:
     code_value = msg.get("status_code", msg.get("status"))
     code: int | None
@@ -294,27 +280,36 @@ def _status(msg: dict[str, Any]) -> StatusFrame:
     return StatusFrame(code, text[:500], is_error)
 
 
-def _symbol(msg: dict[str, Any], symbols: Mapping[str, str]) -> str | None:
+def _slow_symbol(
+    msg: dict[str, Any], symbols: Mapping[str, str], raw: Any
+) -> str | StatusFrame | BadFrame:
+    """The symbol when the fast lookup missed; else a StatusFrame or a BadFrame."""
+    if "s" not in msg:
+        if "status_code" in msg or "message" in msg or "error" in msg or "status" in msg:
+            return _status(msg)
+        return _bad("missing_symbol", raw)
     code = msg["s"]
-    canonical = symbols.get(code)
-    if canonical is None and type(code) is str:
-        canonical = symbols.get(code.strip().upper())
-    return canonical
-
-
-def _symbol_problem(msg: dict[str, Any]) -> str:
-    return "unknown_symbol" if type(msg["s"]) is str else "invalid_symbol"
+    if type(code) is not str:
+        return _bad("invalid_symbol", raw)
+    return symbols.get(code.strip().upper()) or _bad("unknown_symbol", raw)
 
 
 def _parse_trade(
     raw: str | bytes | bytearray, symbols: Mapping[str, str], feed: str, size_field: str
 ) -> ParseResult:
-    msg = _decode(raw)
+    try:
+        msg = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):  # JSONDecodeError, UnicodeDecodeError
+        return _bad("not_json", raw)
     if type(msg) is not dict:
-        return msg  # type: ignore[return-value]
-    symbol = _symbol(msg, symbols)
+        return _bad("not_object", raw)
+    code = msg.get("s")
+    symbol = symbols.get(code) if type(code) is str else None
     if symbol is None:
-        return _bad(_symbol_problem(msg), raw)
+        found = _slow_symbol(msg, symbols, raw)
+        if type(found) is not str:
+            return found  # type: ignore[return-value]
+        symbol = found
     # Fast path: a float/int price and an int time.
     p = msg.get("p")
     if type(p) is float and 0.0 < p < _INF:
@@ -334,9 +329,13 @@ def _parse_trade(
         ts, problem = _time_ms(t)
         if problem:
             return _bad(problem, raw)
-    size = _size(msg, size_field)
-    if size is None:
-        return _bad("invalid_size", raw)
+    size = msg.get(size_field)
+    if type(size) is int and size >= 0:
+        size = float(size)
+    elif type(size) is not float or not 0.0 <= size < _INF:
+        size = _size(msg, size_field)
+        if size is None:
+            return _bad("invalid_size", raw)
     return Tick(symbol, ts, price, size, _NAN, _NAN, feed)
 
 
@@ -347,12 +346,19 @@ def _parse_quote(
     ask_field: str,
     bid_field: str,
 ) -> ParseResult:
-    msg = _decode(raw)
+    try:
+        msg = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):  # JSONDecodeError, UnicodeDecodeError
+        return _bad("not_json", raw)
     if type(msg) is not dict:
-        return msg  # type: ignore[return-value]
-    symbol = _symbol(msg, symbols)
+        return _bad("not_object", raw)
+    code = msg.get("s")
+    symbol = symbols.get(code) if type(code) is str else None
     if symbol is None:
-        return _bad(_symbol_problem(msg), raw)
+        found = _slow_symbol(msg, symbols, raw)
+        if type(found) is not str:
+            return found  # type: ignore[return-value]
+        symbol = found
     a = msg.get(ask_field)
     b = msg.get(bid_field)
     if type(a) is float and type(b) is float and 0.0 < a < _INF and 0.0 < b < _INF:
@@ -379,31 +385,10 @@ def _parse_quote(
         ts, problem = _time_ms(t)
         if problem:
             return _bad(problem, raw)
-    return Tick(symbol, ts, (ask + bid) / 2, _NAN, bid, ask, feed)
-
-
-def _parse_us(raw: str | bytes | bytearray, symbols: Mapping[str, str]) -> ParseResult:
-    return _parse_trade(raw, symbols, "us", "v")
-
-
-def _parse_crypto(raw: str | bytes | bytearray, symbols: Mapping[str, str]) -> ParseResult:
-    return _parse_trade(raw, symbols, "crypto", "q")
-
-
-def _parse_forex(raw: str | bytes | bytearray, symbols: Mapping[str, str]) -> ParseResult:
-    return _parse_quote(raw, symbols, "forex", "a", "b")
-
-
-def _parse_us_quote(raw: str | bytes | bytearray, symbols: Mapping[str, str]) -> ParseResult:
-    return _parse_quote(raw, symbols, "us-quote", "ap", "bp")
-
-
-_PARSERS: dict[str, Callable[[str | bytes | bytearray, Mapping[str, str]], ParseResult]] = {
-    "us": _parse_us,
-    "us-quote": _parse_us_quote,
-    "forex": _parse_forex,
-    "crypto": _parse_crypto,
-}
+    mid = (ask + bid) / 2
+    if mid == _INF:
+        return _bad("non_finite_price", raw)
+    return Tick(symbol, ts, mid, _NAN, bid, ask, feed)
 
 
 def parse_frame(
@@ -411,21 +396,36 @@ def parse_frame(
 ) -> ParseResult:
     """Parse one frame of ``feed``; ``symbol_map`` maps ws codes to canonical symbols.
 
-    Returns a Tick, a StatusFrame or a BadFrame; never raises for any ``raw``.
+    Returns a Tick, a StatusFrame or a BadFrame; never raises for any ``raw``
+    (an unknown ``feed`` is a programming error: InvalidInputError).
     """
-    parser = _PARSERS.get(feed)
-    if parser is None:
-        check_feed(feed)
-    return parser(raw, symbol_map)  # type: ignore[misc]
+    if feed == "us":
+        return _parse_trade(raw, symbol_map, "us", "v")
+    if feed == "forex":
+        return _parse_quote(raw, symbol_map, "forex", "a", "b")
+    if feed == "crypto":
+        return _parse_trade(raw, symbol_map, "crypto", "q")
+    if feed == "us-quote":
+        return _parse_quote(raw, symbol_map, "us-quote", "ap", "bp")
+    check_feed(feed)
+    raise AssertionError("unreachable")
 
 
 def frame_parser(
     feed: str, symbol_map: Mapping[str, str]
 ) -> Callable[[str | bytes | bytearray], ParseResult]:
     """``parse_frame`` bound to a feed and symbol map (the feed is checked once)."""
-    parser = _PARSERS[check_feed(feed)]
+    check_feed(feed)
+    if feed in ("us", "crypto"):
+        size_field = "v" if feed == "us" else "q"
 
-    def parse(raw: str | bytes | bytearray) -> ParseResult:
-        return parser(raw, symbol_map)
+        def parse_trade(raw: str | bytes | bytearray) -> ParseResult:
+            return _parse_trade(raw, symbol_map, feed, size_field)
 
-    return parse
+        return parse_trade
+    ask_field, bid_field = ("a", "b") if feed == "forex" else ("ap", "bp")
+
+    def parse_quote(raw: str | bytes | bytearray) -> ParseResult:
+        return _parse_quote(raw, symbol_map, feed, ask_field, bid_field)
+
+    return parse_quote
