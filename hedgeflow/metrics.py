@@ -63,7 +63,10 @@ METRIC_KEYS: tuple[str, ...] = (
 
 
 def _ts_int64_us(ts: Any) -> np.ndarray:
-    idx = pd.DatetimeIndex(pd.to_datetime(pd.Series(ts).to_numpy(), utc=True))
+    """Timestamps -> int64 microseconds since the epoch (UTC; naive taken as UTC)."""
+    if not isinstance(ts, (pd.Series, pd.Index)):
+        ts = pd.Series(ts)
+    idx = pd.DatetimeIndex(pd.to_datetime(ts, utc=True))
     return idx.as_unit("us").asi8
 
 
@@ -99,9 +102,8 @@ def compute_metrics(
         raise InvalidInputError(f"equity is not finite at position {bad}")
     if e[0] <= 0:
         raise InvalidInputError(f"the first equity value must be positive, got {e[0]}")
-    ts_arr = None if ts is None else np.asarray(ts)
-    if ts_arr is not None and ts_arr.shape[0] != e.shape[0]:
-        raise InvalidInputError(f"ts has {ts_arr.shape[0]} values, equity has {e.shape[0]}")
+    if ts is not None and len(ts) != e.shape[0]:
+        raise InvalidInputError(f"ts has {len(ts)} values, equity has {e.shape[0]}")
 
     r = e[1:] / e[:-1] - 1.0
     m = r.shape[0]
