@@ -64,12 +64,17 @@ def validate_frame(model: type[pa.DataFrameModel], frame: pd.DataFrame, table: s
     if not isinstance(frame, pd.DataFrame):
         kind = type(frame).__name__
         raise DataValidationError(f"{table}: expected a pandas DataFrame, got {kind}")
+    if not frame.index.is_unique:
+        # pandera's failure report cannot reshape cases of a duplicated index.
+        frame = frame.reset_index(drop=True)
     try:
         out = model.validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as exc:
         raise DataValidationError(f"{table}: {_summarise(exc)}") from exc
     except pandera.errors.SchemaError as exc:  # pragma: no cover - lazy=True collects
         raise DataValidationError(f"{table}: {exc}") from exc
+    except (ValueError, TypeError, KeyError) as exc:  # pragma: no cover - pandera internals
+        raise DataValidationError(f"{table}: validation failed: {exc}") from exc
     return out
 
 
