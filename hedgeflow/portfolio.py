@@ -18,7 +18,8 @@
 
    - ``equal``: ``1 / k``;
    - ``inverse_vol``: ``w_j ∝ 1 / std_j`` of the last ``vol_lookback_bars``
-     calendar returns (ddof=1). Fewer than 2 returns -> equal. An agent with zero
+     calendar returns (ddof=1). Fewer than 2 returns in the window (so always
+     with ``vol_lookback_bars == 1``) -> equal. An agent with zero
      volatility in the window (no position) is given the smallest positive
      volatility of the others; all zero -> equal;
    - ``risk_parity``: equal risk contributions ``w_i (Σ w)_i`` with the trailing
@@ -272,8 +273,8 @@ def combine(
         raise InvalidInputError(f"initial_equity must be positive, got {initial_equity}")
     if isinstance(vol_lookback_bars, bool) or int(vol_lookback_bars) != vol_lookback_bars:
         raise InvalidInputError(f"vol_lookback_bars must be an integer, got {vol_lookback_bars!r}")
-    if vol_lookback_bars < 2:
-        raise InvalidInputError(f"vol_lookback_bars must be >= 2, got {vol_lookback_bars}")
+    if vol_lookback_bars < 1:
+        raise InvalidInputError(f"vol_lookback_bars must be >= 1, got {vol_lookback_bars}")
     if not curves:
         raise InvalidInputError("no agent curves to combine")
 
