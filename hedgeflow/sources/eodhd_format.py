@@ -380,15 +380,19 @@ def _parse_careful(body: bytes) -> pd.DataFrame:
         detail = f" (title: {title!r})" if title else f" (starts with {excerpt(body, 60)!r})"
         raise DataFormatError(f"EODHD returned an HTML error page instead of JSON{detail}")
     try:
-        data = json.loads(body)
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise DataFormatError(
             f"EODHD returned a body that is not UTF-8 JSON (starts with {excerpt(body)!r})"
         ) from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        kind = "truncated" if exc.pos >= len(body.rstrip()) else "invalid"
+        # A complete array or object ends with its closing bracket.
+        cut = not body.rstrip().endswith((b"]", b"}")) or exc.pos >= len(text.rstrip())
+        kind = "truncated" if cut else "invalid"
         raise DataFormatError(
-            f"EODHD returned {kind} JSON ({exc.msg} at byte {exc.pos} of {len(body)}; "
+            f"EODHD returned {kind} JSON ({exc.msg} at char {exc.pos} of {len(text)}; "
             f"starts with {excerpt(body, 60)!r})"
         ) from None
     if isinstance(data, dict):

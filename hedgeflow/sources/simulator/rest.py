@@ -36,17 +36,18 @@ _HTML_PAGE = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class RequestRecord:
-    """One request to /api (the token is never recorded)."""
+    """One request to /api (the token is never recorded), logged on arrival; ``status``
+    is set just before the answer is written (None: no answer, e.g. timeout or drop)."""
 
     method: str
     path: str
     ticker: str | None
     params: dict[str, str]
-    status: int | None  # None: no answer (timeout, drop)
     fault: str | None
     at: float
+    status: int | None = None
 
 
 class SimulatorHTTPServer(ThreadingHTTPServer):
@@ -59,6 +60,7 @@ class RestHandler(BaseHTTPRequestHandler):
     server: SimulatorHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "hedgeflow-eodhd-simulator"
+    _record: RequestRecord | None = None
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -72,6 +74,8 @@ class RestHandler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
     ) -> None:
+        if self._record is not None:
+            self._record.status = status
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -143,10 +147,23 @@ class RestHandler(BaseHTTPRequestHandler):
         sim = self.server.simulator
         fault = sim.faults.next()
         params = {k: v for k, v in query.items() if k != "api_token"}
-        status = self._apply_fault(fault, ticker, query) if fault else self._serve(ticker, query)
-        kind = fault.kind if fault else None
-        path = "/api/intraday/" + ticker
-        sim.record(RequestRecord("GET", path, ticker, params, status, kind, time.time()))
+        record = RequestRecord(
+            "GET",
+            "/api/intraday/" + ticker,
+            ticker,
+            params,
+            fault.kind if fault else None,
+            time.time(),
+        )
+        self._record = record
+        sim.record(record)
+        try:
+            if fault is not None:
+                self._apply_fault(fault, ticker, query)
+            else:
+                self._serve(ticker, query)
+        finally:
+            self._record = None
 
     def _serve(self, ticker: str, query: dict[str, str]) -> int:
         sim = self.server.simulator
