@@ -3,10 +3,13 @@ endpoint (``POST /_control/faults``, ``GET /_control/requests``)."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
 import re
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,6 +58,19 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
     block_on_close = False  # a handler sleeping in a 'timeout' fault must not block stop()
     simulator: Simulator
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+
+    def close_open_connections(self) -> None:
+        """Close keep-alive connections too, so a stopped simulator answers nothing."""
+        with self.sockets_lock:
+            sockets, self.open_sockets = self.open_sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
 
 class RestHandler(BaseHTTPRequestHandler):
     server: SimulatorHTTPServer
@@ -63,6 +79,17 @@ class RestHandler(BaseHTTPRequestHandler):
     _record: RequestRecord | None = None
 
     # -- plumbing ---------------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.sockets_lock:
+            self.server.open_sockets.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.sockets_lock:
+            self.server.open_sockets.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("simulator %s %s", self.address_string(), _scrub(format % args))

@@ -75,6 +75,7 @@ class Simulator:
         self.stopping.set()
         httpd.shutdown()
         httpd.server_close()
+        httpd.close_open_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._thread = None
