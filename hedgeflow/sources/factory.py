@@ -28,7 +28,9 @@ class SimulatorSource(EodhdClient):
     name = "simulator"
 
     def __init__(self, network: NetworkSettings, seed: int) -> None:
-        self.simulator = Simulator(seed=seed, tokens=(SIMULATOR_TOKEN,)).start()
+        self.simulator = Simulator(
+            seed=seed, tokens=(SIMULATOR_TOKEN,), timeout_sleep=network.rest_timeout + 1.0
+        ).start()
         network = dataclasses.replace(network, base_url=self.simulator.base_url)
         super().__init__(SIMULATOR_TOKEN, network)
         self._closed = threading.Event()

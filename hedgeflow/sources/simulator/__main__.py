@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help=f"accepted API token (repeatable; default {DEFAULT_TOKENS[0]})",
     )
-    parser.add_argument("--timeout-sleep", type=float, default=5.0)
+    parser.add_argument("--timeout-sleep", type=float, default=25.0)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)

@@ -19,6 +19,8 @@ class Simulator:
 
     ``with Simulator(seed=7) as sim: ... sim.base_url`` (``http://127.0.0.1:PORT/api``).
     ``sim.faults`` injects faults; ``sim.request_log`` records every /api request.
+    A ``timeout`` fault holds the request for ``timeout_sleep`` seconds (default: longer
+    than the default client timeout of 20 s; stop() cuts it short), then closes.
     """
 
     def __init__(
@@ -29,7 +31,7 @@ class Simulator:
         tokens: Iterable[str] = DEFAULT_TOKENS,
         symbols: Iterable[str] | None = None,
         max_request_days: dict[str, int] | None = None,
-        timeout_sleep: float = 5.0,
+        timeout_sleep: float = 25.0,
         market: SyntheticMarket | None = None,
     ) -> None:
         self.market = market or SyntheticMarket(seed)
