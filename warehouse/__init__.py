@@ -103,22 +103,12 @@ class Warehouse:
 
     # ------------------------------------------------------------ connections
 
-    def _ensure(self) -> None:
-        if self._ready:
-            return
+    def _initialise(self) -> None:
+        """Create or migrate the database (read-write, once per instance)."""
         with self._ready_lock:
             if self._ready:
                 return
             self.paths.home.mkdir(parents=True, exist_ok=True)
-            if self.paths.db.exists():
-                con = db.open_connection(self.paths.db, read_only=True, timeout=self.lock_timeout)
-                try:
-                    current = db.installed_version(con)
-                finally:
-                    con.close()
-                if current == SCHEMA_VERSION:
-                    self._ready = True
-                    return
             with db.read_write(self.paths.db, self.lock_timeout) as con:
                 db.ensure_schema(con, self.paths)
             self._ready = True
@@ -126,8 +116,12 @@ class Warehouse:
     @contextlib.contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction on a short read-write connection (committed, then closed)."""
-        self._ensure()
+        self.paths.home.mkdir(parents=True, exist_ok=True)
         with db.read_write(self.paths.db, self.lock_timeout) as con:
+            if not self._ready:
+                with self._ready_lock:
+                    db.ensure_schema(con, self.paths)
+                    self._ready = True
             db.refresh_bars_view(con, self.paths, temp=False)
             with db.transaction(con):
                 yield con
@@ -144,9 +138,18 @@ class Warehouse:
     def connect_readonly(self) -> duckdb.DuckDBPyConnection:
         """A read-only connection (for ``hedgeflow sql``). Close it soon: while it is
         open, no other process can write the database."""
-        self._ensure()
+        if not self._ready and not self.paths.db.exists():
+            self._initialise()
         con = db.open_connection(self.paths.db, read_only=True, timeout=self.lock_timeout)
         try:
+            if not self._ready:
+                if db.installed_version(con) != SCHEMA_VERSION:
+                    con.close()
+                    self._initialise()
+                    con = db.open_connection(
+                        self.paths.db, read_only=True, timeout=self.lock_timeout
+                    )
+                self._ready = True
             db.refresh_bars_view(con, self.paths, temp=True)
         except BaseException:
             con.close()
