@@ -122,7 +122,9 @@ class BarAggregator:
 
     def __init__(self, interval_seconds: int, grace_seconds: float = 0.0) -> None:
         if isinstance(interval_seconds, bool) or not isinstance(interval_seconds, int):
-            raise InvalidInputError(f"interval_seconds must be an integer, got {interval_seconds!r}")
+            raise InvalidInputError(
+                f"interval_seconds must be an integer, got {interval_seconds!r}"
+            )
         if interval_seconds <= 0:
             raise InvalidInputError(f"interval_seconds must be positive, got {interval_seconds}")
         if not (isinstance(grace_seconds, int | float) and 0 <= grace_seconds < math.inf):

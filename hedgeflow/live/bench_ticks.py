@@ -9,7 +9,7 @@ Rendering, tick generation and the first (warm-up) pass are not timed.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hedgeflow.live.aggregator import BarAggregator
 from hedgeflow.live.ticks import Tick
@@ -17,7 +17,7 @@ from hedgeflow.sources.synthetic import SyntheticMarket
 from hedgeflow.sources.ws_format import frame_parser, render_tick, symbol_map
 
 _SYMBOLS = (("us", "AAPL.US"), ("forex", "EURUSD.FOREX"), ("crypto", "BTC-USD.CC"))
-_START = datetime(2024, 9, 2, 0, 0, tzinfo=timezone.utc)  # a Monday
+_START = datetime(2024, 9, 2, 0, 0, tzinfo=UTC)  # a Monday
 
 
 def _frames(n: int, seed: int) -> list[tuple[str, str]]:

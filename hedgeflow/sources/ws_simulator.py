@@ -51,6 +51,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.live.ticks import Tick
+from hedgeflow.sources.eodhd_ws import RedactingLoggerAdapter
 from hedgeflow.sources.synthetic import SyntheticMarket
 from hedgeflow.sources.ws_format import FEEDS, canonical_symbol, render_tick
 
@@ -273,7 +274,13 @@ class WsSimulator:
         self._stop_event = asyncio.Event()
         server: Server
         async with serve(
-            self._handle, self._host, 0, compression=None, ping_interval=None, close_timeout=1
+            self._handle,
+            self._host,
+            0,
+            compression=None,
+            ping_interval=None,
+            close_timeout=1,
+            logger=RedactingLoggerAdapter(logging.getLogger("websockets.server")),
         ) as server:
             self._port = server.sockets[0].getsockname()[1]
             self._t0 = time.monotonic()
