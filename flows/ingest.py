@@ -31,7 +31,7 @@ def open_source_spec(settings: Settings) -> Iterator[SourceSpec]:
 
     with Simulator(seed=settings.seed) as sim:
         network = dataclasses.replace(settings.network, base_url=sim.base_url)
-        yield SourceSpec("eodhd", network, settings.seed, public_token=sim.token)
+        yield SourceSpec("eodhd", network, settings.seed, public_token=sim.tokens[0])
 
 
 def resolve_symbols(symbols: list[str] | None, settings: Settings) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -14,7 +15,7 @@ from hedgeflow.windows import lookback_window
 from tasks.common import current_run_id, run_logger
 from tasks.report import publish_report
 from tasks.research import PORTFOLIO_AGENT, AgentSummary, agent_backtest, combine_portfolio
-from warehouse import Warehouse, code_version, data_fingerprint
+from warehouse import Warehouse, code_version
 
 SourceName = Literal["synthetic", "eodhd", "simulator"]
 
@@ -58,7 +59,6 @@ def nightly(
         with open_source_spec(settings) as spec:
             ingested = ingest_window(list(settings.symbols), settings.interval, window, spec, settings, run_id)
         quality = {r.symbol: {"stored": r.stored, "quarantined": r.quarantined} for r in ingested}
-        warehouse.set_fingerprint(run_id, data_fingerprint(ingested))
 
         futures = agent_backtest.map(list(settings.agents), settings=settings, window=window, run_id=run_id)
         done: list[AgentSummary] = []
@@ -93,5 +93,7 @@ def nightly(
         raise
     headline = {name: {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")} for name, m in summary.agent_rows}
     headline.update({f"portfolio:{k}": {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")} for k, m in summary.portfolio_rows})
-    warehouse.finish_run(run_id, summary.status, headline)
+    parts = sorted(f"{s.symbol}={s.bars_fingerprint}" for s in done)
+    fingerprint = "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
+    warehouse.finish_run(run_id, summary.status, headline, fingerprint)
     return summary

@@ -75,7 +75,7 @@ def validate_asset_class(asset_class: str) -> AssetClass:
         raise InvalidInputError(
             f"invalid asset class {asset_class!r}: expected one of {', '.join(ASSET_CLASSES)}"
         )
-    return asset_class  # type: ignore[return-value]
+    return asset_class
 
 
 def bars_per_year(asset_class: AssetClass, bar_seconds: float) -> float:

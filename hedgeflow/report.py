@@ -59,7 +59,8 @@ def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str
     ax.set_title("Equity (rebased to 100)")
     ax.set_ylabel("equity")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    if curves:
+        ax.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
     paths["equity"] = out_dir / "equity.png"
@@ -73,7 +74,8 @@ def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str
     ax.set_title("Drawdown (%)")
     ax.set_ylabel("%")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    if curves:
+        ax.legend(loc="lower left", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
     paths["drawdown"] = out_dir / "drawdown.png"

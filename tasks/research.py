@@ -19,7 +19,8 @@ from hedgeflow.portfolio import combine
 from hedgeflow.research import AgentResult, params_json, run_agent
 from hedgeflow.windows import Window
 from tasks.common import progress_log, run_logger
-from warehouse import Warehouse
+from schemas import table_columns
+from warehouse import Warehouse, data_fingerprint
 
 PORTFOLIO_METHODS = ("equal", "inverse_vol", "risk_parity")
 PORTFOLIO_AGENT = "portfolio"
@@ -34,6 +35,7 @@ class AgentSummary:
     metrics: dict[str, Any]
     equity: pd.DataFrame  # ts, equity, drawdown
     n_bars: int
+    bars_fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 def agent_tables(run_id: str, outcome: AgentResult) -> dict[str, pd.DataFrame]:
     """The warehouse rows of one agent's backtest."""
     keys = {C.RUN_ID: run_id, "agent": outcome.agent}
-    signals = outcome.signals.assign(**keys, symbol=outcome.symbol)
+    signals = outcome.signals.assign(**keys, symbol=outcome.symbol).reindex(columns=list(table_columns("signals")))
     trades = outcome.result.trades.assign(**keys, symbol=outcome.symbol)
     equity = outcome.result.equity[[C.TS, "equity", "drawdown"]].assign(**keys)
     metrics = pd.DataFrame(
@@ -103,6 +105,7 @@ def agent_backtest_body(agent: AgentSettings, settings: Settings, window: Window
         metrics=metrics,
         equity=outcome.result.equity[[C.TS, "equity", "drawdown"]].copy(),
         n_bars=len(bars),
+        bars_fingerprint=data_fingerprint({agent.symbol: bars}),
     )
 
 

@@ -176,11 +176,15 @@ class Warehouse:
             runs.start_run(con, run_id, flow, params, code_version, data_fingerprint)
 
     def finish_run(
-        self, run_id: str, status: str, summary: Mapping[str, Any] | None = None
+        self,
+        run_id: str,
+        status: str,
+        summary: Mapping[str, Any] | None = None,
+        data_fingerprint: str | None = None,
     ) -> None:
         """Mark the run ``completed``, ``partial`` or ``failed`` with headline numbers."""
         with self.write() as con:
-            runs.finish_run(con, run_id, status, summary)
+            runs.finish_run(con, run_id, status, summary, data_fingerprint)
 
     def list_runs(self, limit: int = 20) -> pd.DataFrame:
         """The latest runs, newest first."""

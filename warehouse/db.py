@@ -139,6 +139,14 @@ def static_views() -> dict[str, str]:
 # a second configuration of one file inside a process.
 _RW_OPEN: dict[str, int] = {}
 _RW_LOCK = threading.Lock()
+# One read-write session at a time per database within this process: threads of
+# one flow (mapped tasks) would otherwise race on catalog changes and transactions.
+_WRITERS: dict[str, threading.RLock] = {}
+
+
+def _writer_lock(key: str) -> threading.RLock:
+    with _RW_LOCK:
+        return _WRITERS.setdefault(key, threading.RLock())
 
 
 def _is_lock_conflict(exc: Exception) -> bool:
@@ -188,17 +196,20 @@ def open_connection(
 
 @contextlib.contextmanager
 def read_write(path: Path, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-write connection for the duration of the block (no transaction)."""
-    con = open_connection(path, read_only=False, timeout=timeout)
+    """A read-write connection for the duration of the block (no transaction).
+
+    Sessions of one process are serialised; other processes wait on DuckDB's file lock."""
     key = str(path)
-    with _RW_LOCK:
-        _RW_OPEN[key] = _RW_OPEN.get(key, 0) + 1
-    try:
-        yield con
-    finally:
+    with _writer_lock(key):
+        con = open_connection(path, read_only=False, timeout=timeout)
         with _RW_LOCK:
-            _RW_OPEN[key] -= 1
-        con.close()
+            _RW_OPEN[key] = _RW_OPEN.get(key, 0) + 1
+        try:
+            yield con
+        finally:
+            with _RW_LOCK:
+                _RW_OPEN[key] -= 1
+            con.close()
 
 
 @contextlib.contextmanager

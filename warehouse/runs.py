@@ -156,8 +156,10 @@ def finish_run(
     run_id: str,
     status: str,
     summary: Mapping[str, Any] | None = None,
+    data_fingerprint: str | None = None,
 ) -> None:
-    """Mark the run finished: completed / partial show its results, failed keeps them hidden."""
+    """Mark the run finished: completed / partial show its results, failed keeps them hidden.
+    A fingerprint known only at the end (of the bars the run read) is recorded here."""
     check_run_id(run_id)
     if status not in FINAL_STATUSES:
         raise InvalidInputError(
@@ -167,9 +169,9 @@ def finish_run(
         raise InvalidInputError(f"unknown run {run_id!r}: start_run it first")
     text = None if summary is None else to_json(dict(summary))
     con.execute(
-        f"UPDATE {_RUNS} SET finished_at = current_timestamp, status = ?, summary = ? "
-        "WHERE run_id = ?",
-        [status, text, run_id],
+        f"UPDATE {_RUNS} SET finished_at = current_timestamp, status = ?, summary = ?, "
+        "data_fingerprint = coalesce(?, data_fingerprint) WHERE run_id = ?",
+        [status, text, data_fingerprint, run_id],
     )
 
 
