@@ -16,6 +16,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 PROGRESS_LOGGER = "hedgeflow.progress"
+METRIC_LABELS: dict[str, str] = {
+    "total_return": "return",
+    "cagr": "cagr",
+    "ann_vol": "vol",
+    "sharpe": "sharpe",
+    "sortino": "sortino",
+    "max_drawdown": "max dd",
+    "calmar": "calmar",
+    "n_trades": "trades",
+    "win_rate": "win",
+    "profit_factor": "pf",
+    "exposure": "exposure",
+}
 METRIC_FORMATS: dict[str, str] = {
     "total_return": "{:+.2%}",
     "cagr": "{:+.2%}",
@@ -30,7 +43,8 @@ METRIC_FORMATS: dict[str, str] = {
     "exposure": "{:.1%}",
 }
 
-stdout = Console()
+# Tables are wider than 80 columns: keep them whole when output is piped.
+stdout = Console(width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
 
 
@@ -46,7 +60,7 @@ class _ProgressHandler(logging.Handler):
         if text is None:
             return
         self.progress.advance(self.task_id)
-        self.progress.console.log(text)
+        self.progress.console.print(text, highlight=False)
 
 
 @contextlib.contextmanager
@@ -130,9 +144,9 @@ def format_metric(name: str, value: Any) -> str:
 
 def metrics_table(title: str, rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) -> Table:
     table = Table(title=title, title_justify="left")
-    table.add_column(first)
+    table.add_column(first, no_wrap=True)
     for name in METRIC_FORMATS:
-        table.add_column(name, justify="right")
+        table.add_column(METRIC_LABELS[name], justify="right", no_wrap=True)
     for label, metrics in rows:
         table.add_row(label, *(format_metric(k, metrics.get(k)) for k in METRIC_FORMATS))
     return table

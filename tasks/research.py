@@ -24,6 +24,7 @@ from warehouse import Warehouse, data_fingerprint
 
 PORTFOLIO_METHODS = ("equal", "inverse_vol", "risk_parity")
 PORTFOLIO_AGENT = "portfolio"
+TRADE_METRICS = ("win_rate", "profit_factor", "exposure")
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,9 @@ def combine_portfolio_body(summaries: list[AgentSummary], settings: Settings, ru
         )
         eq = combined.equity
         metrics = clean_metrics(compute_metrics(eq["equity"].to_numpy(), eq[C.TS], None, klass, None))
+        # trade statistics belong to agents: the combination counts their trades
+        metrics.update({k: None for k in TRADE_METRICS})
+        metrics["n_trades"] = sum(int(s.metrics.get("n_trades") or 0) for s in summaries)
         weights = {k: float(v) for k, v in combined.weights.items()}
         metrics_by_method[method] = metrics
         weights_by_method[method] = weights

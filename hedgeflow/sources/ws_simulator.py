@@ -485,15 +485,24 @@ class WsSimulator:
                     stream.advance()
                     with self._lock:
                         self.fault_log.append(("silenced", stream.symbol, tick.ts_ms))
+                    if stream.head is None:
+                        self._exhausted(stream)
                     continue
                 await asyncio.sleep(silent_for)
                 continue
             stream.advance()
             await self._emit(conn, stream, tick)
+            if stream.head is None:
+                self._exhausted(stream)
             sent_since_yield += 1
             if sent_since_yield >= 64:
                 sent_since_yield = 0
                 await asyncio.sleep(0)
+
+    def _exhausted(self, stream: _SymbolStream) -> None:
+        with self._lock:
+            cursor = self._cursors.get(stream.symbol, self.start_ms)
+            self._cursors[stream.symbol] = max(cursor, stream.end)
 
     def _silent_for(self) -> float:
         with self._lock:
