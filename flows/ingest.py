@@ -20,6 +20,7 @@ from warehouse import Warehouse, code_version
 
 SourceName = Literal["synthetic", "eodhd", "simulator"]
 
+
 @contextlib.contextmanager
 def open_source_spec(settings: Settings) -> Iterator[SourceSpec]:
     """A SourceSpec for the tasks; for ``simulator`` a local EODHD-compatible server
@@ -43,7 +44,12 @@ def resolve_symbols(symbols: list[str] | None, settings: Settings) -> list[str]:
 
 
 def ingest_window(
-    symbols: list[str], interval: str, window: Window, spec: SourceSpec, settings: Settings, run_id: str
+    symbols: list[str],
+    interval: str,
+    window: Window,
+    spec: SourceSpec,
+    settings: Settings,
+    run_id: str,
 ) -> list[IngestResult]:
     """Submit the per-symbol tasks and wait for them (used by ingest and nightly)."""
     futures = ingest_symbol.map(
@@ -88,7 +94,13 @@ def ingest(
     }
     warehouse.start_run(run_id, "ingest", params, code_version())
     log = run_logger()
-    log.info("ingesting %d symbols %s..%s from %s", len(chosen), window.start, window.end, settings.source)
+    log.info(
+        "ingesting %d symbols %s..%s from %s",
+        len(chosen),
+        window.start,
+        window.end,
+        settings.source,
+    )
     try:
         with open_source_spec(settings) as spec:
             results = ingest_window(chosen, interval_, window, spec, settings, run_id)

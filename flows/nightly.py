@@ -50,17 +50,24 @@ def nightly(
         "interval": settings.interval,
         "start": window.start.isoformat(),
         "end": window.end.isoformat(),
-        "agents": {a.name: {"symbol": a.symbol, "strategy": a.strategy, "params": dict(a.params)} for a in settings.agents},
+        "agents": {
+            a.name: {"symbol": a.symbol, "strategy": a.strategy, "params": dict(a.params)}
+            for a in settings.agents
+        },
     }
     warehouse.start_run(run_id, "nightly", params, code_version())
     log = run_logger()
     summary = NightlySummary(run_id=run_id, status="running")
     try:
         with open_source_spec(settings) as spec:
-            ingested = ingest_window(list(settings.symbols), settings.interval, window, spec, settings, run_id)
+            ingested = ingest_window(
+                list(settings.symbols), settings.interval, window, spec, settings, run_id
+            )
         quality = {r.symbol: {"stored": r.stored, "quarantined": r.quarantined} for r in ingested}
 
-        futures = agent_backtest.map(list(settings.agents), settings=settings, window=window, run_id=run_id)
+        futures = agent_backtest.map(
+            list(settings.agents), settings=settings, window=window, run_id=run_id
+        )
         done: list[AgentSummary] = []
         for agent, future in zip(settings.agents, futures, strict=True):
             outcome = future.result(raise_on_failure=False)
@@ -78,7 +85,8 @@ def nightly(
             curves[PORTFOLIO_AGENT] = port.equity
         report = publish_report(
             run_id,
-            f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC, {settings.interval} bars",
+            f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC, "
+            f"{settings.interval} bars",
             curves,
             summary.agent_rows,
             summary.portfolio_rows,
@@ -87,13 +95,25 @@ def nightly(
             warehouse.report_dir(run_id),
         )
         summary.report_path = str(report)
-        summary.status = "completed" if not summary.failed_agents else ("partial" if done else "failed")
+        summary.status = (
+            "completed" if not summary.failed_agents else ("partial" if done else "failed")
+        )
     except BaseException:
         warehouse.finish_run(run_id, "failed", None)
         raise
-    headline = {name: {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")} for name, m in summary.agent_rows}
-    headline.update({f"portfolio:{k}": {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")} for k, m in summary.portfolio_rows})
+    headline = {
+        name: {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")}
+        for name, m in summary.agent_rows
+    }
+    headline.update(
+        {
+            f"portfolio:{k}": {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")}
+            for k, m in summary.portfolio_rows
+        }
+    )
     parts = sorted(f"{s.symbol}={s.bars_fingerprint}" for s in done)
-    fingerprint = "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
+    fingerprint = (
+        "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
+    )
     warehouse.finish_run(run_id, summary.status, headline, fingerprint)
     return summary

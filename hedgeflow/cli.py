@@ -17,7 +17,7 @@ from typing import Any
 
 from hedgeflow import __version__
 from hedgeflow.errors import HedgeflowError, InvalidInputError
-from hedgeflow.market import normalize_symbol, validate_interval
+from hedgeflow.market import normalize_symbol
 
 EXIT_USAGE = 2
 
@@ -34,26 +34,38 @@ def build_parser() -> argparse.ArgumentParser:
         "Data goes to $HEDGEFLOW_HOME (default ./data).",
     )
     parser.add_argument("--version", action="version", version=f"hedgeflow {__version__}")
-    parser.add_argument("--home", type=Path, help="data directory (default $HEDGEFLOW_HOME or ./data)")
-    parser.add_argument("--config", type=Path, help="settings file (default ./hedgeflow.toml if present)")
+    parser.add_argument(
+        "--home", type=Path, help="data directory (default $HEDGEFLOW_HOME or ./data)"
+    )
+    parser.add_argument(
+        "--config", type=Path, help="settings file (default ./hedgeflow.toml if present)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's run logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("ingest", help="fetch, validate and store intraday bars")
-    p.add_argument("--source", choices=("synthetic", "eodhd", "simulator"), help="default: synthetic")
-    p.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="e.g. AAPL.US EURUSD.FOREX BTC-USD.CC")
+    p.add_argument(
+        "--source", choices=("synthetic", "eodhd", "simulator"), help="default: synthetic"
+    )
+    p.add_argument(
+        "--symbols", nargs="+", metavar="SYMBOL", help="e.g. AAPL.US EURUSD.FOREX BTC-USD.CC"
+    )
     p.add_argument("--days", type=int, help="lookback in days (default 30)")
     p.add_argument("--interval", choices=("1m", "5m", "1h"), help="bar interval (default 5m)")
     p.add_argument("--end", help="end of the window, UTC (default: start of today)")
 
     p = sub.add_parser("nightly", help="ingest, backtest every agent, combine, publish")
-    p.add_argument("--source", choices=("synthetic", "eodhd", "simulator"), help="default: synthetic")
+    p.add_argument(
+        "--source", choices=("synthetic", "eodhd", "simulator"), help="default: synthetic"
+    )
     p.add_argument("--days", type=int, help="lookback in days (default 30)")
     p.add_argument("--end", help="end of the window, UTC (default: start of today)")
 
     p = sub.add_parser("backtest", help="backtest one strategy on your own bars file")
     p.add_argument("--bars", required=True, type=Path, metavar="FILE", help="CSV or Parquet bars")
-    p.add_argument("--strategy", required=True, help="sma_cross, rsi_mean_revert, donchian_breakout")
+    p.add_argument(
+        "--strategy", required=True, help="sma_cross, rsi_mean_revert, donchian_breakout"
+    )
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--asset-class", choices=("stock", "forex", "crypto"), default="stock")
     p.add_argument("--equity", type=float, default=100_000.0)
@@ -123,7 +135,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     symbols = _symbols_arg(args.symbols)
     days = _days_arg(args.days)
-    interval = validate_interval(args.interval) if args.interval else None
+    interval = args.interval  # argparse restricts it to 1m/5m/1h
     end = _end_arg(args.end)
     load_settings()  # a bad setting fails here, before Prefect starts
     from hedgeflow.console import ingest_progress, print_ingest_summary
@@ -173,7 +185,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         out_dir=args.out,
     )
     print_metrics(metrics, title=f"{args.strategy} on {args.bars.name}")
-    print(f"wrote {args.out / 'trades.csv'}, {args.out / 'equity.csv'}, {args.out / 'metrics.json'}")
+    print(
+        f"wrote {args.out / 'trades.csv'}, {args.out / 'equity.csv'}, {args.out / 'metrics.json'}"
+    )
     return 0
 
 

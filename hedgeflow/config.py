@@ -138,7 +138,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not 1 <= self.lookback_days <= 20_000:
-            raise InvalidInputError(f"lookback_days must be in [1, 20000], got {self.lookback_days}")
+            raise InvalidInputError(
+                f"lookback_days must be in [1, 20000], got {self.lookback_days}"
+            )
         names = [a.name for a in self.agents]
         if len(set(names)) != len(names):
             raise InvalidInputError(f"agent names must be unique, got {names}")
@@ -240,7 +242,9 @@ def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]
     allowed = {"symbol", "strategy", "params", "risk", "costs"}
     for key in raw:
         if key not in allowed:
-            raise ConfigError(f"{prefix}.{key}", f"unknown setting (known: {', '.join(sorted(allowed))})")
+            raise ConfigError(
+                f"{prefix}.{key}", f"unknown setting (known: {', '.join(sorted(allowed))})"
+            )
     for key in ("symbol", "strategy"):
         if key not in raw:
             raise ConfigError(f"{prefix}.{key}", "is required")
@@ -259,7 +263,9 @@ def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]
     risk = _build(RiskSettings, risk_raw, f"{prefix}.risk")
     costs = None
     if raw.get("costs") is not None:
-        costs = _build(CostSettings, _as_mapping(f"{prefix}.costs", raw["costs"]), f"{prefix}.costs")
+        costs = _build(
+            CostSettings, _as_mapping(f"{prefix}.costs", raw["costs"]), f"{prefix}.costs"
+        )
     return AgentSettings(
         name=name,
         symbol=symbol,
@@ -278,7 +284,9 @@ def _build(cls: type[T], raw: Mapping[str, Any], prefix: str) -> T:
     kwargs = {}
     for key, value in raw.items():
         if key not in names:
-            raise ConfigError(f"{prefix}.{key}", f"unknown setting (known: {', '.join(sorted(names))})")
+            raise ConfigError(
+                f"{prefix}.{key}", f"unknown setting (known: {', '.join(sorted(names))})"
+            )
         kwargs[key] = _coerce(f"{prefix}.{key}", value, _field_type(cls, key))
     try:
         return cls(**kwargs)

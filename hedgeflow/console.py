@@ -12,7 +12,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 PROGRESS_LOGGER = "hedgeflow.progress"
@@ -119,7 +126,12 @@ def print_ingest_summary(results: Sequence[Any]) -> None:
         table.add_column(name, justify="left" if name in ("symbol", "interval") else "right")
     for r in results:
         table.add_row(
-            r.symbol, r.interval, f"{r.fetched:,}", f"{r.stored:,}", f"{r.quarantined:,}", f"{r.seconds:.2f}"
+            r.symbol,
+            r.interval,
+            f"{r.fetched:,}",
+            f"{r.stored:,}",
+            f"{r.quarantined:,}",
+            f"{r.seconds:.2f}",
         )
     table.add_row(
         "total",
@@ -166,7 +178,9 @@ def print_nightly_summary(summary: Any) -> None:
     stdout.print(f"status: {summary.status}")
 
 
-def print_query_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, max_rows: int) -> None:
+def print_query_result(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, max_rows: int
+) -> None:
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)

@@ -89,7 +89,9 @@ def metrics_markdown(rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) 
     rule = "|---|" + "---:|" * len(METRIC_ORDER)
     lines = [header, rule]
     for label, metrics in rows:
-        lines.append(f"| {label} | " + " | ".join(fmt_metric(k, metrics.get(k)) for k in METRIC_ORDER) + " |")
+        lines.append(
+            f"| {label} | " + " | ".join(fmt_metric(k, metrics.get(k)) for k in METRIC_ORDER) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -120,9 +122,16 @@ def summary_markdown(
         parts += [f"- **{name}**: {error}" for name, error in failed.items()]
         parts.append("")
     if data_quality:
-        parts += ["## Data quality", "", "| symbol | bars stored | quarantined |", "|---|---:|---:|"]
+        parts += [
+            "## Data quality",
+            "",
+            "| symbol | bars stored | quarantined |",
+            "|---|---:|---:|",
+        ]
         for symbol, counts in data_quality.items():
-            parts.append(f"| {symbol} | {counts.get('stored', 0):,} | {counts.get('quarantined', 0):,} |")
+            parts.append(
+                f"| {symbol} | {counts.get('stored', 0):,} | {counts.get('quarantined', 0):,} |"
+            )
         parts.append("")
     if chart_links:
         parts += ["## Charts", ""]

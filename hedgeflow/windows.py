@@ -50,12 +50,18 @@ def parse_utc(value: str | date | datetime | pd.Timestamp, name: str = "date") -
     if stamp is pd.NaT or pd.isna(stamp):
         raise InvalidInputError(f"invalid {name} {value!r}")
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    if not (datetime(1990, 1, 1, tzinfo=UTC) <= stamp.to_pydatetime() <= datetime(2200, 1, 1, tzinfo=UTC)):
+    if not (
+        datetime(1990, 1, 1, tzinfo=UTC)
+        <= stamp.to_pydatetime()
+        <= datetime(2200, 1, 1, tzinfo=UTC)
+    ):
         raise InvalidInputError(f"{name} {value!r} is out of range (1990..2200)")
     return stamp.to_pydatetime()
 
 
-def lookback_window(days: int, end: str | datetime | None = None, now: datetime | None = None) -> Window:
+def lookback_window(
+    days: int, end: str | datetime | None = None, now: datetime | None = None
+) -> Window:
     """The ``days`` before ``end``; ``end`` defaults to the start of the current UTC day
     (the last complete day), so two runs on one day see the same bars."""
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 20_000:

@@ -84,17 +84,18 @@ def ingest_symbol_body(
         result.quarantined,
     )
     if result.quarantined:
-        log.warning("%s: %d invalid bars quarantined (see the quarantine table)", symbol, result.quarantined)
+        log.warning(
+            "%s: %d invalid bars quarantined (see the quarantine table)", symbol, result.quarantined
+        )
     progress_log.info("ingested", extra={"hedgeflow_event": "ingested", "hedgeflow_result": result})
     return result
 
 
 ingest_symbol = task(
-    ingest_symbol_body,
     name="ingest-symbol",
     task_run_name="ingest-{symbol}",
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_on_transient,
     cache_policy=NO_CACHE,
-)
+)(ingest_symbol_body)

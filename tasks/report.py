@@ -32,24 +32,34 @@ def publish_report_body(
 ) -> Path:
     charts = render_charts(curves, out_dir)
     links = {name: path.resolve().as_uri() for name, path in charts.items()}
-    markdown = summary_markdown(run_id, window, agent_rows, portfolio_rows, failed, data_quality, links)
+    markdown = summary_markdown(
+        run_id, window, agent_rows, portfolio_rows, failed, data_quality, links
+    )
     report_path = out_dir / "summary.md"
     report_path.write_text(markdown, encoding="utf-8")
     create_markdown_artifact(markdown, key="nightly-summary", description=f"nightly run {run_id}")
     create_table_artifact(
-        [{"agent": name, **{k: metrics.get(k) for k in METRIC_ORDER}} for name, metrics in agent_rows],
+        [
+            {"agent": name, **{k: metrics.get(k) for k in METRIC_ORDER}}
+            for name, metrics in agent_rows
+        ],
         key="agent-metrics",
         description="per-agent metrics",
     )
     create_table_artifact(
-        [{"method": name, **{k: metrics.get(k) for k in METRIC_ORDER}} for name, metrics in portfolio_rows],
+        [
+            {"method": name, **{k: metrics.get(k) for k in METRIC_ORDER}}
+            for name, metrics in portfolio_rows
+        ],
         key="portfolio-metrics",
         description="portfolio metrics per allocation method",
     )
     for name, path in charts.items():
-        create_image_artifact(_data_url(path), key=f"{name}-chart", description=f"{name} chart, {path}")
+        create_image_artifact(
+            _data_url(path), key=f"{name}-chart", description=f"{name} chart, {path}"
+        )
     run_logger().info("report written to %s", report_path)
     return report_path
 
 
-publish_report = task(publish_report_body, name="publish-report", cache_policy=NO_CACHE)
+publish_report = task(name="publish-report", cache_policy=NO_CACHE)(publish_report_body)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,8 @@ from hedgeflow.metrics import compute_metrics
 from hedgeflow.portfolio import combine
 from hedgeflow.research import AgentResult, params_json, run_agent
 from hedgeflow.windows import Window
-from tasks.common import progress_log, run_logger
 from schemas import table_columns
+from tasks.common import progress_log, run_logger
 from warehouse import Warehouse, data_fingerprint
 
 PORTFOLIO_METHODS = ("equal", "inverse_vol", "risk_parity")
@@ -63,7 +62,9 @@ def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 def agent_tables(run_id: str, outcome: AgentResult) -> dict[str, pd.DataFrame]:
     """The warehouse rows of one agent's backtest."""
     keys = {C.RUN_ID: run_id, "agent": outcome.agent}
-    signals = outcome.signals.assign(**keys, symbol=outcome.symbol).reindex(columns=list(table_columns("signals")))
+    signals = outcome.signals.assign(**keys, symbol=outcome.symbol).reindex(
+        columns=list(table_columns("signals"))
+    )
     trades = outcome.result.trades.assign(**keys, symbol=outcome.symbol)
     equity = outcome.result.equity[[C.TS, "equity", "drawdown"]].assign(**keys)
     metrics = pd.DataFrame(
@@ -80,7 +81,9 @@ def agent_tables(run_id: str, outcome: AgentResult) -> dict[str, pd.DataFrame]:
     return {"signals": signals, "trades": trades, "equity": equity, "agent_metrics": metrics}
 
 
-def agent_backtest_body(agent: AgentSettings, settings: Settings, window: Window, run_id: str) -> AgentSummary:
+def agent_backtest_body(
+    agent: AgentSettings, settings: Settings, window: Window, run_id: str
+) -> AgentSummary:
     warehouse = Warehouse(settings.home)
     bars = warehouse.read_bars(agent.symbol, settings.interval, window.start, window.end)
     outcome = run_agent(bars, agent, settings.costs_for(agent), settings.portfolio.initial_equity)
@@ -96,7 +99,10 @@ def agent_backtest_body(agent: AgentSettings, settings: Settings, window: Window
         metrics.get("total_return") or 0.0,
     )
     progress_log.info(
-        "%s: %d trades", agent.name, int(metrics.get("n_trades") or 0), extra={"hedgeflow_event": "agent_done"}
+        "%s: %d trades",
+        agent.name,
+        int(metrics.get("n_trades") or 0),
+        extra={"hedgeflow_event": "agent_done"},
     )
     return AgentSummary(
         agent=agent.name,
@@ -111,11 +117,10 @@ def agent_backtest_body(agent: AgentSettings, settings: Settings, window: Window
 
 
 agent_backtest = task(
-    agent_backtest_body,
     name="agent-backtest",
     task_run_name="backtest-{agent.name}",
     cache_policy=NO_CACHE,
-)
+)(agent_backtest_body)
 
 
 def portfolio_asset_class(summaries: list[AgentSummary]) -> str:
@@ -127,7 +132,9 @@ def portfolio_asset_class(summaries: list[AgentSummary]) -> str:
     return "stock"
 
 
-def combine_portfolio_body(summaries: list[AgentSummary], settings: Settings, run_id: str) -> PortfolioSummary:
+def combine_portfolio_body(
+    summaries: list[AgentSummary], settings: Settings, run_id: str
+) -> PortfolioSummary:
     curves = {s.agent: s.equity[[C.TS, "equity"]] for s in summaries}
     klass = portfolio_asset_class(summaries)
     metrics_by_method: dict[str, dict[str, Any]] = {}
@@ -144,7 +151,9 @@ def combine_portfolio_body(summaries: list[AgentSummary], settings: Settings, ru
             vol_lookback_bars=settings.portfolio.vol_lookback_bars,
         )
         eq = combined.equity
-        metrics = clean_metrics(compute_metrics(eq["equity"].to_numpy(), eq[C.TS], None, klass, None))
+        metrics = clean_metrics(
+            compute_metrics(eq["equity"].to_numpy(), eq[C.TS], None, klass, None)
+        )
         # trade statistics belong to agents: the combination counts their trades
         metrics.update({k: None for k in TRADE_METRICS})
         metrics["n_trades"] = sum(int(s.metrics.get("n_trades") or 0) for s in summaries)
@@ -160,11 +169,9 @@ def combine_portfolio_body(summaries: list[AgentSummary], settings: Settings, ru
         "equity": chosen_equity.assign(**{C.RUN_ID: run_id, "agent": PORTFOLIO_AGENT}),
     }
     Warehouse(settings.home).write_results(run_id, tables)
-    return PortfolioSummary(settings.portfolio.allocation, metrics_by_method, weights_by_method, chosen_equity)
+    return PortfolioSummary(
+        settings.portfolio.allocation, metrics_by_method, weights_by_method, chosen_equity
+    )
 
 
-combine_portfolio = task(combine_portfolio_body, name="combine-portfolio", cache_policy=NO_CACHE)
-
-
-def report_dir(home: Path, run_id: str) -> Path:
-    return Warehouse(home).report_dir(run_id)
+combine_portfolio = task(name="combine-portfolio", cache_policy=NO_CACHE)(combine_portfolio_body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hedgeflow.config import TOKEN_ENV, NetworkSettings
 from hedgeflow.errors import ConfigError
@@ -15,7 +16,8 @@ def eodhd_token(network: NetworkSettings) -> str:
         try:
             from prefect.blocks.system import Secret
 
-            token = str(Secret.load(network.token_secret_block).get())
+            block: Any = Secret.load(network.token_secret_block)
+            token = str(block.get())
         except Exception:
             token = None
     if not token:

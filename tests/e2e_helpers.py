@@ -13,13 +13,17 @@ NOISE_MARKERS = ("ERROR", "Traceback", "CancelledError", "CRITICAL")
 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEDGEFLOW_", "PREFECT_API_URL"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("HEDGEFLOW_", "PREFECT_API_URL"))
+    }
     env.update({"HEDGEFLOW_HOME": str(home), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
     env.update(extra)
     return env
 
 
-def run_cli(home: Path, *args: str, timeout: float = 240, **extra: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    home: Path, *args: str, timeout: float = 240, **extra: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hedgeflow.cli", *args],
         env=cli_env(home, **extra),

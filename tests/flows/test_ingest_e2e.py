@@ -31,7 +31,9 @@ def test_ingest_is_clean_and_idempotent(tmp_path: Path) -> None:
     second = run_cli(home, "ingest", "--days", "30", "--end", "2026-11-20")
     assert_clean(second)
     assert query(home, COUNTS) == counts
-    assert query(home, "select count(*) from (select symbol, ts from bars group by all having count(*) > 1)") == [(0,)]
+    assert query(
+        home, "select count(*) from (select symbol, ts from bars group by all having count(*) > 1)"
+    ) == [(0,)]
     runs = query(home, "select flow, status from runs order by started_at")
     assert runs == [("ingest", "completed"), ("ingest", "completed")]
 
@@ -44,7 +46,16 @@ def test_ingest_from_simulator_matches_synthetic(tmp_path: Path) -> None:
     """The real EODHD client against the local simulator gives the synthetic bars."""
     sim_home = tmp_path / "sim"
     syn_home = tmp_path / "syn"
-    args = ("ingest", "--days", "3", "--end", "2026-11-20", "--symbols", "BTC-USD.CC", "EURUSD.FOREX")
+    args = (
+        "ingest",
+        "--days",
+        "3",
+        "--end",
+        "2026-11-20",
+        "--symbols",
+        "BTC-USD.CC",
+        "EURUSD.FOREX",
+    )
     assert_clean(run_cli(sim_home, *args, "--source", "simulator"))
     assert_clean(run_cli(syn_home, *args))
     sql = (

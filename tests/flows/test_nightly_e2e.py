@@ -17,21 +17,27 @@ END = "2026-11-20"
 
 
 @pytest.fixture(scope="module")
-def nightly_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def nightly_home(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     home = tmp_path_factory.mktemp("nightly") / "data"
     proc = run_cli(home, "nightly", "--end", END)
     return home, proc
 
 
-def test_nightly_output_is_clean_and_prints_metrics(nightly_home: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    home, proc = nightly_home
+def test_nightly_output_is_clean_and_prints_metrics(
+    nightly_home: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    _, proc = nightly_home
     assert_clean(proc)
     for name in ("stocks", "forex", "crypto", "equal", "inverse_vol", "risk_parity", "sharpe"):
         assert name in proc.stdout
     assert "status: completed" in proc.stdout
 
 
-def test_nightly_fills_every_table(nightly_home: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_nightly_fills_every_table(
+    nightly_home: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
     home, _ = nightly_home
     rows = query(home, "select agent, symbol, strategy, n_trades from agent_metrics order by agent")
     assert [(a, s, st) for a, s, st, _ in rows] == [
@@ -45,7 +51,9 @@ def test_nightly_fills_every_table(nightly_home: tuple[Path, subprocess.Complete
         (count,) = query(home, f"select count(*) from {table}")[0]
         assert count > 0, table
     assert query(home, "select count(*) from equity where agent = 'portfolio'")[0][0] > 0
-    assert query(home, "select flow, status, finished_at is not null from runs") == [("nightly", "completed", True)]
+    assert query(home, "select flow, status, finished_at is not null from runs") == [
+        ("nightly", "completed", True)
+    ]
     # trades agree with agent_metrics
     assert query(
         home,

@@ -8,7 +8,9 @@ from hedgeflow.cli import main
 
 
 @pytest.mark.parametrize("symbol", ["../x", "A;DROP TABLE bars", "AAPL", "x/../../etc.US"])
-def test_invalid_symbol_refused_before_io(symbol: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_invalid_symbol_refused_before_io(
+    symbol: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = tmp_path / "home"
     code = main(["--home", str(home), "ingest", "--symbols", symbol])
     err = capsys.readouterr().err

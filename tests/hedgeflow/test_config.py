@@ -6,7 +6,9 @@ from hedgeflow.config import load_settings
 from hedgeflow.errors import ConfigError
 
 
-def test_defaults_are_the_articles_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_are_the_articles_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     s = load_settings(env={})
     assert s.symbols == ("AAPL.US", "EURUSD.FOREX", "BTC-USD.CC")
@@ -18,9 +20,18 @@ def test_defaults_are_the_articles_configuration(tmp_path: Path, monkeypatch: py
     assert dict(by_name["crypto"].params) == {"window": 20, "exit_rule": "midline"}
     assert by_name["crypto"].asset_class == "crypto"
     risk = by_name["stocks"].risk
-    assert (risk.risk_per_trade, risk.max_leverage, risk.stop_pct, risk.take_profit_pct) == (0.01, 1.0, 0.01, 0.02)
+    assert (risk.risk_per_trade, risk.max_leverage, risk.stop_pct, risk.take_profit_pct) == (
+        0.01,
+        1.0,
+        0.01,
+        0.02,
+    )
     assert s.portfolio.initial_equity == 100_000.0 and s.portfolio.allocation == "equal"
-    assert (s.network.rest_timeout, s.network.max_retries, s.network.retry_backoff_sec) == (20.0, 3, 1.5)
+    assert (s.network.rest_timeout, s.network.max_retries, s.network.retry_backoff_sec) == (
+        20.0,
+        3,
+        1.5,
+    )
     assert s.home == Path("data")
 
 
@@ -39,13 +50,20 @@ strategy = "sma_cross"
 risk = { stop_pct = 0.02 }
 """
     )
-    env = {"HEDGEFLOW_LOOKBACK_DAYS": "12", "HEDGEFLOW_NETWORK__MAX_RETRIES": "5", "HEDGEFLOW_HOME": "/tmp/x y"}
+    env = {
+        "HEDGEFLOW_LOOKBACK_DAYS": "12",
+        "HEDGEFLOW_NETWORK__MAX_RETRIES": "5",
+        "HEDGEFLOW_HOME": "/tmp/x y",
+    }
     s = load_settings(cfg, env=env)
     assert s.lookback_days == 12  # env beats file
     assert s.network.rest_timeout == 5.0 and s.network.max_retries == 5
     assert s.home == Path("/tmp/x y")
     agents = {a.name: a for a in s.agents}
-    assert agents["stocks"].params["fast"] == 10 and agents["stocks"].params["confirm_above_fast"] is True
+    assert (
+        agents["stocks"].params["fast"] == 10
+        and agents["stocks"].params["confirm_above_fast"] is True
+    )
     assert agents["extra"].symbol == "MSFT.US" and agents["extra"].risk.stop_pct == 0.02
     assert len(s.agents) == 4
 
@@ -66,7 +84,9 @@ risk = { stop_pct = 0.02 }
         ({"HEDGEFLOW_COLOUR": "blue"}, "colour"),
     ],
 )
-def test_wrong_value_names_the_key(env: dict[str, str], key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_value_names_the_key(
+    env: dict[str, str], key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as info:
         load_settings(env=env)

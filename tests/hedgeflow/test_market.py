@@ -19,7 +19,18 @@ def test_symbols(raw: str, canonical: str, klass: str, ws: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["../x", "A;DROP TABLE bars", "AAPL", "", "AAPL.US/..", "a b.US", "x" * 30 + ".US", "AAPL.U5", ".US"]
+    "bad",
+    [
+        "../x",
+        "A;DROP TABLE bars",
+        "AAPL",
+        "",
+        "AAPL.US/..",
+        "a b.US",
+        "x" * 30 + ".US",
+        "AAPL.U5",
+        ".US",
+    ],
 )
 def test_invalid_symbols_refused(bad: str) -> None:
     with pytest.raises(InvalidInputError, match="invalid symbol"):
