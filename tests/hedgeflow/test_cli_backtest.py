@@ -83,10 +83,10 @@ def test_backtest_csv_matches_the_engine(
     ("mutate", "message"),
     [
         (lambda f: f.drop(columns=["close"]), "close"),
-        (lambda f: f.assign(ts=["not a time"] + list(f["ts"].iloc[1:])), "not a time"),
+        (lambda f: f.assign(ts=["not a time", *list(f["ts"].iloc[1:])]), "not a time"),
         (lambda f: f.iloc[::-1], "sorted"),
         (lambda f: pd.concat([f.iloc[:5], f.iloc[4:]]), "duplicate"),
-        (lambda f: f.assign(open=[-1.0] + list(f["open"].iloc[1:])), "open"),
+        (lambda f: f.assign(open=[-1.0, *list(f["open"].iloc[1:])]), "open"),
     ],
 )
 def test_bad_files_get_a_clear_error(
