@@ -1,4 +1,5 @@
-"""The ingest flow: one mapped task per symbol (fetch -> validate -> write)."""
+"""The ingest flow: one mapped task per symbol (fetch -> validate -> write); large
+universes are split into at most MAX_TASKS_PER_STAGE batches of symbols."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from typing import Literal
 from prefect import flow
 
 from hedgeflow.config import Settings, load_settings
-from hedgeflow.errors import InvalidInputError
+from hedgeflow.errors import InvalidInputError, SourceError
 from hedgeflow.market import normalize_symbol, validate_interval
 from hedgeflow.windows import Window, lookback_window
-from tasks.common import current_run_id, run_logger
-from tasks.ingest import IngestResult, SourceSpec, ingest_symbol
+from tasks.common import batch_label, batches, current_run_id, run_logger
+from tasks.ingest import IngestResult, SourceSpec, ingest_symbols
 from warehouse import Warehouse, code_version
 
 SourceName = Literal["synthetic", "eodhd", "simulator"]
@@ -50,10 +51,15 @@ def ingest_window(
     spec: SourceSpec,
     settings: Settings,
     run_id: str,
-) -> list[IngestResult]:
-    """Submit the per-symbol tasks and wait for them (used by ingest and nightly)."""
-    futures = ingest_symbol.map(
-        symbols,
+) -> tuple[list[IngestResult], dict[str, str]]:
+    """Submit the ingest tasks and wait for all of them (used by ingest and nightly).
+
+    Returns the results and, per symbol whose task failed, the error."""
+    groups = batches(symbols)
+    labels = [batch_label(g, i, len(groups)) for i, g in enumerate(groups)]
+    futures = ingest_symbols.map(
+        labels,
+        groups,
         interval=interval,
         start=window.start,
         end=window.end,
@@ -61,7 +67,16 @@ def ingest_window(
         home=settings.home,
         run_id=run_id,
     )
-    return [f.result() for f in futures]
+    results: list[IngestResult] = []
+    failed: dict[str, str] = {}
+    for group, future in zip(groups, futures, strict=True):
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            for symbol in group:
+                failed[symbol] = f"{type(outcome).__name__}: {outcome}"
+        else:
+            results.extend(outcome)
+    return results, failed
 
 
 @flow(name="ingest", log_prints=False)
@@ -103,10 +118,14 @@ def ingest(
     )
     try:
         with open_source_spec(settings) as spec:
-            results = ingest_window(chosen, interval_, window, spec, settings, run_id)
+            results, failed = ingest_window(chosen, interval_, window, spec, settings, run_id)
     except BaseException:
         warehouse.finish_run(run_id, "failed", None)
         raise
+    if failed:
+        warehouse.finish_run(run_id, "failed", {"failed": failed})
+        detail = "; ".join(f"{symbol}: {error}" for symbol, error in failed.items())
+        raise SourceError(f"ingest failed for {len(failed)} of {len(chosen)} symbols: {detail}")
     summary = {
         "fetched": sum(r.fetched for r in results),
         "stored": sum(r.stored for r in results),

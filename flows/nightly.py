@@ -12,9 +12,15 @@ from prefect import flow
 from flows.ingest import ingest_window, open_source_spec
 from hedgeflow.config import load_settings
 from hedgeflow.windows import lookback_window
-from tasks.common import current_run_id, run_logger
+from tasks.common import batch_label, batches, current_run_id, run_logger
 from tasks.report import publish_report
-from tasks.research import PORTFOLIO_AGENT, AgentSummary, agent_backtest, combine_portfolio
+from tasks.research import (
+    PORTFOLIO_AGENT,
+    AgentFailure,
+    AgentSummary,
+    agent_backtests,
+    combine_portfolio,
+)
 from warehouse import Warehouse, code_version
 
 SourceName = Literal["synthetic", "eodhd", "simulator"]
@@ -60,23 +66,37 @@ def nightly(
     summary = NightlySummary(run_id=run_id, status="running")
     try:
         with open_source_spec(settings) as spec:
-            ingested = ingest_window(
+            ingested, ingest_failed = ingest_window(
                 list(settings.symbols), settings.interval, window, spec, settings, run_id
             )
         quality = {r.symbol: {"stored": r.stored, "quarantined": r.quarantined} for r in ingested}
+        runnable = []
+        for agent in settings.agents:
+            if agent.symbol in ingest_failed:
+                summary.failed_agents[agent.name] = f"ingest failed: {ingest_failed[agent.symbol]}"
+                log.error("agent %s skipped: %s", agent.name, summary.failed_agents[agent.name])
+            else:
+                runnable.append(agent)
 
-        futures = agent_backtest.map(
-            list(settings.agents), settings=settings, window=window, run_id=run_id
+        groups = batches(runnable)
+        labels = [batch_label([a.name for a in g], i, len(groups)) for i, g in enumerate(groups)]
+        futures = agent_backtests.map(
+            labels, groups, settings=settings, window=window, run_id=run_id
         )
         done: list[AgentSummary] = []
-        for agent, future in zip(settings.agents, futures, strict=True):
+        for group, future in zip(groups, futures, strict=True):
             outcome = future.result(raise_on_failure=False)
             if isinstance(outcome, BaseException):
-                summary.failed_agents[agent.name] = f"{type(outcome).__name__}: {outcome}"
-                log.error("agent %s failed: %s", agent.name, outcome)
-            else:
-                done.append(outcome)
-                summary.agent_rows.append((outcome.agent, outcome.metrics))
+                outcome = [
+                    AgentFailure(a.name, f"{type(outcome).__name__}: {outcome}") for a in group
+                ]
+            for item in outcome:
+                if isinstance(item, AgentFailure):
+                    summary.failed_agents[item.agent] = item.error
+                    log.error("agent %s failed: %s", item.agent, item.error)
+                else:
+                    done.append(item)
+                    summary.agent_rows.append((item.agent, item.metrics))
 
         curves = {s.agent: s.equity for s in done}
         if done:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
 from hedgeflow.errors import TransientSourceError
+
+T = TypeVar("T")
 
 # Progress events for the CLI's progress display (it attaches a handler here).
 progress_log = logging.getLogger("hedgeflow.progress")
@@ -32,6 +35,31 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return False
     return False
+
+
+# Prefect's ephemeral server loses task-run records (and prints ERROR tracebacks at
+# exit) when many task runs finish at once (PREFECT.md); flows make at most this
+# many task runs per stage and give each a batch when the universe is larger.
+MAX_TASKS_PER_STAGE = 8
+
+
+def batches(items: Sequence[T], max_batches: int = MAX_TASKS_PER_STAGE) -> list[list[T]]:
+    """Split ``items`` into at most ``max_batches`` batches of near-equal size, in order."""
+    n = len(items)
+    if n == 0:
+        return []
+    k = min(n, max_batches)
+    size, extra = divmod(n, k)
+    out, start = [], 0
+    for i in range(k):
+        stop = start + size + (1 if i < extra else 0)
+        out.append(list(items[start:stop]))
+        start = stop
+    return out
+
+
+def batch_label(batch: Sequence[str], index: int, total: int) -> str:
+    return batch[0] if len(batch) == 1 else f"{index + 1}of{total}-{len(batch)}"
 
 
 def current_run_id() -> str:

@@ -1,4 +1,5 @@
-"""Ingest task: fetch -> validate -> write, for one symbol."""
+"""Ingest task: fetch -> validate -> write, for one symbol (or a batch of symbols
+when the universe is larger than the number of task runs a flow should make)."""
 
 from __future__ import annotations
 
@@ -91,11 +92,27 @@ def ingest_symbol_body(
     return result
 
 
-ingest_symbol = task(
-    name="ingest-symbol",
-    task_run_name="ingest-{symbol}",
+def ingest_symbols_body(
+    label: str,
+    symbols: list[str],
+    interval: str,
+    start: datetime,
+    end: datetime,
+    source: SourceSpec,
+    home: Path,
+    run_id: str,
+) -> list[IngestResult]:
+    """Ingest each symbol in turn; one symbol in memory at a time."""
+    return [
+        ingest_symbol_body(symbol, interval, start, end, source, home, run_id) for symbol in symbols
+    ]
+
+
+ingest_symbols = task(
+    name="ingest",
+    task_run_name="ingest-{label}",
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_on_transient,
     cache_policy=NO_CACHE,
-)(ingest_symbol_body)
+)(ingest_symbols_body)

@@ -116,11 +116,37 @@ def agent_backtest_body(
     )
 
 
-agent_backtest = task(
+@dataclass(frozen=True)
+class AgentFailure:
+    agent: str
+    error: str
+
+
+def agent_backtests_body(
+    label: str, agents: list[AgentSettings], settings: Settings, window: Window, run_id: str
+) -> list[AgentSummary | AgentFailure]:
+    """Backtest a batch of agents, one at a time (one symbol's bars in memory at once).
+
+    A batch of one fails its task run when the agent fails (its branch shows as
+    failed in Prefect); in a larger batch each agent's failure is returned instead,
+    so the other agents of the batch still publish."""
+    if len(agents) == 1:
+        return [agent_backtest_body(agents[0], settings, window, run_id)]
+    out: list[AgentSummary | AgentFailure] = []
+    for agent in agents:
+        try:
+            out.append(agent_backtest_body(agent, settings, window, run_id))
+        except Exception as exc:
+            run_logger().error("agent %s failed: %s", agent.name, exc)
+            out.append(AgentFailure(agent.name, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+agent_backtests = task(
     name="agent-backtest",
-    task_run_name="backtest-{agent.name}",
+    task_run_name="backtest-{label}",
     cache_policy=NO_CACHE,
-)(agent_backtest_body)
+)(agent_backtests_body)
 
 
 def portfolio_asset_class(summaries: list[AgentSummary]) -> str:
