@@ -40,6 +40,26 @@ def fmt_metric(name: str, value: Any) -> str:
     return f"{value:.2f}"
 
 
+MAX_CHART_LINES = 10
+
+
+def chart_selection(curves: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Every curve when there are few; else the portfolio plus the best and worst agents
+    by final return, so a 100-agent chart stays readable."""
+    agents = {k: v for k, v in curves.items() if k != "portfolio" and len(v)}
+    if len(agents) <= MAX_CHART_LINES:
+        return dict(curves)
+    ranked = sorted(
+        agents, key=lambda k: agents[k]["equity"].iloc[-1] / agents[k]["equity"].iloc[0]
+    )
+    half = MAX_CHART_LINES // 2
+    keep = ranked[-half:][::-1] + ranked[:half]
+    chosen = {k: agents[k] for k in keep}
+    if "portfolio" in curves:
+        chosen["portfolio"] = curves["portfolio"]
+    return chosen
+
+
 def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str, Path]:
     """Two PNGs: equity rebased to 100 per curve, and drawdown per curve."""
     import matplotlib
@@ -48,6 +68,7 @@ def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    curves = chart_selection(curves)
     paths: dict[str, Path] = {}
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
     for name, frame in curves.items():
