@@ -13,10 +13,11 @@ the attempt counter resetting once a connection is healthy again), resubscribes,
 calls ``backfill(symbol, from_ms, to_ms)`` for every symbol before handling any new
 frame: ``from_ms`` is the latest tick time received for the symbol (or, without any
 tick yet, the time of its first subscription or its previous backfill's ``to_ms``) and
-``to_ms`` the clock (``clock_ms``, default wall time) right after resubscribing. Ticks
-with ``from_ms < t < to_ms`` may be missing; a few just after ``to_ms`` may be missing
-too (the server's subscription takes effect a moment after ``to_ms`` is read), so a
-bar-level backfill should cover the bars from ``from_ms`` through the one containing
+``to_ms`` the clock (``clock_ms``, default wall time) read just before resubscribing.
+Ticks with ``from_ms < t < to_ms`` were missed; every tick received afterwards has
+``t >= to_ms`` (for a server on the same clock), but a few just after ``to_ms`` may be
+missing too (the subscription takes effect a moment later), so a bar-level backfill
+should cover the bars from the one containing ``from_ms`` through the one containing
 ``to_ms``. A ``backfill`` that is a coroutine function is awaited, a plain function
 runs in a worker thread; either way new ticks wait until it returns, so ticks stay in
 time order. Its errors are counted and logged, not raised.
@@ -39,7 +40,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
@@ -158,6 +159,15 @@ class EodhdWsClient:
             )
         self._token = token.strip()
         register_secret(self._token)
+        try:
+            parts = urlsplit(ws_url)
+            valid = bool(parts.hostname) and (parts.port is None or parts.port > 0)
+        except ValueError:
+            valid = False
+        if not valid or parts.query or parts.fragment:
+            raise InvalidInputError(
+                f"invalid ws_url {redact(ws_url, self._token)!r}: expected ws(s)://host[:port]/path"
+            )
         self.ws_url = redact(ws_url.rstrip("/"), self._token)
         self._base_url = ws_url.rstrip("/")
         self.max_symbols = max_symbols
@@ -305,15 +315,13 @@ class EodhdWsClient:
 
     async def _main(self) -> None:
         attempt = 0
-        first = True
         now = self._clock_ms()
         for canonical in self._symbols.values():
             self._covered_ms.setdefault(canonical, now)
         while True:
             healthy = False
             try:
-                healthy = await self._connect_once(reconnect=not first)
-                first = False
+                healthy = await self._connect_once()
             except (PermanentSourceError, InvalidInputError):
                 raise
             except InvalidURI:
@@ -350,7 +358,7 @@ class EodhdWsClient:
         self._was_connected = False
         log.warning("EODHD WebSocket %s: %s (%s)", self.feed, what, redact(why, self._token))
 
-    async def _connect_once(self, *, reconnect: bool) -> bool:
+    async def _connect_once(self) -> bool:
         """One connection's life; returns True when it got healthy (status 200 or a tick)."""
         healthy = False
         connected = False
@@ -367,17 +375,21 @@ class EodhdWsClient:
             ) as ws:
                 self._ws = ws
                 connected = self._was_connected = True
+                reconnect = self.stats.connects > 0
                 self.stats.connects += 1
                 if reconnect:
                     self.stats.reconnects += 1
                 log.info("EODHD WebSocket %s: connected", self.feed)
                 healthy = await self._await_status(ws)
+                # The gap ends where the new subscription starts: read the clock before
+                # subscribing, so every tick received from now on is at or after it.
+                resubscribed_ms = self._clock_ms()
                 if self._symbols:
                     await ws.send(
                         json.dumps({"action": "subscribe", "symbols": ", ".join(self._symbols)})
                     )
                 if reconnect:
-                    await self._run_backfills(self._clock_ms())
+                    await self._run_backfills(resubscribed_ms)
                 on_frame = self._on_frame
                 async for raw in ws:
                     if on_frame(raw):

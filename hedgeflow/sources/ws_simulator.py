@@ -310,13 +310,13 @@ class WsSimulator:
     def now_ms(self) -> int:
         """The simulated clock (speed 0: the latest tick time sent, from ``start``)."""
         if self.speed > 0:
-            return self.start_ms + int((time.monotonic() - self._t0) * self.speed)
+            return self.start_ms + int((time.monotonic() - self._t0) * self.speed * 1000)
         with self._lock:
             return self._latest_sent
 
     def _due(self, ts_ms: int) -> float:
         """Monotonic wall time at which the tick at ``ts_ms`` is due (real-time mode)."""
-        return self._t0 + (ts_ms - self.start_ms) / self.speed
+        return self._t0 + (ts_ms - self.start_ms) / (self.speed * 1000)
 
     # -- faults (thread-safe) ------------------------------------------------------------
 
