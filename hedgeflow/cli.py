@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slippage-bps", type=float, default=0.0)
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
 
+    p = sub.add_parser("runs", help="list recent runs with status and headline metrics")
+    p.add_argument("--limit", type=int, default=15, help="how many runs (default 15)")
+
+    p = sub.add_parser("report", help="print (or open) a run's report")
+    p.add_argument("run_id", help="a run id from `hedgeflow runs` (a unique prefix is enough)")
+    p.add_argument("--open", action="store_true", help="open the HTML report in a browser")
+
     p = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
     p.add_argument("query", help='e.g. "select symbol, count(*) from bars group by 1"')
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -211,11 +218,53 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from hedgeflow.config import load_settings
+    from hedgeflow.console import print_runs
+    from warehouse import Warehouse
+
+    if not 1 <= args.limit <= 10_000:
+        raise InvalidInputError(f"--limit must be in [1, 10000], got {args.limit}")
+    settings = load_settings()
+    if not (settings.home / "hedgeflow.duckdb").exists():
+        print(f"no runs yet in {settings.home}")
+        return 0
+    print_runs(Warehouse(settings.home).list_runs(args.limit))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import re
+    import webbrowser
+
+    from hedgeflow.config import load_settings
+
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", args.run_id):
+        raise InvalidInputError(f"invalid run id {args.run_id!r}")
+    settings = load_settings()
+    reports = settings.home / "reports"
+    matches = sorted(p for p in reports.glob(f"{args.run_id}*") if p.is_dir())
+    if not matches:
+        raise InvalidInputError(f"no report for run {args.run_id!r} under {reports}")
+    if len(matches) > 1:
+        names = ", ".join(p.name for p in matches[:5])
+        raise InvalidInputError(f"run id prefix {args.run_id!r} is ambiguous: {names}")
+    folder = matches[0]
+    html = folder / "report.html"
+    target = html if html.exists() else folder / "summary.md"
+    print(target)
+    if args.open:
+        webbrowser.open(target.resolve().as_uri())
+    return 0
+
+
 _COMMANDS = {
     "ingest": cmd_ingest,
     "nightly": cmd_nightly,
     "backtest": cmd_backtest,
     "sql": cmd_sql,
+    "runs": cmd_runs,
+    "report": cmd_report,
 }
 
 

@@ -198,3 +198,46 @@ def print_query_result(
     stdout.print(table)
     more = f" (showing {max_rows})" if len(rows) > max_rows else ""
     stdout.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}{more}")
+
+
+def print_runs(runs: Any) -> None:
+    """Recent runs: id, flow, status, start, duration and the headline numbers."""
+    table = Table(title="recent runs", title_justify="left")
+    for name in ("run_id", "flow", "status", "started (UTC)", "took", "headline"):
+        table.add_column(name, no_wrap=name != "headline")
+    for row in runs.to_dict("records"):
+        started, finished = row.get("started_at"), row.get("finished_at")
+        took = "-"
+        if started is not None and finished is not None and finished == finished:
+            took = f"{(finished - started).total_seconds():.0f} s"
+        status = str(row.get("status"))
+        colour = {"completed": "green", "partial": "yellow", "failed": "red"}.get(status, "cyan")
+        table.add_row(
+            str(row["run_id"])[:8],
+            str(row.get("flow")),
+            f"[{colour}]{status}[/]",
+            f"{started:%Y-%m-%d %H:%M:%S}" if started is not None else "-",
+            took,
+            _headline(row.get("summary")),
+        )
+    stdout.print(table)
+
+
+def _headline(summary: Any) -> str:
+    if not summary or not isinstance(summary, str):
+        return ""
+    try:
+        data = json.loads(summary)
+    except ValueError:
+        return ""
+    parts = []
+    ordered = sorted(data.items(), key=lambda kv: not str(kv[0]).startswith("portfolio"))
+    for name, value in ordered:
+        if isinstance(value, dict) and "sharpe" in value:
+            parts.append(
+                f"{name} {format_metric('total_return', value.get('total_return'))} "
+                f"(sharpe {format_metric('sharpe', value.get('sharpe'))})"
+            )
+        elif isinstance(value, int | float):
+            parts.append(f"{name} {value:,}")
+    return "; ".join(parts[:3]) + (" ..." if len(parts) > 3 else "")

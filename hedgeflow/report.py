@@ -159,3 +159,68 @@ def summary_markdown(
         parts += [f"![{name}]({link})" for name, link in chart_links.items()]
         parts.append("")
     return "\n".join(parts)
+
+
+def _html_table(rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) -> str:
+    from html import escape
+
+    head = "".join(f"<th>{escape(k)}</th>" for k in (first, *METRIC_ORDER))
+    body = []
+    for label, metrics in rows:
+        cells = []
+        for k in METRIC_ORDER:
+            value = metrics.get(k)
+            css = ""
+            if isinstance(value, int | float) and k in ("total_return", "cagr", "sharpe"):
+                css = ' class="pos"' if value > 0 else ' class="neg"' if value < 0 else ""
+            cells.append(f"<td{css}>{escape(fmt_metric(k, value))}</td>")
+        body.append(f"<tr><th>{escape(label)}</th>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def summary_html(
+    run_id: str,
+    window: str,
+    agent_rows: Sequence[tuple[str, Mapping[str, Any]]],
+    portfolio_rows: Sequence[tuple[str, Mapping[str, Any]]],
+    failed: Mapping[str, str],
+    data_quality: Mapping[str, Mapping[str, int]],
+    chart_files: Mapping[str, Path],
+) -> str:
+    """One self-contained HTML page (charts embedded as data URLs)."""
+    import base64
+    from html import escape
+
+    charts = "".join(
+        f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(path.read_bytes()).decode("ascii")}"></figure>'
+        for name, path in chart_files.items()
+    )
+    failures = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in failed.items())
+    quality = "".join(
+        f"<tr><th>{escape(sym)}</th><td>{c.get('stored', 0):,}</td>"
+        f"<td>{c.get('quarantined', 0):,}</td></tr>"
+        for sym, c in data_quality.items()
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>hedgeflow run {escape(run_id)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1150px;color:#222}}
+table{{border-collapse:collapse;margin:.5rem 0 1.5rem}}
+td,th{{padding:.3rem .7rem;border-bottom:1px solid #ddd;text-align:right}}
+th:first-child{{text-align:left}} thead th{{background:#f3f3f3}}
+.pos{{color:#18794e}} .neg{{color:#c62828}} img{{max-width:100%}}
+.meta{{color:#666}}
+</style></head><body>
+<h1>hedgeflow nightly run</h1>
+<p class="meta">run <code>{escape(run_id)}</code> &middot; {escape(window)}</p>
+<h2>Agents</h2>{_html_table(agent_rows, "agent")}
+<h2>Portfolio</h2>{_html_table(portfolio_rows, "method")}
+{f"<h2>Failed agents</h2><ul>{failures}</ul>" if failures else ""}
+<h2>Charts</h2>{charts}
+<h2>Data quality</h2>
+<table><thead><tr><th>symbol</th><th>bars stored</th><th>quarantined</th></tr></thead>
+<tbody>{quality}</tbody></table>
+</body></html>
+"""

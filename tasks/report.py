@@ -12,7 +12,7 @@ from prefect import task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from hedgeflow.report import METRIC_ORDER, render_charts, summary_markdown
+from hedgeflow.report import METRIC_ORDER, render_charts, summary_html, summary_markdown
 from tasks.common import run_logger
 
 
@@ -37,6 +37,8 @@ def publish_report_body(
     )
     report_path = out_dir / "summary.md"
     report_path.write_text(markdown, encoding="utf-8")
+    html = summary_html(run_id, window, agent_rows, portfolio_rows, failed, data_quality, charts)
+    (out_dir / "report.html").write_text(html, encoding="utf-8")
     create_markdown_artifact(markdown, key="nightly-summary", description=f"nightly run {run_id}")
     create_table_artifact(
         [

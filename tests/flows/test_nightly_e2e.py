@@ -102,3 +102,23 @@ def test_sql_works_while_a_nightly_run_writes(tmp_path: Path) -> None:
     assert writer.returncode == 0, out[-3000:]
     assert answers >= 2
     assert query(home, "select count(*) from agent_metrics") == [(3,)]
+
+
+def test_runs_and_report_commands(
+    nightly_home: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, _ = nightly_home
+    (run_id,) = query(home, "select run_id from runs")[0]
+    listed = run_cli(home, "runs")
+    assert listed.returncode == 0, listed.stderr
+    assert run_id[:8] in listed.stdout and "completed" in listed.stdout
+    assert "portfolio:equal" in listed.stdout
+    shown = run_cli(home, "report", run_id[:8])
+    assert shown.returncode == 0, shown.stderr
+    path = Path(shown.stdout.strip())
+    assert path.name == "report.html" and run_id in str(path)
+    html = path.read_text()
+    assert html.count("data:image/png;base64,") == 2  # self-contained charts
+    assert "stocks" in html and "risk_parity" in html
+    missing = run_cli(home, "report", "ffffffff")
+    assert missing.returncode == 2 and "no report for run" in missing.stderr
