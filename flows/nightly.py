@@ -5,11 +5,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 
 from flows.ingest import ingest_window, open_source_spec
+from flows.params import (
+    AgentParam,
+    Allocation,
+    IntervalName,
+    Rebalance,
+    SourceName,
+    agents_mapping,
+)
 from hedgeflow.config import load_settings
 from hedgeflow.windows import lookback_window
 from tasks.common import batch_label, batches, current_run_id, run_logger
@@ -22,8 +30,6 @@ from tasks.research import (
     combine_portfolio,
 )
 from warehouse import Warehouse, code_version
-
-SourceName = Literal["synthetic", "eodhd", "simulator"]
 
 
 @dataclass
@@ -41,13 +47,23 @@ def nightly(
     days: int | None = None,
     source: SourceName | None = None,
     end: datetime | None = None,
+    interval: IntervalName | None = None,
+    agents: list[AgentParam] | None = None,
+    allocation: Allocation | None = None,
+    rebalance: Rebalance | None = None,
+    initial_equity: float | None = None,
 ) -> NightlySummary:
     """Ingest the lookback window, backtest every agent (one mapped task each),
-    combine them into a portfolio and publish the results."""
-    overrides: dict[str, Any] = {}
-    if source:
-        overrides["source"] = source
-    settings = load_settings(overrides=overrides)
+    combine them into a portfolio and publish the results.
+
+    Every parameter defaults to the settings (hedgeflow.toml, HEDGEFLOW_* variables);
+    ``agents`` replaces the configured agents for this run."""
+    overrides: dict[str, Any] = {"source": source, "interval": interval}
+    portfolio = {"allocation": allocation, "rebalance": rebalance, "initial_equity": initial_equity}
+    overrides["portfolio"] = {k: v for k, v in portfolio.items() if v is not None}
+    settings = load_settings(
+        overrides={k: v for k, v in overrides.items() if v}, agents=agents_mapping(agents)
+    )
     window = lookback_window(days or settings.lookback_days, end)
     run_id = current_run_id()
     warehouse = Warehouse(settings.home)

@@ -188,9 +188,11 @@ def load_settings(
     config_file: Path | str | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    agents: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Defaults, then the TOML file (``config_file`` or ``./hedgeflow.toml`` if present,
-    or ``$HEDGEFLOW_CONFIG``), then the environment, then ``overrides``."""
+    or ``$HEDGEFLOW_CONFIG``), then the environment, then ``overrides`` (merged), then
+    ``agents`` (replacing the configured agents: a run with other agents)."""
     env = os.environ if env is None else env
     merged: dict[str, Any] = copy.deepcopy(DEFAULTS)
     path = Path(config_file) if config_file else None
@@ -203,6 +205,8 @@ def load_settings(
     _deep_merge(merged, _from_env(env))
     if overrides:
         _deep_merge(merged, copy.deepcopy(dict(overrides)))
+    if agents is not None:
+        merged["agents"] = copy.deepcopy(dict(agents))
     return settings_from_mapping(merged)
 
 
