@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hedgeflow import columns as C
@@ -41,6 +42,23 @@ def fmt_metric(name: str, value: Any) -> str:
 
 
 MAX_CHART_LINES = 10
+MAX_CHART_POINTS = 2_000
+
+
+def chart_points(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ts, equity, drawdown) thinned to at most MAX_CHART_POINTS points per line.
+
+    The drawdown is computed on the full curve first, and each kept point shows the
+    deepest drawdown of the stretch it stands for, so thinning never hides a trough.
+    """
+    ts = frame[C.TS].to_numpy()
+    equity = frame["equity"].to_numpy(dtype=np.float64)
+    drawdown = equity / np.maximum.accumulate(equity) - 1.0 if len(equity) else equity
+    step = max(1, int(np.ceil(len(equity) / MAX_CHART_POINTS)))
+    if step == 1:
+        return ts, equity, drawdown
+    starts = np.arange(0, len(equity), step)
+    return ts[starts], equity[starts], np.minimum.reduceat(drawdown, starts)
 
 
 def chart_selection(curves: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -70,13 +88,11 @@ def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = chart_selection(curves)
     paths: dict[str, Path] = {}
+    points = {name: chart_points(frame) for name, frame in curves.items() if len(frame)}
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
-    for name, frame in curves.items():
-        equity = frame["equity"].to_numpy()
-        if len(equity) == 0:
-            continue
+    for name, (ts, equity, _) in points.items():
         width = 2.4 if name == "portfolio" else 1.2
-        ax.plot(frame[C.TS], 100 * equity / equity[0], label=name, linewidth=width)
+        ax.plot(ts, 100 * equity / equity[0], label=name, linewidth=width)
     ax.set_title("Equity (rebased to 100)")
     ax.set_ylabel("equity")
     ax.grid(alpha=0.3)
@@ -89,9 +105,9 @@ def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(10, 3.2), dpi=110)
-    for name, frame in curves.items():
+    for name, (ts, _, drawdown) in points.items():
         width = 2.4 if name == "portfolio" else 1.2
-        ax.plot(frame[C.TS], 100 * frame["drawdown"].to_numpy(), label=name, linewidth=width)
+        ax.plot(ts, 100 * drawdown, label=name, linewidth=width)
     ax.set_title("Drawdown (%)")
     ax.set_ylabel("%")
     ax.grid(alpha=0.3)

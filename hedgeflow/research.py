@@ -41,11 +41,9 @@ def compute_signals(bars: pd.DataFrame, strategy: str, params: Any) -> pd.DataFr
     spec = get_strategy(strategy)
     arrays = [np.ascontiguousarray(bars[c].to_numpy(dtype=np.float64)) for c in C.PRICE_COLUMNS]
     signal, indicators = spec.signals(*arrays, params)
-    frame = pd.DataFrame({C.TS: bars[C.TS].to_numpy(), C.CLOSE: arrays[3], "signal": signal})
-    for name, values in indicators.items():
-        frame[name] = values
-    frame[C.TS] = bars[C.TS].array
-    return frame
+    columns: dict[str, Any] = {C.TS: bars[C.TS].array, C.CLOSE: arrays[3], "signal": signal}
+    columns.update(indicators)
+    return pd.DataFrame(columns)
 
 
 def run_agent(

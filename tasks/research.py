@@ -33,7 +33,7 @@ class AgentSummary:
     strategy: str
     asset_class: str
     metrics: dict[str, Any]
-    equity: pd.DataFrame  # ts, equity, drawdown
+    equity: pd.DataFrame  # ts, equity
     n_bars: int
     bars_fingerprint: str
 
@@ -110,7 +110,7 @@ def agent_backtest_body(
         strategy=agent.strategy,
         asset_class=agent.asset_class,
         metrics=metrics,
-        equity=outcome.result.equity[[C.TS, "equity", "drawdown"]].copy(),
+        equity=outcome.result.equity[[C.TS, "equity"]].copy(),
         n_bars=len(bars),
         bars_fingerprint=data_fingerprint({agent.symbol: bars}),
     )

@@ -263,10 +263,19 @@ class SyntheticMarket:
         # Whole bars: from the bar containing start to the bar containing end.
         lo_ms = (start_us // 1000) // bar_ms * bar_ms
         hi_ms = -(-(end_us // 1000 + 1) // bar_ms) * bar_ms
-        t = self._ticks_ms(sym, lo_ms, hi_ms)
-        cols = _aggregate(t.ts_ms, t.price, t.size, bar_ms)
+        # Ticks are made a month at a time (chunk edges are bar edges, so each bar's
+        # ticks lie in one chunk): memory stays bounded however long the range.
+        step = CHUNK_DAYS * MS_PER_DAY
+        pieces = []
+        for chunk_lo in range(lo_ms, hi_ms, step):
+            t = self._ticks_ms(sym, chunk_lo, min(chunk_lo + step, hi_ms))
+            pieces.append(_aggregate(t.ts_ms, t.price, t.size, bar_ms))
+        cols = [np.concatenate(parts) for parts in zip(*pieces, strict=True)]
         lo_i, hi_i = np.searchsorted(cols[0], [start_us, end_us], "left")
         return bars_frame(*(c[lo_i:hi_i] for c in cols))
+
+
+CHUNK_DAYS = 31
 
 
 def _shocks(rng: np.random.Generator, t_dof: float, n: int) -> np.ndarray:
