@@ -227,3 +227,66 @@ def frame_equal_bars(a: pd.DataFrame, b: pd.DataFrame) -> bool:
         if not same.all():
             return False
     return True
+
+
+# ------------------------------------------------------------------ compile time
+
+
+@dataclass
+class CompileTimes:
+    """First-call times of numba-backed targets in fresh processes (seconds)."""
+
+    targets: tuple[str, ...]
+    cold: dict[str, float]  # empty NUMBA_CACHE_DIR: compile (and write the cache)
+    cached: dict[str, float]  # same NUMBA_CACHE_DIR again: load from the on-disk cache
+    compiled_call: dict[str, float]  # second call in the cold process (already compiled)
+    numba_init_cold: float
+    numba_init_cached: float
+
+
+def compile_times(targets: tuple[str, ...]) -> CompileTimes:
+    """Run ``benchmarks._compile_probe`` twice with a private NUMBA_CACHE_DIR."""
+    import json
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="hfbench-numba-cache-") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for _ in range(2):
+            proc = subprocess.run(
+                [sys.executable, "-m", "benchmarks._compile_probe", *targets],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"compile probe failed:\n{proc.stderr[-2000:]}")
+            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        cached_files = [p for p in Path(cache).rglob("*") if p.suffix in (".nbi", ".nbc")]
+    if not cached_files:
+        raise RuntimeError("NUMBA_CACHE_DIR stayed empty: the cold/cached split is not real")
+    cold, warm = runs
+    return CompileTimes(
+        targets=targets,
+        cold={k: v["first"] for k, v in cold["targets"].items()},
+        cached={k: v["first"] for k, v in warm["targets"].items()},
+        compiled_call={k: v["second"] for k, v in cold["targets"].items()},
+        numba_init_cold=cold["numba_init"],
+        numba_init_cached=warm["numba_init"],
+    )
+
+
+def compile_table(ct: CompileTimes, labels: Mapping[str, str]) -> str:
+    rows = [
+        [
+            labels.get(name, f"`{name}`"),
+            fmt_seconds(ct.cold[name]),
+            fmt_seconds(ct.cached[name]),
+            fmt_seconds(ct.compiled_call[name]),
+        ]
+        for name in ct.targets
+    ]
+    return table(
+        ["first call of", "cold compile", "load from cache", "compiled call (tiny input)"], rows
+    )

@@ -1,0 +1,83 @@
+"""``python -m benchmarks [ingest|engine|all] [--quick] [--repeat N] [--output PATH]``.
+
+Runs the chosen benchmarks in this one process, prints each section, and rewrites
+only those sections of BENCHMARKS.md (``--quick`` runs small sizes and writes
+nothing unless ``--output`` is given, so the reference numbers are not replaced by
+quick ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import BENCHMARKS
+from benchmarks._common import REPO
+from benchmarks.report import write_section
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("which", nargs="?", default="all", choices=[*BENCHMARKS, "all"])
+    p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    p.add_argument("--repeat", type=int, default=None, help="timed repeats (default 5; quick 2)")
+    p.add_argument("--output", type=Path, default=None, help="markdown file to update")
+    return p
+
+
+def _command(name: str, args: argparse.Namespace) -> str:
+    parts = ["python -m benchmarks", name]
+    if args.quick:
+        parts.append("--quick")
+    if args.repeat is not None:
+        parts.append(f"--repeat {args.repeat}")
+    return " ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    repeat = args.repeat if args.repeat is not None else (2 if args.quick else 5)
+    if repeat < 1:
+        raise SystemExit("--repeat must be >= 1")
+    output = args.output
+    if output is None and not args.quick:
+        output = REPO / "BENCHMARKS.md"
+    names = BENCHMARKS if args.which == "all" else (args.which,)
+    t_all = time.perf_counter()
+    for name in names:
+        t0 = time.perf_counter()
+        command = _command(name, args)
+        if name == "ingest":
+            from benchmarks import ingest
+
+            days = ingest.QUICK_DAYS if args.quick else ingest.FULL_DAYS
+            body = ingest.render(
+                ingest.run(days=days, repeat=repeat, command=command, quick=args.quick)
+            )
+        elif name == "engine":
+            from benchmarks import engine
+
+            body = engine.render(
+                engine.run(
+                    days=engine.QUICK_DAYS if args.quick else engine.FULL_DAYS,
+                    bt_bars=engine.QUICK_BT_BARS if args.quick else engine.BT_BARS,
+                    repeat=repeat,
+                    command=command,
+                    quick=args.quick,
+                )
+            )
+        else:  # pragma: no cover - argparse choices
+            raise SystemExit(f"unknown benchmark {name}")
+        print(body, flush=True)
+        print(f"\n[{name}: {time.perf_counter() - t0:.0f} s]\n", file=sys.stderr, flush=True)
+        if output is not None:
+            write_section(output, name, body)
+            print(f"[{name}: section written to {output}]", file=sys.stderr, flush=True)
+    print(f"[total {time.perf_counter() - t_all:.0f} s]", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

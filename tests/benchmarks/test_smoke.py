@@ -1,0 +1,108 @@
+"""Each benchmark at a tiny size: the equality / agreement checks it makes hold.
+
+Not timing tests: nothing here looks at how fast anything is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import engine, ingest
+from benchmarks._common import compile_times
+
+pytest.importorskip("vectorbt")
+pytest.importorskip("backtesting")
+
+
+def test_ingest_smoke():
+    res = ingest.run(days=2, repeat=1, command="test", quick=True)
+    assert res.n_bars > 2_000
+    assert res.rows_written == {ingest.HF: res.n_bars, ingest.BASE: res.n_bars}
+    assert res.stored_equal == {ingest.HF: True, ingest.BASE: True}
+    assert res.quarantined == 0
+    assert set(res.stages[ingest.HF]) == set(ingest.HF_STAGES)
+    text = ingest.render(res)
+    assert "bars/s" in text and "Reproduce: `test`" in text
+
+
+def test_engine_smoke():
+    res = engine.run(
+        days=12,
+        bt_bars=1_500,
+        repeat=1,
+        bt_repeat=1,
+        command="test",
+        quick=True,
+        measure_compile=False,
+    )
+    assert [s.name for s in res.strategies] == list(engine.STRATEGIES)
+    for s in res.strategies:
+        a = s.agreement
+        assert a.other == 0
+        assert a.hf_trades == a.vbt_trades > 0
+        assert a.identical + a.open_at_end + a.fill_bar + a.signal_vs_stop == a.hf_trades
+        assert a.max_rel_diff <= engine.REL_TOL
+        assert s.btpy_agreement["hf"] > 0
+
+
+def test_compile_probe_cold_then_cached():
+    ct = compile_times(("engine",))
+    assert ct.cold["engine"] > ct.cached["engine"] > 0
+
+
+# ----------------------------------------------------------- agreement classes
+
+
+def _bars(rows):
+    o, h, lo, c = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
+    return o, h, lo, c
+
+
+def _agreement(rows, signal):
+    from hedgeflow.engine import run_arrays
+
+    o, h, lo, c = _bars(rows)
+    sig = np.array(signal, dtype=np.int8)
+    cfg = engine.engine_config()
+    entries, exits = engine.order_arrays(sig)
+    out = run_arrays(o, h, lo, c, sig, cfg)
+    pf = engine.run_vbt(o, h, lo, c, entries, exits, cfg)
+    return engine.compare_with_vbt(out, pf, o, h, lo, c, exits, cfg)
+
+
+FLAT = (100.0, 100.2, 99.8, 100.0)
+
+
+def test_identical_trade_and_open_at_end():
+    rows = [FLAT] * 4 + [FLAT] * 4
+    a = _agreement(rows, [0, 1, 1, 0, 0, 1, 1, 1])
+    # entry at bar 2, signal exit at bar 4's open; entry at bar 6, still open at the end
+    assert (a.identical, a.open_at_end, a.other) == (1, 1, 0)
+
+
+def test_stop_inside_the_fill_bar_is_exception_a():
+    rows = [FLAT, FLAT, (100.0, 100.2, 98.5, 99.0), (99.0, 99.2, 98.8, 99.0), FLAT, FLAT]
+    a = _agreement(rows, [0, 1, 1, 1, 0, 0])
+    assert (a.fill_bar, a.other) == (1, 0)
+
+
+def test_signal_exit_and_intrabar_stop_is_exception_b():
+    rows = [FLAT, FLAT, FLAT, (99.5, 99.6, 98.0, 98.5), FLAT]
+    a = _agreement(rows, [0, 1, 0, 0, 0])  # exit queued at bar 2's close, fills at bar 3 open
+    assert (a.signal_vs_stop, a.other) == (1, 0)
+
+
+def test_unexplained_difference_is_counted_as_other():
+    from hedgeflow.engine import run_arrays
+
+    rows = [FLAT] * 6
+    o, h, lo, c = _bars(rows)
+    sig = np.array([0, 1, 1, 0, 0, 0], dtype=np.int8)
+    cfg = engine.engine_config()
+    out = run_arrays(o, h, lo, c, sig, cfg)
+    entries, exits = engine.order_arrays(sig)
+    exits = np.roll(exits, 1)  # vectorbt exits one bar later than hedgeflow
+    pf = engine.run_vbt(o, h, lo, c, entries, exits, cfg)
+    a = engine.compare_with_vbt(out, pf, o, h, lo, c, exits, cfg)
+    assert a.other == 1 and a.examples
