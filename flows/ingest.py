@@ -15,7 +15,7 @@ from hedgeflow.config import Settings, load_settings
 from hedgeflow.errors import InvalidInputError, SourceError
 from hedgeflow.market import normalize_symbol, validate_interval
 from hedgeflow.windows import Window, lookback_window
-from tasks.common import batch_label, batches, current_run_id, run_logger
+from tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
 from tasks.ingest import IngestResult, SourceSpec, ingest_symbols
 from warehouse import Warehouse, code_version
 
@@ -79,7 +79,7 @@ def ingest_window(
     return results, failed
 
 
-@flow(name="ingest", log_prints=False)
+@flow(name="ingest", task_runner=thread_pool())
 def ingest(
     symbols: list[str] | None = None,
     days: int | None = None,

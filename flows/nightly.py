@@ -20,7 +20,7 @@ from flows.params import (
 )
 from hedgeflow.config import load_settings
 from hedgeflow.windows import lookback_window
-from tasks.common import batch_label, batches, current_run_id, run_logger
+from tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
 from tasks.report import publish_report
 from tasks.research import (
     PORTFOLIO_AGENT,
@@ -42,7 +42,7 @@ class NightlySummary:
     report_path: str | None = None
 
 
-@flow(name="nightly")
+@flow(name="nightly", task_runner=thread_pool())
 def nightly(
     days: int | None = None,
     source: SourceName | None = None,

@@ -43,6 +43,18 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
 MAX_TASKS_PER_STAGE = 8
 
 
+# Threads per flow run: the work is CPU-bound numpy/numba on 2 cores; more threads
+# only hold more symbols in memory at once.
+TASK_THREADS = 4
+
+
+def thread_pool() -> Any:
+    """The flows' task runner: a bounded thread pool."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=TASK_THREADS)
+
+
 def batches(items: Sequence[T], max_batches: int = MAX_TASKS_PER_STAGE) -> list[list[T]]:
     """Split ``items`` into at most ``max_batches`` batches of near-equal size, in order."""
     n = len(items)

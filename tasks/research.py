@@ -23,6 +23,9 @@ from warehouse import Warehouse, data_fingerprint
 
 PORTFOLIO_METHODS = ("equal", "inverse_vol", "risk_parity")
 PORTFOLIO_AGENT = "portfolio"
+# Rows of several agents are stored in one transaction up to about this many
+# signal rows (fewer transactions, bounded memory).
+WRITE_BATCH_ROWS = 300_000
 TRADE_METRICS = ("win_rate", "profit_factor", "exposure")
 
 
@@ -81,13 +84,14 @@ def agent_tables(run_id: str, outcome: AgentResult) -> dict[str, pd.DataFrame]:
     return {"signals": signals, "trades": trades, "equity": equity, "agent_metrics": metrics}
 
 
-def agent_backtest_body(
+def backtest_agent(
     agent: AgentSettings, settings: Settings, window: Window, run_id: str
-) -> AgentSummary:
-    warehouse = Warehouse(settings.home)
-    bars = warehouse.read_bars(agent.symbol, settings.interval, window.start, window.end)
+) -> tuple[AgentSummary, dict[str, pd.DataFrame]]:
+    """One agent's backtest and the rows it stores (not yet written)."""
+    bars = Warehouse(settings.home).read_bars(
+        agent.symbol, settings.interval, window.start, window.end
+    )
     outcome = run_agent(bars, agent, settings.costs_for(agent), settings.portfolio.initial_equity)
-    warehouse.write_results(run_id, agent_tables(run_id, outcome))
     metrics = clean_metrics(outcome.metrics)
     run_logger().info(
         "agent %s (%s, %s): %d bars, %d trades, total return %.4f",
@@ -98,13 +102,7 @@ def agent_backtest_body(
         int(metrics.get("n_trades") or 0),
         metrics.get("total_return") or 0.0,
     )
-    progress_log.info(
-        "%s: %d trades",
-        agent.name,
-        int(metrics.get("n_trades") or 0),
-        extra={"hedgeflow_event": "agent_done"},
-    )
-    return AgentSummary(
+    summary = AgentSummary(
         agent=agent.name,
         symbol=agent.symbol,
         strategy=agent.strategy,
@@ -114,6 +112,7 @@ def agent_backtest_body(
         n_bars=len(bars),
         bars_fingerprint=data_fingerprint({agent.symbol: bars}),
     )
+    return summary, agent_tables(run_id, outcome)
 
 
 @dataclass(frozen=True)
@@ -125,20 +124,45 @@ class AgentFailure:
 def agent_backtests_body(
     label: str, agents: list[AgentSettings], settings: Settings, window: Window, run_id: str
 ) -> list[AgentSummary | AgentFailure]:
-    """Backtest a batch of agents, one at a time (one symbol's bars in memory at once).
+    """Backtest a batch of agents, one symbol's bars in memory at a time, and store
+    the batch's rows in one transaction.
 
     A batch of one fails its task run when the agent fails (its branch shows as
     failed in Prefect); in a larger batch each agent's failure is returned instead,
     so the other agents of the batch still publish."""
-    if len(agents) == 1:
-        return [agent_backtest_body(agents[0], settings, window, run_id)]
     out: list[AgentSummary | AgentFailure] = []
+    rows: dict[str, list[pd.DataFrame]] = {}
+    warehouse = Warehouse(settings.home)
+
+    def flush() -> None:
+        if rows:
+            frames = {table: pd.concat(parts, ignore_index=True) for table, parts in rows.items()}
+            warehouse.write_results(run_id, frames)
+            rows.clear()
+
     for agent in agents:
         try:
-            out.append(agent_backtest_body(agent, settings, window, run_id))
+            summary, tables = backtest_agent(agent, settings, window, run_id)
         except Exception as exc:
+            if len(agents) == 1:
+                raise
             run_logger().error("agent %s failed: %s", agent.name, exc)
             out.append(AgentFailure(agent.name, f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(summary)
+        for table, frame in tables.items():
+            rows.setdefault(table, []).append(frame)
+        if sum(len(f) for f in rows.get("signals", ())) >= WRITE_BATCH_ROWS:
+            flush()
+    flush()
+    for item in out:
+        if isinstance(item, AgentSummary):
+            progress_log.info(
+                "%s: %d trades",
+                item.agent,
+                int(item.metrics.get("n_trades") or 0),
+                extra={"hedgeflow_event": "agent_done"},
+            )
     return out
 
 
