@@ -24,7 +24,10 @@ from typing import Any
 import pandas as pd
 
 from benchmarks._common import (
+    CompileTimes,
     Timing,
+    compile_table,
+    compile_times,
     fmt_rate,
     fmt_ratio,
     fmt_seconds,
@@ -65,6 +68,7 @@ class IngestResult:
     stored_equal: dict[str, bool]
     machine: dict[str, str]
     command: str
+    compile: CompileTimes | None = None
     notes: list[str] = field(default_factory=list)
 
     def bars_per_s(self, who: str, stat: str = "median") -> float:
@@ -124,10 +128,17 @@ def baseline_ingest(body: bytes, home: Path) -> dict[str, Any]:
 
 
 def run(
-    *, days: int = FULL_DAYS, repeat: int = 5, command: str = "", quick: bool = False
+    *,
+    days: int = FULL_DAYS,
+    repeat: int = 5,
+    command: str = "",
+    quick: bool = False,
+    measure_compile: bool = True,
 ) -> IngestResult:
     from hedgeflow.sources.eodhd_format import render_intraday_json
     from warehouse import Warehouse
+
+    compile_res = compile_times(("parse_intraday_json",)) if measure_compile else None
 
     bars = synthetic_bars(SYMBOL, INTERVAL, START, days)
     t0 = time.perf_counter()
@@ -185,6 +196,7 @@ def run(
         stored_equal=equal,
         machine=machine_info(),
         command=command,
+        compile=compile_res,
         notes=["quick run (small payload): not the reference numbers"] if quick else [],
     )
 
@@ -226,7 +238,19 @@ def render(res: IngestResult) -> str:
                     f"{100 * med / total:.0f}%",
                 ]
             )
-    stages = table(["path", "stage", "median", "bars/s", "share"], stage_rows)
+    stages = table(["path", "stage", "median", "bars/s", "share"], stage_rows, "llrrr")
+    compile_lines: list[str] = []
+    if res.compile is not None:
+        ct = res.compile
+        compile_lines = [
+            "Compile time (numba; never inside the timings above): the scanner behind "
+            "`parse_intraday_json`, first call in a fresh interpreter with a private "
+            "`NUMBA_CACHE_DIR`, empty (cold compile) and then warm (load from cache); LLVM's "
+            f"one-time start-up ({fmt_seconds(ct.numba_init_cold)}) excluded:",
+            "",
+            compile_table(ct, {"parse_intraday_json": "`parse_intraday_json` (`_scan`)"}),
+            "",
+        ]
     mb = res.body_bytes / 1e6
     lines = [
         "## Ingest: EODHD JSON -> validated bars -> Parquet lake",
@@ -244,6 +268,7 @@ def render(res: IngestResult) -> str:
         "",
         stages,
         "",
+        *compile_lines,
         "Checks (asserted on every run): both paths wrote "
         f"{res.rows_written[HF]:,} / {res.rows_written[BASE]:,} rows (= input bars, every "
         f"repeat); hedgeflow quarantined {res.quarantined} rows; the stored bars read back "

@@ -16,7 +16,7 @@ pytest.importorskip("backtesting")
 
 
 def test_ingest_smoke():
-    res = ingest.run(days=2, repeat=1, command="test", quick=True)
+    res = ingest.run(days=2, repeat=1, command="test", quick=True, measure_compile=False)
     assert res.n_bars > 2_000
     assert res.rows_written == {ingest.HF: res.n_bars, ingest.BASE: res.n_bars}
     assert res.stored_equal == {ingest.HF: True, ingest.BASE: True}
