@@ -240,3 +240,14 @@ class Warehouse:
         rows = results.prepare(table, frame)
         with self.write() as con:
             return results.replace_rows(con, table, rows, results.LIVE_KEYS[table])
+
+    def write_live_many(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
+        """Upsert rows of several live tables in ONE transaction (all validated first)."""
+        for table in tables:
+            results.check_live_table(table)
+        prepared = {t: results.prepare(t, f) for t, f in tables.items()}
+        with self.write() as con:
+            return {
+                t: results.replace_rows(con, t, rows, results.LIVE_KEYS[t])
+                for t, rows in prepared.items()
+            }

@@ -1,0 +1,301 @@
+"""The live agent: one configured agent's streaming strategy plus its paper broker.
+
+Per closed bar, :meth:`LiveAgent.on_bar` updates the strategy's streaming twin
+(O(1), identical to the batch signals on every bar) and applies the engine's
+rules in the :class:`~hedgeflow.live.broker.PaperBroker`; no DataFrame is built.
+A bar whose ``ts`` is not after the last processed bar is refused and counted
+(``duplicate`` when equal, ``out_of_order`` when older), never processed twice.
+
+Warm-up (:meth:`LiveAgent.warm_up`) replays stored history bars before the first
+live bar, so the strategy's indicators and its in-position state (RSI, Donchian)
+are those the backtest has at the same bar. Two modes, both exact:
+
+* ``"shadow"`` (default): the history also goes through the broker (events
+  discarded). The agent is then the continuation of the backtest that starts at
+  the first history bar: warm-up on bars ``[0, K)`` + live on ``[K, N)`` gives the
+  signals, trades and equity of ``engine.backtest`` over ``[0, N)``, bar for bar
+  (a position opened during the history is carried into live).
+* ``"flat"``: only the strategy and the ATR stream see the history; the broker
+  starts flat with the initial equity and the last history signal as its
+  "previous signal", so a signal already 1 at the switch does not enter - live
+  waits for a fresh 0 -> 1 change. Live on ``[K, N)`` then equals the engine on
+  ``[K, N)`` fed the full-history signals with their leading run of 1s set to 0
+  (the engine counts the signal before its first bar as 0).
+
+In both modes the signals of the live bars equal the batch signals over
+``[0, N)``: live must replay history from the backtest's starting bar to agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+
+from hedgeflow import columns as C
+from hedgeflow.config import AgentSettings, CostSettings
+from hedgeflow.engine import EngineConfig
+from hedgeflow.errors import InvalidInputError
+from hedgeflow.live.broker import BrokerState, Event, PaperBroker
+from hedgeflow.market import validate_interval
+from hedgeflow.strategies import get_strategy, parse_params
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BarLike", "LiveAgent", "LiveStep", "WarmUpReport"]
+
+WarmUpMode = Literal["shadow", "flat"]
+REFUSAL_REASONS: tuple[str, ...] = ("duplicate", "out_of_order", "bad_prices", "other_symbol")
+
+
+class BarLike(Protocol):
+    """What the agent reads from a bar (``hedgeflow.live.aggregator.Bar`` fits)."""
+
+    @property
+    def ts(self) -> pd.Timestamp: ...
+    @property
+    def open(self) -> float: ...
+    @property
+    def high(self) -> float: ...
+    @property
+    def low(self) -> float: ...
+    @property
+    def close(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStep:
+    """The outcome of one bar (or of :meth:`LiveAgent.close_out`, ``bar`` None).
+
+    ``signal`` and ``indicators`` are the strategy's values at the bar's close;
+    ``equity`` is cash + qty x close after the bar; ``position`` the quantity held
+    through the close (the engine's ``position`` column); ``state`` the broker
+    state after the bar (a copy: what ``live_positions`` stores)."""
+
+    ts: pd.Timestamp
+    bar: Any
+    signal: int | None
+    indicators: dict[str, float]
+    close: float
+    events: tuple[Event, ...]
+    equity: float
+    position: float
+    state: BrokerState
+
+
+@dataclass(frozen=True, slots=True)
+class WarmUpReport:
+    mode: str
+    bars: int
+    first_ts: pd.Timestamp | None
+    last_ts: pd.Timestamp | None
+    last_signal: int
+    ready: bool  # enough bars for every indicator to be defined on the next bar
+    shadow_trades: int
+
+
+@dataclass
+class LiveAgent:
+    """One agent, live. Build with :meth:`from_settings`."""
+
+    name: str
+    symbol: str
+    strategy: str
+    params: Any
+    config: EngineConfig
+    interval: str = "5m"
+    broker: PaperBroker = field(init=False)
+    refused: Counter[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        validate_interval(self.interval)
+        spec = get_strategy(self.strategy)
+        if spec.streaming is None:
+            raise InvalidInputError(f"strategy {self.strategy} has no streaming implementation")
+        self._spec = spec
+        self._stream = spec.streaming(self.params)
+        self._warmup_bars = int(spec.warmup(self.params))
+        self.broker = PaperBroker(self.config, self.name, self.symbol, self.interval)
+        self.refused = Counter()
+        self.n_bars = 0  # bars seen (history included)
+        self.last_ts: pd.Timestamp | None = None
+        self.last_signal = 0
+        self.restore_warnings: list[str] = []
+
+    @classmethod
+    def from_settings(
+        cls,
+        agent: AgentSettings,
+        costs: CostSettings,
+        initial_equity: float,
+        interval: str = "5m",
+    ) -> LiveAgent:
+        """The live twin of ``research.run_agent(bars, agent, costs, initial_equity)``."""
+        return cls(
+            name=agent.name,
+            symbol=agent.symbol,
+            strategy=agent.strategy,
+            params=parse_params(agent.strategy, agent.params),
+            config=EngineConfig.from_settings(
+                agent.risk, costs, agent.asset_class, initial_equity
+            ),
+            interval=interval,
+        )
+
+    # -- properties -------------------------------------------------------------------
+
+    @property
+    def equity(self) -> float:
+        return self.broker.state.equity
+
+    @property
+    def ready(self) -> bool:
+        """Every indicator is defined from the next bar on."""
+        return self.n_bars >= self._warmup_bars
+
+    @property
+    def warmup_bars(self) -> int:
+        return self._warmup_bars
+
+    # -- history ----------------------------------------------------------------------
+
+    def warm_up(self, bars: pd.DataFrame, mode: WarmUpMode = "shadow") -> WarmUpReport:
+        """Replay history bars (sorted, unique ``ts``) before the first live bar."""
+        if mode not in ("shadow", "flat"):
+            raise InvalidInputError(f"warm-up mode must be 'shadow' or 'flat', got {mode!r}")
+        if self.last_ts is not None:
+            raise InvalidInputError(f"agent {self.name}: warm up before the first live bar")
+        ts, o, h, lo, c = _history_arrays(bars)
+        trades_before = self.broker.state.n_trades
+        stream = self._stream
+        broker = self.broker
+        sig = 0
+        for i in range(len(ts)):
+            sig, _ = stream.update(o[i], h[i], lo[i], c[i])
+            if mode == "shadow":
+                broker.on_bar(ts[i], o[i], h[i], lo[i], c[i], sig)
+            else:
+                broker.observe(h[i], lo[i], c[i])
+        if len(ts):
+            if mode == "flat":
+                broker.state.prev_signal = sig
+                broker.state.last_ts = ts[-1]
+            self.last_ts = ts[-1]
+            self.last_signal = sig
+            self.n_bars += len(ts)
+        return WarmUpReport(
+            mode=mode,
+            bars=len(ts),
+            first_ts=ts[0] if len(ts) else None,
+            last_ts=ts[-1] if len(ts) else None,
+            last_signal=sig,
+            ready=self.ready,
+            shadow_trades=broker.state.n_trades - trades_before,
+        )
+
+    @classmethod
+    def resume(
+        cls,
+        agent: AgentSettings,
+        costs: CostSettings,
+        initial_equity: float,
+        interval: str,
+        replay: pd.DataFrame,
+        state: BrokerState,
+    ) -> LiveAgent:
+        """Rebuild an agent after a restart: the strategy and the ATR stream replay
+        ``replay`` (the bars the lost process had seen, ending at the last processed
+        bar), the broker adopts ``state`` (rebuilt from the live tables)."""
+        self = cls.from_settings(agent, costs, initial_equity, interval)
+        ts, o, h, lo, c = _history_arrays(replay)
+        sig = 0
+        for i in range(len(ts)):
+            sig, _ = self._stream.update(o[i], h[i], lo[i], c[i])
+            self.broker.observe(h[i], lo[i], c[i])
+        self.n_bars = len(ts)
+        self.broker.restore_state(state)
+        self.last_ts = state.last_ts
+        self.last_signal = state.prev_signal
+        if state.last_ts is not None and (not len(ts) or ts[-1] != state.last_ts):
+            found = ts[-1] if len(ts) else None
+            self.restore_warnings.append(
+                f"replayed bars end at {found}, the stored state at {state.last_ts}"
+            )
+        elif len(ts) and sig != state.prev_signal:
+            self.restore_warnings.append(
+                f"replayed signal {sig} differs from the stored signal {state.prev_signal} "
+                f"at {state.last_ts}: the history is not the one the lost process saw"
+            )
+        for warning in self.restore_warnings:
+            log.warning("agent %s restore: %s", self.name, warning)
+        return self
+
+    # -- live -------------------------------------------------------------------------
+
+    def on_bar(self, bar: BarLike) -> LiveStep | None:
+        """Process one closed bar; None when it is refused (see ``refused``)."""
+        ts = bar.ts
+        last = self.last_ts
+        if last is not None and ts <= last:
+            self._refuse("duplicate" if ts == last else "out_of_order", ts)
+            return None
+        symbol = getattr(bar, "symbol", None)
+        if symbol is not None and symbol != self.symbol:
+            self._refuse("other_symbol", ts)
+            return None
+        o, h, lo, c = float(bar.open), float(bar.high), float(bar.low), float(bar.close)
+        if not (0.0 < lo <= min(o, c) and max(o, c) <= h < math.inf):
+            self._refuse("bad_prices", ts)
+            return None
+        sig, indicators = self._stream.update(o, h, lo, c)
+        broker = self.broker
+        events = broker.on_bar(ts, o, h, lo, c, sig)
+        self.last_ts = ts
+        self.last_signal = sig
+        self.n_bars += 1
+        st = broker.state
+        return LiveStep(
+            ts, bar, sig, indicators, c, tuple(events), st.equity, broker.held, broker.snapshot()
+        )
+
+    def close_out(self, reason: str = "end") -> LiveStep | None:
+        """Close any position at the last bar's close (the engine's end of data)."""
+        broker = self.broker
+        st = broker.state
+        if st.last_ts is None:
+            return None
+        events = broker.close_out(reason)
+        return LiveStep(
+            st.last_ts,
+            None,
+            None,
+            {},
+            st.last_close,
+            tuple(events),
+            st.equity,
+            broker.held,
+            broker.snapshot(),
+        )
+
+    def _refuse(self, reason: str, ts: pd.Timestamp) -> None:
+        self.refused[reason] += 1
+        log.info("agent %s: bar %s refused (%s, last %s)", self.name, ts, reason, self.last_ts)
+
+
+def _history_arrays(
+    bars: pd.DataFrame,
+) -> tuple[list[pd.Timestamp], list[float], list[float], list[float], list[float]]:
+    missing = [col for col in (C.TS, *C.PRICE_COLUMNS) if col not in bars.columns]
+    if missing:
+        raise InvalidInputError(f"bars frame is missing columns: {', '.join(missing)}")
+    ts_col = bars[C.TS]
+    if not (ts_col.is_monotonic_increasing and ts_col.is_unique):
+        raise InvalidInputError("history bars must have strictly increasing ts")
+    ts = list(ts_col)
+    cols = [bars[col].to_numpy(np.float64).tolist() for col in C.PRICE_COLUMNS]
+    return ts, cols[0], cols[1], cols[2], cols[3]
