@@ -41,7 +41,7 @@ from hedgeflow import columns as C
 from hedgeflow.config import AgentSettings, CostSettings
 from hedgeflow.engine import EngineConfig
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.live.broker import BrokerState, Event, PaperBroker
+from hedgeflow.live.broker import BrokerState, Event, Fill, OrderCreated, PaperBroker
 from hedgeflow.market import validate_interval
 from hedgeflow.strategies import get_strategy, parse_params
 
@@ -97,6 +97,10 @@ class WarmUpReport:
     last_signal: int
     ready: bool  # enough bars for every indicator to be defined on the next bar
     shadow_trades: int
+    # Events of the history the live record needs (shadow mode): the entry order and
+    # fill of a position still open and the order pending at the last history close.
+    # The first live step's events start with them.
+    carried_events: tuple[Event, ...] = ()
 
 
 @dataclass
@@ -126,6 +130,7 @@ class LiveAgent:
         self.last_ts: pd.Timestamp | None = None
         self.last_signal = 0
         self.restore_warnings: list[str] = []
+        self._carried: tuple[Event, ...] = ()
 
     @classmethod
     def from_settings(
@@ -141,9 +146,7 @@ class LiveAgent:
             symbol=agent.symbol,
             strategy=agent.strategy,
             params=parse_params(agent.strategy, agent.params),
-            config=EngineConfig.from_settings(
-                agent.risk, costs, agent.asset_class, initial_equity
-            ),
+            config=EngineConfig.from_settings(agent.risk, costs, agent.asset_class, initial_equity),
             interval=interval,
         )
 
@@ -171,16 +174,30 @@ class LiveAgent:
         if self.last_ts is not None:
             raise InvalidInputError(f"agent {self.name}: warm up before the first live bar")
         ts, o, h, lo, c = _history_arrays(bars)
-        trades_before = self.broker.state.n_trades
+        shadow_trades = 0
         stream = self._stream
         broker = self.broker
         sig = 0
+        entry: list[Event] = []
         for i in range(len(ts)):
             sig, _ = stream.update(o[i], h[i], lo[i], c[i])
             if mode == "shadow":
-                broker.on_bar(ts[i], o[i], h[i], lo[i], c[i], sig)
+                events = broker.on_bar(ts[i], o[i], h[i], lo[i], c[i], sig)
+                for j, event in enumerate(events):
+                    if isinstance(event, Fill):
+                        if event.side == "buy":
+                            entry = list(events[j - 1 : j + 1])
+                        else:
+                            entry = []
+                            shadow_trades += 1
             else:
                 broker.observe(h[i], lo[i], c[i])
+        # What the live record must show of the history: the open position's entry
+        # (order + fill) and the order pending at the last history close.
+        carried = entry if broker.state.qty > 0.0 else []
+        if broker.state.pending is not None:
+            carried.append(OrderCreated(broker.state.pending))
+        self._carried = tuple(carried)
         if len(ts):
             if mode == "flat":
                 broker.state.prev_signal = sig
@@ -195,7 +212,8 @@ class LiveAgent:
             last_ts=ts[-1] if len(ts) else None,
             last_signal=sig,
             ready=self.ready,
-            shadow_trades=broker.state.n_trades - trades_before,
+            shadow_trades=shadow_trades,
+            carried_events=self._carried,
         )
 
     @classmethod
@@ -255,6 +273,9 @@ class LiveAgent:
         sig, indicators = self._stream.update(o, h, lo, c)
         broker = self.broker
         events = broker.on_bar(ts, o, h, lo, c, sig)
+        if self._carried:
+            events = [*self._carried, *events]
+            self._carried = ()
         self.last_ts = ts
         self.last_signal = sig
         self.n_bars += 1

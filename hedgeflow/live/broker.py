@@ -163,7 +163,6 @@ class BrokerState:
     equity: float = 0.0
     last_ts: pd.Timestamp | None = None
     last_close: float = math.nan
-    n_trades: int = 0
 
     def to_row(self, agent: str, symbol: str, updated_ts: pd.Timestamp) -> dict[str, Any]:
         """The ``live_positions`` row (flat: qty 0, levels null)."""
@@ -190,7 +189,6 @@ class BrokerState:
         pending: PendingOrder | None = None,
         entry_fill: dict[str, Any] | None = None,
         last_close: float = math.nan,
-        n_trades: int = 0,
     ) -> BrokerState:
         """Rebuild the state from a ``live_positions`` row plus what the other live
         tables hold: the signal of the last bar, the order still pending at its
@@ -204,7 +202,6 @@ class BrokerState:
             pending=pending,
             last_ts=_ts_or_none(position.get("last_bar_ts")),
             last_close=float(last_close),
-            n_trades=int(n_trades),
         )
         if qty > 0.0:
             if entry_fill is None:
@@ -454,8 +451,13 @@ class PaperBroker:
             pnl=pnl,
             return_pct=pnl / (qty * st.entry_price),
         )
+        # flat: the levels are unused until the next entry sets them (the engine keeps
+        # stale values; clearing them keeps snapshots equal to restored states)
         st.qty = 0.0
-        st.n_trades += 1
+        st.entry_price = 0.0
+        st.entry_fee = 0.0
+        st.stop = 0.0
+        st.take_profit = 0.0
         st.entry_ts = None
         st.entry_order_id = None
         return Fill(order_id + "-f", order_id, "sell", qty, px, fee, ts, reason, trade)
