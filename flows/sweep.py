@@ -1,0 +1,286 @@
+"""The sweep flow: a strategy's parameter grid on every symbol, ranked and stored.
+
+``sweep`` validates the grid, ingests the window for symbols whose bars are
+missing, then runs the subflow ``sweep-backtests`` (at most MAX_SWEEP_TASKS
+tasks, each sweeping a batch of symbols, one compiled batch per symbol) on the
+chosen task runner, stores ``sweep_results`` and publishes a summary and a
+heatmap. The task runner is per call (``flow.with_options(task_runner=...)``):
+
+- ``threads`` (default): Prefect's thread pool;
+- a Dask scheduler address (``dask_address`` or the ``DASK_SCHEDULER_ADDRESS``
+  environment variable, dask's own setting): ``DaskTaskRunner(address=...)``;
+  its workers must see the same ``HEDGEFLOW_HOME`` (they read bars and write
+  results there);
+- ``dask`` without an address: a ``distributed.LocalCluster`` of 2 worker
+  processes for the duration of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from prefect import flow
+
+from flows.ingest import ingest_window, open_source_spec, resolve_symbols
+from flows.params import StrategyName
+from hedgeflow.config import AgentSettings, Settings, load_settings
+from hedgeflow.errors import InvalidInputError
+from hedgeflow.market import interval_seconds
+from hedgeflow.sweep import RankMetric, SweepGrid, expand_grid
+from hedgeflow.windows import Window, lookback_window
+from tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
+from tasks.research import clean_metrics
+from tasks.sweep import SymbolFailure, SymbolSweep, publish_sweep, sweep_batch
+from warehouse import Warehouse, code_version
+
+TaskRunnerName = Literal["threads", "dask"]
+# Task runs per sweep-backtests run (PREFECT.md: keep task counts small).
+MAX_SWEEP_TASKS = 12
+DASK_WORKERS = 2
+DASK_ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
+# Stored bars "cover" the window when they start and end within this of its ends
+# (markets close for weekends; a shorter window uses a quarter of its length).
+COVER_SLACK = timedelta(days=4)
+
+
+@dataclass
+class SweepSummary:
+    run_id: str
+    status: str
+    strategy: str
+    metric: str
+    grid: str  # SweepGrid.describe()
+    combinations: int  # valid combinations per symbol
+    skipped: int  # refused combinations per symbol
+    task_runner: str
+    best: list[dict[str, Any]] = field(default_factory=list)  # rank-1 row per symbol
+    failed: dict[str, str] = field(default_factory=dict)
+    report_path: str | None = None
+
+
+def configured_dask_address(explicit: str | None = None) -> str | None:
+    """``explicit``, else ``$DASK_SCHEDULER_ADDRESS``, else dask's ``scheduler-address``."""
+    if explicit:
+        return explicit
+    if os.environ.get(DASK_ADDRESS_ENV):
+        return os.environ[DASK_ADDRESS_ENV]
+    try:
+        import dask.config
+
+        value = dask.config.get("scheduler-address", None)
+    except ImportError:  # pragma: no cover - dask comes with prefect-dask
+        return None
+    return str(value) if value else None
+
+
+def quiet_dask() -> None:
+    """Dask logs warnings and errors only (scheduler here, workers in their processes)."""
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_DISTRIBUTED_LEVEL", "WARNING")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
+    for name in ("distributed", "distributed.scheduler", "distributed.http.proxy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def sweep_task_runner(task_runner: str, dask_address: str | None) -> tuple[Any, str]:
+    """(task runner, description) for the sweep-backtests subflow."""
+    if task_runner not in ("threads", "dask"):
+        raise InvalidInputError(f"task_runner must be threads or dask, got {task_runner!r}")
+    address = configured_dask_address(dask_address)
+    if address is None and task_runner == "threads":
+        return thread_pool(), "threads"
+    quiet_dask()
+    from prefect_dask import DaskTaskRunner
+
+    if address is not None:
+        return DaskTaskRunner(address=address), f"dask {address}"
+    return (
+        DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            cluster_kwargs={
+                "n_workers": DASK_WORKERS,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": ":0",
+                "silence_logs": logging.WARNING,
+            },
+        ),
+        f"dask LocalCluster({DASK_WORKERS} workers)",
+    )
+
+
+@contextlib.contextmanager
+def _api_for_workers(dask: bool) -> Iterator[None]:
+    """In ephemeral mode, point this flow's settings at the running temporary server
+    so that Dask workers (other processes, given these settings with each task)
+    report to it instead of starting temporary servers of their own."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if not dask or PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        url = str(client.api_url).rstrip("/")
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
+
+
+def missing_symbols(
+    warehouse: Warehouse, symbols: list[str], interval: str, window: Window
+) -> list[str]:
+    """Symbols whose stored bars do not cover the window (they are ingested first)."""
+    slack = min(COVER_SLACK, (window.end - window.start) / 4)
+    step = timedelta(seconds=interval_seconds(interval))
+    out = []
+    for symbol in symbols:
+        span = warehouse.bars_span(symbol, interval)
+        if span is None or span[0] > window.start + slack or span[1] + step < window.end - slack:
+            out.append(symbol)
+    return out
+
+
+@flow(name="sweep-backtests", validate_parameters=False)
+def sweep_backtests(
+    agents: list[AgentSettings],
+    grid: SweepGrid,
+    settings: Settings,
+    window: Window,
+    metric: str,
+    run_id: str,
+) -> list[SymbolSweep | SymbolFailure]:
+    """The grid on every symbol: at most MAX_SWEEP_TASKS tasks on this run's task runner."""
+    groups = batches(agents, MAX_SWEEP_TASKS)
+    labels = [batch_label([a.symbol for a in g], i, len(groups)) for i, g in enumerate(groups)]
+    futures = sweep_batch.map(
+        labels, groups, grid=grid, settings=settings, window=window, metric=metric, run_id=run_id
+    )
+    out: list[SymbolSweep | SymbolFailure] = []
+    for group, future in zip(groups, futures, strict=True):
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            out.extend(
+                SymbolFailure(a.symbol, f"{type(outcome).__name__}: {outcome}") for a in group
+            )
+        else:
+            out.extend(outcome)
+    return out
+
+
+def _best_row(item: SymbolSweep) -> dict[str, Any]:
+    row = item.frame[item.frame["rank"] == 1].iloc[0].to_dict()
+    return {"symbol": item.symbol, **clean_metrics(row)}
+
+
+@flow(name="sweep", task_runner=thread_pool())
+def sweep(
+    symbols: list[str] | None = None,
+    strategy: StrategyName = "sma_cross",
+    grid: dict[str, list[float | int | bool | str]] | None = None,
+    days: int | None = None,
+    end: datetime | None = None,
+    metric: RankMetric = "sharpe",
+    task_runner: TaskRunnerName = "threads",
+    dask_address: str | None = None,
+) -> SweepSummary:
+    """Sweep ``strategy`` over ``grid`` (default: hedgeflow.sweep.DEFAULT_GRIDS) on
+    ``symbols`` (default: the configured agents' symbols) over the ``days`` before
+    ``end``, rank every combination by ``metric`` per symbol and store the results
+    in ``sweep_results``. Engine risk is the configured base ``risk``, costs the
+    asset class's."""
+    plan = expand_grid(strategy, grid)
+    chosen = resolve_symbols(symbols, load_settings())
+    settings = load_settings(
+        agents={f"sweep-{i}": {"symbol": s, "strategy": strategy} for i, s in enumerate(chosen)}
+    )
+    window = lookback_window(days or settings.lookback_days, end)
+    runner, runner_name = sweep_task_runner(task_runner, dask_address)
+    run_id = current_run_id()
+    warehouse = Warehouse(settings.home)
+    params = {
+        "strategy": plan.strategy,
+        "grid": {k: list(v) for k, v in plan.axes.items()},
+        "symbols": chosen,
+        "metric": metric,
+        "interval": settings.interval,
+        "start": window.start.isoformat(),
+        "end": window.end.isoformat(),
+        "task_runner": runner_name,
+    }
+    warehouse.start_run(run_id, "sweep", params, code_version())
+    log = run_logger()
+    log.info("sweep %s on %d symbols with %s", plan.describe(), len(chosen), runner_name)
+    summary = SweepSummary(
+        run_id=run_id,
+        status="running",
+        strategy=plan.strategy,
+        metric=metric,
+        grid=plan.describe(),
+        combinations=plan.size,
+        skipped=plan.skipped,
+        task_runner=runner_name,
+    )
+    done: list[SymbolSweep] = []
+    try:
+        missing = missing_symbols(warehouse, chosen, settings.interval, window)
+        if missing:
+            log.info("ingesting %d symbols first: %s", len(missing), ", ".join(missing))
+            with open_source_spec(settings) as spec:
+                _, ingest_failed = ingest_window(
+                    missing, settings.interval, window, spec, settings, run_id
+                )
+            for symbol, error in ingest_failed.items():
+                summary.failed[symbol] = f"ingest failed: {error}"
+        agents = [a for a in settings.agents if a.symbol not in summary.failed]
+        outcomes: list[SymbolSweep | SymbolFailure] = []
+        if agents:
+            with _api_for_workers(runner_name != "threads"):
+                outcomes = sweep_backtests.with_options(task_runner=runner)(
+                    agents, plan, settings, window, metric, run_id
+                )
+        for item in outcomes:
+            if isinstance(item, SymbolFailure):
+                summary.failed[item.symbol] = item.error
+                log.error("sweep of %s failed: %s", item.symbol, item.error)
+            else:
+                done.append(item)
+        done.sort(key=lambda s: s.symbol)
+        summary.best = [_best_row(item) for item in done]
+        report = publish_sweep(
+            run_id,
+            plan,
+            metric,
+            {item.symbol: item.frame for item in done},
+            summary.best,
+            summary.failed,
+            f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC, "
+            f"{settings.interval} bars",
+            warehouse.report_dir(run_id),
+        )
+        summary.report_path = str(report)
+        summary.status = "completed" if not summary.failed else ("partial" if done else "failed")
+    except BaseException:
+        warehouse.finish_run(run_id, "failed", None)
+        raise
+    headline = {
+        row["symbol"]: {
+            "sharpe": row.get("sharpe"),
+            "total_return": row.get("total_return"),
+            "params": row.get("params"),
+        }
+        for row in summary.best
+    }
+    parts = sorted(f"{s.symbol}={s.bars_fingerprint}" for s in done)
+    fingerprint = (
+        "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
+    )
+    warehouse.finish_run(run_id, summary.status, headline, fingerprint)
+    return summary

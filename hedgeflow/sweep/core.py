@@ -1,0 +1,291 @@
+"""Run a grid on one symbol's bars in one compiled batch, then rank the combinations.
+
+``sweep_arrays`` computes each distinct indicator row once (one SMA per window,
+one RSI per period, one Donchian channel per window), packs the engine settings
+and calls the strategy's batch kernel (``hedgeflow.sweep.kernels``), which loops
+over the combinations in parallel. The metrics equal, bit for bit, what the
+normal path gives for each combination: ``strategy.signals`` ->
+``engine.run_arrays`` -> ``metrics.compute_metrics`` (the tests check equality).
+
+Parallel numba kernels may not be entered by two Python threads at once under
+numba's default ``workqueue`` threading layer, so calls are serialised by a lock
+(the kernel already uses every core).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from hedgeflow import columns as C
+from hedgeflow.engine import EngineConfig
+from hedgeflow.errors import InvalidInputError
+from hedgeflow.indicators import atr, donchian, rsi, sma
+from hedgeflow.market import bars_per_year, validate_asset_class
+from hedgeflow.metrics import METRIC_KEYS, bar_spacing_seconds
+from hedgeflow.strategies import get_strategy
+from hedgeflow.sweep import kernels as K
+from hedgeflow.sweep.grid import SweepGrid
+
+__all__ = [
+    "RANK_METRICS",
+    "RankMetric",
+    "best_rows",
+    "engine_vector",
+    "finish_metrics",
+    "params_json",
+    "rank_results",
+    "sweep_arrays",
+    "sweep_bars",
+]
+
+RankMetric = Literal[
+    "sharpe",
+    "sortino",
+    "total_return",
+    "cagr",
+    "calmar",
+    "max_drawdown",
+    "profit_factor",
+    "win_rate",
+    "ann_vol",
+]
+# Metric -> True when larger is better (max_drawdown is <= 0: closer to 0 is better).
+RANK_METRICS: dict[str, bool] = {
+    "sharpe": True,
+    "sortino": True,
+    "total_return": True,
+    "cagr": True,
+    "calmar": True,
+    "max_drawdown": True,
+    "profit_factor": True,
+    "win_rate": True,
+    "ann_vol": False,
+}
+
+_KERNEL_LOCK = threading.Lock()
+
+
+def params_json(params: Any) -> str:
+    """The canonical JSON text of a Params dataclass (sorted keys), as stored."""
+    return json.dumps(dataclasses.asdict(params), sort_keys=True)
+
+
+def engine_vector(config: EngineConfig) -> np.ndarray:
+    """The engine settings as the kernels take them (the same floats as run_arrays)."""
+    if config.allow_short:
+        raise NotImplementedError(
+            "allow_short=True: the engine is long only (DESIGN convention 5); "
+            "set risk.allow_short = false"
+        )
+    v = np.empty(K.N_ENGINE, dtype=np.float64)
+    v[K.E_INITIAL] = float(config.initial_equity)
+    v[K.E_RISK] = float(config.risk_per_trade)
+    v[K.E_STOP] = float(config.stop_pct)
+    v[K.E_TP] = float(config.take_profit_pct)
+    v[K.E_LEV] = float(config.max_leverage)
+    v[K.E_FEE] = float(config.fee_bps) / 1e4
+    v[K.E_SLIP] = float(config.slippage_bps) / 1e4
+    v[K.E_WHOLE] = 1.0 if config.whole_units else 0.0
+    v[K.E_TRAIL] = 1.0 if config.use_trailing_atr else 0.0
+    v[K.E_ATR_MULT] = float(config.atr_mult)
+    return v
+
+
+def _f64(name: str, x: Any, n: int) -> np.ndarray:
+    arr = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InvalidInputError(f"{name} must be a 1-D array of {n} values")
+    return arr
+
+
+def _rows(values: Sequence[int], fn: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct windows -> (stacked indicator rows, row index per combination)."""
+    distinct = list(dict.fromkeys(values))
+    where = {w: i for i, w in enumerate(distinct)}
+    stacked = np.ascontiguousarray(np.stack([fn(w) for w in distinct]))
+    return stacked, np.array([where[w] for w in values], dtype=np.int64)
+
+
+def _raw_stats(
+    strategy: str,
+    params: Sequence[Any],
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    config: EngineConfig,
+) -> np.ndarray:
+    eng = engine_vector(config)
+    kernel: Any
+    atr_values = (
+        atr(h, lo, c, config.atr_period)
+        if config.use_trailing_atr
+        else np.empty(0, dtype=np.float64)
+    )
+    if strategy == "sma_cross":
+        rows, idx = _rows([p.fast for p in params] + [p.slow for p in params], lambda w: sma(c, w))
+        m = len(params)
+        confirm = np.array([bool(p.confirm_above_fast) for p in params], dtype=np.bool_)
+        args: tuple[Any, ...] = (rows, idx[:m].copy(), idx[m:].copy(), confirm)
+        kernel = K.sweep_sma_cross
+    elif strategy == "rsi_mean_revert":
+        rows, idx = _rows([p.period for p in params], lambda w: rsi(c, w))
+        entry = np.array([float(p.entry_rsi) for p in params], dtype=np.float64)
+        exit_ = np.array([float(p.exit_rsi) for p in params], dtype=np.float64)
+        args = (rows, idx, entry, exit_)
+        kernel = K.sweep_rsi_mean_revert
+    elif strategy == "donchian_breakout":
+        channels: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+        def channel(w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            if w not in channels:
+                channels[w] = donchian(h, lo, w)
+            return channels[w]
+
+        upper, up_idx = _rows([p.window for p in params], lambda w: channel(w)[0])
+        # exit rows: (window, rule) -> lower (rule "lower") or mid (rule "midline")
+        keys = [(p.window, p.exit_rule) for p in params]
+        distinct = list(dict.fromkeys(keys))
+        where = {k: i for i, k in enumerate(distinct)}
+        exits = np.ascontiguousarray(
+            np.stack(
+                [channel(w)[2] if rule == "midline" else channel(w)[1] for w, rule in distinct]
+            )
+        )
+        ex_idx = np.array([where[k] for k in keys], dtype=np.int64)
+        args = (upper, exits, up_idx, ex_idx)
+        kernel = K.sweep_donchian_breakout
+    else:
+        raise InvalidInputError(f"no sweep kernel for strategy {strategy!r}")
+    with _KERNEL_LOCK:
+        return np.asarray(kernel(o, h, lo, c, atr_values, eng, *args))
+
+
+def finish_metrics(stats: np.ndarray, n_bars: int, n_per_year: float) -> dict[str, Any]:
+    """The metrics of one combination from its raw statistics, with the expressions
+    of ``compute_metrics`` (so the floats are the same)."""
+    if stats[K.S_FINITE] != 1.0:
+        raise InvalidInputError("equity is not finite")
+    m = n_bars - 1
+    growth = float(stats[K.S_GROWTH])
+    total_return = float(growth - 1.0)
+    if m == 0:
+        cagr = 0.0
+    elif growth <= 0:
+        cagr = -1.0
+    else:
+        try:
+            cagr = math.exp(math.log(growth) * n_per_year / m) - 1.0
+        except OverflowError:
+            cagr = math.inf
+    sqrt_n = math.sqrt(n_per_year) if m >= 1 else 0.0
+    mean_r = float(stats[K.S_MEAN])
+    std_r = float(stats[K.S_STD])
+    downside = float(stats[K.S_DOWNSIDE])
+    ann_vol = std_r * sqrt_n
+    sharpe = mean_r / std_r * sqrt_n if std_r > 0 else 0.0
+    sortino = mean_r / downside * sqrt_n if downside > 0 else 0.0
+    max_drawdown = float(stats[K.S_MAX_DD])
+    calmar = cagr / abs(max_drawdown) if max_drawdown < 0 else 0.0
+    n_trades = int(stats[K.S_N_TRADES])
+    win_rate = math.nan
+    profit_factor = math.nan
+    if n_trades > 0:
+        win_rate = float(stats[K.S_WINS]) / n_trades
+        gross_profit = float(stats[K.S_GROSS_PROFIT])
+        gross_loss = float(stats[K.S_GROSS_LOSS])
+        profit_factor = gross_profit / gross_loss if gross_loss > 0 else math.nan
+    return {
+        "total_return": total_return,
+        "cagr": float(cagr),
+        "ann_vol": float(ann_vol),
+        "sharpe": float(sharpe),
+        "sortino": float(sortino),
+        "max_drawdown": max_drawdown,
+        "calmar": float(calmar),
+        "n_trades": n_trades,
+        "win_rate": win_rate,
+        "profit_factor": profit_factor,
+        "exposure": float(stats[K.S_EXPOSED]) / n_bars,
+    }
+
+
+def sweep_arrays(
+    open_: Any,
+    high: Any,
+    low: Any,
+    close: Any,
+    strategy: str,
+    params: Sequence[Any],
+    config: EngineConfig,
+    n_per_year: float,
+) -> list[dict[str, Any]]:
+    """Metrics (``METRIC_KEYS``) of every Params in ``params`` on these bars.
+
+    ``n_per_year`` is the annualisation factor (``market.bars_per_year``); it is
+    only used when there are at least two bars."""
+    spec = get_strategy(strategy)
+    if not params:
+        raise InvalidInputError("no parameter combinations to sweep")
+    for p in params:
+        if not isinstance(p, spec.params_type):
+            raise InvalidInputError(f"expected {spec.name} parameters, got {p!r}")
+    c = _f64("close", close, np.asarray(close).shape[0])
+    n = c.shape[0]
+    if n == 0:
+        raise InvalidInputError("no bars to sweep")
+    o, h, lo = _f64("open", open_, n), _f64("high", high, n), _f64("low", low, n)
+    stats = _raw_stats(spec.name, params, o, h, lo, c, config)
+    return [finish_metrics(stats[j], n, n_per_year) for j in range(len(params))]
+
+
+def sweep_bars(
+    bars: pd.DataFrame,
+    grid: SweepGrid,
+    config: EngineConfig,
+    asset_class: str,
+    metric: str = "sharpe",
+) -> pd.DataFrame:
+    """Sweep ``grid`` on one symbol's bars: one row per combination with the grid
+    parameters, ``params`` (JSON), the metrics and ``rank`` (1 = best by ``metric``)."""
+    ac = validate_asset_class(asset_class)
+    if bars.empty:
+        raise InvalidInputError("no bars to sweep")
+    n_per_year = bars_per_year(ac, bar_spacing_seconds(bars[C.TS])) if len(bars) >= 2 else math.nan
+    o, h, lo, c = (bars[col].to_numpy(np.float64) for col in C.PRICE_COLUMNS)
+    metrics = sweep_arrays(o, h, lo, c, grid.strategy, grid.params, config, n_per_year)
+    frame = pd.DataFrame([dataclasses.asdict(p) for p in grid.params])[list(grid.axes)]
+    frame["params"] = [params_json(p) for p in grid.params]
+    metric_frame = pd.DataFrame(metrics, columns=list(METRIC_KEYS))
+    metric_frame["n_trades"] = metric_frame["n_trades"].astype(np.int64)
+    out = pd.concat([frame.reset_index(drop=True), metric_frame], axis=1)
+    return rank_results(out, metric)
+
+
+def rank_results(frame: pd.DataFrame, metric: str = "sharpe") -> pd.DataFrame:
+    """Add ``rank``: 1 = best by ``metric``; NaN ranks last; ties keep grid order."""
+    if metric not in RANK_METRICS:
+        raise InvalidInputError(
+            f"cannot rank by {metric!r}: expected one of {', '.join(RANK_METRICS)}"
+        )
+    values = pd.to_numeric(frame[metric], errors="coerce").to_numpy(np.float64)
+    key = -values if RANK_METRICS[metric] else values
+    key = np.where(np.isnan(key), np.inf, key)
+    order = np.argsort(key, kind="stable")
+    rank = np.empty(len(frame), dtype=np.int64)
+    rank[order] = np.arange(1, len(frame) + 1)
+    return frame.assign(rank=rank)
+
+
+def best_rows(frame: pd.DataFrame, by: str = "symbol") -> pd.DataFrame:
+    """The rank-1 row of each ``by`` group (or of the frame when it has no ``by``)."""
+    best = frame[frame["rank"] == 1]
+    return best.sort_values(by).reset_index(drop=True) if by in best else best
