@@ -20,6 +20,19 @@ from hedgeflow.errors import HedgeflowError, InvalidInputError
 from hedgeflow.market import normalize_symbol
 
 EXIT_USAGE = 2
+_STRATEGIES = ("sma_cross", "rsi_mean_revert", "donchian_breakout")
+# hedgeflow.sweep.RANK_METRICS (not imported here: it loads numba)
+_RANK_METRICS = (
+    "sharpe",
+    "sortino",
+    "total_return",
+    "cagr",
+    "calmar",
+    "max_drawdown",
+    "profit_factor",
+    "win_rate",
+    "ann_vol",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +89,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fee-bps", type=float, default=0.0)
     p.add_argument("--slippage-bps", type=float, default=0.0)
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
+
+    p = sub.add_parser(
+        "sweep", help="sweep a strategy's parameter grid, best parameters per symbol"
+    )
+    p.add_argument("--strategy", required=True, choices=_STRATEGIES)
+    p.add_argument(
+        "--symbols", nargs="+", metavar="SYMBOL", help="default: the configured agents' symbols"
+    )
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="values of one parameter, repeatable, e.g. --grid fast=5,10,20 --grid slow=50,100 "
+        "(default: a built-in grid per strategy)",
+    )
+    p.add_argument("--days", type=int, help="lookback in days (default 30)")
+    p.add_argument("--end", help="end of the window, UTC (default: start of today)")
+    p.add_argument("--metric", choices=_RANK_METRICS, default="sharpe", help="ranking metric")
+    p.add_argument(
+        "--dask",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the backtests on Dask: the scheduler at ADDRESS, or a local cluster "
+        "of 2 workers without one",
+    )
 
     p = sub.add_parser("runs", help="list recent runs with status and headline metrics")
     p.add_argument("--limit", type=int, default=15, help="how many runs (default 15)")
@@ -198,6 +239,37 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from hedgeflow.config import load_settings
+    from hedgeflow.sweep import expand_grid, grid_from_strings
+
+    symbols = _symbols_arg(args.symbols)
+    days = _days_arg(args.days)
+    end = _end_arg(args.end)
+    grid = grid_from_strings(args.grid) if args.grid else None
+    expand_grid(args.strategy, grid)  # a bad grid fails here, before Prefect starts
+    load_settings()
+    from hedgeflow.console import print_sweep_summary
+
+    prepare_prefect(args.verbose)
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_DISTRIBUTED_LEVEL", "WARNING")
+    from flows.sweep import sweep
+
+    params: dict[str, Any] = {
+        "symbols": symbols,
+        "strategy": args.strategy,
+        "grid": grid,
+        "days": days,
+        "end": end,
+        "metric": args.metric,
+        "task_runner": "threads" if args.dask is None else "dask",
+        "dask_address": args.dask or None,
+    }
+    summary = sweep(**params)
+    print_sweep_summary(summary)
+    return 0 if summary.status == "completed" else 1
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from hedgeflow.config import load_settings
     from hedgeflow.console import print_query_result
@@ -262,6 +334,7 @@ _COMMANDS = {
     "ingest": cmd_ingest,
     "nightly": cmd_nightly,
     "backtest": cmd_backtest,
+    "sweep": cmd_sweep,
     "sql": cmd_sql,
     "runs": cmd_runs,
     "report": cmd_report,

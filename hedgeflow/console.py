@@ -178,6 +178,32 @@ def print_nightly_summary(summary: Any) -> None:
     stdout.print(f"status: {summary.status}")
 
 
+def print_sweep_summary(summary: Any) -> None:
+    """Best parameters per symbol of a sweep run (``flows.sweep.SweepSummary``)."""
+    table = Table(
+        title=f"best {summary.strategy} parameters by {summary.metric} (run {summary.run_id})",
+        title_justify="left",
+    )
+    table.add_column("symbol", no_wrap=True)
+    table.add_column("parameters", no_wrap=True)
+    for name in METRIC_FORMATS:
+        table.add_column(METRIC_LABELS[name], justify="right", no_wrap=True)
+    for row in summary.best:
+        try:
+            params = json.loads(row.get("params") or "{}")
+        except ValueError:
+            params = {}
+        text = " ".join(f"{k}={v}" for k, v in params.items())
+        table.add_row(row["symbol"], text, *(format_metric(k, row.get(k)) for k in METRIC_FORMATS))
+    stdout.print(table)
+    stdout.print(f"grid: {summary.grid}; task runner: {summary.task_runner}")
+    for symbol, error in summary.failed.items():
+        stderr.print(f"[red]{symbol} failed:[/] {error}")
+    if summary.report_path:
+        stdout.print(f"report: {summary.report_path}")
+    stdout.print(f"status: {summary.status}")
+
+
 def print_query_result(
     columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, max_rows: int
 ) -> None:
