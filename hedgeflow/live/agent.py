@@ -128,6 +128,7 @@ class LiveAgent:
         self.refused = Counter()
         self.n_bars = 0  # bars seen (history included)
         self.last_ts: pd.Timestamp | None = None
+        self._last_key = -(2**63)  # last_ts as epoch ns (cheap comparisons)
         self.last_signal = 0
         self.restore_warnings: list[str] = []
         self._carried: tuple[Event, ...] = ()
@@ -203,6 +204,7 @@ class LiveAgent:
                 broker.state.prev_signal = sig
                 broker.state.last_ts = ts[-1]
             self.last_ts = ts[-1]
+            self._last_key = ts[-1].value
             self.last_signal = sig
             self.n_bars += len(ts)
         return WarmUpReport(
@@ -238,6 +240,8 @@ class LiveAgent:
         self.n_bars = len(ts)
         self.broker.restore_state(state)
         self.last_ts = state.last_ts
+        if state.last_ts is not None:
+            self._last_key = pd.Timestamp(state.last_ts).value
         self.last_signal = state.prev_signal
         if state.last_ts is not None and (not len(ts) or ts[-1] != state.last_ts):
             found = ts[-1] if len(ts) else None
@@ -258,16 +262,20 @@ class LiveAgent:
     def on_bar(self, bar: BarLike) -> LiveStep | None:
         """Process one closed bar; None when it is refused (see ``refused``)."""
         ts = bar.ts
-        last = self.last_ts
-        if last is not None and ts <= last:
-            self._refuse("duplicate" if ts == last else "out_of_order", ts)
+        if type(ts) is not pd.Timestamp:
+            ts = pd.Timestamp(ts)
+        if ts.tzinfo is None:
+            raise InvalidInputError(f"agent {self.name}: bar ts {ts} has no time zone (UTC)")
+        key = ts.value
+        if key <= self._last_key:
+            self._refuse("duplicate" if key == self._last_key else "out_of_order", ts)
             return None
         symbol = getattr(bar, "symbol", None)
         if symbol is not None and symbol != self.symbol:
             self._refuse("other_symbol", ts)
             return None
         o, h, lo, c = float(bar.open), float(bar.high), float(bar.low), float(bar.close)
-        if not (0.0 < lo <= min(o, c) and max(o, c) <= h < math.inf):
+        if not (lo > 0.0 and lo <= o and lo <= c and o <= h and c <= h and h < math.inf):
             self._refuse("bad_prices", ts)
             return None
         sig, indicators = self._stream.update(o, h, lo, c)
@@ -277,6 +285,7 @@ class LiveAgent:
             events = [*self._carried, *events]
             self._carried = ()
         self.last_ts = ts
+        self._last_key = key
         self.last_signal = sig
         self.n_bars += 1
         st = broker.state

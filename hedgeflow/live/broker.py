@@ -37,7 +37,7 @@ A fill's id is its order id + ``-f`` (one fill per order).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
@@ -164,6 +164,24 @@ class BrokerState:
     last_ts: pd.Timestamp | None = None
     last_close: float = math.nan
 
+    def copy(self) -> BrokerState:
+        """A copy (positional: several times cheaper than ``dataclasses.replace``)."""
+        return BrokerState(
+            self.cash,
+            self.qty,
+            self.entry_price,
+            self.entry_fee,
+            self.entry_ts,
+            self.entry_order_id,
+            self.stop,
+            self.take_profit,
+            self.pending,
+            self.prev_signal,
+            self.equity,
+            self.last_ts,
+            self.last_close,
+        )
+
     def to_row(self, agent: str, symbol: str, updated_ts: pd.Timestamp) -> dict[str, Any]:
         """The ``live_positions`` row (flat: qty 0, levels null)."""
         long = self.qty > 0.0
@@ -285,11 +303,11 @@ class PaperBroker:
         return s.qty == 0.0 and s.pending is None and s.prev_signal == 1
 
     def snapshot(self) -> BrokerState:
-        return replace(self.state)
+        return self.state.copy()
 
     def restore_state(self, state: BrokerState) -> None:
         """Adopt a saved state (the ATR stream is rebuilt separately by ``observe``)."""
-        self.state = replace(state)
+        self.state = state.copy()
         self.held = state.qty
 
     def observe(self, high: float, low: float, close: float) -> None:
