@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ class Timing:
     name: str
     warmup: list[float] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
+    faults: list[int] = field(default_factory=list)  # minor page faults per timed call
     returns: list[Any] = field(default_factory=list)
 
     @property
@@ -42,6 +44,10 @@ class Timing:
     @property
     def median(self) -> float:
         return statistics.median(self.times)
+
+    @property
+    def median_faults(self) -> float:
+        return statistics.median(self.faults) if self.faults else float("nan")
 
     @property
     def first_call(self) -> float:
@@ -75,15 +81,18 @@ def interleaved(
                 gc.collect()
                 gc.disable()
                 try:
+                    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                     t0 = time.perf_counter()
                     ret = contestants[name](tmp)
                     elapsed = time.perf_counter() - t0
+                    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
                 finally:
                     gc.enable()
                 if kind == "warmup":
                     out[name].warmup.append(elapsed)
                 else:
                     out[name].times.append(elapsed)
+                    out[name].faults.append(faults)
                     if keep_returns:
                         out[name].returns.append(ret)
                 del ret
