@@ -146,6 +146,7 @@ def machine_info(peers: tuple[str, ...] = ()) -> dict[str, str]:
         "commit": _git_commit(),
         "CPU": _cpu_model(),
         "cores": f"{os.cpu_count()} logical, {usable} usable",
+        "load avg (1/5/15 min) at the end": "/".join(f"{x:.1f}" for x in os.getloadavg()),
         "OS": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
