@@ -109,8 +109,8 @@ def test_rows_of_a_step(bars: pd.DataFrame, uninterrupted: Uninterrupted) -> Non
     # every order is final at the end (the close-out cancels a pending one)
     assert set(t["live_orders"]["status"]) <= {"filled", "rejected", "cancelled"}
     # each fill row matches an event, bit for bit
-    fills = [e for s in [*uninterrupted.steps, uninterrupted.final] for e in s.events]
-    fills = [e for e in fills if isinstance(e, Fill)]
+    events = [e for s in [*uninterrupted.steps, uninterrupted.final] for e in s.events]
+    fills = [e for e in events if isinstance(e, Fill)]
     stored = t["live_fills"].set_index("fill_id")
     assert len(stored) == len(fills) >= 6
     for f in fills:

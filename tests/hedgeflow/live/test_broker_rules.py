@@ -203,6 +203,7 @@ def test_end_close_out_and_cancelled_pending_order():
     run = Run(rows, [0, 1, 1, 0], cfg)  # an exit is queued on the last bar
     cancelled, done, fill = run.end
     assert isinstance(cancelled, OrderUpdated) and cancelled.status == "cancelled"
+    assert isinstance(done, OrderUpdated) and isinstance(fill, Fill)
     assert done.order_id == "stocks-20240102T144500Z-end" and done.reason == "end"
     assert fill.trade is not None and fill.trade.exit_reason == "end" and fill.price == 105.0
     assert run.broker.state.equity == run.broker.state.cash == 100_000 + 2500 - 10.25

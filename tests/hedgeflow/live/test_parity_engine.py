@@ -346,13 +346,18 @@ def test_flat_warm_up_with_trailing_atr_uses_the_full_history_atr(
     full = compute_signals(bars, a.strategy, base.params)["signal"].to_numpy()
     agent.warm_up(bars.iloc[:k], mode="flat")
     run = run_live(agent, bars.iloc[k:])
-    o, h, lo, c = (bars[x].to_numpy()[k:] for x in ("open", "high", "low", "close"))
+    o, h, lo, c = (
+        np.ascontiguousarray(bars[x].to_numpy()[k:]) for x in ("open", "high", "low", "close")
+    )
     sig = full[k:].copy()
     if full[k - 1] == 1:
         sig[: np.flatnonzero(sig == 0)[0]] = 0
     a_full = atr(bars["high"], bars["low"], bars["close"], cfg.atr_period)[k:]
     out = _event_loop(
-        *(np.ascontiguousarray(x) for x in (o, h, lo, c)),
+        o,
+        h,
+        lo,
+        c,
         sig,
         np.ascontiguousarray(a_full),
         cfg.initial_equity,
