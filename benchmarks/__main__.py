@@ -68,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
                     quick=args.quick,
                 )
             )
+        elif name == "sweep":
+            from benchmarks import sweep
+
+            days, fast, slow = (
+                (sweep.QUICK_DAYS, sweep.QUICK_FAST, sweep.QUICK_SLOW)
+                if args.quick
+                else (sweep.FULL_DAYS, sweep.FAST, sweep.SLOW)
+            )
+            body = sweep.render(
+                sweep.run(days, fast, slow, repeat=repeat, command=command, quick=args.quick)
+            )
         else:  # pragma: no cover - argparse choices
             raise SystemExit(f"unknown benchmark {name}")
         print(body, flush=True)

@@ -205,3 +205,16 @@ def test_heatmap_and_summary(tmp_path) -> None:
     best = best_rows(frame.assign(symbol="X.CC")).to_dict("records")
     text = best_markdown("r1", grid, "sharpe", best, {"Z.CC": "boom"}, "window")
     assert "| X.CC | period=" in text and "Z.CC failed" in text
+
+
+@pytest.mark.slow
+def test_benchmark_smoke() -> None:
+    pytest.importorskip("vectorbt")
+    from benchmarks import sweep as bench
+
+    res = bench.run(
+        3, (2, 3), (20, 30), repeat=1, command="test", quick=True, measure_compile=False
+    )
+    assert res.exact and res.checked == 4 and res.n_combos == 4
+    assert res.hf_rate > 0 and res.vbt_rate > 0
+    assert "Reproduce: `test`" in bench.render(res)
