@@ -79,6 +79,18 @@ def main(argv: list[str] | None = None) -> int:
             body = sweep.render(
                 sweep.run(days, fast, slow, repeat=repeat, command=command, quick=args.quick)
             )
+        elif name == "universe":
+            from benchmarks import universe
+
+            body = universe.render(
+                universe.run(
+                    universe.QUICK_SYMBOLS if args.quick else universe.N_SYMBOLS,
+                    universe.QUICK_DAYS if args.quick else universe.DAYS,
+                    dask=True,
+                    command=command,
+                    quick=args.quick,
+                )
+            )
         else:  # pragma: no cover - argparse choices
             raise SystemExit(f"unknown benchmark {name}")
         print(body, flush=True)

@@ -18,8 +18,9 @@ from flows.params import (
     SourceName,
     agents_mapping,
 )
-from hedgeflow.config import load_settings
-from hedgeflow.windows import lookback_window
+from flows.runners import TaskRunnerName, api_for_workers, task_runner_for
+from hedgeflow.config import AgentSettings, Settings, load_settings
+from hedgeflow.windows import Window, lookback_window
 from tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
 from tasks.report import publish_report
 from tasks.research import (
@@ -42,6 +43,24 @@ class NightlySummary:
     report_path: str | None = None
 
 
+@flow(name="nightly-backtests", validate_parameters=False)
+def nightly_backtests(
+    agents: list[AgentSettings], settings: Settings, window: Window, run_id: str
+) -> list[AgentSummary | AgentFailure]:
+    """Every agent's backtest: at most MAX_TASKS_PER_STAGE tasks on this run's runner."""
+    groups = batches(agents)
+    labels = [batch_label([a.name for a in g], i, len(groups)) for i, g in enumerate(groups)]
+    futures = agent_backtests.map(labels, groups, settings=settings, window=window, run_id=run_id)
+    out: list[AgentSummary | AgentFailure] = []
+    for group, future in zip(groups, futures, strict=True):
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            out.extend(AgentFailure(a.name, f"{type(outcome).__name__}: {outcome}") for a in group)
+        else:
+            out.extend(outcome)
+    return out
+
+
 @flow(name="nightly", task_runner=thread_pool())
 def nightly(
     days: int | None = None,
@@ -52,6 +71,8 @@ def nightly(
     allocation: Allocation | None = None,
     rebalance: Rebalance | None = None,
     initial_equity: float | None = None,
+    task_runner: TaskRunnerName | None = None,
+    dask_address: str | None = None,
 ) -> NightlySummary:
     """Ingest the lookback window, backtest every agent (one mapped task each),
     combine them into a portfolio and publish the results.
@@ -94,19 +115,17 @@ def nightly(
             else:
                 runnable.append(agent)
 
-        groups = batches(runnable)
-        labels = [batch_label([a.name for a in g], i, len(groups)) for i, g in enumerate(groups)]
-        futures = agent_backtests.map(
-            labels, groups, settings=settings, window=window, run_id=run_id
+        runner, runner_name = task_runner_for(
+            task_runner or settings.task_runner, dask_address or settings.dask_address
         )
+        log.info("backtesting %d agents on %s", len(runnable), runner_name)
         done: list[AgentSummary] = []
-        for group, future in zip(groups, futures, strict=True):
-            outcome = future.result(raise_on_failure=False)
-            if isinstance(outcome, BaseException):
-                outcome = [
-                    AgentFailure(a.name, f"{type(outcome).__name__}: {outcome}") for a in group
-                ]
-            for item in outcome:
+        if runnable:
+            with api_for_workers(runner_name != "threads"):
+                outcomes = nightly_backtests.with_options(task_runner=runner)(
+                    runnable, settings, window, run_id
+                )
+            for item in outcomes:
                 if isinstance(item, AgentFailure):
                     summary.failed_agents[item.agent] = item.error
                     log.error("agent %s failed: %s", item.agent, item.error)

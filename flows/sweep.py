@@ -17,21 +17,17 @@ heatmap. The task runner is per call (``flow.with_options(task_runner=...)``):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 
 from flows.ingest import ingest_window, open_source_spec, resolve_symbols
 from flows.params import StrategyName
+from flows.runners import TaskRunnerName, api_for_workers, task_runner_for
 from hedgeflow.config import AgentSettings, Settings, load_settings
-from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import interval_seconds
 from hedgeflow.sweep import RankMetric, SweepGrid, expand_grid
 from hedgeflow.windows import Window, lookback_window
@@ -40,11 +36,8 @@ from tasks.research import clean_metrics
 from tasks.sweep import SymbolFailure, SymbolSweep, publish_sweep, sweep_batch
 from warehouse import Warehouse, code_version
 
-TaskRunnerName = Literal["threads", "dask"]
 # Task runs per sweep-backtests run (PREFECT.md: keep task counts small).
 MAX_SWEEP_TASKS = 12
-DASK_WORKERS = 2
-DASK_ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
 # Stored bars "cover" the window when they start and end within this of its ends
 # (markets close for weekends; a shorter window uses a quarter of its length).
 COVER_SLACK = timedelta(days=4)
@@ -63,75 +56,6 @@ class SweepSummary:
     best: list[dict[str, Any]] = field(default_factory=list)  # rank-1 row per symbol
     failed: dict[str, str] = field(default_factory=dict)
     report_path: str | None = None
-
-
-def configured_dask_address(explicit: str | None = None) -> str | None:
-    """``explicit``, else ``$DASK_SCHEDULER_ADDRESS``, else dask's ``scheduler-address``."""
-    if explicit:
-        return explicit
-    if os.environ.get(DASK_ADDRESS_ENV):
-        return os.environ[DASK_ADDRESS_ENV]
-    try:
-        import dask.config
-
-        value = dask.config.get("scheduler-address", None)
-    except ImportError:  # pragma: no cover - dask comes with prefect-dask
-        return None
-    return str(value) if value else None
-
-
-def quiet_dask() -> None:
-    """Dask logs warnings and errors only (scheduler here, workers in their processes)."""
-    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_DISTRIBUTED_LEVEL", "WARNING")
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-    os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
-    for name in ("distributed", "distributed.scheduler", "distributed.http.proxy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def sweep_task_runner(task_runner: str, dask_address: str | None) -> tuple[Any, str]:
-    """(task runner, description) for the sweep-backtests subflow."""
-    if task_runner not in ("threads", "dask"):
-        raise InvalidInputError(f"task_runner must be threads or dask, got {task_runner!r}")
-    address = configured_dask_address(dask_address)
-    if address is None and task_runner == "threads":
-        return thread_pool(), "threads"
-    quiet_dask()
-    from prefect_dask import DaskTaskRunner
-
-    if address is not None:
-        return DaskTaskRunner(address=address), f"dask {address}"
-    return (
-        DaskTaskRunner(
-            cluster_class="distributed.LocalCluster",
-            cluster_kwargs={
-                "n_workers": DASK_WORKERS,
-                "threads_per_worker": 1,
-                "processes": True,
-                "dashboard_address": ":0",
-                "silence_logs": logging.WARNING,
-            },
-        ),
-        f"dask LocalCluster({DASK_WORKERS} workers)",
-    )
-
-
-@contextlib.contextmanager
-def _api_for_workers(dask: bool) -> Iterator[None]:
-    """In ephemeral mode, point this flow's settings at the running temporary server
-    so that Dask workers (other processes, given these settings with each task)
-    report to it instead of starting temporary servers of their own."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    if not dask or PREFECT_API_URL.value():
-        yield
-        return
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        url = str(client.api_url).rstrip("/")
-    with temporary_settings(updates={PREFECT_API_URL: url}):
-        yield
 
 
 def missing_symbols(
@@ -188,7 +112,7 @@ def sweep(
     days: int | None = None,
     end: datetime | None = None,
     metric: RankMetric = "sharpe",
-    task_runner: TaskRunnerName = "threads",
+    task_runner: TaskRunnerName | None = None,
     dask_address: str | None = None,
 ) -> SweepSummary:
     """Sweep ``strategy`` over ``grid`` (default: hedgeflow.sweep.DEFAULT_GRIDS) on
@@ -202,7 +126,9 @@ def sweep(
         agents={f"sweep-{i}": {"symbol": s, "strategy": strategy} for i, s in enumerate(chosen)}
     )
     window = lookback_window(days or settings.lookback_days, end)
-    runner, runner_name = sweep_task_runner(task_runner, dask_address)
+    runner, runner_name = task_runner_for(
+        task_runner or settings.task_runner, dask_address or settings.dask_address
+    )
     run_id = current_run_id()
     warehouse = Warehouse(settings.home)
     params = {
@@ -242,7 +168,7 @@ def sweep(
         agents = [a for a in settings.agents if a.symbol not in summary.failed]
         outcomes: list[SymbolSweep | SymbolFailure] = []
         if agents:
-            with _api_for_workers(runner_name != "threads"):
+            with api_for_workers(runner_name != "threads"):
                 outcomes = sweep_backtests.with_options(task_runner=runner)(
                     agents, plan, settings, window, metric, run_id
                 )

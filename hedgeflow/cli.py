@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("nightly", help="ingest, backtest every agent, combine, publish")
     p.add_argument(
+        "--dask",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="backtest on Dask: a LocalCluster of 2 workers, or the scheduler at ADDRESS",
+    )
+    p.add_argument(
         "--source", choices=("synthetic", "eodhd", "simulator"), help="default: synthetic"
     )
     p.add_argument("--days", type=int, help="lookback in days (default 30)")
@@ -209,7 +217,13 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from flows.nightly import nightly
 
     with nightly_progress(len(settings.agents)):
-        summary = nightly(days=days, source=args.source, end=end)
+        summary = nightly(
+            days=days,
+            source=args.source,
+            end=end,
+            task_runner=None if args.dask is None else "dask",
+            dask_address=args.dask or None,
+        )
     print_nightly_summary(summary)
     return 0 if summary.status == "completed" else 1
 

@@ -135,6 +135,10 @@ class Settings:
     costs: Mapping[str, CostSettings] = field(default_factory=lambda: dict(DEFAULT_COSTS))
     portfolio: PortfolioSettings = field(default_factory=PortfolioSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
+    # Where the compute stages (nightly backtests, sweeps) run: Prefect's thread
+    # pool, or Dask (a LocalCluster of 2 workers, or the scheduler at dask_address).
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.lookback_days <= 20_000:

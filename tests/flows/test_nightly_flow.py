@@ -46,13 +46,23 @@ def test_many_agents_run_in_a_bounded_number_of_tasks(
     assert len(summary.agent_rows) == n_agents + 3
 
     async def task_run_names() -> list[str]:
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            FlowRunFilterParentFlowRunId,
+        )
 
         async with get_client() as client:
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[summary.run_id]))
+            children = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[summary.run_id])
+                )
             )
-            return [r.name for r in runs]
+            ids = [summary.run_id, *(str(c.id) for c in children)]
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+            )
+            return [r.name for r in runs if r.name]
 
     import asyncio
 
