@@ -51,6 +51,7 @@ from hedgeflow.live.runtime import (
     BarFetcher,
     RuntimeStatus,
     SimulatedClock,
+    ThreadedSink,
     last_session_open,
     rest_fetcher,
 )
@@ -381,8 +382,11 @@ def _live_body(
             f" (continuing {', '.join(resumed)})" if resumed else "",
         )
 
-        def sink(agent: LiveAgent, step: LiveStep) -> None:
+        def persist(agent: LiveAgent, step: LiveStep) -> None:
             persist_step(warehouse, run_id, agent, step)
+
+        # One writer thread stores the steps in order while the loop reads ticks.
+        sink = ThreadedSink(persist)
 
         last_log = [time.monotonic()]
 
@@ -405,10 +409,13 @@ def _live_body(
 
         rate = speed if source == "simulator" else 1.0
         grace = max(2.0, 0.25 * speed) if source == "simulator" else 2.0
-        final = _stream(
-            agents_, settings, sources, stack, source, mode, begin, rate, grace, sink,
-            on_status, status_every, duration,
-        )  # fmt: skip
+        try:
+            final = _stream(
+                agents_, settings, sources, stack, source, mode, begin, rate, grace, sink,
+                on_status, status_every, duration,
+            )  # fmt: skip
+        finally:
+            sink.close()
     return LiveSummary(
         run_id=run_id,
         status="running",

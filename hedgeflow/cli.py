@@ -126,6 +126,40 @@ def build_parser() -> argparse.ArgumentParser:
         "of 2 workers without one",
     )
 
+    p = sub.add_parser(
+        "live",
+        help="live signals and paper trades from WebSocket ticks (local simulator by default)",
+        description="Stream ticks (or poll REST bars), build bars, run every agent on each "
+        "closed bar and store bars, signals, orders, fills and positions in the live_* "
+        "tables. Ctrl-C or --duration stops it; positions stay open and the next run "
+        "continues them.",
+    )
+    p.add_argument(
+        "--source",
+        choices=("simulator", "eodhd"),
+        default="simulator",
+        help="simulator: a local EODHD-compatible server with synthetic data (default); "
+        "eodhd: the real feeds (needs EODHD_API_TOKEN)",
+    )
+    p.add_argument(
+        "--mode", choices=("ws", "poll"), default="ws", help="WebSocket ticks or REST polling"
+    )
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=300.0,
+        help="simulated market seconds per second (simulator only; default 300)",
+    )
+    p.add_argument(
+        "--duration", type=float, metavar="SECONDS", help="stop after SECONDS (default: Ctrl-C)"
+    )
+    p.add_argument(
+        "--start", help="simulated clock start, UTC (default: the last complete US session open)"
+    )
+    p.add_argument(
+        "--fresh", action="store_true", help="start a new live run instead of continuing the last"
+    )
+
     p = sub.add_parser("runs", help="list recent runs with status and headline metrics")
     p.add_argument("--limit", type=int, default=15, help="how many runs (default 15)")
 
@@ -284,6 +318,52 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if summary.status == "completed" else 1
 
 
+def cmd_live(args: argparse.Namespace) -> int:
+    import signal
+
+    from hedgeflow.config import load_settings
+
+    if not 0 < args.speed <= 1_000_000:
+        raise InvalidInputError(f"--speed must be in (0, 1000000], got {args.speed}")
+    if args.duration is not None and not 0 < args.duration <= 10_000_000:
+        raise InvalidInputError(f"--duration must be a positive number, got {args.duration}")
+    start = _end_arg(args.start)
+    if start is not None and args.source != "simulator":
+        raise InvalidInputError("--start needs --source simulator")
+    load_settings()  # a bad setting fails here, before Prefect starts
+    from hedgeflow.console import live_status_display, print_live_summary, stderr
+    from hedgeflow.live.runtime import SHUTDOWN
+
+    prepare_prefect(args.verbose)
+    from flows.live import live
+
+    SHUTDOWN.clear()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if SHUTDOWN.is_set():  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        SHUTDOWN.set()
+        stderr.print("stopping (positions stay open) ...")
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with live_status_display():
+            summary = live(
+                source=args.source,
+                mode=args.mode,
+                speed=args.speed,
+                duration=args.duration,
+                start=start,
+                fresh=args.fresh,
+                status_every=0.5 if sys.stdout.isatty() else 2.0,
+            )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print_live_summary(summary)
+    return 0 if summary.status == "completed" else 1
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from hedgeflow.config import load_settings
     from hedgeflow.console import print_query_result
@@ -349,6 +429,7 @@ _COMMANDS = {
     "nightly": cmd_nightly,
     "backtest": cmd_backtest,
     "sweep": cmd_sweep,
+    "live": cmd_live,
     "sql": cmd_sql,
     "runs": cmd_runs,
     "report": cmd_report,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -267,3 +268,137 @@ def _headline(summary: Any) -> str:
         elif isinstance(value, int | float):
             parts.append(f"{name} {value:,}")
     return "; ".join(parts[:3]) + (" ..." if len(parts) > 3 else "")
+
+
+# -- live ---------------------------------------------------------------------------------
+
+
+def format_live_status(status: Any) -> str:
+    """One status line of the live runtime (``hedgeflow.live.runtime.RuntimeStatus``)."""
+    parts = [
+        f"{a.name} {a.symbol}: {a.bars} bars, sig {a.signal} ({a.signals} chg), "
+        f"{a.fills} fills, pos {a.position:g}, eq {a.equity:,.2f}"
+        for a in status.agents
+    ]
+    feed = f"{status.ticks:,} ticks"
+    if status.reconnects:
+        feed += f", {status.reconnects} reconnects"
+    return f"[{status.clock:%Y-%m-%d %H:%M} UTC, {status.elapsed:4.0f} s, {feed}] " + " | ".join(
+        parts
+    )
+
+
+def _live_table(agents: Sequence[Any], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in (
+        "agent",
+        "symbol",
+        "strategy",
+        "bars",
+        "signal",
+        "changes",
+        "orders",
+        "fills",
+        "trades",
+        "realized pnl",
+        "position",
+        "equity",
+        "last bar (UTC)",
+    ):
+        table.add_column(name, no_wrap=True, justify="left" if name in _LEFT else "right")
+    for agent in agents:
+        a = agent if isinstance(agent, Mapping) else dataclasses.asdict(agent)
+        last = a.get("last_ts")
+        table.add_row(
+            str(a["name"]),
+            str(a["symbol"]),
+            str(a["strategy"]),
+            f"{a['bars']:,}",
+            str(a["signal"]),
+            f"{a['signals']:,}",
+            f"{a['orders']:,}",
+            f"{a['fills']:,}",
+            f"{a['trades']:,}",
+            f"{a['realized_pnl']:+,.2f}",
+            f"{a['position']:g}",
+            f"{a['equity']:,.2f}",
+            f"{last:%Y-%m-%d %H:%M}" if last is not None else "-",
+        )
+    return table
+
+
+_LEFT = ("agent", "symbol", "strategy", "last bar (UTC)")
+
+
+class _LiveHandler(logging.Handler):
+    def __init__(self, show: Any) -> None:
+        super().__init__(logging.INFO)
+        self.show = show
+
+    def emit(self, record: logging.LogRecord) -> None:
+        status = getattr(record, "hedgeflow_status", None)
+        if getattr(record, "hedgeflow_event", None) == "live_status" and status is not None:
+            self.show(status)
+
+
+@contextlib.contextmanager
+def live_status_display() -> Iterator[None]:
+    """Show the live flow's status while it runs: a table redrawn in place on a
+    terminal (rich Live), one status line per update otherwise."""
+    from rich.live import Live
+
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if stdout.is_terminal:
+        display = Live(console=stdout, auto_refresh=False, transient=True)
+
+        def show(status: Any) -> None:
+            title = f"live: {status.clock:%Y-%m-%d %H:%M} UTC, {status.ticks:,} ticks"
+            display.update(_live_table(status.agents, title), refresh=True)
+
+        handler = _LiveHandler(show)
+        logger.addHandler(handler)
+        try:
+            with display:
+                yield
+        finally:
+            logger.removeHandler(handler)
+        return
+
+    def line(status: Any) -> None:
+        if status.running:
+            stdout.print(format_live_status(status), highlight=False, soft_wrap=True)
+
+    handler = _LiveHandler(line)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def print_live_summary(summary: Any) -> None:
+    """The final table of a live run (``flows.live.LiveSummary``)."""
+    stdout.print(
+        _live_table(
+            summary.agents,
+            f"live run {summary.run_id} ({summary.source}, {summary.mode}"
+            + (f", x{summary.speed:g}" if summary.source == "simulator" else "")
+            + ")",
+        )
+    )
+    feed = summary.feed
+    stdout.print(
+        f"market time {summary.start:%Y-%m-%d %H:%M} to "
+        f"{summary.end:%Y-%m-%d %H:%M} UTC in {summary.seconds:.0f} s; "
+        f"{feed.get('ticks', 0):,} ticks, {feed.get('bars', 0):,} bars "
+        f"({feed.get('rest_bars', 0):,} from REST), {feed.get('late_ticks', 0):,} late, "
+        f"{feed.get('duplicate_ticks', 0):,} duplicate, {feed.get('bad_frames', 0):,} bad frames, "
+        f"{feed.get('reconnects', 0):,} reconnects",
+        highlight=False,
+    )
+    if summary.resumed:
+        stdout.print(f"continued from the record: {', '.join(summary.resumed)}")
+    stdout.print("open positions stay open: see live_positions (hedgeflow sql)")
+    stdout.print(f"status: {summary.status}")
