@@ -78,6 +78,11 @@ def chart_selection(curves: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFram
     return chosen
 
 
+def _style(name: str) -> dict[str, Any]:
+    """The portfolio is drawn black and on top; agents take the colour cycle."""
+    return {"color": "black", "zorder": 3} if name == "portfolio" else {}
+
+
 def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str, Path]:
     """Two PNGs: equity rebased to 100 per curve, and drawdown per curve."""
     import matplotlib
@@ -92,12 +97,12 @@ def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
     for name, (ts, equity, _) in points.items():
         width = 2.4 if name == "portfolio" else 1.2
-        ax.plot(ts, 100 * equity / equity[0], label=name, linewidth=width)
+        ax.plot(ts, 100 * equity / equity[0], label=name, linewidth=width, **_style(name))
     ax.set_title("Equity (rebased to 100)")
     ax.set_ylabel("equity")
     ax.grid(alpha=0.3)
     if curves:
-        ax.legend(loc="best", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.autofmt_xdate()
     fig.tight_layout()
     paths["equity"] = out_dir / "equity.png"
@@ -107,12 +112,12 @@ def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str
     fig, ax = plt.subplots(figsize=(10, 3.2), dpi=110)
     for name, (ts, _, drawdown) in points.items():
         width = 2.4 if name == "portfolio" else 1.2
-        ax.plot(ts, 100 * drawdown, label=name, linewidth=width)
+        ax.plot(ts, 100 * drawdown, label=name, linewidth=width, **_style(name))
     ax.set_title("Drawdown (%)")
     ax.set_ylabel("%")
     ax.grid(alpha=0.3)
     if curves:
-        ax.legend(loc="lower left", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.autofmt_xdate()
     fig.tight_layout()
     paths["drawdown"] = out_dir / "drawdown.png"
