@@ -17,26 +17,29 @@ speed)`` seconds).
 
 Gaps: startup catch-up and reconnect backfill (one rule). Ticks missed while a
 connection was down - and before the runtime started - are recovered from REST as
-whole **bars**, never as ticks. For a gap ``(from_ms, to_ms)`` of a symbol (from the
-client's backfill hook on a reconnect; at startup ``from_ms`` is the end of the last
-bar the symbol's agents processed - after a restore or a warm-up - and ``to_ms`` the
-clock) the runtime:
+whole **bars**, never as ticks. A gap of a symbol opens at ``from_ms``: on a reconnect
+the time of the last tick received (the client's backfill hook), at startup the end
+of the last bar the symbol's agents processed (warm-up history or restored record).
+The gap ends at the **first tick received after it**, at ``t1``: ticks arrive in time
+order on a connection, so from ``t1`` on nothing is missing, but the bar containing
+``t1`` may have lost its first ticks (the subscription takes effect some time after
+the clock read, which at a simulator speed of 20,000x can be several bars). So:
 
-1. marks every tick of the symbol before ``end`` = the end of the bar containing
-   ``to_ms`` as covered (dropped and counted as ``skipped``): the bar open at the drop
-   (partly seen) and the bar in progress at ``to_ms`` (its first ticks were missed)
-   would be wrong if built from the ticks that did arrive;
-2. fetches the closed bars ``[bar of from_ms, bar of to_ms)`` from REST at once and
-   feeds those the agents have not processed, in order;
-3. holds the symbol's later live bars, waits until the clock passes ``end`` plus the
-   grace, fetches the bar ``[bar of to_ms, end)`` from REST, feeds it, then releases
-   the held bars in order.
+1. every tick of the symbol before ``end`` = the end of the bar containing ``t1`` is
+   dropped (counted as ``skipped``), and so is the bar that was open when the
+   connection dropped (partly seen);
+2. the closed bars ``[bar of from_ms, end)`` are fetched from REST and fed to the
+   agents in order: at once those that closed (plus the grace) before now, the rest
+   once the clock passes ``end`` plus the grace - in a quiet market (no first tick
+   yet) the runtime keeps fetching each bar as it closes;
+3. meanwhile the symbol's later live bars are held, and released in order after the
+   last REST bar.
 
 So the agents see every bar exactly once, in time order, each either built from all
-its ticks or taken from REST - the bars the nightly engine sees. If REST has nothing
-for a bar (a quiet market, or a vendor that has not published it yet) the bar is
-skipped, as a bar without ticks is. A repair that fails after retries is logged and
-the held bars are released (the gap stays; a restart's catch-up refills it).
+its ticks or taken from REST - the bars the nightly engine sees. A bar REST does not
+have (a quiet market; a vendor that has not published it yet) is skipped, as a bar
+without ticks is. A repair that fails after retries is logged and the held bars are
+released (the gap stays; a restart's catch-up refills it).
 
 Stopping (``duration``, :meth:`LiveRuntime.stop`, a ``threading.Event`` such as
 :data:`SHUTDOWN` set by a Ctrl-C handler) closes the connections and returns; nothing
@@ -409,10 +412,11 @@ async def sleep_until(
 
 
 @dataclass
-class _Repair:
-    start_ms: int  # first bar to fetch
-    end_ms: int  # end of the bar in progress at the gap's end
+class _Gap:
+    start_ms: int  # first bar to fetch (the bar of the gap's start)
+    end_ms: int | None = None  # end of the bar of the first tick after the gap
     held: list[Bar] = field(default_factory=list)
+    first_tick: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class LiveRuntime:
@@ -463,7 +467,7 @@ class LiveRuntime:
         self._max_symbols = max_symbols_per_connection
         self.clients: list[EodhdWsClient] = []
         self._skip: dict[str, int] = {}
-        self._repairs: dict[str, _Repair] = {}
+        self._gaps: dict[str, _Gap] = {}
         self._repair_tasks: set[asyncio.Task[None]] = set()
         self._fetch_lock: asyncio.Lock | None = None
         self.skipped_ticks = 0
@@ -502,7 +506,7 @@ class LiveRuntime:
             bad_frames=sum(c.stats.bad_total for c in self.clients),
             reconnects=sum(c.stats.reconnects for c in self.clients),
             repairs=self.repairs,
-            repairs_pending=len(self._repairs),
+            repairs_pending=len(self._gaps),
             repair_failures=self.repair_failures,
             connections=len(self.clients),
             running=self.running,
@@ -527,7 +531,16 @@ class LiveRuntime:
     # -- ticks and bars ------------------------------------------------------------------
 
     def _on_tick(self, tick: Tick) -> None:
-        skip = self._skip.get(tick.symbol)
+        symbol = tick.symbol
+        if self._gaps:
+            gap = self._gaps.get(symbol)
+            if gap is not None and gap.end_ms is None:
+                # The first tick after a gap: live data is complete from the next bar on.
+                t = tick.ts_ms
+                gap.end_ms = max(t - t % self.interval_ms + self.interval_ms, gap.start_ms)
+                self._skip[symbol] = max(self._skip.get(symbol, 0), gap.end_ms)
+                gap.first_tick.set()
+        skip = self._skip.get(symbol)
         if skip is not None and tick.ts_ms < skip:
             self.skipped_ticks += 1
             return
@@ -540,9 +553,9 @@ class LiveRuntime:
         skip = self._skip.get(bar.symbol)
         if skip is not None and bar.ts_ms < skip:
             return  # a partly seen bar: its REST version is (being) fetched
-        repair = self._repairs.get(bar.symbol)
-        if repair is not None:
-            repair.held.append(bar)
+        gap = self._gaps.get(bar.symbol)
+        if gap is not None:
+            gap.held.append(bar)
             return
         try:
             self.router.dispatch(bar)
@@ -554,27 +567,22 @@ class LiveRuntime:
         if self.latencies_ns is not None and bar.closed_by == "tick" and self._frame_t0:
             self.latencies_ns.append(time.perf_counter_ns() - self._frame_t0)
 
-    # -- repairs (catch-up and reconnect backfill; see the module doc) ---------------------
+    # -- gaps (startup catch-up and reconnect backfill; see the module doc) -----------------
 
     async def _backfill_hook(self, symbol: str, from_ms: int, to_ms: int) -> None:
-        self.schedule_repair(symbol, from_ms, to_ms)
+        self.open_gap(symbol, from_ms)
 
-    def schedule_repair(self, symbol: str, from_ms: int, to_ms: int) -> None:
-        """Recover the bars of ``symbol`` between ``from_ms`` and ``to_ms`` from REST."""
-        interval = self.interval_ms
-        start = from_ms - from_ms % interval
-        end = to_ms - to_ms % interval + interval
-        if end <= start:
+    def open_gap(self, symbol: str, from_ms: int) -> None:
+        """Ticks of ``symbol`` after ``from_ms`` may be missing until the next tick
+        arrives: recover the bars in between from REST (see the module doc)."""
+        start = from_ms - from_ms % self.interval_ms
+        gap = self._gaps.get(symbol)
+        if gap is not None:  # a gap while repairing the previous one: extend it
+            gap.start_ms = min(gap.start_ms, start)
+            gap.end_ms = None
+            gap.first_tick.clear()
             return
-        self._skip[symbol] = max(self._skip.get(symbol, end), end)
-        repair = self._repairs.get(symbol)
-        if repair is not None:  # a gap while repairing the previous one: extend it
-            repair.start_ms = min(repair.start_ms, start)
-            repair.end_ms = max(repair.end_ms, end)
-            return
-        if self.fetch_bars is None:
-            return
-        self._repairs[symbol] = _Repair(start, end)
+        self._gaps[symbol] = _Gap(start)
         self.repairs += 1
         task = asyncio.get_running_loop().create_task(
             self._repair(symbol), name=f"live-repair-{symbol}"
@@ -583,7 +591,9 @@ class LiveRuntime:
         task.add_done_callback(self._repair_tasks.discard)
 
     async def _fetch(self, symbol: str, start_ms: int, end_ms: int) -> list[Bar] | None:
-        assert self.fetch_bars is not None and self._fetch_lock is not None
+        if self.fetch_bars is None:
+            return []
+        assert self._fetch_lock is not None
         fetch = self.fetch_bars
         for attempt in range(_FETCH_RETRIES):
             try:
@@ -608,50 +618,67 @@ class LiveRuntime:
         return None
 
     async def _repair(self, symbol: str) -> None:
-        repair = self._repairs[symbol]
+        gap = self._gaps[symbol]
         stop = self._stop
         assert stop is not None
-        done_until = repair.start_ms
+        interval = self.interval_ms
+        done = origin = gap.start_ms
         failed = False
         try:
             while True:
-                # Closed bars first (at once), then the bar in progress at the gap's end.
-                now = self.clock_ms()
-                closed_until = min(repair.end_ms, now - now % self.interval_ms)
-                if closed_until > done_until:
-                    bars = await self._fetch(symbol, done_until, closed_until)
+                # Bars closed for grace already are fetched at once, up to the bar of
+                # the first tick after the gap (not known yet in a quiet market).
+                now = self.clock_ms() - self.grace_ms
+                upto = now - now % interval
+                if gap.end_ms is not None:
+                    upto = min(upto, gap.end_ms)
+                if gap.start_ms < origin:  # the gap was extended backwards
+                    done = origin = gap.start_ms
+                if upto > done:
+                    bars = await self._fetch(symbol, done, upto)
                     if bars is None:
                         failed = True
                         break
                     self._dispatch_rest(bars)
-                    done_until = closed_until
+                    done = upto
                     continue
-                if done_until >= repair.end_ms:
+                if gap.end_ms is not None and done >= gap.end_ms:
                     break
-                target = repair.end_ms + self.grace_ms
-                if not await sleep_until(self.clock_ms, target, stop, rate=self.clock_rate):
-                    return  # stopping: the held bars are dropped (a restart catches up)
-                bars = await self._fetch(symbol, done_until, repair.end_ms)
-                if bars is None:
-                    failed = True
-                    break
-                self._dispatch_rest(bars)
-                done_until = repair.end_ms
+                # Wait for the next bar to close (or for the first tick).
+                target = upto + interval + self.grace_ms
+                if gap.end_ms is not None:
+                    target = min(target, gap.end_ms + self.grace_ms)
+                    if not await sleep_until(self.clock_ms, target, stop, rate=self.clock_rate):
+                        return  # stopping: the held bars are dropped (a restart catches up)
+                    continue
+                waiters = {
+                    asyncio.create_task(gap.first_tick.wait()),
+                    asyncio.create_task(
+                        sleep_until(self.clock_ms, target, stop, rate=self.clock_rate)
+                    ),
+                }
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                if stop.is_set():
+                    return
         except Exception as exc:
             self._fail(exc)
             return
         finally:
-            if self._repairs.get(symbol) is repair:
-                del self._repairs[symbol]
+            if self._gaps.get(symbol) is gap:
+                del self._gaps[symbol]
         if failed:
             self.repair_failures += 1
             log.warning(
                 "live: could not fetch the bars of %s from %s from REST; the gap stays",
                 symbol,
-                _iso(done_until),
+                _iso(done),
             )
         try:
-            for bar in repair.held:
+            for bar in gap.held:
                 if bar.ts_ms >= self._skip.get(symbol, 0):
                     self.router.dispatch(bar)
         except Exception as exc:
@@ -701,11 +728,11 @@ class LiveRuntime:
         self._t0 = time.monotonic()
         self.running = True
         self.clients = self._make_clients()
-        # Startup catch-up: from each symbol's last processed bar (or now) to now.
+        # Startup catch-up: a gap from each symbol's last processed bar (or now).
         now = self.clock_ms()
         for symbol in self.router.symbols:
             needed = self.router.next_needed_ms(symbol)
-            self.schedule_repair(symbol, now if needed is None else min(needed, now), now)
+            self.open_gap(symbol, now if needed is None else min(needed, now))
         tasks = [
             asyncio.create_task(c.run(stop=self._stop), name=f"live-{c.feed}") for c in self.clients
         ]
