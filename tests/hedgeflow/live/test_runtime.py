@@ -336,14 +336,11 @@ def test_out_of_order_ticks_only_lose_the_ticks_that_cross_a_bar(
         # a bar a crossing tick belonged to is the bar of the ticks that were merged
         late = {t.ts_ms for t in crossing}
         got = stored.bars[stored.bars["symbol"] == symbol].set_index("ts")
+        kept = sorted((t.ts_ms, t.price, t.size) for t in sent if t.ts_ms not in late)
         expected = aggregate_ticks(
-            *(
-                np.array(col)
-                for col in zip(
-                    *sorted((t.ts_ms, t.price, t.size) for t in sent if t.ts_ms not in late),
-                    strict=True,
-                )
-            ),
+            np.array([k[0] for k in kept]),
+            np.array([k[1] for k in kept]),
+            np.array([k[2] for k in kept]),
             300,
         ).set_index("ts")
         for ts in touched[symbol] & set(got.index):
