@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -30,7 +31,7 @@ def test_poll_mode_feeds_every_closed_bar_once_in_order() -> None:
     calls: list[tuple[str, int, int]] = []
     fetch = rest_fetcher(MARKET, "5m")
 
-    def counting(symbol: str, start_ms: int, end_ms: int) -> list[Bar]:
+    def counting(symbol: str, start_ms: int, end_ms: int) -> Sequence[Bar]:
         calls.append((symbol, start_ms, end_ms))
         return fetch(symbol, start_ms, end_ms)
 
