@@ -91,6 +91,17 @@ def main(argv: list[str] | None = None) -> int:
                     quick=args.quick,
                 )
             )
+        elif name == "live":
+            from benchmarks import live
+
+            body = live.render(
+                live.run(
+                    live.QUICK_TICKS if args.quick else live.FULL_TICKS,
+                    live.QUICK_HOURS if args.quick else live.FULL_HOURS,
+                    command=command,
+                    quick=args.quick,
+                )
+            )
         else:  # pragma: no cover - argparse choices
             raise SystemExit(f"unknown benchmark {name}")
         print(body, flush=True)

@@ -482,6 +482,7 @@ class LiveRuntime:
         # in the client to the step produced (before the sink stores it).
         self.latencies_ns: list[int] | None = [] if measure_latency else None
         self._frame_t0 = 0
+        self._closing = False
         if measure_latency:
             self.router.on_step = self._record_latency
 
@@ -546,8 +547,12 @@ class LiveRuntime:
             return
         closed = self.aggregator.add(tick)
         if closed:
-            for bar in closed:
-                self._on_closed(bar)
+            self._closing = True  # a step produced now is this frame's (latency)
+            try:
+                for bar in closed:
+                    self._on_closed(bar)
+            finally:
+                self._closing = False
 
     def _on_closed(self, bar: Bar) -> None:
         skip = self._skip.get(bar.symbol)
@@ -564,7 +569,7 @@ class LiveRuntime:
             raise
 
     def _record_latency(self, agent: LiveAgent, step: LiveStep, bar: Bar) -> None:
-        if self.latencies_ns is not None and bar.closed_by == "tick" and self._frame_t0:
+        if self.latencies_ns is not None and self._closing and self._frame_t0:
             self.latencies_ns.append(time.perf_counter_ns() - self._frame_t0)
 
     # -- gaps (startup catch-up and reconnect backfill; see the module doc) -----------------
