@@ -327,7 +327,11 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--speed must be in (0, 1000000], got {args.speed}")
     if args.duration is not None and not 0 < args.duration <= 10_000_000:
         raise InvalidInputError(f"--duration must be a positive number, got {args.duration}")
-    start = _end_arg(args.start)
+    start = None
+    if args.start is not None:
+        from hedgeflow.windows import parse_utc
+
+        start = parse_utc(args.start, "--start")
     if start is not None and args.source != "simulator":
         raise InvalidInputError("--start needs --source simulator")
     load_settings()  # a bad setting fails here, before Prefect starts
