@@ -101,7 +101,7 @@ def test_deploy_start_worker_and_run_nightly(prefect_server: tuple[Path, dict[st
     out = _run([*PREFECT, "--no-prompt", "deploy", "--all"], env)
     assert "nightly/nightly-backtest" in out
     listed = _run([*PREFECT, "deployment", "ls"], env)
-    for name in ("nightly-backtest", "backfill"):
+    for name in ("nightly-backtest", "backfill", "parameter-sweep", "live-signals"):
         assert name in listed
 
     worker_log = (tmp / "worker.log").open("w")
