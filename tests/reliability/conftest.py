@@ -1,7 +1,7 @@
 """Reliability suite fixtures and its results collector.
 
 ``tally`` (fixture): a per-test record of what was tried (trials, faults injected by
-kind, outcomes by name, free-form notes). When ``HEDGEFLOW_RELIABILITY_JSON`` names a
+kind, outcomes by name, free-form notes). When ``RELIABILITY_RESULTS_JSON`` names a
 file, the collector writes every reliability test's record there at the end of the
 session, with its pytest outcome and duration; ``python -m tests.reliability.report``
 turns that into RELIABILITY.md.
@@ -27,8 +27,8 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-RESULTS_ENV = "HEDGEFLOW_RELIABILITY_JSON"
-FULL_ENV = "HEDGEFLOW_RELIABILITY_FULL"  # set by the report: run the full campaigns
+RESULTS_ENV = "RELIABILITY_RESULTS_JSON"
+FULL_ENV = "RELIABILITY_FULL_CAMPAIGN"  # set by the report: run the full campaigns
 
 
 def full_campaign() -> bool:
@@ -144,6 +144,16 @@ def prefect_harness() -> Iterator[Harness]:
         db_url = str(ps.PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
         db = Path(db_url.split("///", 1)[1])
         yield Harness(url, (db,), db.parent)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    """``hedgeflow.cli.main`` exports --home / --config to os.environ: undo it."""
+    saved = dict(os.environ)
+    yield
+    for key in [k for k in os.environ if k not in saved]:
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture
