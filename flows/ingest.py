@@ -97,7 +97,7 @@ def ingest(
     settings = load_settings(overrides=overrides)
     chosen = resolve_symbols(symbols, settings)
     interval_ = validate_interval(settings.interval)
-    window = lookback_window(days or settings.lookback_days, end)
+    window = lookback_window(settings.lookback_days if days is None else days, end)
     run_id = current_run_id()
     warehouse = Warehouse(settings.home)
     params = {

@@ -125,7 +125,7 @@ def sweep(
     settings = load_settings(
         agents={f"sweep-{i}": {"symbol": s, "strategy": strategy} for i, s in enumerate(chosen)}
     )
-    window = lookback_window(days or settings.lookback_days, end)
+    window = lookback_window(settings.lookback_days if days is None else days, end)
     runner, runner_name = task_runner_for(
         task_runner or settings.task_runner, dask_address or settings.dask_address
     )

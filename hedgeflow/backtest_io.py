@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def _read_raw(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         if name.endswith((".csv", ".csv.gz", ".txt")):
             return pd.read_csv(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
+    except Exception as exc:  # any parser failure (pyarrow, csv, gzip, ...) is a bad file
         raise _fail(path, f"cannot be read ({type(exc).__name__}: {exc})") from None
     raise _fail(path, "unknown format: expected a .csv, .csv.gz, .txt, .parquet or .pq file")
 
@@ -97,18 +98,40 @@ def _parse_times(path: Path, raw: pd.Series) -> pd.Series:
             row = int(np.flatnonzero(~np.isfinite(values))[0]) + 1
             raise _fail(path, f"unparsable time {_show(raw.iat[row - 1])} in row {row}")
         unit = "ms" if np.abs(values).max() > _MS_THRESHOLD else "s"
-        ts = pd.Series(pd.to_datetime(values, unit=unit, utc=True))
+        try:
+            ts = pd.Series(pd.to_datetime(values, unit=unit, utc=True))
+        except (ValueError, OverflowError):  # OutOfBoundsDatetime is a ValueError
+            row = 1 + next(i for i, v in enumerate(values) if not _epoch_ok(v, unit))
+            raise _fail(
+                path, f"time {_show(raw.iat[row - 1])} in row {row} is out of range"
+            ) from None
     else:
-        text = raw.astype(str).str.strip()
-        ts = pd.Series(pd.to_datetime(text, utc=True, errors="coerce"))
-        if ts.isna().any():
-            mixed = pd.Series(pd.to_datetime(text, utc=True, errors="coerce", format="mixed"))
-            if mixed.isna().sum() < ts.isna().sum():
-                ts = mixed
+        text = pd.Series([_as_text(v) for v in raw], dtype=object).str.strip()
+        with warnings.catch_warnings():  # "Could not infer format": the row error says it
+            warnings.simplefilter("ignore", UserWarning)
+            ts = pd.Series(pd.to_datetime(text, utc=True, errors="coerce"))
+            if ts.isna().any():
+                mixed = pd.Series(pd.to_datetime(text, utc=True, errors="coerce", format="mixed"))
+                if mixed.isna().sum() < ts.isna().sum():
+                    ts = mixed
         if ts.isna().any():
             row = int(np.flatnonzero(ts.isna().to_numpy())[0]) + 1
             raise _fail(path, f"unparsable time {_show(raw.iat[row - 1])} in row {row}")
     return ts.dt.as_unit("us").astype(TS_DTYPE).reset_index(drop=True)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _epoch_ok(value: float, unit: str) -> bool:
+    try:
+        pd.Timestamp(value, unit=unit)
+    except (ValueError, OverflowError):
+        return False
+    return True
 
 
 def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -145,7 +168,7 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
     for name in PRICE_NAMES:
         col = rest[lower[name]]
         values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~(values > 0)  # NaN, non-numeric, zero, negative
+        bad = ~(np.isfinite(values) & (values > 0))  # NaN, non-numeric, zero, negative, inf
         if bad.any():
             row = int(np.flatnonzero(bad)[0]) + 1
             raise _fail(
@@ -159,6 +182,9 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
         if neg.any():
             row = int(np.flatnonzero(neg)[0]) + 1
             raise _fail(p, f"negative volume {_show(vol_col.iat[row - 1])} in row {row}")
+        if np.isinf(vol).any():
+            row = int(np.flatnonzero(np.isinf(vol))[0]) + 1
+            raise _fail(p, f"infinite volume {_show(vol_col.iat[row - 1])} in row {row}")
         out["volume"] = vol
     else:
         out["volume"] = np.nan

@@ -374,9 +374,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from warehouse import Warehouse
 
     settings = load_settings()
+    _check_read_only_sql(args.query)
     warehouse = Warehouse(settings.home)
     con = warehouse.connect_readonly()
     try:
+        _sandbox(con, warehouse.paths.lake)
         cursor = con.execute(args.query)
         columns = [d[0] for d in cursor.description or []]
         rows = cursor.fetchall()
@@ -386,6 +388,37 @@ def cmd_sql(args: argparse.Namespace) -> int:
         con.close()
     print_query_result(columns, rows, args.format, args.max_rows)
     return 0
+
+
+# Statement kinds `hedgeflow sql` runs. The database is opened read-only, but DuckDB
+# still lets a read-only session write files (COPY ... TO, EXPORT), attach other
+# databases, install extensions or change settings: those are refused.
+_SQL_STATEMENTS = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL"})
+
+
+def _check_read_only_sql(query: str) -> None:
+    import duckdb
+
+    with duckdb.connect(":memory:") as parser:
+        try:
+            kinds = [s.type.name for s in parser.extract_statements(query)]
+        except duckdb.Error as exc:
+            raise InvalidInputError(f"query failed: {exc}") from None
+    refused = sorted({k for k in kinds if k not in _SQL_STATEMENTS})
+    if refused:
+        raise InvalidInputError(
+            f"hedgeflow sql is read-only: {', '.join(refused)} statements are not allowed "
+            "(only SELECT, EXPLAIN, PRAGMA and CALL)"
+        )
+
+
+def _sandbox(con: Any, lake: Path) -> None:
+    """File access limited to the lake (the bars view reads it), settings locked."""
+    from warehouse.db import sql_string
+
+    con.execute(f"SET allowed_directories = [{sql_string(lake.as_posix() + '/')}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

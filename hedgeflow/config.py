@@ -368,6 +368,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("config", f"config file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", f"{str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("config", f"{str(path)!r} is not valid TOML: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def _parse_env_value(text: str) -> Any:
