@@ -380,8 +380,8 @@ def test_random_faults_30_percent(
 def test_random_faults_30_percent_full(
     sim: Simulator, hook: ClientHook, tmp_path: Path, tally: Tally
 ) -> None:
-    tally.describe("faults", "random 30% faults, 3 symbols x 20-request fetches, seeds 0-29")
-    _random_campaign(range(30), sim, hook, tmp_path, tally)
+    tally.describe("faults", "random 30% faults, 3 symbols x 20-request fetches, seeds 0-19")
+    _random_campaign(range(20), sim, hook, tmp_path, tally)
 
 
 def test_retry_after_and_backoff_delays(

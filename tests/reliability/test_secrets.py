@@ -324,3 +324,38 @@ def test_secret_block_path(
         with get_client(sync_client=True) as client:
             block = client.read_block_document_by_name("eodhd-api-token", "secret")
             client.delete_block_document(block.id)
+
+
+@pytest.mark.slow
+def test_token_never_leaks_when_retries_exhaust(
+    prefect_harness: Harness, good_sim: Simulator, tmp_path: Path, tally: Tally
+) -> None:
+    """HTTP 500 on every request: the client's retries and Prefect's task retries run
+    out (warnings, retry logs, the failed task and flow states), nothing shows the token."""
+    tally.describe(
+        "secrets", "EODHD_API_TOKEN through the CLI at DEBUG: 500s until retries exhaust"
+    )
+    good_sim.faults.inject("500", 10_000)
+    try:
+        env = _env(prefect_harness, tmp_path / "exhausted", good_sim.base_url, TOKEN)
+        env["HEDGEFLOW_NETWORK__MAX_RETRIES"] = "2"
+        proc = _cli(
+            env, "ingest", "--source", "eodhd", "--symbols", "BTC-USD.CC", "--days", "2",
+            "--end", END,
+        )  # fmt: skip
+    finally:
+        served = 10_000 - good_sim.faults.pending
+        good_sim.faults.clear()
+    tally.trial()
+    tally.fault("500", served)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "failed after 3 attempt(s)" in proc.stderr and "HTTP 500" in proc.stderr
+    assert served == 9  # 3 attempts per task run, 3 task runs (Prefect retries twice)
+    tally.outcome("failed with a clear error after every retry")
+    search = Search(tally, TOKEN)
+    search.text("stdout", proc.stdout)
+    search.text("stderr", proc.stderr)
+    _search_warehouse(search, tmp_path / "exhausted" / "home")
+    search.tree("file under PREFECT_HOME", tmp_path / "exhausted" / "prefect-home")
+    _search_prefect(search, prefect_harness)
+    search.assert_clean()
