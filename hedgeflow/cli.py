@@ -20,6 +20,21 @@ from hedgeflow.errors import HedgeflowError, InvalidInputError
 from hedgeflow.market import normalize_symbol
 
 EXIT_USAGE = 2
+EXAMPLES = """\
+examples:
+  hedgeflow nightly                          the whole pipeline on synthetic demo data
+  hedgeflow ingest --symbols AAPL.US BTC-USD.CC --days 5
+  hedgeflow ingest --source eodhd --interval 1h --days 365   (needs EODHD_API_TOKEN)
+  hedgeflow backtest --bars my.csv --strategy sma_cross --param fast=10 --out results/
+  hedgeflow sweep --strategy sma_cross --grid fast=5,10,20 --grid slow=50,100
+  hedgeflow live --duration 30               live signals and paper trades, simulator
+  hedgeflow sql "select agent, n_trades, sharpe from agent_metrics"
+  hedgeflow runs && hedgeflow report RUN_ID
+
+settings come from ./hedgeflow.toml (or --config) and HEDGEFLOW_* variables; data
+goes to $HEDGEFLOW_HOME (default ./data). Exit status: 0 ok, 1 run finished with
+failed agents, 2 bad input or a clear error, 130 interrupted.
+"""
 _STRATEGIES = ("sma_cross", "rsi_mean_revert", "donchian_breakout")
 # hedgeflow.sweep.RANK_METRICS (not imported here: it loads numba)
 _RANK_METRICS = (
@@ -43,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Parquet lake + DuckDB warehouse, backtest one agent per market, combine them "
             "into a portfolio, and query everything with SQL."
         ),
-        epilog="Settings: hedgeflow.toml and HEDGEFLOW_* variables (see README). "
-        "Data goes to $HEDGEFLOW_HOME (default ./data).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hedgeflow {__version__}")
     parser.add_argument(
@@ -231,6 +246,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from hedgeflow.console import ingest_progress, print_ingest_summary
 
     prepare_prefect(args.verbose)
+    require_token(args.source)
     from flows.ingest import ingest
 
     with ingest_progress(len(symbols) if symbols else None):
@@ -248,6 +264,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from hedgeflow.console import nightly_progress, print_nightly_summary
 
     prepare_prefect(args.verbose)
+    require_token(args.source)
     from flows.nightly import nightly
 
     with nightly_progress(len(settings.agents)):
@@ -339,6 +356,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     from hedgeflow.live.runtime import SHUTDOWN
 
     prepare_prefect(args.verbose)
+    require_token(args.source)
     from flows.live import live
 
     SHUTDOWN.clear()
@@ -473,12 +491,27 @@ _COMMANDS = {
 }
 
 
+def require_token(source: str | None) -> None:
+    """For the real EODHD source, find the token (environment or Prefect Secret block)
+    before any flow starts, so a missing token is one clear error, not a failed run."""
+    from hedgeflow.config import load_settings
+
+    settings = load_settings()
+    if (source or settings.source) != "eodhd":
+        return
+    from tasks.secrets import eodhd_token
+
+    eodhd_token(settings.network)
+
+
 def prepare_prefect(verbose: bool) -> None:
     """Environment for a quiet, offline Prefect before it is imported."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        # Failures reach the user as hedgeflow's own one-line errors and summaries;
+        # Prefect's run logs (tracebacks included) stay in the API / UI, and -v shows them.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     logging.getLogger("hedgeflow").setLevel(logging.INFO)
 
