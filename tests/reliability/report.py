@@ -163,7 +163,8 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
         "| area | tests | passed | trials | faults injected | outcomes |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for cat in CATEGORIES:
+    categories = [*CATEGORIES, *sorted({c for c, _ in groups} - set(CATEGORIES))]
+    for cat in categories:
         rows = [g for (c, _), g in groups.items() if c == cat]
         if not rows:
             continue
@@ -182,11 +183,11 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
         "hostile input": "Hostile input",
         "secrets": "Secrets (unique EODHD token searched everywhere)",
     }
-    for cat in CATEGORIES:
+    for cat in categories:
         rows = sorted((w, g) for (c, w), g in groups.items() if c == cat)
         if not rows:
             continue
-        lines += ["", f"## {titles[cat]}", ""]
+        lines += ["", f"## {titles.get(cat, cat.capitalize())}", ""]
         lines += [
             "| what | tests | result | trials | faults injected (by kind) | outcomes | s |",
             "|---|---:|---|---:|---|---|---:|",
