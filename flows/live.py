@@ -247,7 +247,15 @@ def live(
         "speed": speed if source == "simulator" else 1.0,
         "interval": interval_,
         "flow_run_id": current_run_id(),
-        "agents": {name: {"config": cfg} for name, cfg in configs.items()},
+        # a continued agent keeps its windows: a kill before step 3 records them again must
+        # not leave a record the next restart cannot continue
+        "agents": {
+            name: {
+                "config": cfg,
+                **{k: v for k, v in prev_agents.get(name, {}).items() if k != "config"},
+            }
+            for name, cfg in configs.items()
+        },
     }
     warehouse.start_run(run_id, "live", params, code_version())
     began = time.monotonic()
