@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-CATEGORIES = ("faults", "crash", "hostile input", "secrets")
+CATEGORIES = ("faults", "crash", "hostile input", "secrets", "soak")
 
 # Bugs the campaign found, and what was changed (kept with the report that shows them).
 FINDINGS: list[tuple[str, str, str]] = [
@@ -59,6 +59,14 @@ FINDINGS: list[tuple[str, str, str]] = [
         "bytes decoded for parsing, out-of-range epochs reported with their row, prices "
         "must be finite and positive, infinite volume refused, the format warning silenced, "
         "any reader failure is `cannot be read (...)`",
+    ),
+    (
+        "`hedgeflow live` killed during its startup (after its first `runs` row, before the "
+        "agents' warm-up windows were recorded) left a run the next restart could not "
+        "continue: it reused the run id, restored no agent, replayed from the session open "
+        "and rewrote `live_positions` back in time (tests/reliability/test_live_crash.py)",
+        "flows/live.py",
+        "the first `runs` row of a continued run keeps each agent's recorded windows",
     ),
 ]
 
@@ -182,6 +190,7 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
         "crash": "Crash safety (SIGKILL of real CLI processes, then restart)",
         "hostile input": "Hostile input",
         "secrets": "Secrets (unique EODHD token searched everywhere)",
+        "soak": "Soak (live runtime vs the WebSocket simulator, faults on; `-m soak`, run apart)",
     }
     for cat in categories:
         rows = sorted((w, g) for (c, w), g in groups.items() if c == cat)
@@ -201,7 +210,7 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
                 f"| {what} | {g['tests']} | {result} | {g['trials']:,} | {fault_text} "
                 f"| {_fmt_counter(dict(g['outcomes'].most_common()))} | {g['seconds']:.1f} |"
             )
-        details = [(w, n) for w, g in rows for n in g["notes"] if cat in ("crash", "secrets")]
+        details = [(w, n) for w, g in rows for n in g["notes"] if cat in ("crash", "secrets", "soak")]
         details += [(w, n) for w, g in rows for n in g["notes"] if cat == "faults" and "rate" in n]
         for what, notes in details:
             shown = {k: v for k, v in notes.items() if k != "kinds"}
@@ -239,14 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="default-suite subset only")
     parser.add_argument("--out", type=Path, default=REPO / "RELIABILITY.md")
     parser.add_argument("--json", type=Path, help="keep the raw per-test results here")
-    parser.add_argument("--from-json", type=Path, help="re-render a kept run, run nothing")
+    parser.add_argument(
+        "--from-json", type=Path, nargs="+", help="re-render kept runs (tests merged), run nothing"
+    )
     args = parser.parse_args(argv)
     if args.from_json:
-        data = json.loads(args.from_json.read_text(encoding="utf-8"))
+        data = json.loads(args.from_json[0].read_text(encoding="utf-8"))
+        for extra in args.from_json[1:]:  # e.g. a soak run kept apart
+            data["tests"] += json.loads(extra.read_text(encoding="utf-8"))["tests"]
         run = data["run"]
         text = render(data, run["command"], run["wall_seconds"], run["pytest_exit"], run["quick"])
         args.out.write_text(text, encoding="utf-8")
-        print(f"wrote {args.out} from {args.from_json}")
+        print(f"wrote {args.out} from {', '.join(map(str, args.from_json))}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         results = args.json or Path(tmp) / "results.json"
