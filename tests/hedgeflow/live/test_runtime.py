@@ -109,7 +109,7 @@ def run_runtime(
         fetch_bars=rest_fetcher(rest, "5m"),
         clock_ms=sim.now_ms,
         clock_rate=sim.speed,
-        grace_seconds=grace_seconds if grace_seconds is not None else 0.25 * sim.speed,
+        grace_seconds=grace_seconds if grace_seconds is not None else 0.75 * sim.speed,
         client_options={"backoff_initial": 0.02, "backoff_max": 0.05},
     )
 
@@ -149,8 +149,10 @@ def test_a_day_of_ticks_through_the_runtime_equals_the_nightly_engine(
     def all_done(rt: LiveRuntime) -> bool:
         return all(s.last_ts == last[s.name] for s in rt.router.status.values())
 
-    with WsSimulator(seed=7, speed=20_000, start=start, end=end, tokens=["demo-sim"]) as sim:
-        session = run_runtime(sim, agents, rest, until=all_done, grace_seconds=3 * 3600)
+    # 10,000x with a 6-hour grace: a tick may reach the runtime up to ~2 s of wall
+    # time late (a loaded CI machine) before the time flush would close its bar.
+    with WsSimulator(seed=7, speed=10_000, start=start, end=end, tokens=["demo-sim"]) as sim:
+        session = run_runtime(sim, agents, rest, until=all_done, grace_seconds=6 * 3600)
     assert all_done(session.runtime), session.runtime.status()
     status = session.runtime.status()
     assert status.late_ticks == 0 and status.repair_failures == 0
@@ -360,7 +362,7 @@ def test_silence_flushes_the_quiet_bar_and_streaming_resumes(
     def during(sim: WsSimulator, rt: LiveRuntime) -> None:
         if rt.router.bars >= 20 and "at" not in state:
             state["at"] = sim.now_ms()
-            sim.silence(0.6)  # 30 minutes of market time at x3000
+            sim.silence(1.8)  # 90 minutes of market time at x3000 (grace: 0.75 s)
 
     stored = stream_with_fault(tmp_path, settings_, rest, None, during=during, duration=4.0)
     assert "at" in state
