@@ -169,7 +169,7 @@ def test_live_runtime_soak_with_faults(tmp_path: Path, tally: Tally) -> None:
                 fetch_bars=rest_fetcher(rest, "5m"),
                 clock_ms=sim.now_ms,
                 clock_rate=sim.speed,
-                grace_seconds=0.25 * SPEED,
+                grace_seconds=1.0 * SPEED,  # 1 s of wall time: robust on a loaded machine
                 client_options={"backoff_initial": 0.02, "backoff_max": 0.05},
             )
 
