@@ -83,6 +83,43 @@ def bar_spacing_seconds(ts: Any) -> float:
     return float(values[int(np.argmax(counts))]) / 1e6
 
 
+def return_ratios(
+    growth: float,
+    m: int,
+    n_per_year: float,
+    mean_r: float,
+    std_r: float,
+    downside: float,
+    max_drawdown: float,
+) -> dict[str, float]:
+    """Convention 6's return metrics from the statistics of ``m`` bar returns: the
+    one place their formulas live (``compute_metrics`` and the sweep both use it).
+
+    ``growth`` = last / first equity, ``mean_r`` and ``std_r`` (ddof=1) of the returns,
+    ``downside`` = sqrt(mean(min(r, 0)^2)), ``max_drawdown`` <= 0.
+    """
+    total_return = float(growth - 1.0)
+    if m == 0:
+        cagr = 0.0
+    elif growth <= 0:
+        cagr = -1.0
+    else:
+        try:
+            cagr = math.exp(math.log(growth) * n_per_year / m) - 1.0
+        except OverflowError:
+            cagr = math.inf
+    sqrt_n = math.sqrt(n_per_year) if m >= 1 else 0.0
+    return {
+        "total_return": total_return,
+        "cagr": float(cagr),
+        "ann_vol": float(std_r * sqrt_n),
+        "sharpe": float(mean_r / std_r * sqrt_n if std_r > 0 else 0.0),
+        "sortino": float(mean_r / downside * sqrt_n if downside > 0 else 0.0),
+        "max_drawdown": float(max_drawdown),
+        "calmar": float(cagr / abs(max_drawdown) if max_drawdown < 0 else 0.0),
+    }
+
+
 def compute_metrics(
     equity: Any,
     ts: Any,
@@ -113,29 +150,12 @@ def compute_metrics(
     else:
         n_per_year = math.nan
 
-    growth = e[-1] / e[0]
-    total_return = float(growth - 1.0)
-    if m == 0:
-        cagr = 0.0
-    elif growth <= 0:
-        cagr = -1.0
-    else:
-        try:
-            cagr = math.exp(math.log(growth) * n_per_year / m) - 1.0
-        except OverflowError:
-            cagr = math.inf
-
-    sqrt_n = math.sqrt(n_per_year) if m >= 1 else 0.0
     mean_r = float(r.mean()) if m else 0.0
     std_r = float(r.std(ddof=1)) if m >= 2 else 0.0
-    ann_vol = std_r * sqrt_n
-    sharpe = mean_r / std_r * sqrt_n if std_r > 0 else 0.0
     downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))) if m else 0.0
-    sortino = mean_r / downside * sqrt_n if downside > 0 else 0.0
-
     peak = np.maximum.accumulate(e)
     max_drawdown = float(np.min(e / peak - 1.0))
-    calmar = cagr / abs(max_drawdown) if max_drawdown < 0 else 0.0
+    ratios = return_ratios(e[-1] / e[0], m, n_per_year, mean_r, std_r, downside, max_drawdown)
 
     n_trades = 0
     win_rate = math.nan
@@ -159,13 +179,7 @@ def compute_metrics(
         exposure = math.nan
 
     return {
-        "total_return": total_return,
-        "cagr": float(cagr),
-        "ann_vol": float(ann_vol),
-        "sharpe": float(sharpe),
-        "sortino": float(sortino),
-        "max_drawdown": max_drawdown,
-        "calmar": float(calmar),
+        **ratios,
         "n_trades": n_trades,
         "win_rate": win_rate,
         "profit_factor": profit_factor,

@@ -29,7 +29,7 @@ from hedgeflow.engine import EngineConfig
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.indicators import atr, donchian, rsi, sma
 from hedgeflow.market import bars_per_year, validate_asset_class
-from hedgeflow.metrics import METRIC_KEYS, bar_spacing_seconds
+from hedgeflow.metrics import METRIC_KEYS, bar_spacing_seconds, return_ratios
 from hedgeflow.strategies import get_strategy
 from hedgeflow.sweep import kernels as K
 from hedgeflow.sweep.grid import SweepGrid
@@ -174,27 +174,15 @@ def finish_metrics(stats: np.ndarray, n_bars: int, n_per_year: float) -> dict[st
     of ``compute_metrics`` (so the floats are the same)."""
     if stats[K.S_FINITE] != 1.0:
         raise InvalidInputError("equity is not finite")
-    m = n_bars - 1
-    growth = float(stats[K.S_GROWTH])
-    total_return = float(growth - 1.0)
-    if m == 0:
-        cagr = 0.0
-    elif growth <= 0:
-        cagr = -1.0
-    else:
-        try:
-            cagr = math.exp(math.log(growth) * n_per_year / m) - 1.0
-        except OverflowError:
-            cagr = math.inf
-    sqrt_n = math.sqrt(n_per_year) if m >= 1 else 0.0
-    mean_r = float(stats[K.S_MEAN])
-    std_r = float(stats[K.S_STD])
-    downside = float(stats[K.S_DOWNSIDE])
-    ann_vol = std_r * sqrt_n
-    sharpe = mean_r / std_r * sqrt_n if std_r > 0 else 0.0
-    sortino = mean_r / downside * sqrt_n if downside > 0 else 0.0
-    max_drawdown = float(stats[K.S_MAX_DD])
-    calmar = cagr / abs(max_drawdown) if max_drawdown < 0 else 0.0
+    ratios = return_ratios(
+        float(stats[K.S_GROWTH]),
+        n_bars - 1,
+        n_per_year,
+        float(stats[K.S_MEAN]),
+        float(stats[K.S_STD]),
+        float(stats[K.S_DOWNSIDE]),
+        float(stats[K.S_MAX_DD]),
+    )
     n_trades = int(stats[K.S_N_TRADES])
     win_rate = math.nan
     profit_factor = math.nan
@@ -204,13 +192,7 @@ def finish_metrics(stats: np.ndarray, n_bars: int, n_per_year: float) -> dict[st
         gross_loss = float(stats[K.S_GROSS_LOSS])
         profit_factor = gross_profit / gross_loss if gross_loss > 0 else math.nan
     return {
-        "total_return": total_return,
-        "cagr": float(cagr),
-        "ann_vol": float(ann_vol),
-        "sharpe": float(sharpe),
-        "sortino": float(sortino),
-        "max_drawdown": max_drawdown,
-        "calmar": float(calmar),
+        **ratios,
         "n_trades": n_trades,
         "win_rate": win_rate,
         "profit_factor": profit_factor,
