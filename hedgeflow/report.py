@@ -83,47 +83,47 @@ def _style(name: str) -> dict[str, Any]:
     return {"color": "black", "zorder": 3} if name == "portfolio" else {}
 
 
-def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str, Path]:
-    """Two PNGs: equity rebased to 100 per curve, and drawdown per curve."""
+def _line_chart(
+    lines: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    title: str,
+    ylabel: str,
+    height: float,
+    path: Path,
+) -> Path:
+    """One PNG: a line per name (the portfolio thick, black, on top), legend outside."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    curves = chart_selection(curves)
-    paths: dict[str, Path] = {}
-    points = {name: chart_points(frame) for name, frame in curves.items() if len(frame)}
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
-    for name, (ts, equity, _) in points.items():
+    fig, ax = plt.subplots(figsize=(10, height), dpi=110)
+    for name, (x, y) in lines.items():
         width = 2.4 if name == "portfolio" else 1.2
-        ax.plot(ts, 100 * equity / equity[0], label=name, linewidth=width, **_style(name))
-    ax.set_title("Equity (rebased to 100)")
-    ax.set_ylabel("equity")
+        ax.plot(x, y, label=name, linewidth=width, **_style(name))
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    if curves:
+    if lines:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.autofmt_xdate()
     fig.tight_layout()
-    paths["equity"] = out_dir / "equity.png"
-    fig.savefig(paths["equity"])
+    fig.savefig(path)
     plt.close(fig)
+    return path
 
-    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=110)
-    for name, (ts, _, drawdown) in points.items():
-        width = 2.4 if name == "portfolio" else 1.2
-        ax.plot(ts, 100 * drawdown, label=name, linewidth=width, **_style(name))
-    ax.set_title("Drawdown (%)")
-    ax.set_ylabel("%")
-    ax.grid(alpha=0.3)
-    if curves:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    paths["drawdown"] = out_dir / "drawdown.png"
-    fig.savefig(paths["drawdown"])
-    plt.close(fig)
-    return paths
+
+def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str, Path]:
+    """Two PNGs: equity rebased to 100 per curve, and drawdown per curve."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    points = {name: chart_points(f) for name, f in chart_selection(curves).items() if len(f)}
+    equity = {name: (ts, 100 * eq / eq[0]) for name, (ts, eq, _) in points.items()}
+    drawdown = {name: (ts, 100 * dd) for name, (ts, _, dd) in points.items()}
+    return {
+        "equity": _line_chart(
+            equity, "Equity (rebased to 100)", "equity", 4.5, out_dir / "equity.png"
+        ),
+        "drawdown": _line_chart(drawdown, "Drawdown (%)", "%", 3.2, out_dir / "drawdown.png"),
+    }
 
 
 def metrics_markdown(rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) -> str:
