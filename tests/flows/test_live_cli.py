@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -140,6 +141,7 @@ def test_a_killed_live_run_continues_where_it_stopped(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: the kill takes its children too
     )
     try:
         deadline = time.monotonic() + 120
@@ -150,11 +152,13 @@ def test_a_killed_live_run_continues_where_it_stopped(tmp_path: Path) -> None:
                 break
         else:
             raise AssertionError("the live run stored too few bars")
-        proc.send_signal(signal.SIGKILL)
+        # the whole group, like a machine losing the process tree; killing only the
+        # CLI would orphan Prefect's temporary server (it would outlive the tests)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     before = {
         t: frame(home, f"SELECT * FROM {t}")
         for t in ("live_bars", "live_fills", "live_orders", "live_positions", "runs")
