@@ -14,20 +14,9 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow import columns as C
+from hedgeflow.metrics import METRIC_KEYS
 
-METRIC_ORDER = (
-    "total_return",
-    "cagr",
-    "ann_vol",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "calmar",
-    "n_trades",
-    "win_rate",
-    "profit_factor",
-    "exposure",
-)
+METRIC_ORDER = METRIC_KEYS  # the order of DESIGN convention 6
 PERCENT_METRICS = {"total_return", "cagr", "ann_vol", "max_drawdown", "win_rate", "exposure"}
 
 

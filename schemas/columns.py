@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from hedgeflow.metrics import METRIC_KEYS
+
 # --- runs ---------------------------------------------------------------
 FLOW: Final = "flow"
 STARTED_AT: Final = "started_at"
@@ -79,19 +81,7 @@ INDICATOR_COLUMNS: tuple[str, ...] = (
 )
 
 # The metrics of DESIGN.md convention 6, in that order.
-METRIC_COLUMNS: tuple[str, ...] = (
-    "total_return",
-    "cagr",
-    "ann_vol",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "calmar",
-    "n_trades",
-    "win_rate",
-    "profit_factor",
-    "exposure",
-)
+METRIC_COLUMNS: tuple[str, ...] = METRIC_KEYS  # defined once, in the core
 
 # --- live ---------------------------------------------------------------
 N_TICKS: Final = "n_ticks"
