@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 NOISE_MARKERS = ("ERROR", "Traceback", "CancelledError", "CRITICAL")
 
@@ -48,3 +50,24 @@ def query(home: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def query_frame(home: Path, sql: str) -> pd.DataFrame:
+    """A query on the warehouse as a frame, retrying while a writer holds the file;
+    an empty frame when the database or the table does not exist yet."""
+    db = home / "hedgeflow.duckdb"
+    if not db.exists():
+        return pd.DataFrame()
+    for _ in range(200):
+        try:
+            con = duckdb.connect(str(db), read_only=True)
+        except duckdb.Error:
+            time.sleep(0.05)
+            continue
+        try:
+            return con.execute(sql).df()
+        except duckdb.CatalogException:
+            return pd.DataFrame()
+        finally:
+            con.close()
+    raise AssertionError("the warehouse stayed locked")

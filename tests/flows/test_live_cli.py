@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,7 +25,7 @@ from hedgeflow.config import load_settings
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.record import step_tables
 from hedgeflow.sources.synthetic import SyntheticMarket
-from tests.e2e_helpers import assert_clean, cli_env, run_cli
+from tests.e2e_helpers import assert_clean, cli_env, query_frame, run_cli
 from warehouse import Warehouse
 
 pytestmark = pytest.mark.flow
@@ -35,25 +34,8 @@ SYMBOLS = {"AAPL.US", "EURUSD.FOREX", "BTC-USD.CC"}
 SPEED = "1500"
 
 
-def frame(home: Path, sql: str) -> pd.DataFrame:
-    """A query on the warehouse, retrying while a writer holds the file."""
-    for _ in range(200):
-        try:
-            con = duckdb.connect(str(home / "hedgeflow.duckdb"), read_only=True)
-        except duckdb.Error:
-            time.sleep(0.05)
-            continue
-        try:
-            return con.execute(sql).df()
-        except duckdb.CatalogException:
-            return pd.DataFrame()
-        finally:
-            con.close()
-    raise AssertionError("the warehouse stayed locked")
-
-
 def assert_bars_are_synthetic(home: Path) -> pd.DataFrame:
-    bars = frame(home, "SELECT * FROM live_bars ORDER BY symbol, ts")
+    bars = query_frame(home, "SELECT * FROM live_bars ORDER BY symbol, ts")
     assert not bars.duplicated(["symbol", "interval", "ts"]).any(), "a bar was stored twice"
     market = SyntheticMarket(7)
     for symbol, got in bars.groupby("symbol"):
@@ -79,11 +61,13 @@ def test_live_cli_streams_all_three_markets_cleanly(tmp_path: Path) -> None:
     bars = assert_bars_are_synthetic(home)
     assert set(bars["symbol"]) == SYMBOLS
     assert bars.groupby("symbol").size().min() >= 20
-    signals = frame(home, "SELECT agent, symbol, count(*) AS n FROM live_signals GROUP BY ALL")
+    signals = query_frame(
+        home, "SELECT agent, symbol, count(*) AS n FROM live_signals GROUP BY ALL"
+    )
     assert set(signals["symbol"]) == SYMBOLS and signals["n"].min() >= 20
-    positions = frame(home, "SELECT * FROM live_positions")
+    positions = query_frame(home, "SELECT * FROM live_positions")
     assert set(positions["symbol"]) == SYMBOLS
-    runs = frame(home, "SELECT flow, status FROM runs WHERE flow = 'live'")
+    runs = query_frame(home, "SELECT flow, status FROM runs WHERE flow = 'live'")
     assert list(runs["status"]) == ["completed"]
 
 
@@ -93,9 +77,9 @@ def _expected_record(home: Path, run_id: str) -> dict[str, pd.DataFrame]:
     settings = load_settings(env={})
     wh = Warehouse(home)
     params = json.loads(
-        frame(home, f"SELECT params FROM runs WHERE run_id = '{run_id}'")["params"][0]
+        query_frame(home, f"SELECT params FROM runs WHERE run_id = '{run_id}'")["params"][0]
     )
-    live_bars = frame(home, "SELECT * FROM live_bars ORDER BY ts")
+    live_bars = query_frame(home, "SELECT * FROM live_bars ORDER BY ts")
     tables: dict[str, list[pd.DataFrame]] = {}
     for a in settings.agents:
         window = params["agents"][a.name]
@@ -147,7 +131,7 @@ def test_a_killed_live_run_continues_where_it_stopped(tmp_path: Path) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            n = frame(home, "SELECT count(*) AS n FROM live_bars") if home.exists() else None
+            n = query_frame(home, "SELECT count(*) AS n FROM live_bars") if home.exists() else None
             if n is not None and not n.empty and int(n["n"][0]) >= 60:
                 break
         else:
@@ -160,7 +144,7 @@ def test_a_killed_live_run_continues_where_it_stopped(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     before = {
-        t: frame(home, f"SELECT * FROM {t}")
+        t: query_frame(home, f"SELECT * FROM {t}")
         for t in ("live_bars", "live_fills", "live_orders", "live_positions", "runs")
     }
     assert list(before["runs"]["status"]) == ["running"]  # killed: never finished
@@ -170,12 +154,12 @@ def test_a_killed_live_run_continues_where_it_stopped(tmp_path: Path) -> None:
     assert_clean(again)
     assert "continued from the record" in again.stdout
 
-    runs = frame(home, "SELECT run_id, status FROM runs")
+    runs = query_frame(home, "SELECT run_id, status FROM runs")
     assert list(runs["run_id"]) == [run_id] and list(runs["status"]) == ["completed"]
     bars = assert_bars_are_synthetic(home)
     assert len(bars) > len(before["live_bars"])
     # every fill stored before the kill is still there, unchanged
-    fills = frame(home, "SELECT * FROM live_fills")
+    fills = query_frame(home, "SELECT * FROM live_fills")
     fill_cols = ["fill_id", "order_id", "side", "qty", "price", "fee", "ts", "reason"]
     kept = fills[fills["fill_id"].isin(before["live_fills"]["fill_id"])]
     pd.testing.assert_frame_equal(
@@ -189,13 +173,13 @@ def test_a_killed_live_run_continues_where_it_stopped(tmp_path: Path) -> None:
         ("live_fills", ["fill_id"], fill_cols),
         ("live_orders", ["order_id"], ["order_id", "side", "qty", "status", "reason"]),
     ):
-        got = frame(home, f"SELECT * FROM {table}")
+        got = query_frame(home, f"SELECT * FROM {table}")
         exp = expected.get(table, pd.DataFrame(columns=got.columns))
         pd.testing.assert_frame_equal(
             _sorted(got, key, cols), _sorted(exp.astype(got.dtypes.to_dict()), key, cols),
             check_dtype=False, obj=table,
         )  # fmt: skip
-    positions = frame(home, "SELECT * FROM live_positions ORDER BY agent")
+    positions = query_frame(home, "SELECT * FROM live_positions ORDER BY agent")
     exp_pos = expected["live_positions"].groupby("agent").tail(1).sort_values("agent")
     for col in ("qty", "cash", "equity", "entry_price", "stop", "take_profit"):
         np.testing.assert_array_equal(

@@ -33,7 +33,7 @@ import pandas as pd
 import pytest
 
 from hedgeflow.sources.synthetic import SyntheticMarket
-from tests.e2e_helpers import NOISE_MARKERS
+from tests.e2e_helpers import NOISE_MARKERS, query_frame
 from tests.reliability.conftest import Harness, Tally
 
 pytestmark = [pytest.mark.reliability, pytest.mark.flow]
@@ -66,28 +66,8 @@ def _argv(duration: str) -> list[str]:
     return [sys.executable, "-m", "hedgeflow.cli", "live", "--speed", SPEED, "--duration", duration]
 
 
-def _frame(home: Path, sql: str) -> pd.DataFrame:
-    """A query on the warehouse (retrying while a writer holds the file)."""
-    db = home / "hedgeflow.duckdb"
-    if not db.exists():
-        return pd.DataFrame()
-    for _ in range(200):
-        try:
-            con = duckdb.connect(str(db), read_only=True)
-        except duckdb.Error:
-            time.sleep(0.05)
-            continue
-        try:
-            return con.execute(sql).df()
-        except duckdb.CatalogException:
-            return pd.DataFrame()
-        finally:
-            con.close()
-    raise AssertionError("the warehouse stayed locked")
-
-
 def _check_bars(home: Path) -> pd.DataFrame:
-    bars = _frame(home, "SELECT * FROM live_bars ORDER BY symbol, ts")
+    bars = query_frame(home, "SELECT * FROM live_bars ORDER BY symbol, ts")
     if bars.empty:
         return bars
     dups = bars.duplicated(["symbol", "interval", "ts"])
@@ -103,7 +83,7 @@ def _check_bars(home: Path) -> pd.DataFrame:
 
 def _snapshot(home: Path) -> dict[str, pd.DataFrame]:
     return {
-        t: _frame(home, f"SELECT * FROM {t}")
+        t: query_frame(home, f"SELECT * FROM {t}")
         for t in ("live_bars", "live_fills", "live_positions", "runs")
     }
 
@@ -210,7 +190,7 @@ def _campaign(trials: int, seed: int, harness: Harness, tmp: Path, tally: Tally)
         bars = _check_bars(home)
         assert len(bars) >= len(before["live_bars"])
         _check_record(before, home, tally)
-        runs = _frame(home, "SELECT run_id, status FROM runs WHERE flow = 'live'")
+        runs = query_frame(home, "SELECT run_id, status FROM runs WHERE flow = 'live'")
         assert len(runs) == 1, runs  # one live run, continued by every process
         if killed_run is not None:
             assert str(runs["run_id"].iloc[0]) == killed_run
@@ -219,8 +199,8 @@ def _campaign(trials: int, seed: int, harness: Harness, tmp: Path, tally: Tally)
         run_id = str(runs["run_id"].iloc[0])
         assert runs["status"].iloc[0] == "completed"
         tally.outcome("restart clean")
-    bars = _frame(home, "SELECT symbol, count(*) AS n FROM live_bars GROUP BY 1")
-    fills = _frame(home, "SELECT count(*) AS n FROM live_fills")
+    bars = query_frame(home, "SELECT symbol, count(*) AS n FROM live_bars GROUP BY 1")
+    fills = query_frame(home, "SELECT count(*) AS n FROM live_fills")
     tally.note("kill delays (s)", delays)
     tally.note("bars at the end", dict(zip(bars["symbol"], bars["n"].astype(int), strict=True)))
     tally.note("fills at the end", int(fills["n"].iloc[0]) if not fills.empty else 0)
