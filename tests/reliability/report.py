@@ -210,7 +210,8 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
                 f"| {what} | {g['tests']} | {result} | {g['trials']:,} | {fault_text} "
                 f"| {_fmt_counter(dict(g['outcomes'].most_common()))} | {g['seconds']:.1f} |"
             )
-        details = [(w, n) for w, g in rows for n in g["notes"] if cat in ("crash", "secrets", "soak")]
+        detailed = cat in ("crash", "secrets", "soak")
+        details = [(w, n) for w, g in rows for n in g["notes"] if detailed]
         details += [(w, n) for w, g in rows for n in g["notes"] if cat == "faults" and "rate" in n]
         for what, notes in details:
             shown = {k: v for k, v in notes.items() if k != "kinds"}

@@ -38,7 +38,7 @@ import pandas as pd
 import pytest
 
 from hedgeflow.config import NetworkSettings, load_settings
-from hedgeflow.live.agent import LiveAgent, LiveStep
+from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.runtime import LiveRuntime, ThreadedSink, rest_fetcher
 from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.factory import SimulatorSource
@@ -144,9 +144,7 @@ def _agents(start: datetime) -> list[LiveAgent]:
 
 def test_live_runtime_soak_with_faults(tmp_path: Path, tally: Tally) -> None:
     seconds = float(os.environ.get("HEDGEFLOW_SOAK_SECONDS", "600"))
-    tally.describe(
-        "soak", f"LiveRuntime vs WsSimulator x{SPEED:g}, all faults on, {seconds:g} s"
-    )
+    tally.describe("soak", f"LiveRuntime vs WsSimulator x{SPEED:g}, all faults on, {seconds:g} s")
     tally.trial()
     warehouse = Warehouse(tmp_path / "home")
     agents = _agents(START)
