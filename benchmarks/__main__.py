@@ -16,6 +16,7 @@ from pathlib import Path
 from benchmarks import BENCHMARKS
 from benchmarks._common import REPO
 from benchmarks.report import write_section
+from hedgeflow.stdio import line_buffered
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +38,7 @@ def _command(name: str, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    line_buffered()
     args = _parser().parse_args(argv)
     repeat = args.repeat if args.repeat is not None else (2 if args.quick else 5)
     if repeat < 1:

@@ -18,6 +18,7 @@ from typing import Any
 from hedgeflow import __version__
 from hedgeflow.errors import HedgeflowError, InvalidInputError
 from hedgeflow.market import normalize_symbol
+from hedgeflow.stdio import line_buffered
 
 EXIT_USAGE = 2
 EXAMPLES = """\
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    line_buffered()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.home is not None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import selectors
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import duckdb
 import pandas as pd
@@ -71,3 +73,14 @@ def query_frame(home: Path, sql: str) -> pd.DataFrame:
         finally:
             con.close()
     raise AssertionError("the warehouse stayed locked")
+
+
+def read_line(stream: IO[str], timeout: float) -> str:
+    """The next line of a subprocess's text pipe, or AssertionError after ``timeout``
+    seconds (a plain ``readline()`` blocks forever if the child never prints)."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            raise AssertionError(f"no output line within {timeout:.0f} s")
+    # the pipe is readable: a whole line is there (the child flushes per line), or EOF
+    return stream.readline()

@@ -8,6 +8,7 @@ import logging
 import threading
 
 from hedgeflow.sources.simulator.server import DEFAULT_TOKENS, Simulator
+from hedgeflow.stdio import line_buffered
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-sleep", type=float, default=25.0)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    line_buffered()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     sim = Simulator(
         seed=args.seed,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import requests
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.sources.eodhd_format import parse_intraday_json
 from hedgeflow.sources.simulator import FaultController, Simulator
+from tests.e2e_helpers import read_line
 
 from .conftest import MARKET, TOKEN, utc
 
@@ -117,14 +119,19 @@ def test_context_manager_and_stop() -> None:
 
 
 def test_cli_serves_and_can_be_driven() -> None:
+    # without PYTHONUNBUFFERED (most users' machines) the address line must still
+    # arrive at once through a pipe
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "hedgeflow.sources.simulator", "--port", "0", "--seed", "7"],
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        line = read_line(proc.stdout, timeout=60)
+        assert " on http://127.0.0.1:" in line, line
         base = line.split(" on ", 1)[1].split()[0]
         resp = requests.get(
             f"{base}/intraday/BTC-USD.CC",
