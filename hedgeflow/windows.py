@@ -68,6 +68,8 @@ def lookback_window(
         raise InvalidInputError(f"days must be an integer in [1, 20000], got {days!r}")
     if end is None:
         now = now or datetime.now(UTC)
+        # the UTC day of ``now`` (an injected naive ``now`` is UTC, an aware one converted)
+        now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
         end_dt = datetime(now.year, now.month, now.day, tzinfo=UTC)
     else:
         end_dt = parse_utc(end, "end")
