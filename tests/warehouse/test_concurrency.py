@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e_helpers import read_line
 from warehouse import Warehouse, WarehouseBusyError
 
 from .conftest import run_python
@@ -48,11 +49,11 @@ print("done", flush=True)
 def _wait_for_line(proc, expected: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+    while (left := deadline - time.monotonic()) > 0:
+        line = read_line(proc.stdout, timeout=left)
         if line.strip() == expected:
             return
-        if not line and proc.poll() is not None:
+        if not line:  # EOF: the child exited
             break
     raise AssertionError(f"subprocess never printed {expected!r}: {proc.stderr.read()}")
 
