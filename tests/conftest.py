@@ -1,0 +1,63 @@
+"""Suite-wide guard: no test leaves a process behind.
+
+Every process the suite starts inherits ``PYTEST_SESSION_TAG`` (a fresh tag per
+session) through the environment, also when a test builds its own environment from
+``os.environ`` and also when the process is reparented after its parent died (a
+Prefect worker's flow run, an ephemeral Prefect server orphaned by a SIGKILL). At the
+end of the session any such process still alive after a short grace is killed and
+the session fails, naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SESSION_TAG_ENV = "PYTEST_SESSION_TAG"  # no HEDGEFLOW_/PREFECT_ prefix: tests strip those
+LEFTOVER_GRACE_S = 15.0
+
+
+def tagged_processes(tag: str) -> dict[int, str]:
+    """pid -> command line of every live process (not this one) carrying ``tag``."""
+    needle = f"{SESSION_TAG_ENV}={tag}".encode()
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # a zombie has exited; its parent just has not reaped it
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        found[int(entry.name)] = cmdline.strip()[:200]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    if not Path("/proc/self/environ").exists():  # no procfs: nothing to check with
+        yield
+        return
+    tag = uuid.uuid4().hex
+    os.environ[SESSION_TAG_ENV] = tag
+    yield
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while (left := tagged_processes(tag)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if left:
+        lines = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in sorted(left.items()))
+        pytest.fail(f"{len(left)} process(es) outlived the test session (killed):\n{lines}")
