@@ -46,7 +46,11 @@ class BrokenVendorMarket(SyntheticMarket):
     (another valid close) at the end of every answer for SYMBOL."""
 
     def fetch_bars(
-        self, symbol: str, interval: str, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp
+        self,
+        symbol: str,
+        interval: str,
+        start: datetime | pd.Timestamp,
+        end: datetime | pd.Timestamp,
     ) -> pd.DataFrame:
         bars = super().fetch_bars(symbol, interval, start, end)
         if symbol != SYMBOL or len(bars) <= max(BROKEN):
