@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import numpy as np
@@ -13,7 +17,7 @@ import pytest
 from hedgeflow.columns import TS_DTYPE
 from hedgeflow.errors import DataValidationError, InvalidInputError
 from schemas import split_valid_bars, table_columns
-from warehouse import SCHEMA_VERSION, Warehouse, code_version, data_fingerprint, db
+from warehouse import SCHEMA_VERSION, Warehouse, code_version, data_fingerprint, db, runs
 from warehouse.db import STORED_TABLES
 
 from .conftest import bars
@@ -263,7 +267,7 @@ def test_live_tables_upsert_and_show_at_once(wh: Warehouse) -> None:
         wh.write_live("trades", order)
 
 
-def test_fingerprint_and_code_version() -> None:
+def test_data_fingerprint() -> None:
     a = bars("2026-11-02", 100)
     fp = data_fingerprint({"AAPL.US": a, "MSFT.US": a})
     assert fp == data_fingerprint({"MSFT.US": a.copy(), "AAPL.US": a.copy()})
@@ -272,4 +276,66 @@ def test_fingerprint_and_code_version() -> None:
     changed.loc[50, "close"] += 1e-9
     assert fp != data_fingerprint({"AAPL.US": changed, "MSFT.US": a})
     assert fp != data_fingerprint({"AAPL.US": a, "MSFT.US": a.iloc[:-1]})
-    assert code_version()
+
+
+def _git_describe(root: Path) -> str:
+    out = subprocess.run(
+        ["git", "describe", "--always", "--dirty", "--tags"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def fresh_code_version() -> Iterator[None]:
+    """code_version is cached per process: compute it anew here, and again after."""
+    code_version.cache_clear()
+    yield
+    code_version.cache_clear()
+
+
+def test_code_version_is_git_describe_of_the_checkout(fresh_code_version: None) -> None:
+    root = Path(__file__).resolve().parents[2]
+    # the package under test runs from this checkout (editable install), so its code
+    # version is this checkout's ``git describe``
+    assert Path(runs.__file__).resolve().is_relative_to(root), runs.__file__
+    # the checkout may turn dirty or clean while the test runs: look before and after
+    before = _git_describe(root)
+    got = code_version()
+    after = _git_describe(root)
+    assert before and after
+    assert got in {f"git:{before}", f"git:{after}"}, (got, before, after)
+
+
+@pytest.mark.parametrize("failure", ["no git", "git fails", "git hangs"])
+def test_code_version_falls_back_to_the_package_version(
+    failure: str, fresh_code_version: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake_run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        assert argv[0] == "git"
+        if failure == "no git":
+            raise FileNotFoundError(2, "No such file or directory", "git")
+        if failure == "git hangs":
+            raise subprocess.TimeoutExpired(argv, 5)
+        return subprocess.CompletedProcess(argv, 128, "", "fatal: not a git repository")
+
+    # only warehouse.runs sees the fakes (other threads keep the real modules)
+    fake_subprocess = SimpleNamespace(
+        run=fake_run, SubprocessError=subprocess.SubprocessError
+    )
+    monkeypatch.setattr(runs, "subprocess", fake_subprocess)
+    assert code_version() == f"hedgeflow {metadata.version('hedgeflow')}"
+    code_version.cache_clear()
+
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    fake_metadata = SimpleNamespace(
+        version=not_installed, PackageNotFoundError=metadata.PackageNotFoundError
+    )
+    monkeypatch.setattr(runs, "metadata", fake_metadata)
+    assert code_version() == "unknown"
