@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import decimal
 import json
 import logging
 import math
@@ -214,8 +215,8 @@ def print_query_result(
         writer.writerows(rows)
         return
     if fmt == "json":
-        records = [dict(zip(columns, row, strict=True)) for row in rows]
-        sys.stdout.write(json.dumps(records, default=str, indent=None) + "\n")
+        records = [dict(zip(columns, _json_ready(row), strict=True)) for row in rows]
+        sys.stdout.write(json.dumps(records, default=str, indent=None, allow_nan=False) + "\n")
         return
     table = Table(show_lines=False)
     for name in columns:
@@ -225,6 +226,21 @@ def print_query_result(
     stdout.print(table)
     more = f" (showing {max_rows})" if len(rows) > max_rows else ""
     stdout.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}{more}")
+
+
+def _json_ready(value: Any) -> Any:
+    """Strict JSON values: NaN and infinities (not JSON) become null, DECIMAL a number
+    (not a string); lists and structs are cleaned inside. The rest is left to
+    ``json.dumps`` (``str`` for timestamps, dates, intervals)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        return _json_ready(float(value))
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    return value
 
 
 def print_runs(runs: Any) -> None:
