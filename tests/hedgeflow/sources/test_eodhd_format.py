@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import math
+import struct
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from hedgeflow.columns import BAR_COLUMNS, TS_DTYPE
 from hedgeflow.errors import DataFormatError
 from hedgeflow.secrets import register_secret
+from hedgeflow.sources import eodhd_format
 from hedgeflow.sources.base import bars_frame
 from hedgeflow.sources.eodhd_format import (
     _parse_careful,
@@ -64,6 +67,115 @@ def test_round_trip_any_float(rows: list[tuple[float, ...]]) -> None:
     parsed = parse_intraday_json(body)
     pd.testing.assert_frame_equal(parsed, bars)
     pd.testing.assert_frame_equal(_parse_careful(body), bars)
+
+
+# -- the scanner uncompiled (its .py_func) parses exactly like compiled -----------------
+
+# Numbers whose conversion is easy to get wrong: exponents far outside uint8/int8 range
+# (3.26e-238 once came out as 3.26e+18 uncompiled), the edges of the exact fast path
+# (mantissa < 2**53, |e10| <= 22), 17 significant digits, ties, subnormals, overflow to
+# inf and underflow to 0, signed zeros and long digit strings.
+HARD_NUMBERS = [
+    *("0", "-0", "0.0", "-0.0", "-0e5", "0e-400", "1", "-1", "0.1", "146.2", "-146.2"),
+    *("1e22", "1e-22", "1e23", "1e-23", "3.0e-22", "12.5e-1", "0.1e1", "1E5", "1e+5"),
+    *("1e-0", "1e0005", "9e15", "900719925474099", "9007199254740991", "9007199254740992"),
+    *("9007199254740993", "9.007199254740993e15", "123456789012345.6", "0.30000000000000004"),
+    *("1.2345678901234567", "-1.2345678901234567e-89", "8.98846567431158e307"),
+    *("2.2250738585072014e-308", "2.2250738585072011e-308", "4.9e-324", "5e-324"),
+    *("2.4703282292062328e-324", "2.4703282292062327e-324", "1.7976931348623157e308"),
+    *("1.7976931348623158e308", "1.7976931348623159e308", "1e400", "-1e400", "1e-400"),
+    *("1e99999", "1e-99999", "3.26e-238", "-3.26e-238", "2e256", "1e255", "1e-256"),
+    *("1e128", "1e-128", "6.02214076e23", "1.602176634e-19"),
+    "0." + "0" * 30 + "1",
+    "1" + "0" * 40,
+    "1.0000000000000000000000000001",
+    "123456789012345678901234567890e-10",
+    "7" * 100,
+    "-" + "9" * 25 + "." + "9" * 25 + "e-300",
+]
+TIMESTAMPS = ["0", "-60", "1627896900", str(2**40), "-" + str(2**40)]
+
+
+def _py_scan() -> Callable[..., tuple[int, int, int]]:
+    """The scanner's pure-Python function (under NUMBA_DISABLE_JIT=1 ``_scan`` is it)."""
+    return getattr(eodhd_format._scan, "py_func", eodhd_format._scan)
+
+
+def _bits(x: float) -> bytes:
+    return struct.pack("<d", x)
+
+
+def _body(numbers: list[str]) -> bytes:
+    rows = [
+        f'{{"timestamp":{TIMESTAMPS[k % len(TIMESTAMPS)]},"gmtoffset":0,'
+        f'"open":{x},"high":{x},"low":{x},"close":{x},"volume":{x}}}'
+        for k, x in enumerate(numbers)
+    ]
+    return ("[" + ",".join(rows) + "]").encode("ascii")
+
+
+def _run_scan(
+    scan: Callable[..., tuple[int, int, int]], body: bytes
+) -> tuple[tuple[int, int, int], np.ndarray, np.ndarray, np.ndarray]:
+    m = eodhd_format
+    cap = len(body) // m._MIN_BAR_BYTES + 1
+    ts = np.zeros(cap, dtype=np.int64)
+    vals = np.zeros((5, cap), dtype=np.float64)
+    slow = np.zeros((cap * 5, 4), dtype=np.int64)
+    buf = np.frombuffer(body, dtype=np.uint8)
+    code, rows, n_slow = scan(buf, ts, vals, slow, m._POW10, m._KEY_BYTES, m._KEY_LENS)
+    return (int(code), int(rows), int(n_slow)), ts[:rows], vals[:, :rows], slow[:n_slow]
+
+
+def _assert_scanners_agree(numbers: list[str]) -> None:
+    body = _body(numbers)
+    compiled = _run_scan(eodhd_format._scan, body)
+    py = _run_scan(_py_scan(), body)
+    assert compiled[0] == py[0] == (eodhd_format._OK, len(numbers), compiled[0][2])
+    np.testing.assert_array_equal(py[1], compiled[1])
+    assert py[2].tobytes() == compiled[2].tobytes()  # bit-identical, -0.0 and inf included
+    np.testing.assert_array_equal(py[3], compiled[3])
+
+
+def test_scanner_uncompiled_parses_hard_numbers_like_compiled_and_float() -> None:
+    # the fast path takes every body (no bail to the careful parser, which would hide
+    # the scanner), and both the exact conversion and the float() hand-off are used
+    (code, rows, n_slow), ts, _, _ = _run_scan(eodhd_format._scan, _body(HARD_NUMBERS))
+    assert code == eodhd_format._OK and rows == len(HARD_NUMBERS)
+    assert 0 < n_slow < 5 * rows
+    assert ts.tolist() == [int(TIMESTAMPS[k % len(TIMESTAMPS)]) for k in range(rows)]
+    _assert_scanners_agree(HARD_NUMBERS)
+
+
+def test_parse_with_uncompiled_scanner_equals_float(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = _body(HARD_NUMBERS)
+    expected = [_bits(float(x)) for x in HARD_NUMBERS]
+    compiled = parse_intraday_json(body)
+    monkeypatch.setattr(eodhd_format, "_scan", _py_scan())
+    uncompiled = parse_intraday_json(body)
+    for df in (compiled, uncompiled):
+        for col in ("open", "high", "low", "close", "volume"):
+            got = [_bits(x) for x in df[col].tolist()]
+            bad = [(t, g, e) for t, g, e in zip(HARD_NUMBERS, got, expected, strict=True) if g != e]
+            assert not bad, f"{col}: {bad[:5]}"
+    pd.testing.assert_frame_equal(uncompiled, compiled)
+
+
+json_number = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,4})?", fullmatch=True
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(json_number, min_size=1, max_size=20))
+def test_scanner_uncompiled_agrees_on_any_json_number(numbers: list[str]) -> None:
+    _assert_scanners_agree(numbers)
+    body = _body(numbers)
+    _, _, vals, slow = _run_scan(_py_scan(), body)
+    for r, f, s, e in slow.tolist():  # what parse_intraday_json hands to float()
+        vals[f, r] = float(body[s:e])
+    for k, x in enumerate(numbers):
+        assert {_bits(v) for v in vals[:, k].tolist()} == {_bits(float(x))}, x
 
 
 def test_parse_dtypes_and_empty() -> None:
