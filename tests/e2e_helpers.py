@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import duckdb
 import pandas as pd
@@ -84,3 +86,24 @@ def read_line(stream: IO[str], timeout: float) -> str:
             raise AssertionError(f"no output line within {timeout:.0f} s")
     # the pipe is readable: a whole line is there (the child flushes per line), or EOF
     return stream.readline()
+
+
+def stop_group(proc: subprocess.Popen[Any], signals: tuple[int, ...], grace: float) -> int:
+    """Stop a process started with ``start_new_session=True`` the way it expects:
+    send each signal in turn to its whole process group, waiting up to ``grace``
+    seconds after each for the leader to exit. Returns how many signals it took;
+    AssertionError (after a SIGKILL of the group) if none was enough."""
+    for sent, signum in enumerate(signals, start=1):
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            return sent - 1
+        try:
+            proc.wait(timeout=grace)
+            return sent
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    raise AssertionError(f"pid {proc.pid} ignored {len(signals)} signal(s): killed")
