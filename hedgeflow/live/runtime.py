@@ -619,7 +619,8 @@ class LiveRuntime:
                 )
                 if isinstance(exc, PermanentSourceError | InvalidInputError):
                     break
-                await asyncio.sleep(0.5 * 2**attempt)
+                if attempt + 1 < _FETCH_RETRIES:  # no wait after the last attempt
+                    await asyncio.sleep(0.5 * 2**attempt)
         return None
 
     async def _repair(self, symbol: str) -> None:
@@ -643,6 +644,10 @@ class LiveRuntime:
                     bars = await self._fetch(symbol, done, upto)
                     if bars is None:
                         failed = True
+                        # Not from live ticks either: with no tick since the gap yet, the
+                        # bar open when the connection dropped (partly seen) is not
+                        # covered by a skip and would be released as complete.
+                        self._skip[symbol] = max(self._skip.get(symbol, 0), upto)
                         break
                     self._dispatch_rest(bars)
                     done = upto
