@@ -245,9 +245,9 @@ def _scan(
                     ed = 0
                     while i < n and 48 <= buf[i] <= 57:
                         if exp < 10000:
-                            # np.int64 first: uncompiled (NUMBA_DISABLE_JIT), buf[i] - 48
+                            # int() first: uncompiled (NUMBA_DISABLE_JIT), buf[i] - 48
                             # is a numpy uint8 and would make exp a wrapping uint8 too
-                            exp = exp * 10 + (np.int64(buf[i]) - 48)
+                            exp = exp * 10 + (int(buf[i]) - 48)
                         i += 1
                         ed += 1
                     if ed == 0:
