@@ -130,6 +130,8 @@ def ingest(
         "fetched": sum(r.fetched for r in results),
         "stored": sum(r.stored for r in results),
         "quarantined": sum(r.quarantined for r in results),
+        # empty vendor answers: their stored bars were kept (convention 8)
+        "empty_ranges": sum(len(r.empty_ranges) for r in results),
     }
     warehouse.finish_run(run_id, "completed", summary)
     return results

@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from hedgeflow.config import NetworkSettings
 from hedgeflow.sources import make_source
+from hedgeflow.sources.base import fetch
 from schemas.bars import split_valid_bars
 from tasks.common import progress_log, retry_on_transient, run_logger
 from warehouse import Warehouse
@@ -38,6 +39,9 @@ class IngestResult:
     stored: int
     quarantined: int
     seconds: float
+    # [lo, hi) ranges the vendor answered with no bars (closed market or vendor gap):
+    # their stored bars were kept, not cleared (DESIGN.md convention 8)
+    empty_ranges: tuple[tuple[datetime, datetime], ...] = ()
 
 
 def ingest_symbol_body(
@@ -57,23 +61,27 @@ def ingest_symbol_body(
         token = eodhd_token(source.network)
     market = make_source(source.name, source.network, source.seed, token=token)
     try:
-        raw = market.fetch_bars(symbol, interval, start, end)
+        fetched = fetch(market, symbol, interval, start, end)
     finally:
         close = getattr(market, "close", None)
         if close is not None:
             close()
+    raw = fetched.bars
     valid, quarantined = split_valid_bars(raw, symbol, interval, run_id)
     warehouse = Warehouse(home)
     if len(quarantined):
         warehouse.write_quarantine(quarantined)
-    report = warehouse.write_bars(valid, symbol, interval, start, end, source=source.name)
+    report = warehouse.write_bars(
+        valid, symbol, interval, start, end, source=source.name, keep=fetched.empty
+    )
     result = IngestResult(
         symbol=symbol,
         interval=interval,
         fetched=len(raw),
-        stored=int(getattr(report, "rows", len(valid))),
+        stored=report.rows_written,
         quarantined=len(quarantined),
         seconds=time.perf_counter() - began,
+        empty_ranges=tuple((lo.to_pydatetime(), hi.to_pydatetime()) for lo, hi in fetched.empty),
     )
     log = run_logger()
     log.info(
@@ -84,6 +92,14 @@ def ingest_symbol_body(
         result.stored,
         result.quarantined,
     )
+    for lo, hi in result.empty_ranges:
+        log.warning(
+            "%s: the vendor returned no bars for [%s, %s) (market closed, or a vendor gap); "
+            "stored bars there are kept",
+            symbol,
+            lo.isoformat(),
+            hi.isoformat(),
+        )
     if result.quarantined:
         log.warning(
             "%s: %d invalid bars quarantined (see the quarantine table)", symbol, result.quarantined

@@ -10,6 +10,7 @@ the session fails, naming it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -54,10 +55,8 @@ def _no_leftover_processes() -> Iterator[None]:
     while (left := tagged_processes(tag)) and time.monotonic() < deadline:
         time.sleep(0.5)
     for pid in left:
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
     if left:
         lines = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in sorted(left.items()))
         pytest.fail(f"{len(left)} process(es) outlived the test session (killed):\n{lines}")

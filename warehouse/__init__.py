@@ -78,13 +78,23 @@ class Warehouse:
         start: TimeLike,
         end: TimeLike,
         source: str,
+        keep: Sequence[tuple[TimeLike, TimeLike]] = (),
     ) -> WriteReport:
         """Replace the stored bars of the range ``[start, end)`` by ``frame`` (valid bars).
 
-        Idempotent and atomic per month partition; an empty frame clears the range.
+        Idempotent and atomic per month partition; an empty frame clears the range,
+        except the ``keep`` ranges, whose stored bars stay (see ``lake.write_bars``).
         """
         return lake.write_bars(
-            self.paths, frame, symbol, interval, start, end, source, lock_timeout=self.lock_timeout
+            self.paths,
+            frame,
+            symbol,
+            interval,
+            start,
+            end,
+            source,
+            keep=keep,
+            lock_timeout=self.lock_timeout,
         )
 
     def read_bars(

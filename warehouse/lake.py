@@ -23,7 +23,7 @@ import fcntl
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -217,8 +217,17 @@ def _conform(table: pa.Table, path: Path) -> pa.Table:
         raise HedgeflowError(f"lake partition {path} has an unexpected schema: {exc}") from exc
 
 
-def _replace_partition(path: Path, new_part: pa.Table, lo: int, hi: int) -> tuple[str, int]:
-    """Replace rows with lo <= ts < hi of one partition by ``new_part``.
+def _inside(ts: np.ndarray, segments: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Mask of ``ts`` lying in any of the sorted, disjoint ``[lo, hi)`` segments."""
+    edges = np.asarray(segments, dtype=np.int64).ravel()
+    return np.searchsorted(edges, ts, side="right") % 2 == 1
+
+
+def _replace_partition(
+    path: Path, new_part: pa.Table, segments: Sequence[tuple[int, int]]
+) -> tuple[str, int]:
+    """Replace the rows of one partition lying in the sorted, disjoint ``[lo, hi)``
+    ``segments`` by ``new_part`` (whose rows all lie in them); rows outside stay.
 
     Returns (action, rows replaced) with action "written", "removed" or "unchanged".
     The caller holds the symbol lock.
@@ -232,15 +241,38 @@ def _replace_partition(path: Path, new_part: pa.Table, lo: int, hi: int) -> tupl
         return "written", 0
     existing = _conform(existing, path)
     ets = _ts_us(existing)
-    j0, j1 = (int(j) for j in np.searchsorted(ets, [lo, hi], side="left"))
-    if j1 == j0 and new_part.num_rows == 0:
-        return "unchanged", 0
-    combined = pa.concat_tables([existing.slice(0, j0), new_part, existing.slice(j1)])
+    if len(segments) == 1:  # the usual case: one contiguous range, spliced in place
+        j0, j1 = (int(j) for j in np.searchsorted(ets, segments[0], side="left"))
+        replaced = j1 - j0
+        if replaced == 0 and new_part.num_rows == 0:
+            return "unchanged", 0
+        combined = pa.concat_tables([existing.slice(0, j0), new_part, existing.slice(j1)])
+    else:
+        inside = _inside(ets, segments)
+        replaced = int(inside.sum())
+        if replaced == 0 and new_part.num_rows == 0:
+            return "unchanged", 0
+        kept = existing.filter(pa.array(~inside))
+        combined = pa.concat_tables([kept, new_part]).sort_by(TS)
     if combined.num_rows == 0:
         _remove_partition(path)
-        return "removed", j1 - j0
+        return "removed", replaced
     _atomic_write(combined.combine_chunks(), path)
-    return "written", j1 - j0
+    return "written", replaced
+
+
+def _segments(lo: int, hi: int, keep: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` less the ``keep`` ranges, as sorted disjoint segments."""
+    out, cursor = [], lo
+    for k_lo, k_hi in sorted(keep):
+        if k_hi <= cursor or k_lo >= hi:
+            continue
+        if k_lo > cursor:
+            out.append((cursor, k_lo))
+        cursor = max(cursor, k_hi)
+    if cursor < hi:
+        out.append((cursor, hi))
+    return out
 
 
 def write_bars(
@@ -252,13 +284,16 @@ def write_bars(
     end: TimeLike,
     source: str,
     *,
+    keep: Sequence[tuple[TimeLike, TimeLike]] = (),
     lock_timeout: float = 30.0,
 ) -> WriteReport:
     """Replace the bars of ``symbol``/``interval`` in ``[start, end)`` with ``frame``.
 
     ``frame`` is a valid bars frame (ts, open, high, low, close, volume; see
     ``schemas.bars.split_valid_bars``); every ts must lie in ``[start, end)``.
-    An empty frame clears the range.
+    An empty frame clears the range, except the ``keep`` ranges (``[lo, hi)`` each):
+    their stored bars stay as they are and ``frame`` must have none there (a vendor's
+    empty answer is never stored as "no bars", DESIGN.md convention 8).
     """
     t0 = time.perf_counter()
     symbol = normalize_symbol(symbol)
@@ -277,6 +312,15 @@ def write_bars(
             f"bars from {bars[TS].iloc[0]} to {bars[TS].iloc[-1]} fall outside the "
             f"range [{start_ts}, {end_ts}) being written"
         )
+    keep_us = [
+        (_us(to_utc(k_lo, "keep start")), _us(to_utc(k_hi, "keep end"))) for k_lo, k_hi in keep
+    ]
+    segments = _segments(lo_us, hi_us, keep_us)
+    if len(ts) and not _inside(ts, segments).all():
+        raise InvalidInputError(
+            "bars fall inside a range whose stored bars are kept (keep=...): "
+            "a kept range must have no new bars"
+        )
     new = _to_stored(bars, symbol, interval, source)
 
     first_month = np.datetime64(start_ts.tz_convert(None), "M")
@@ -288,9 +332,12 @@ def write_bars(
         m_lo = int(month.astype("datetime64[us]").view(np.int64))
         m_hi = int((month + 1).astype("datetime64[us]").view(np.int64))
         lo, hi = max(lo_us, m_lo), min(hi_us, m_hi)
+        month_segments = [(max(a, lo), min(b, hi)) for a, b in segments if a < hi and b > lo]
+        if not month_segments:  # the whole month's part of the range is kept
+            continue
         i0, i1 = (int(i) for i in np.searchsorted(ts, [lo, hi], side="left"))
         path = paths.partition_file(symbol, interval, month_key(month))
-        jobs.append((month_key(month), path, new.slice(i0, i1 - i0), lo, hi))
+        jobs.append((month_key(month), path, new.slice(i0, i1 - i0), month_segments))
 
     with file_lock(paths.symbol_lock(symbol), lock_timeout):
         if len(jobs) > 1 and _WRITE_THREADS > 1:

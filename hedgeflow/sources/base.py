@@ -8,6 +8,7 @@ a RangeIndex, sorted by ts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -28,6 +29,33 @@ class MarketSource(Protocol):
     def fetch_bars(
         self, symbol: str, interval: str, start: datetime, end: datetime
     ) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What one fetch returned: the bars, and the ``[lo, hi)`` ranges for which the
+    vendor answered with no bars at all.
+
+    An empty answer cannot be told from a closed market, so it is never taken as
+    "there are no bars here": the ingest keeps whatever is stored in those ranges and
+    reports them (DESIGN.md convention 8).
+    """
+
+    bars: pd.DataFrame
+    empty: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = ()
+
+
+def fetch(
+    source: MarketSource, symbol: str, interval: str, start: datetime, end: datetime
+) -> Fetched:
+    """``source.fetch_report`` where the source has one (the EODHD client), else its
+    bars with no empty ranges (a source that knows its own sessions, e.g. synthetic)."""
+    report = getattr(source, "fetch_report", None)
+    if report is not None:
+        result = report(symbol, interval, start, end)
+        assert isinstance(result, Fetched)
+        return result
+    return Fetched(source.fetch_bars(symbol, interval, start, end))
 
 
 def to_utc(value: datetime | pd.Timestamp, what: str = "timestamp") -> pd.Timestamp:

@@ -32,7 +32,7 @@ from hedgeflow.errors import (
 )
 from hedgeflow.market import MAX_REQUEST_DAYS
 from hedgeflow.secrets import TOKEN_ENV, install_redaction, redact, register_secret
-from hedgeflow.sources.base import check_request, empty_bars, epoch_us
+from hedgeflow.sources.base import Fetched, check_request, empty_bars, epoch_us
 from hedgeflow.sources.eodhd_format import excerpt, parse_intraday_json
 
 log = logging.getLogger("hedgeflow.sources.eodhd")
@@ -47,10 +47,15 @@ class Chunk:
     start: int
     end: int
 
+    def bounds(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """The half-open ``[lo, hi)`` UTC range this request covers."""
+        lo = pd.Timestamp(self.start, unit="s", tz="UTC").as_unit("us")
+        hi = pd.Timestamp(self.end + 1, unit="s", tz="UTC").as_unit("us")
+        return lo, hi
+
     def describe(self) -> str:
-        lo = pd.Timestamp(self.start, unit="s", tz="UTC").isoformat()
-        hi = pd.Timestamp(self.end + 1, unit="s", tz="UTC").isoformat()
-        return f"[{lo}, {hi})"
+        lo, hi = self.bounds()
+        return f"[{lo.isoformat()}, {hi.isoformat()})"
 
 
 def plan_chunks(start_us: int, end_us: int, max_days: int) -> list[Chunk]:
@@ -124,11 +129,27 @@ class EodhdClient:
         end: datetime | pd.Timestamp,
     ) -> pd.DataFrame:
         """Bars with start <= ts < end, fetched in range-limited chunks."""
+        return self.fetch_report(symbol, interval, start, end).bars
+
+    def fetch_report(
+        self,
+        symbol: str,
+        interval: str,
+        start: datetime | pd.Timestamp,
+        end: datetime | pd.Timestamp,
+    ) -> Fetched:
+        """``fetch_bars`` plus the ranges of the requests answered with no bars."""
         sym, interval, start_ts, end_ts = check_request(symbol, interval, start, end)
         start_us, end_us = epoch_us(start_ts), epoch_us(end_ts)
         chunks = plan_chunks(start_us, end_us, self.max_request_days[interval])
         frames = [self._fetch_chunk(sym, interval, chunk) for chunk in chunks]
-        return combine_chunks(frames, start_us, end_us)
+        empty = tuple(
+            (max(lo, start_ts), min(hi, end_ts))
+            for chunk, frame in zip(chunks, frames, strict=True)
+            if frame.empty
+            for lo, hi in [chunk.bounds()]
+        )
+        return Fetched(combine_chunks(frames, start_us, end_us), empty)
 
     # -- one request with retries -----------------------------------------------------
 

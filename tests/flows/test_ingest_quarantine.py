@@ -117,7 +117,12 @@ def test_ingest_quarantines_bad_vendor_rows_and_reports_the_count(
         home, "select run_id, status, summary from runs where flow = 'ingest'"
     )
     assert status == "completed"
-    assert json.loads(summary) == {"fetched": fetched, "stored": stored, "quarantined": n_bad}
+    assert json.loads(summary) == {
+        "fetched": fetched,
+        "stored": stored,
+        "quarantined": n_bad,
+        "empty_ranges": 0,
+    }
 
     # The quarantine holds exactly the bad rows, raw, with their reasons, under the run.
     q = query_frame(home, "select * from quarantine order by ts, reason")

@@ -11,7 +11,9 @@ Every run must end one of three ways, and nothing else:
   were there before the run are untouched); re-running without faults converges;
 - **completed with a vendor gap**: a chunk answered ``[]`` (HTTP 200, an empty array:
   what EODHD sends for a range without bars, so indistinguishable from a holiday);
-  exactly that chunk's bars are absent, nothing else differs; a re-run converges.
+  the run flags exactly that chunk's range and keeps the bars stored there (DESIGN.md
+  convention 8: an empty answer is never stored as "no bars"), the rest of the range
+  is replaced; a re-run without the fault converges.
 
 One fetch makes many requests: the client's ``max_request_days`` is 1 day, so a 6-day
 window is 6 requests (20 in the random campaign). ``sleep`` is injected, so retries
@@ -39,7 +41,7 @@ from hedgeflow.errors import PermanentSourceError, SourceError, TransientSourceE
 from hedgeflow.sources.eodhd import EodhdClient
 from hedgeflow.sources.simulator import TRANSIENT_KINDS, Simulator
 from hedgeflow.sources.synthetic import SyntheticMarket
-from tasks.ingest import SourceSpec, ingest_symbol_body
+from tasks.ingest import IngestResult, SourceSpec, ingest_symbol_body
 from tests.reliability.conftest import Tally, full_campaign
 from warehouse import Warehouse
 
@@ -167,18 +169,18 @@ class Scene:
     def expected(self) -> pd.DataFrame:
         return MARKET.fetch_bars(self.symbol, INTERVAL, self.start, self.end)
 
-    def run(self, sim: Simulator) -> tuple[str, BaseException | None]:
+    def run(self, sim: Simulator) -> tuple[IngestResult | None, BaseException | None]:
         run_id = str(uuid.uuid4())
         self.wh.start_run(run_id, "ingest", {"symbol": self.symbol}, "reliability")
         try:
-            ingest_symbol_body(
+            result = ingest_symbol_body(
                 self.symbol, INTERVAL, self.start, self.end, _spec(sim), self.home, run_id
             )
         except SourceError as exc:
             self.wh.finish_run(run_id, "failed", {"error": str(exc)})
-            return run_id, exc
+            return None, exc
         self.wh.finish_run(run_id, "completed", None)
-        return run_id, None
+        return result, None
 
     def stored(self, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
         return self.wh.read_bars(self.symbol, INTERVAL, start, end)
@@ -218,20 +220,32 @@ def _check_error(exc: BaseException, symbol: str) -> str:
     return "failed clean (permanent, not retried)"
 
 
-def _gap_expected(scene: Scene, log: list[Any]) -> tuple[pd.DataFrame, int]:
-    """The expected bars when some chunks' final answer was the ``empty`` fault."""
+def _gap_expected(
+    scene: Scene, log: list[Any], old: pd.DataFrame, result: IngestResult | None
+) -> tuple[pd.DataFrame, int]:
+    """The expected bars when some chunks' final answer was the ``empty`` fault: the
+    stored (old) bars of those chunks are kept, everything else is the vendor's. Also
+    checks that the run flagged each such chunk, and nothing that had bars."""
     expected = scene.expected()
     last: dict[str, Any] = {}
     for rec in log:
         if rec.ticker == scene.symbol and rec.params.get("from"):
             last[rec.params["from"]] = rec
+    flagged = set(result.empty_ranges) if result is not None else set()
     gaps = 0
     for rec in last.values():
+        lo, hi = _utc(int(rec.params["from"])), _utc(int(rec.params["to"]) + 1)
         if rec.fault == "empty":
-            lo, hi = _utc(int(rec.params["from"])), _utc(int(rec.params["to"]) + 1)
+            assert (lo.to_pydatetime(), hi.to_pydatetime()) in flagged, (lo, hi, flagged)
             inside = (expected["ts"] >= lo) & (expected["ts"] < hi)
             gaps += int(inside.sum() > 0)
-            expected = expected[~inside]
+            kept = old[(old["ts"] >= lo) & (old["ts"] < hi)]
+            expected = pd.concat([expected[~inside], kept]).sort_values("ts")
+    for lo, hi in flagged:  # a flagged range without the fault: the market was closed
+        vendor = scene.expected()
+        assert vendor[(vendor["ts"] >= lo) & (vendor["ts"] < hi)].empty or any(
+            rec.fault == "empty" and _utc(int(rec.params["from"])) == lo for rec in last.values()
+        ), (lo, hi)
     return expected.reset_index(drop=True), gaps
 
 
@@ -289,7 +303,7 @@ def test_scripted_faults_through_ingest(
     before = _lake_digest(scene.home)
     hook.script = script
 
-    _, error = scene.run(sim)
+    result, error = scene.run(sim)
     tally.trial()
     log = sim.request_log
     _count_faults(tally, log)
@@ -298,7 +312,7 @@ def test_scripted_faults_through_ingest(
 
     if expect in ("exact", "gap"):
         assert error is None, f"{name}: expected success, got {error!r}"
-        expected, gaps = _gap_expected(scene, log)
+        expected, gaps = _gap_expected(scene, log, old, result)
         assert gaps == (0 if expect == "exact" else sum(v == ["empty"] for v in script.values()))
         scene.assert_exact(old, expected)
         tally.outcome("completed exact" if expect == "exact" else "completed with vendor gap")
@@ -343,13 +357,13 @@ def _random_campaign(
             before = _lake_digest(scene.home)
             sim.reset_log()
             sim.faults.random(0.3, kinds, seed=seed * 10 + i)
-            _, error = scene.run(sim)
+            result, error = scene.run(sim)
             tally.trial()
             log = sim.request_log
             _count_faults(tally, log)
             sim.faults.clear()
             if error is None:
-                expected, gaps = _gap_expected(scene, log)
+                expected, gaps = _gap_expected(scene, log, old, result)
                 scene.assert_exact(old, expected)
                 tally.outcome("completed with vendor gap" if gaps else "completed exact")
                 if not gaps:

@@ -109,6 +109,46 @@ def test_empty_frame_clears_the_range_and_empty_partitions_go(wh: Warehouse) -> 
     assert str(wh.read_bars("MSFT.US", "5m")["ts"].dtype) == TS_DTYPE
 
 
+def test_kept_ranges_keep_their_stored_bars(wh: Warehouse) -> None:
+    """Convention 8: a range the vendor answered empty is kept, the rest replaced."""
+    old = bars("2026-11-02", 3 * 288, close0=100.0)  # three days
+    wh.write_bars(old, "BTC-USD.CC", "5m", "2026-11-02", "2026-11-05", "old")
+    day2 = (pd.Timestamp("2026-11-03", tz="UTC"), pd.Timestamp("2026-11-04", tz="UTC"))
+    new = bars("2026-11-02", 3 * 288, close0=500.0)
+    new = new[(new["ts"] < day2[0]) | (new["ts"] >= day2[1])].reset_index(drop=True)
+    # unsorted, overlapping and out-of-range keep ranges are normalised
+    keep = [(day2[0] + pd.Timedelta(hours=12), day2[1]), day2, ("2026-12-01", "2026-12-02")]
+    report = wh.write_bars(new, "BTC-USD.CC", "5m", "2026-11-02", "2026-11-05", "new", keep=keep)
+    assert report.rows_replaced == 2 * 288 and report.rows_written == 2 * 288
+    back = wh.read_bars("BTC-USD.CC", "5m")
+    assert back["ts"].is_unique and back["ts"].is_monotonic_increasing and len(back) == 3 * 288
+    in_day2 = (back["ts"] >= day2[0]) & (back["ts"] < day2[1])
+    pd.testing.assert_frame_equal(
+        back[in_day2].reset_index(drop=True),
+        old[(old["ts"] >= day2[0]) & (old["ts"] < day2[1])].reset_index(drop=True),
+    )
+    assert (back.loc[~in_day2, "close"] >= 500).all()
+
+
+def test_a_wholly_kept_month_partition_is_not_rewritten(wh: Warehouse) -> None:
+    wh.write_bars(bars("2026-10-31", 2 * 288), "BTC-USD.CC", "5m", "2026-10-31", "2026-11-02", "a")
+    october = wh.home / "lake/bars/interval=5m/symbol=BTC-USD.CC/month=2026-10/part.parquet"
+    before = (october.read_bytes(), october.stat().st_mtime_ns)
+    report = wh.write_bars(
+        bars("2026-11-01", 288, close0=500.0), "BTC-USD.CC", "5m", "2026-10-31", "2026-11-02",
+        "b", keep=[("2026-10-31", "2026-11-01")],
+    )  # fmt: skip
+    assert report.partitions_written == ("2026-11",)
+    assert (october.read_bytes(), october.stat().st_mtime_ns) == before
+
+
+def test_new_bars_inside_a_kept_range_are_refused(wh: Warehouse) -> None:
+    wh.write_bars(bars("2026-11-02", 10), *DAY)
+    with pytest.raises(InvalidInputError, match="kept"):
+        wh.write_bars(bars("2026-11-02", 10, close0=7.0), *DAY, keep=[("2026-11-02", "2026-11-03")])
+    assert wh.read_bars("AAPL.US", "5m")["close"].iloc[0] == 100.0
+
+
 def test_bars_outside_the_range_or_invalid_are_refused(wh: Warehouse) -> None:
     frame = bars("2026-11-02", 10)
     with pytest.raises(InvalidInputError, match="outside"):
