@@ -31,9 +31,18 @@ from hypothesis import strategies as st
 
 from hedgeflow.cli import main
 from hedgeflow.columns import BAR_COLUMNS
-from hedgeflow.errors import DataValidationError
+from hedgeflow.errors import ConfigError, DataValidationError, InvalidInputError
 from hedgeflow.metrics import METRIC_KEYS
-from schemas.bars import split_valid_bars
+from schemas.bars import (
+    REASON_DUPLICATE,
+    REASON_HIGH,
+    REASON_LOW,
+    REASON_PRICE,
+    REASON_TS,
+    REASON_UNSORTED,
+    REASON_VOLUME,
+    split_valid_bars,
+)
 from tests.reliability.conftest import Harness, Tally, full_campaign
 from warehouse import Warehouse
 
@@ -118,11 +127,90 @@ def raw_bars(draw: st.DrawFn) -> pd.DataFrame:
     return pd.DataFrame(frame)[list(order)]
 
 
+def _ref_number(value: Any) -> float:
+    """One raw cell as a number: what ``float()`` makes of it; a cell it refuses
+    (None, "abc", [1], {...}) is missing (NaN)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
+def _ref_time(value: Any) -> int | None:
+    """One raw ts cell as UTC microseconds (naive = UTC); None when missing or unparsable."""
+    if value is None:
+        return None
+    try:
+        t = pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if pd.isna(t):
+        return None
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return int(t.as_unit("us").value)
+
+
+def _reference_split(raw: pd.DataFrame) -> tuple[list[int], dict[int, set[str]]]:
+    """DESIGN "Bad rows never reach bars", one row at a time, in input order: the
+    indices of the rows kept, and the reasons of each quarantined row. A row that
+    passes every row rule is a duplicate when an earlier kept row has its ts (the
+    first copy is kept) and out of order when an earlier kept row is later
+    (schemas/bars.py); broken rows never count as earlier rows."""
+    cells = {c: raw[c].tolist() for c in BAR_COLUMNS}
+    kept: list[int] = []
+    quarantined: dict[int, set[str]] = {}
+    latest: int | None = None  # ts of the last kept row (the kept rows are increasing)
+    for i in range(len(raw)):
+        reasons: set[str] = set()
+        t = _ref_time(cells["ts"][i])
+        if t is None:
+            reasons.add(REASON_TS)
+        p = {c: _ref_number(cells[c][i]) for c in ("open", "high", "low", "close")}
+        broken = [c for c, x in p.items() if not (math.isfinite(x) and x > 0)]
+        reasons.update(REASON_PRICE.format(col=c) for c in broken)
+        if not broken:
+            if p["high"] < max(p["open"], p["close"]):
+                reasons.add(REASON_HIGH)
+            if p["low"] > min(p["open"], p["close"]):
+                reasons.add(REASON_LOW)
+        volume = _ref_number(cells["volume"][i])  # missing volume is allowed (forex)
+        if volume < 0 or math.isinf(volume):
+            reasons.add(REASON_VOLUME)
+        if not reasons and latest is not None and t is not None:
+            if t == latest:
+                reasons.add(REASON_DUPLICATE)
+            elif t < latest:
+                reasons.add(REASON_UNSORTED)
+        if reasons:
+            quarantined[i] = reasons
+        else:
+            kept.append(i)
+            latest = t
+    return kept, quarantined
+
+
+def _us(ts: pd.Series) -> list[int | None]:
+    return [None if pd.isna(t) else int(pd.Timestamp(t).as_unit("us").value) for t in ts]
+
+
 def _check_split(raw: pd.DataFrame, counts: Counter[str]) -> None:
     valid, quarantine = split_valid_bars(raw, "AAPL.US", "5m", "run-hostile-1")
-    assert len(valid) + len(quarantine) == len(raw)
+    kept, quarantined = _reference_split(raw)
+    # exactly the rows the rules keep, in input order, with their values
+    assert (len(valid), len(quarantine)) == (len(kept), len(quarantined))
     assert list(valid.columns) == list(BAR_COLUMNS)
     assert str(valid["ts"].dtype) == "datetime64[us, UTC]"
+    assert _us(valid["ts"]) == [_ref_time(raw["ts"].iat[i]) for i in kept]
+    for col in ("open", "high", "low", "close", "volume"):
+        expected = [_ref_number(raw[col].iat[i]) for i in kept]
+        np.testing.assert_array_equal(valid[col].to_numpy(dtype="float64"), expected, col)
+    # and exactly the others, in input order, each with the reasons that apply to it
+    assert _us(quarantine["ts"]) == [_ref_time(raw["ts"].iat[i]) for i in quarantined]
+    got_reasons = [set(r.split("; ")) for r in quarantine["reason"]]
+    assert got_reasons == list(quarantined.values())
+    assert (quarantine["run_id"] == "run-hostile-1").all()
+    assert (quarantine["symbol"] == "AAPL.US").all()
+    # the invariants of a bars frame still hold on their own
     t = valid["ts"].to_numpy(dtype="datetime64[us]").view("int64")
     assert np.all(np.diff(t) > 0)
     o, h, lo, c, v = (valid[k].to_numpy(dtype="float64") for k in BAR_COLUMNS[1:])
@@ -130,14 +218,12 @@ def _check_split(raw: pd.DataFrame, counts: Counter[str]) -> None:
         assert np.all(np.isfinite(x) & (x > 0))
     assert np.all(h >= np.maximum(o, c)) and np.all(lo <= np.minimum(o, c))
     assert np.all(np.isnan(v) | (np.isfinite(v) & (v >= 0)))
-    if len(quarantine):
-        assert quarantine["reason"].map(lambda r: isinstance(r, str) and len(r) > 0).all()
-        assert (quarantine["run_id"] == "run-hostile-1").all()
-        assert (quarantine["symbol"] == "AAPL.US").all()
     counts["frames"] += 1
     counts["rows"] += len(raw)
     counts["valid rows"] += len(valid)
     counts["quarantined rows"] += len(quarantine)
+    for reasons in quarantined.values():
+        counts.update(f"reason: {r}" for r in reasons)
 
 
 def test_split_valid_bars_never_raises_and_partitions_rows(tally: Tally) -> None:
@@ -150,9 +236,14 @@ def test_split_valid_bars_never_raises_and_partitions_rows(tally: Tally) -> None
         _check_split(raw, counts)
 
     prop()
+    # the examples exercise both sides and every rule, so the exact counts mean something
+    assert counts["valid rows"] > 0 and counts["quarantined rows"] > 0, counts
+    rules = (REASON_TS, REASON_HIGH, REASON_LOW, REASON_VOLUME, REASON_DUPLICATE, REASON_UNSORTED)
+    for reason in (*rules, *(REASON_PRICE.format(col=c) for c in ("open", "high", "low", "close"))):
+        assert counts[f"reason: {reason}"] > 0, (reason, counts)
     tally.trial(counts["frames"])
-    tally.outcome("partitioned, invariants hold", counts["frames"])
-    tally.note("rows", dict(counts))
+    tally.outcome("partitioned exactly as the per-row reference, invariants hold", counts["frames"])
+    tally.note("rows", {k: v for k, v in counts.items() if not k.startswith("reason: ")})
 
 
 def test_split_valid_bars_refuses_numeric_ts_and_wrong_columns(tally: Tally) -> None:
@@ -548,28 +639,35 @@ def _agent(**kw: Any) -> dict[str, Any]:
     return {"name": "x", "symbol": "AAPL.US", "strategy": "sma_cross", **kw}
 
 
-FLOW_CASES: list[tuple[str, dict[str, Any], str]] = [
-    ("ingest", {"symbols": ["../x"]}, "invalid symbol"),
-    ("ingest", {"symbols": ["A;DROP TABLE bars"]}, "invalid symbol"),
-    ("ingest", {"symbols": ["..%2fetc.US"]}, "invalid symbol"),
-    ("ingest", {"days": 0}, "days"),
-    ("ingest", {"interval": "7m"}, "interval"),
-    ("ingest", {"source": "../x"}, "source"),
-    ("ingest", {"end": "not a date"}, "end"),
-    ("nightly", {"days": -1}, "days"),
-    ("nightly", {"allocation": "evil"}, "allocation"),
-    ("nightly", {"initial_equity": -5.0}, "initial_equity"),
-    ("nightly", {"agents": [_agent(symbol="../x")]}, "symbol"),
-    ("nightly", {"agents": [_agent(symbol="A;DROP TABLE bars")]}, "symbol"),
-    ("nightly", {"agents": [_agent(name="../x")]}, "name"),
-    ("nightly", {"agents": [_agent(strategy="os.system")]}, "strategy"),
-    ("nightly", {"agents": [_agent(params={"fast": "../x"})]}, "fast"),
+# bad values the flow's own checks refuse raise the project's errors; values outside a
+# parameter's declared type (a Literal, a datetime, a name pattern) are refused by Prefect's
+# parameter validation (prefect.exceptions.ParameterTypeError, imported in the test so
+# that collecting this module does not import Prefect) before the flow body runs
+BAD = "InvalidInputError"
+SETTING = "ConfigError"
+TYPE = "ParameterTypeError"
+FLOW_CASES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("ingest", {"symbols": ["../x"]}, "invalid symbol", BAD),
+    ("ingest", {"symbols": ["A;DROP TABLE bars"]}, "invalid symbol", BAD),
+    ("ingest", {"symbols": ["..%2fetc.US"]}, "invalid symbol", BAD),
+    ("ingest", {"days": 0}, "days", BAD),
+    ("ingest", {"interval": "7m"}, "interval", TYPE),
+    ("ingest", {"source": "../x"}, "source", TYPE),
+    ("ingest", {"end": "not a date"}, "end", TYPE),
+    ("nightly", {"days": -1}, "days", BAD),
+    ("nightly", {"allocation": "evil"}, "allocation", TYPE),
+    ("nightly", {"initial_equity": -5.0}, "initial_equity", SETTING),
+    ("nightly", {"agents": [_agent(symbol="../x")]}, "symbol", SETTING),
+    ("nightly", {"agents": [_agent(symbol="A;DROP TABLE bars")]}, "symbol", SETTING),
+    ("nightly", {"agents": [_agent(name="../x")]}, "name", TYPE),
+    ("nightly", {"agents": [_agent(strategy="os.system")]}, "strategy", TYPE),
+    ("nightly", {"agents": [_agent(params={"fast": "../x"})]}, "fast", SETTING),
 ]  # fmt: skip
 
 
 @pytest.mark.flow
 @pytest.mark.parametrize(
-    ("flow_name", "params", "fragment"),
+    ("flow_name", "params", "fragment", "error"),
     FLOW_CASES,
     ids=[f"{c[0]}-{next(iter(c[1]))}-{i}" for i, c in enumerate(FLOW_CASES)],
 )
@@ -577,17 +675,26 @@ def test_flow_parameters_refused_before_io(
     flow_name: str,
     params: dict[str, Any],
     fragment: str,
+    error: str,
     prefect_harness: Harness,
     hedgeflow_home: Path,
     tally: Tally,
 ) -> None:
+    from prefect.exceptions import ParameterTypeError
+
     from flows.ingest import ingest
     from flows.nightly import nightly
 
+    expected = {
+        "InvalidInputError": InvalidInputError,
+        "ConfigError": ConfigError,
+        "ParameterTypeError": ParameterTypeError,
+    }[error]
     tally.describe("hostile input", "flow parameters (flows.ingest / flows.nightly, Prefect)")
     flow = {"ingest": ingest, "nightly": nightly}[flow_name]
-    with pytest.raises(Exception) as info:
+    with pytest.raises(expected) as info:
         flow(**params)
+    assert type(info.value) is expected, repr(info.value)
     text = str(info.value)
     assert fragment in text, text
     assert "Traceback" not in text
