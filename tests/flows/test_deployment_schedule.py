@@ -54,8 +54,8 @@ def test_nightly_schedule_entry_is_exact() -> None:
     assert {name for name, d in found.items() if d.get("schedules")} == {"nightly-backtest"}
 
 
-def z(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def z(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

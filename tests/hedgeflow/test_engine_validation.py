@@ -16,6 +16,7 @@ import hedgeflow.engine as engine
 from hedgeflow.engine import EngineConfig, backtest, run_arrays
 from hedgeflow.errors import InvalidInputError
 
+BASE = EngineConfig()
 NON_FINITE = [math.nan, math.inf, -math.inf, np.float64("nan")]
 FINITE_SETTINGS = [
     "initial_equity",
@@ -56,8 +57,9 @@ def no_loop(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 @pytest.mark.parametrize("name", FINITE_SETTINGS)
 @pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf", "np.nan"])
 def test_non_finite_settings_are_refused(name: str, value: float) -> None:
+    settings: dict[str, Any] = {name: value}
     with pytest.raises(InvalidInputError, match=re.escape(f"{name} must be a finite number")):
-        EngineConfig(**{name: value})
+        EngineConfig(**settings)
 
 
 @pytest.mark.parametrize(
@@ -119,7 +121,7 @@ def test_bad_signals_are_refused_before_the_loop(
     with pytest.raises(InvalidInputError, match=re.escape(message)):
         backtest(frame, signal, EngineConfig())
     with pytest.raises(InvalidInputError, match=re.escape(message)):
-        run_arrays(*(frame[c] for c in ("open", "high", "low", "close")), signal, EngineConfig())
+        run_arrays(frame["open"], frame["high"], frame["low"], frame["close"], signal, BASE)
     assert no_loop == []
 
 

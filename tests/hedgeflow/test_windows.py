@@ -5,7 +5,7 @@ clock under the test's control: either injected (``now=``) or the module's own
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,9 +25,10 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch, at: datetime) -> list[object]:
 
     class FrozenDatetime(datetime):
         @classmethod
-        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+        def now(cls, tz: tzinfo | None = None) -> FrozenDatetime:
             calls.append(tz)
-            return at if tz is None else at.astimezone(tz)
+            moment = at if tz is None else at.astimezone(tz)
+            return cls.fromtimestamp(moment.timestamp(), moment.tzinfo)
 
     monkeypatch.setattr(windows, "datetime", FrozenDatetime)
     return calls
