@@ -60,3 +60,29 @@ def _no_leftover_processes() -> Iterator[None]:
     if left:
         lines = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in sorted(left.items()))
         pytest.fail(f"{len(left)} process(es) outlived the test session (killed):\n{lines}")
+
+
+# --------------------------------------------------------------------------- no skips in CI
+
+NO_SKIPS_ENV = "HEDGEFLOW_NO_SKIPS"  # .ci/run sets it: every test must really run there
+
+
+def _fail_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if report.skipped and os.environ.get(NO_SKIPS_ENV) and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but {NO_SKIPS_ENV} is set (CI runs every test): {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    _fail_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    report = yield
+    _fail_skip(report)
+    return report

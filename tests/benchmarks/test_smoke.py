@@ -5,14 +5,12 @@ Not timing tests: nothing here looks at how fast anything is.
 
 from __future__ import annotations
 
+import backtesting  # noqa: F401  (the peers come with the test extra: never skipped)
 import numpy as np
-import pytest
+import vectorbt  # noqa: F401
 
 from benchmarks import engine, ingest
 from benchmarks._common import compile_times
-
-pytest.importorskip("vectorbt")
-pytest.importorskip("backtesting")
 
 
 def test_ingest_smoke():

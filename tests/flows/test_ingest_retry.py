@@ -28,9 +28,7 @@ END = "2026-11-20"
 
 
 @pytest.fixture
-def simulator(
-    prefect_harness: None, hedgeflow_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> Any:
+def simulator(prefect_harness: None, hedgeflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     with Simulator(seed=7, tokens=(TOKEN,)) as sim:
         monkeypatch.setenv("EODHD_API_TOKEN", TOKEN)
         monkeypatch.setenv("HEDGEFLOW_NETWORK__BASE_URL", sim.base_url)

@@ -32,9 +32,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HEDGEFLOW_HOME", str(home))
     bars = pd.DataFrame(
         {
-            "ts": pd.date_range("2026-11-20 14:30", periods=3, freq="5min", tz="UTC").as_unit(
-                "us"
-            ),
+            "ts": pd.date_range("2026-11-20 14:30", periods=3, freq="5min", tz="UTC").as_unit("us"),
             "open": [1.0625, 1.09375, 1.078125],
             "high": [1.125, 1.125, 1.09375],
             "low": [1.0, 1.0625, 1.0625],

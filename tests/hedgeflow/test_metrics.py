@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import empyrical  # the reference implementation, from the test extra
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +13,6 @@ import pytest
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import bars_per_year
 from hedgeflow.metrics import METRIC_KEYS, bar_spacing_seconds, compute_metrics, json_safe
-
-empyrical = pytest.importorskip("empyrical")
 
 
 def ts5m(n: int, start: str = "2024-01-01") -> pd.DatetimeIndex:

@@ -209,7 +209,6 @@ def test_heatmap_and_summary(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_benchmark_smoke() -> None:
-    pytest.importorskip("vectorbt")
     from benchmarks import sweep as bench
 
     res = bench.run(

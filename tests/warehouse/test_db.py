@@ -324,9 +324,7 @@ def test_code_version_falls_back_to_the_package_version(
         return subprocess.CompletedProcess(argv, 128, "", "fatal: not a git repository")
 
     # only warehouse.runs sees the fakes (other threads keep the real modules)
-    fake_subprocess = SimpleNamespace(
-        run=fake_run, SubprocessError=subprocess.SubprocessError
-    )
+    fake_subprocess = SimpleNamespace(run=fake_run, SubprocessError=subprocess.SubprocessError)
     monkeypatch.setattr(runs, "subprocess", fake_subprocess)
     assert code_version() == f"hedgeflow {metadata.version('hedgeflow')}"
     code_version.cache_clear()
