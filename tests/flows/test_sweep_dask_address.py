@@ -86,8 +86,9 @@ def test_sweep_on_an_existing_dask_scheduler_matches_the_thread_pool(
     assert threads.status == "completed" and threads.task_runner == "threads"
     assert finished.keys == []
 
-    grid_args = [arg for key, values in GRID.items() for arg in ("--grid", f"{key}={values}")]
-    grid_args = [a.replace("[", "").replace("]", "").replace(" ", "") for a in grid_args]
+    grid_args: list[str] = []
+    for key, values in GRID.items():
+        grid_args += ["--grid", f"{key}={','.join(map(str, values))}"]
     proc = run_cli_on(
         harness_api_url,
         hedgeflow_home,
