@@ -62,6 +62,22 @@ def _no_leftover_processes() -> Iterator[None]:
         pytest.fail(f"{len(left)} process(es) outlived the test session (killed):\n{lines}")
 
 
+# --------------------------------------------------------------------------- timeouts
+
+# pyproject's 300 s per test is for the default suite; the opt-in campaigns run longer
+LONG_TIMEOUTS = {"slow": 3600, "soak": 7200}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("timeout") is not None:
+            continue
+        for marker, seconds in LONG_TIMEOUTS.items():
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(pytest.mark.timeout(seconds))
+                break
+
+
 # --------------------------------------------------------------------------- no skips in CI
 
 NO_SKIPS_ENV = "CI_NO_SKIPS"  # .ci/run sets it (not HEDGEFLOW_*: those are settings)
