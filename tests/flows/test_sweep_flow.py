@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -49,7 +54,69 @@ def test_sweep_writes_ranked_results_and_artifacts(
     ]
     report = Path(summary.report_path or "")
     assert "best parameters" in report.read_text()
-    assert (report.parent / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
+    heatmap = (report.parent / "heatmap.png").read_bytes()
+    assert heatmap[:4] == b"\x89PNG"
+
+    # the Prefect artifacts of this flow run: the summary and the heatmap, nothing else
+    artifacts = _artifacts(summary.run_id)
+    assert sorted((a.key, a.type) for a in artifacts) == [
+        ("sweep-heatmap", "image"),
+        ("sweep-summary", "markdown"),
+    ]
+    by_key = {a.key: a for a in artifacts}
+    assert by_key["sweep-heatmap"].data == "data:image/png;base64," + base64.b64encode(
+        heatmap
+    ).decode("ascii")
+    markdown = by_key["sweep-summary"].data
+    assert isinstance(markdown, str) and markdown == report.read_text()
+    assert markdown.startswith(f"# Sweep {summary.run_id}\n")
+    assert "ranked by **sharpe**" in markdown
+    assert "fast(3) x slow(2) = 6 combinations, 4 valid, 2 skipped" in markdown
+    # its table is the rank-1 row of each symbol in sweep_results, in symbol order
+    header, table = _markdown_table(markdown)
+    assert header == ["symbol", "best parameters", *SHOWN]
+    named = [dict(zip(COLUMNS.split(", "), r, strict=True)) for r in rows]
+    expected = [
+        [
+            r["symbol"],
+            ", ".join(f"{k}={json.loads(r['params'])[k]}" for k in GRID),
+            *(_fmt(c, r[c]) for c in SHOWN),
+        ]
+        for r in sorted(named, key=lambda r: r["symbol"])
+        if r["rank"] == 1
+    ]
+    assert len(expected) == len(SYMBOLS)
+    assert table == expected
+
+
+SHOWN = ("sharpe", "total_return", "max_drawdown", "n_trades", "win_rate")
+
+
+def _fmt(name: str, value: object) -> str:
+    """A metric as the summary prints it: percentages, counts, 2 decimals, "–" if missing."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if name == "n_trades":
+        return str(int(value))  # type: ignore[call-overload]
+    if name in ("total_return", "max_drawdown", "win_rate"):
+        return f"{value:.2%}"
+    return f"{value:.2f}"
+
+
+def _markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    assert len(cells) >= 2 and set("".join(cells[1])) <= set("-:"), text
+    return cells[0], cells[2:]
+
+
+def _artifacts(flow_run_id: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    only_this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
+    with get_client(sync_client=True) as client:
+        return list(client.read_artifacts(artifact_filter=only_this_run))
 
 
 def test_unknown_symbol_data_fails_its_branch_only(
