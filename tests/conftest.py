@@ -20,6 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e_helpers import SHARED_PREFECT_API_ENV, Harness
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 SESSION_TAG_ENV = "PYTEST_SESSION_TAG"  # no HEDGEFLOW_/PREFECT_ prefix: tests strip those
 LEFTOVER_GRACE_S = 15.0
 
@@ -72,6 +76,28 @@ def _no_leftover_processes() -> Iterator[None]:
     if left:
         lines = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in sorted(left.items()))
         pytest.fail(f"{len(left)} process(es) outlived the test session (killed):\n{lines}")
+
+
+# --------------------------------------------------------------------------- prefect
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[Harness]:
+    """One Prefect test server for the whole session: in-process flows use it through
+    the harness settings, ``hedgeflow`` subprocesses through its URL (tests.e2e_helpers
+    ``cli_env``), and its SQLite files can be searched (for leaked secrets)."""
+    import prefect.settings as ps
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        url = str(ps.PREFECT_API_URL.value())
+        db_url = str(ps.PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+        db = Path(db_url.split("///", 1)[1])
+        os.environ[SHARED_PREFECT_API_ENV] = url
+        try:
+            yield Harness(url, (db,), db.parent)
+        finally:
+            os.environ.pop(SHARED_PREFECT_API_ENV, None)
 
 
 # --------------------------------------------------------------------------- timeouts

@@ -1,4 +1,10 @@
-"""Run the real ``hedgeflow`` command in a subprocess (Prefect ephemeral mode)."""
+"""Run the real ``hedgeflow`` command in a subprocess.
+
+Against the session's Prefect test server when it runs (``prefect_harness`` in
+tests/conftest.py publishes its URL as ``SHARED_PREFECT_API_ENV``), so a command does
+not pay 15-20 s for an ephemeral server of its own; ``ephemeral=True`` runs it the way a
+new user does, with Prefect's temporary server.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,23 +23,46 @@ import duckdb
 import pandas as pd
 
 NOISE_MARKERS = ("ERROR", "Traceback", "CancelledError", "CRITICAL")
+# not PREFECT_* (a Prefect setting) nor HEDGEFLOW_* (a hedgeflow setting)
+SHARED_PREFECT_API_ENV = "TEST_SHARED_PREFECT_API_URL"
 
 
-def cli_env(home: Path, **extra: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class Harness:
+    """The session's Prefect test server (tests/conftest.py ``prefect_harness``)."""
+
+    api_url: str
+    database_files: tuple[Path, ...]  # the server's SQLite file (and its -wal / -shm)
+    database_dir: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a subprocess flow run against the harness server."""
+        return {"PREFECT_API_URL": self.api_url, **extra}
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.database_dir.iterdir() if p.is_file())
+
+
+def cli_env(home: Path, *, ephemeral: bool = False, **extra: str) -> dict[str, str]:
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("HEDGEFLOW_", "PREFECT_API_URL"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HEDGEFLOW_", "PREFECT_API_URL", SHARED_PREFECT_API_ENV))
     }
     env.update({"HEDGEFLOW_HOME": str(home), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+    shared = os.environ.get(SHARED_PREFECT_API_ENV)
+    if shared and not ephemeral:
+        env["PREFECT_API_URL"] = shared
     env.update(extra)
     return env
 
 
 def run_cli(
-    home: Path, *args: str, timeout: float = 240, **extra: str
+    home: Path, *args: str, timeout: float = 240, ephemeral: bool = False, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hedgeflow.cli", *args],
-        env=cli_env(home, **extra),
+        env=cli_env(home, ephemeral=ephemeral, **extra),
         capture_output=True,
         text=True,
         timeout=timeout,

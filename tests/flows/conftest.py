@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,12 +10,10 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
+@pytest.fixture(autouse=True)
+def _shared_prefect_server(prefect_harness: object) -> None:
+    """Every flow test reports to the session's Prefect test server (tests/conftest.py),
+    and so does the ``hedgeflow`` CLI it starts, unless run with ``ephemeral=True``."""
 
 
 @pytest.fixture()

@@ -21,7 +21,8 @@ def nightly_home(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     home = tmp_path_factory.mktemp("nightly") / "data"
-    proc = run_cli(home, "nightly", "--end", END)
+    # as the Quickstart runs it: Prefect's temporary server, no PREFECT_API_URL
+    proc = run_cli(home, "nightly", "--end", END, ephemeral=True)
     return home, proc
 
 

@@ -6,10 +6,11 @@ file, the collector writes every reliability test's record there at the end of t
 session, with its pytest outcome and duration; ``python -m tests.reliability.report``
 turns that into RELIABILITY.md.
 
-``prefect_harness`` (session): one Prefect test server for the package. In-process
-flows use it through the harness settings; subprocesses (the real ``hedgeflow`` CLI)
-reach it through ``PREFECT_API_URL`` (see ``Harness.env``), so no process pays for an
-ephemeral server, and its SQLite files can be searched for leaked secrets.
+``prefect_harness`` (session, tests/conftest.py): one Prefect test server for the whole
+suite. In-process flows use it through the harness settings; subprocesses (the real
+``hedgeflow`` CLI) reach it through ``PREFECT_API_URL`` (see ``Harness.env``), so no
+process pays for an ephemeral server, and its SQLite files can be searched for leaked
+secrets.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e_helpers import Harness
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -120,30 +123,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 # --------------------------------------------------------------------------- prefect
 
 
-@dataclass(frozen=True)
-class Harness:
-    api_url: str
-    database_files: tuple[Path, ...]  # the server's SQLite file (and its -wal / -shm)
-    database_dir: Path
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """Environment for a subprocess flow run against the harness server."""
-        return {"PREFECT_API_URL": self.api_url, **extra}
-
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.database_dir.iterdir() if p.is_file())
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[Harness]:
-    import prefect.settings as ps
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        url = str(ps.PREFECT_API_URL.value())
-        db_url = str(ps.PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
-        db = Path(db_url.split("///", 1)[1])
-        yield Harness(url, (db,), db.parent)
+# ``Harness`` and the session ``prefect_harness`` fixture live in tests/conftest.py and
+# tests/e2e_helpers.py: one Prefect test server for the whole session.
+__all__ = ["Harness", "Tally", "full_campaign"]
 
 
 @pytest.fixture(autouse=True)
