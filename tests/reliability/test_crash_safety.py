@@ -1,6 +1,24 @@
-"""Crash safety: SIGKILL ``hedgeflow ingest`` / ``hedgeflow nightly`` at seeded random
-points of their lifetime, check the warehouse as the crash left it, restart (re-run to
-completion) and check again.
+"""Crash safety: SIGKILL ``hedgeflow ingest`` / ``hedgeflow nightly`` while they write,
+check the warehouse as the crash left it, restart (re-run to completion) and check again.
+
+Before the trials, one run goes to completion in its own home: the uninterrupted
+reference. It measures the command's lifetime and its write phase (its ``runs`` row's
+started_at -> finished_at), and for ``nightly`` its metrics are what every restarted run
+must reproduce.
+
+Each trial kills a run either during its write phase or, in the full campaign,
+half of the time at a seeded random point of its whole lifetime (startup included; most
+of an ingest's lifetime is startup). What the kill hit is read from the warehouse
+afterwards and each kind is counted: the run's ``runs`` row still ``running`` (killed
+mid-run: started writing, never finished), no new row (killed before the run began), a
+finished row (killed after the run ended), or the process had already exited (finished
+before the kill). At least one trial of every campaign, quick ones included, must have
+been killed mid-run (up to two extra trials are added while none was).
+
+Aiming at the write phase: the test watches the DuckDB file and its WAL (mtime and
+size only: opening the database would block the writer) until the run's first write
+connection has closed - its ``runs`` row is then stored - and waits a seeded random share
+of the time the reference went on writing after that point.
 
 After every kill:
 - every Parquet file of the lake opens with pyarrow; temp files a killed writer left are
@@ -10,7 +28,7 @@ After every kill:
 - result views (agent_metrics, trades, equity, signals, portfolio_metrics, quarantine)
   show rows of completed/partial runs only: the killed run's rows stay hidden.
 After every restart: exit 0 with clean output, every bar exactly once with the counts of
-the synthetic source, and (nightly) the new run's metrics equal an uninterrupted run's.
+the synthetic source, and (nightly) the new run's metrics equal the reference run's.
 
 The subprocesses run against the session's Prefect test server (``PREFECT_API_URL``),
 so no process pays for an ephemeral server. By default a few trials run; the full
@@ -26,6 +44,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +68,12 @@ DAYS = 2
 RESULT_VIEWS = ("agent_metrics", "trades", "equity", "signals", "portfolio_metrics", "quarantine")
 QUICK_TRIALS = {"ingest": 2, "nightly": 1}
 FULL_TRIALS = 20
+MAX_EXTRA_TRIALS = 2  # added only while no trial has been killed mid-run
+# What a kill hit, read from the warehouse after it (see the module docstring).
+MID_RUN = "killed mid-run (runs row left 'running')"
+BEFORE_RUN = "killed before its runs row was written"
+AFTER_RUN = "killed after its run had finished"
+FINISHED = "finished before the kill"
 
 
 def _expected_counts() -> dict[str, int]:
@@ -88,16 +114,108 @@ def _start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[byt
         )
 
 
-def _run_to_completion(command: str, env: dict[str, str], log: Path) -> float:
-    began = time.monotonic()
-    proc = _start(command, env, log)
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+
+
+def _db_state(home: Path) -> tuple[tuple[int, int] | None, ...]:
+    """(mtime, size) of the DuckDB file and its WAL: any write changes them."""
+    out: list[tuple[int, int] | None] = []
+    for name in ("hedgeflow.duckdb", "hedgeflow.duckdb.wal"):
+        try:
+            st = (home / name).stat()
+        except FileNotFoundError:
+            out.append(None)
+        else:
+            out.append((st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def _wait_for_runs_row(
+    proc: subprocess.Popen[bytes], home: Path, before: tuple[Any, ...], timeout: float = 240
+) -> bool:
+    """Poll the files (never opening the database, which would block the writer) until
+    the run's first write connection has closed: the DuckDB file changed and its WAL is
+    gone again (DuckDB checkpoints and drops the WAL when the last connection closes).
+    That first write is the run's ``runs`` row (in a new warehouse, with the schema).
+    False when the process exits first."""
+    fresh = before[0] is None
+    wal_seen = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db, wal = _db_state(home)
+        wal_seen = wal_seen or wal is not None
+        if db is not None and db != before[0] and wal is None and (wal_seen or not fresh):
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.005)
+    raise AssertionError(f"no runs row written in {home} in {timeout} s")
+
+
+def _finish(proc: subprocess.Popen[bytes], log: Path) -> None:
     code = proc.wait(timeout=300)
-    took = time.monotonic() - began
     output = log.read_text(errors="replace")
     assert code == 0, output[-4000:]
     noisy = [line for line in output.splitlines() if any(m in line for m in NOISE_MARKERS)]
     assert not noisy, "\n".join(noisy[:20])
-    return took
+
+
+def _run_to_completion(command: str, env: dict[str, str], log: Path) -> float:
+    began = time.monotonic()
+    proc = _start(command, env, log)
+    try:
+        _finish(proc, log)
+    finally:
+        _kill_group(proc)
+    return time.monotonic() - began
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The uninterrupted run, in seconds after its launch."""
+
+    lifetime: float
+    row_seen: float  # _wait_for_runs_row returned
+    started: float  # its runs row's started_at
+    finished: float  # and finished_at
+    metrics: list[tuple[Any, ...]] | None  # nightly: what a restarted run must give
+
+    @property
+    def writing(self) -> float:
+        """How long the run goes on writing after its runs row is seen."""
+        return self.finished - self.row_seen
+
+
+def _run_reference(command: str, env: dict[str, str], home: Path, log: Path) -> Reference:
+    launched, began = time.time(), time.monotonic()
+    proc = _start(command, env, log)
+    try:
+        assert _wait_for_runs_row(proc, home, _db_state(home)), "exited without a runs row"
+        row_seen = time.monotonic() - began
+        _finish(proc, log)
+    finally:
+        _kill_group(proc)
+    lifetime = time.monotonic() - began
+    with Warehouse(home, lock_timeout=60).read() as con:
+        rows = con.execute("select status, started_at, finished_at from store.runs").fetchall()
+    assert len(rows) == 1 and rows[0][0] == "completed", rows
+    started, finished = (t.timestamp() - launched for t in rows[0][1:])
+    # the watch saw the runs row soon after it was written, long before it was finished
+    assert started - 0.1 < row_seen < started + 1.0 and row_seen < finished < lifetime, (
+        row_seen, started, finished, lifetime,
+    )  # fmt: skip
+    metrics = _latest_metrics(home) if command == "nightly" else None
+    return Reference(lifetime, row_seen, started, finished, metrics)
+
+
+def _run_statuses(home: Path) -> dict[str, str]:
+    if not (home / "hedgeflow.duckdb").exists():
+        return {}
+    with Warehouse(home, lock_timeout=60).read() as con:
+        return dict(con.execute("select run_id, status from store.runs").fetchall())
 
 
 def _check_lake(home: Path) -> int:
@@ -177,50 +295,83 @@ def _campaign(
     tmp: Path,
     tally: Tally,
     seed: int,
-    spread: tuple[float, float],
+    anywhere: float,
 ) -> None:
+    """``trials`` kills + restarts. A trial kills at a random point of the run's write
+    phase, or with probability ``anywhere`` at a random point of its whole lifetime."""
     rng = random.Random(seed)
-    lifetimes: list[float] = []
-    reference: list[tuple[Any, ...]] | None = None
     prefect_home = tmp / "prefect-home"
     tally.note("command", " ".join(["hedgeflow", *_argv(command)[3:]]))
-    if trials >= 10:  # measure a typical lifetime (and the uninterrupted result) first
-        env = _env(harness, tmp / "measure", prefect_home)
-        lifetimes.append(_run_to_completion(command, env, tmp / "measure.log"))
-        assert _check_warehouse(tmp / "measure", tally, complete=True) == EXPECTED
-        if command == "nightly":
-            reference = _latest_metrics(tmp / "measure")
-    for trial in range(trials):
+    # the uninterrupted reference, in its own home
+    ref_home = tmp / "reference"
+    ref = _run_reference(command, _env(harness, ref_home, prefect_home), ref_home, tmp / "ref.log")
+    assert _check_warehouse(ref_home, tally, complete=True) == EXPECTED
+    tally.note("reference run (s after launch)", {
+        "runs row started": round(ref.started, 2),
+        "runs row seen": round(ref.row_seen, 2),
+        "runs row finished": round(ref.finished, 2),
+        "exit": round(ref.lifetime, 2),
+    })  # fmt: skip
+    lifetimes = [ref.lifetime]
+    hits: Counter[str] = Counter()
+    trial = 0
+    while trial < trials or (hits[MID_RUN] == 0 and trial < trials + MAX_EXTRA_TRIALS):
+        if trial >= trials:
+            tally.outcome("extra trial (no mid-run kill yet)")
         # even trials start from an empty warehouse; odd ones kill a re-run over the
         # previous trial's warehouse (complete after its restart)
         home = tmp / f"home-{trial - trial % 2}"
         env = _env(harness, home, prefect_home)
-        typical = statistics.median(lifetimes) if lifetimes else 6.0
-        delay = rng.uniform(*spread) * typical
+        before = _run_statuses(home)
+        db_before = _db_state(home)
         log = tmp / f"trial-{trial}.log"
+        aim_anywhere = trial < trials and rng.random() < anywhere
+        share = rng.uniform(0.02, 1.05) if aim_anywhere else rng.uniform(0.05, 0.6)
         proc = _start(command, env, log)
         try:
+            if aim_anywhere:
+                delay = share * statistics.median(lifetimes)
+            elif _wait_for_runs_row(proc, home, db_before):
+                # in the write phase: a share of what the reference wrote after its row
+                delay = share * ref.writing
+            else:
+                delay = 0.0  # exited before writing anything
+            tally.notes.setdefault("kill delays (s)", []).append(
+                f"{delay:.2f} after {'launch' if aim_anywhere else 'the runs row'}"
+            )
             proc.wait(timeout=delay)
-            tally.outcome("finished before the kill")
+            hit = FINISHED
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
-            tally.outcome("killed (SIGKILL)")
+            hit = ""
+        finally:
+            _kill_group(proc)
         tally.trial()
-        tally.notes.setdefault("kill delays (s)", []).append(round(delay, 2))
-        _check_warehouse(home, tally, complete=False)
+        counts = _check_warehouse(home, tally, complete=False)
         tally.outcome("state after kill consistent")
+        new = {r: st for r, st in _run_statuses(home).items() if r not in before}
+        assert len(new) <= 1, new
+        if not hit:
+            status = next(iter(new.values()), None)
+            hit = BEFORE_RUN if status is None else MID_RUN if status == "running" else AFTER_RUN
+        hits[hit] += 1
+        tally.outcome(hit)
+        if hit == MID_RUN and not before:  # a fresh warehouse: how far the lake got
+            tally.notes.setdefault("symbols in the lake at a mid-run kill", []).append(len(counts))
 
         lifetimes.append(_run_to_completion(command, env, tmp / f"restart-{trial}.log"))
         counts = _check_warehouse(home, tally, complete=True)
         assert counts == EXPECTED, counts
         if command == "nightly":
-            metrics = _latest_metrics(home)
-            if reference is None:
-                reference = metrics
-            assert metrics == reference, "a restarted nightly differs from an uninterrupted one"
+            assert _latest_metrics(home) == ref.metrics, (
+                "a restarted nightly differs from the uninterrupted reference run"
+            )
         tally.outcome("restart converged (bars exactly once, results complete)")
+        trial += 1
     tally.note("typical lifetime (s)", round(statistics.median(lifetimes), 2))
+    # the trials tested crash recovery only if some kill really interrupted a run
+    assert hits[MID_RUN] >= 1, f"no trial was killed mid-run: {dict(hits)}"
 
 
 @pytest.mark.parametrize("command", ["ingest", "nightly"])
@@ -229,7 +380,9 @@ def test_sigkill_then_restart(
 ) -> None:
     if full_campaign():
         pytest.skip("the full campaign runs test_sigkill_campaign")
-    tally.describe("crash", f"SIGKILL hedgeflow {command} at a random point, restart (quick)")
+    tally.describe(
+        "crash", f"SIGKILL hedgeflow {command} at a random point of its writes, restart (quick)"
+    )
     _campaign(
         command,
         QUICK_TRIALS[command],
@@ -237,7 +390,7 @@ def test_sigkill_then_restart(
         tmp_path,
         tally,
         seed=11,
-        spread=(0.35, 0.95),
+        anywhere=0.0,
     )
 
 
@@ -249,6 +402,4 @@ def test_sigkill_campaign(
     tally.describe(
         "crash", f"SIGKILL hedgeflow {command} at {FULL_TRIALS} random points, restart each"
     )
-    _campaign(
-        command, FULL_TRIALS, prefect_harness, tmp_path, tally, seed=2026, spread=(0.02, 1.05)
-    )
+    _campaign(command, FULL_TRIALS, prefect_harness, tmp_path, tally, seed=2026, anywhere=0.5)
