@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 NOISE_MARKERS = ("ERROR", "Traceback", "CancelledError", "CRITICAL")
@@ -137,3 +138,19 @@ def stop_group(proc: subprocess.Popen[Any], signals: tuple[int, ...], grace: flo
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     raise AssertionError(f"pid {proc.pid} ignored {len(signals)} signal(s): killed")
+
+
+def assert_live_bars_are_the_market(bars: pd.DataFrame, seed: int = 7) -> None:
+    """Recorded ``live_bars`` rows are the synthetic market's bars (seed ``seed``): per
+    symbol, no bar twice, no gap, no extra bar, the same open/high/low/close."""
+    from hedgeflow.sources.synthetic import SyntheticMarket
+
+    dups = bars.duplicated(["symbol", "interval", "ts"])
+    assert not dups.any(), f"bars stored twice:\n{bars[dups].head()}"
+    market = SyntheticMarket(seed)
+    for symbol, got in bars.groupby("symbol"):
+        first, last = got["ts"].iloc[0], got["ts"].iloc[-1]
+        ref = market.fetch_bars(str(symbol), "5m", first, last + pd.Timedelta(minutes=5))
+        assert list(got["ts"]) == list(ref["ts"]), f"{symbol}: gaps or extra bars"
+        for col in ("open", "high", "low", "close"):
+            np.testing.assert_array_equal(got[col], ref[col], err_msg=f"{symbol} {col}")

@@ -27,8 +27,13 @@ from hedgeflow.config import load_settings
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.record import step_tables
 from hedgeflow.research import AgentResult, run_agent
-from hedgeflow.sources.synthetic import SyntheticMarket
-from tests.e2e_helpers import assert_clean, cli_env, query_frame, run_cli
+from tests.e2e_helpers import (
+    assert_clean,
+    assert_live_bars_are_the_market,
+    cli_env,
+    query_frame,
+    run_cli,
+)
 from warehouse import Warehouse
 
 pytestmark = pytest.mark.flow
@@ -61,14 +66,7 @@ MIN_FILLS = 6
 
 def assert_bars_are_synthetic(home: Path) -> pd.DataFrame:
     bars = query_frame(home, "SELECT * FROM live_bars ORDER BY symbol, ts")
-    assert not bars.duplicated(["symbol", "interval", "ts"]).any(), "a bar was stored twice"
-    market = SyntheticMarket(7)
-    for symbol, got in bars.groupby("symbol"):
-        first, last = got["ts"].iloc[0], got["ts"].iloc[-1]
-        ref = market.fetch_bars(str(symbol), "5m", first, last + pd.Timedelta(minutes=5))
-        assert list(got["ts"]) == list(ref["ts"]), f"{symbol}: gaps or extra bars"
-        for col in ("open", "high", "low", "close"):
-            np.testing.assert_array_equal(got[col], ref[col], err_msg=f"{symbol} {col}")
+    assert_live_bars_are_the_market(bars)
     return bars
 
 

@@ -28,7 +28,7 @@ from hedgeflow.config import load_settings
 from hedgeflow.sources.simulator import Simulator
 from hedgeflow.sources.synthetic import SyntheticMarket
 from hedgeflow.strategies import get_strategy, parse_params
-from tests.e2e_helpers import assert_clean, cli_env, query_frame
+from tests.e2e_helpers import assert_clean, assert_live_bars_are_the_market, cli_env, query_frame
 from tests.flows.harness_cli import harness_api_url, run_cli_on
 from warehouse import Warehouse
 
@@ -54,14 +54,7 @@ def recorded(home: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 
 def assert_bars_are_the_market(bars: pd.DataFrame) -> None:
     """Each symbol's recorded bars are the synthetic market's, without gaps or repeats."""
-    assert not bars.duplicated(["symbol", "interval", "ts"]).any(), "a bar was stored twice"
-    market = SyntheticMarket(SEED)
-    for symbol, got in bars.groupby("symbol"):
-        first, last = got["ts"].iloc[0], got["ts"].iloc[-1]
-        ref = market.fetch_bars(str(symbol), "5m", first, last + pd.Timedelta(minutes=5))
-        assert list(got["ts"]) == list(ref["ts"]), f"{symbol}: gaps or extra bars"
-        for col in ("open", "high", "low", "close"):
-            np.testing.assert_array_equal(got[col], ref[col], err_msg=f"{symbol} {col}")
+    assert_live_bars_are_the_market(bars, SEED)
 
 
 def assert_signals_are_the_strategies(

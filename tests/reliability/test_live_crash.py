@@ -32,8 +32,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hedgeflow.sources.synthetic import SyntheticMarket
-from tests.e2e_helpers import NOISE_MARKERS, query_frame
+from tests.e2e_helpers import NOISE_MARKERS, assert_live_bars_are_the_market, query_frame
 from tests.reliability.conftest import Harness, Tally
 
 pytestmark = [pytest.mark.reliability, pytest.mark.flow]
@@ -46,7 +45,6 @@ KILL_AFTER = (0.5, 9.0)  # seconds after the launch (startup included)
 QUICK_TRIALS = 3
 FULL_TRIALS = 20
 FILL_COLS = ["fill_id", "order_id", "side", "qty", "price", "fee", "ts", "reason"]
-MARKET = SyntheticMarket(7)
 
 
 def _env(harness: Harness, home: Path, prefect_home: Path) -> dict[str, str]:
@@ -68,16 +66,8 @@ def _argv(duration: str) -> list[str]:
 
 def _check_bars(home: Path) -> pd.DataFrame:
     bars = query_frame(home, "SELECT * FROM live_bars ORDER BY symbol, ts")
-    if bars.empty:
-        return bars
-    dups = bars.duplicated(["symbol", "interval", "ts"])
-    assert not dups.any(), f"bars stored twice:\n{bars[dups].head()}"
-    for symbol, got in bars.groupby("symbol"):
-        first, last = got["ts"].iloc[0], got["ts"].iloc[-1]
-        ref = MARKET.fetch_bars(str(symbol), "5m", first, last + pd.Timedelta(minutes=5))
-        assert list(got["ts"]) == list(ref["ts"]), f"{symbol}: gaps or extra bars"
-        for col in ("open", "high", "low", "close"):
-            np.testing.assert_array_equal(got[col], ref[col], err_msg=f"{symbol} {col}")
+    if not bars.empty:
+        assert_live_bars_are_the_market(bars)
     return bars
 
 
