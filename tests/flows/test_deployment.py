@@ -40,6 +40,10 @@ def _env(tmp: Path, api_url: str) -> dict[str, str]:
         HEDGEFLOW_HOME=str(tmp / "data"),
         PYTHONUNBUFFERED="1",
         PREFECT_WORKER_QUERY_SECONDS="1",  # pick up each triggered run at once
+        # The nightly deployment's cron (17:30 New York) must not add a run of its own
+        # when the suite happens to run at that time (seen in CI at 22:27 UTC): the
+        # schedule is deployed, the server's scheduler service is off.
+        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
     )
     return env
 
@@ -138,6 +142,8 @@ def test_deploy_start_worker_and_run_every_deployment(
     listed = _run([*PREFECT, "deployment", "ls"], env)
     for name in ("nightly-backtest", "backfill", "parameter-sweep", "live-signals"):
         assert name in listed
+    inspected = _run([*PREFECT, "deployment", "inspect", "nightly/nightly-backtest"], env)
+    assert "30 17 * * 1-5" in inspected and "America/New_York" in inspected
 
     worker = _worker(tmp, env)
     try:
