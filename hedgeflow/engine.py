@@ -1,4 +1,8 @@
-"""The backtest engine: one compiled event loop over bars (DESIGN.md "Exact rules").
+"""The backtest engine: the batch driver of the rules (DESIGN.md "Exact rules").
+
+The rules themselves live once in :mod:`hedgeflow.rules`; ``_event_loop`` calls
+``step_bar`` for each bar and ``end_close`` after the last. The paper broker and
+the sweep kernels call the same functions. What they do:
 
 Order of events in bar ``i`` (open ``o``, high ``h``, low ``l``, close ``c``):
 
@@ -47,6 +51,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from hedgeflow import rules
 from hedgeflow.config import CostSettings, RiskSettings
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.indicators import atr as atr_indicator
@@ -59,11 +64,11 @@ __all__ = [
     "BacktestResult",
     "EngineConfig",
     "backtest",
+    "engine_settings",
     "run_arrays",
 ]
 
-EXIT_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end")
-R_SIGNAL, R_STOP, R_TAKE_PROFIT, R_END = 0, 1, 2, 3
+EXIT_REASONS = rules.EXIT_REASONS
 
 TRADE_COLUMNS: tuple[str, ...] = (
     "trade_id",
@@ -79,8 +84,6 @@ TRADE_COLUMNS: tuple[str, ...] = (
     "return_pct",
 )
 EQUITY_COLUMNS: tuple[str, ...] = ("ts", "equity", "drawdown", "position")
-
-_WHOLE_UNIT_EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,22 @@ class BacktestResult:
         return float(self.equity["equity"].iat[-1]) if len(self.equity) else math.nan
 
 
+def engine_settings(config: EngineConfig) -> rules.Settings:
+    """The settings the rules read (:class:`hedgeflow.rules.Settings`)."""
+    return rules.Settings(
+        float(config.initial_equity),
+        float(config.risk_per_trade),
+        float(config.stop_pct),
+        float(config.take_profit_pct),
+        float(config.max_leverage),
+        float(config.fee_bps) / 1e4,
+        float(config.slippage_bps) / 1e4,
+        bool(config.whole_units),
+        bool(config.use_trailing_atr),
+        float(config.atr_mult),
+    )
+
+
 # --------------------------------------------------------------------------- kernel
 
 
@@ -170,171 +189,30 @@ def _event_loop(
     close: np.ndarray,
     signal: np.ndarray,
     atr: np.ndarray,
-    initial_equity: float,
-    risk_per_trade: float,
-    stop_pct: float,
-    take_profit_pct: float,
-    max_leverage: float,
-    fee_rate: float,
-    slip_rate: float,
-    whole_units: bool,
-    use_trailing_atr: bool,
-    atr_mult: float,
-) -> tuple[
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    int,
-]:
+    p: rules.Settings,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The batch driver of :mod:`hedgeflow.rules`: ``step_bar`` for every bar, the
+    end-of-data close after the last. Returns (equity, position, trades, n_trades);
+    ``atr`` is read only with the trailing stop on (it may be empty otherwise)."""
     n = close.shape[0]
     equity = np.empty(n, dtype=np.float64)
     position = np.empty(n, dtype=np.float64)
-    cap = n // 2 + 2
-    t_entry = np.empty(cap, dtype=np.int64)
-    t_exit = np.empty(cap, dtype=np.int64)
-    t_qty = np.empty(cap, dtype=np.float64)
-    t_entry_px = np.empty(cap, dtype=np.float64)
-    t_exit_px = np.empty(cap, dtype=np.float64)
-    t_reason = np.empty(cap, dtype=np.int8)
-    t_fees = np.empty(cap, dtype=np.float64)
-    t_pnl = np.empty(cap, dtype=np.float64)
+    trades = np.empty((n // 2 + 2, rules.N_TRADE), dtype=np.float64)
     nt = 0
-
-    cash = initial_equity
-    qty = 0.0
-    entry_px = 0.0
-    entry_fee = 0.0
-    entry_i = -1
-    stop = 0.0
-    tp = 0.0
-    pending = 0  # 1: entry at next open, -1: exit at next open
-    prev_sig = 0
-    buy_mult = 1.0 + slip_rate
-    sell_mult = 1.0 - slip_rate
-
+    st = rules.flat_state(p)
     for i in range(n):
-        o = open_[i]
-        # 1. pending order fills at the open
-        if pending == 1:
-            fill = o * buy_mult
-            eq = cash  # flat: equity == cash
-            q = eq * risk_per_trade / (fill * stop_pct)
-            q_cap = eq * max_leverage / fill
-            if q > q_cap:
-                q = q_cap
-            if whole_units:
-                q = math.floor(q + 1e-9)
-            if q > 0.0:
-                fee = fee_rate * q * fill
-                cash -= q * fill + fee
-                qty = q
-                entry_px = fill
-                entry_fee = fee
-                entry_i = i
-                stop = fill * (1.0 - stop_pct)
-                tp = fill * (1.0 + take_profit_pct)
-        elif pending == -1 and qty > 0.0:
-            px = o * sell_mult
-            fee = fee_rate * qty * px
-            cash += qty * px - fee
-            t_entry[nt] = entry_i
-            t_exit[nt] = i
-            t_qty[nt] = qty
-            t_entry_px[nt] = entry_px
-            t_exit_px[nt] = px
-            t_reason[nt] = 0
-            t_fees[nt] = entry_fee + fee
-            t_pnl[nt] = qty * (px - entry_px) - entry_fee - fee
-            nt += 1
-            qty = 0.0
-        pending = 0
-
-        held = qty  # quantity held during this bar (for `position`)
-        # 2. protective exits
-        if qty > 0.0:
-            level = 0.0
-            reason = -1
-            if o <= stop:
-                level = o
-                reason = 1
-            elif o >= tp:
-                level = o
-                reason = 2
-            elif low[i] <= stop:
-                level = stop
-                reason = 1
-            elif high[i] >= tp:
-                level = tp
-                reason = 2
-            if reason >= 0:
-                px = level * sell_mult
-                fee = fee_rate * qty * px
-                cash += qty * px - fee
-                t_entry[nt] = entry_i
-                t_exit[nt] = i
-                t_qty[nt] = qty
-                t_entry_px[nt] = entry_px
-                t_exit_px[nt] = px
-                t_reason[nt] = reason
-                t_fees[nt] = entry_fee + fee
-                t_pnl[nt] = qty * (px - entry_px) - entry_fee - fee
-                nt += 1
-                qty = 0.0
-                held = 0.0
-
-        # 3. signal at the close
         c = close[i]
-        s = signal[i]
-        if s == 1 and prev_sig == 0 and qty == 0.0:
-            pending = 1
-        elif s == 0 and prev_sig == 1 and qty > 0.0:
-            pending = -1
-        prev_sig = s
-        if use_trailing_atr and qty > 0.0:
-            a = atr[i]
-            if a == a:
-                trail = c - atr_mult * a
-                if trail > stop:
-                    stop = trail
-
-        # 4. equity at the close (end-of-data close on the last bar)
-        if i == n - 1 and qty > 0.0:
-            px = c * sell_mult
-            fee = fee_rate * qty * px
-            cash += qty * px - fee
-            t_entry[nt] = entry_i
-            t_exit[nt] = i
-            t_qty[nt] = qty
-            t_entry_px[nt] = entry_px
-            t_exit_px[nt] = px
-            t_reason[nt] = 3
-            t_fees[nt] = entry_fee + fee
-            t_pnl[nt] = qty * (px - entry_px) - entry_fee - fee
-            nt += 1
-            qty = 0.0
-        equity[i] = cash + qty * c
-        position[i] = held
-
-    return (
-        equity,
-        position,
-        t_entry[:nt],
-        t_exit[:nt],
-        t_qty[:nt],
-        t_entry_px[:nt],
-        t_exit_px[:nt],
-        t_reason[:nt],
-        t_fees[:nt],
-        t_pnl[:nt],
-        nt,
-    )
+        a = atr[i] if p.use_trailing_atr else np.nan
+        st, _, closed = rules.step_bar(st, p, i, open_[i], high[i], low[i], c, signal[i], a)
+        if closed.reason != rules.R_NONE:
+            nt = rules.write_trade(trades, nt, i, closed)
+        if i == n - 1:
+            st, closed = rules.end_close(st, p, c)
+            if closed.reason != rules.R_NONE:
+                nt = rules.write_trade(trades, nt, i, closed)
+        equity[i] = rules.equity(st, c)
+        position[i] = st.held
+    return equity, position, trades[:nt], nt
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -396,37 +274,19 @@ def run_arrays(
         atr_values = atr_indicator(h, lo, c, config.atr_period)
     else:
         atr_values = np.empty(0, dtype=np.float64)
-    out = _event_loop(
-        o,
-        h,
-        lo,
-        c,
-        sig,
-        atr_values,
-        float(config.initial_equity),
-        float(config.risk_per_trade),
-        float(config.stop_pct),
-        float(config.take_profit_pct),
-        float(config.max_leverage),
-        float(config.fee_bps) / 1e4,
-        float(config.slippage_bps) / 1e4,
-        bool(config.whole_units),
-        bool(config.use_trailing_atr),
-        float(config.atr_mult),
-    )
-    keys = (
-        "equity",
-        "position",
-        "entry_idx",
-        "exit_idx",
-        "qty",
-        "entry_price",
-        "exit_price",
-        "reason",
-        "fees",
-        "pnl",
-    )
-    return dict(zip(keys, out[:-1], strict=True))
+    equity, position, trades, _ = _event_loop(o, h, lo, c, sig, atr_values, engine_settings(config))
+    return {
+        "equity": equity,
+        "position": position,
+        "entry_idx": trades[:, rules.T_ENTRY_I].astype(np.int64),
+        "exit_idx": trades[:, rules.T_EXIT_I].astype(np.int64),
+        "qty": np.ascontiguousarray(trades[:, rules.T_QTY]),
+        "entry_price": np.ascontiguousarray(trades[:, rules.T_ENTRY_PX]),
+        "exit_price": np.ascontiguousarray(trades[:, rules.T_EXIT_PX]),
+        "reason": trades[:, rules.T_REASON].astype(np.int8),
+        "fees": np.ascontiguousarray(trades[:, rules.T_FEES]),
+        "pnl": np.ascontiguousarray(trades[:, rules.T_PNL]),
+    }
 
 
 def backtest(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestResult:

@@ -1,28 +1,12 @@
 """Paper broker: the backtest engine's rules, one bar at a time.
 
-:class:`PaperBroker` applies, for each bar, exactly the steps of the compiled
-loop in :mod:`hedgeflow.engine` (DESIGN.md "Order of events in bar i"):
-
-1. a pending order from the previous bar fills at this bar's open (buy at
-   ``o * (1 + slip)``, sell at ``o * (1 - slip)``, fee ``fee_rate * qty * fill``;
-   an entry is sized at the fill from the cash, which is the equity while flat:
-   ``equity * risk / (fill * stop_pct)`` capped at ``equity * max_leverage / fill``,
-   ``floor(qty + 1e-9)`` for whole units; ``qty <= 0`` rejects the entry);
-2. an open position (also one filled at this open) exits at the open when it
-   gaps through the stop or the take-profit, else at the stop if the low reaches
-   it, else at the take-profit if the high reaches it (stop first);
-3. the signal read at the close queues an entry (0 -> 1 while flat) or an exit
-   (1 -> 0 while long) for the next bar; the optional ATR trailing stop moves up;
-4. equity = cash + qty x close.
-
-:meth:`PaperBroker.close_out` is the engine's end-of-data close (reason ``end``).
-
-The arithmetic is written operation for operation like the engine's kernel, so
+:class:`PaperBroker` calls the engine's own rule functions once per bar
+(:func:`hedgeflow.rules.step_bar`, through :func:`hedgeflow.rules.step_bar_vector`;
+:meth:`PaperBroker.close_out` is :func:`hedgeflow.rules.end_close`) and turns what
+they report into orders and fills. It does none of the arithmetic itself: fills,
+sizing, fees, stops, take-profit, the trailing stop and pnl are the engine's, so
 the same bars and signals give bit-identical fills, fees, pnl and equity (the
-parity tests check it against :func:`hedgeflow.engine.run_arrays` on random
-inputs). The engine's kernel runs over whole arrays and has no per-bar entry
-point, so the rules are mirrored here rather than shared; the tests are what
-keeps the two in one place.
+parity tests check it against :func:`hedgeflow.engine.run_arrays`).
 
 There is no separate "waiting for a fresh entry" flag in the engine: after a stop
 or take-profit exit the previous signal is still 1, so only a later 0 -> 1 change
@@ -40,9 +24,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
-from hedgeflow.engine import EngineConfig
+from hedgeflow import rules
+from hedgeflow.engine import EngineConfig, engine_settings
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.indicators import AtrStream
 from hedgeflow.market import interval_seconds
@@ -58,7 +44,6 @@ __all__ = [
 ]
 
 Side = Literal["buy", "sell"]
-_WHOLE_UNIT_EPS = 1e-9  # engine.py: floor(q + 1e-9)
 
 
 def order_id_for(agent: str, ts: pd.Timestamp, kind: str) -> str:
@@ -246,20 +231,6 @@ def _ts_or_none(value: Any) -> pd.Timestamp | None:
 # --------------------------------------------------------------------------- broker
 
 
-@dataclass(slots=True)
-class _Rates:
-    risk: float
-    stop_pct: float
-    tp_pct: float
-    max_leverage: float
-    fee_rate: float
-    buy_mult: float
-    sell_mult: float
-    whole_units: bool
-    trailing: bool
-    atr_mult: float
-
-
 @dataclass
 class PaperBroker:
     """One agent's paper account under the engine's rules (long only)."""
@@ -274,19 +245,9 @@ class PaperBroker:
         if self.config.allow_short:
             raise NotImplementedError("the paper broker is long only, like the engine")
         c = self.config
-        slip = float(c.slippage_bps) / 1e4
-        self._r = _Rates(
-            risk=float(c.risk_per_trade),
-            stop_pct=float(c.stop_pct),
-            tp_pct=float(c.take_profit_pct),
-            max_leverage=float(c.max_leverage),
-            fee_rate=float(c.fee_bps) / 1e4,
-            buy_mult=1.0 + slip,
-            sell_mult=1.0 - slip,
-            whole_units=bool(c.whole_units),
-            trailing=bool(c.use_trailing_atr),
-            atr_mult=float(c.atr_mult),
-        )
+        self._settings = rules.settings_vector(engine_settings(c))
+        self._v = np.zeros(rules.N_VECTOR, dtype=np.float64)  # the rules' state, per bar
+        self._trade = np.zeros((1, rules.N_TRADE), dtype=np.float64)
         self._step = pd.Timedelta(seconds=interval_seconds(self.interval))
         self._atr = AtrStream(c.atr_period)
         self.atr = math.nan
@@ -326,114 +287,73 @@ class PaperBroker:
         close: float,
         signal: int,
     ) -> list[Event]:
-        """Apply steps 1-4 of the engine to one bar; returns the events in order."""
+        """Apply the engine's rules (:func:`hedgeflow.rules.step_bar`) to one bar;
+        returns the events in order: the pending order's outcome and fill, a
+        protective exit, the order queued at the close."""
         if signal != 0 and signal != 1:
             raise InvalidInputError(f"signal must be 0 or 1 (long only), got {signal!r}")
         st = self.state
-        r = self._r
-        events: list[Event] = []
-        o = float(open_)
-        lo = float(low)
-        hi = float(high)
         c = float(close)
-        # 1. pending order fills at the open
+        a = self._atr.update(high, low, c)
+        self.atr = a
         order = st.pending
+        v = self._load(st)
+        filled, equity = rules.step_bar_vector(
+            v, self._settings, 0, float(open_), float(high), float(low), c, int(signal), a,
+            self._trade,
+        )  # fmt: skip
+        closed = self._trade[0]
+        events: list[Event] = []
+        # 1. the order pending from the previous close, at this open
         if order is not None:
-            st.pending = None
-            if order.side == "buy":
-                fill = o * r.buy_mult
-                eq = st.cash  # flat: equity == cash
-                q = eq * r.risk / (fill * r.stop_pct)
-                q_cap = eq * r.max_leverage / fill
-                if q > q_cap:
-                    q = q_cap
-                if r.whole_units:
-                    q = float(math.floor(q + _WHOLE_UNIT_EPS))
-                if q > 0.0:
-                    fee = r.fee_rate * q * fill
-                    st.cash -= q * fill + fee
-                    st.qty = q
-                    st.entry_price = fill
-                    st.entry_fee = fee
-                    st.entry_ts = ts
-                    st.entry_order_id = order.order_id
-                    st.stop = fill * (1.0 - r.stop_pct)
-                    st.take_profit = fill * (1.0 + r.tp_pct)
-                    events.append(_order_done(order, "filled", q))
-                    events.append(
-                        Fill(
-                            order.order_id + "-f",
-                            order.order_id,
-                            "buy",
-                            q,
-                            fill,
-                            fee,
-                            ts,
-                            order.reason,
-                        )
+            if filled == rules.P_ENTRY_FILLED:
+                q = float(v[rules.V_QTY])
+                fill, fee = float(v[rules.V_ENTRY_PX]), float(v[rules.V_ENTRY_FEE])
+                st.entry_ts = ts
+                st.entry_order_id = order.order_id
+                events.append(_order_done(order, "filled", q))
+                events.append(
+                    Fill(
+                        order.order_id + "-f", order.order_id, "buy", q, fill, fee, ts, order.reason
                     )
-                else:
-                    events.append(_order_done(order, "rejected", None))
-            elif st.qty > 0.0:
-                px = o * r.sell_mult
-                events.append(_order_done(order, "filled", st.qty))
-                events.append(self._exit(order.order_id, ts, px, "signal"))
+                )
+            elif filled == rules.P_ENTRY_REJECTED:
+                events.append(_order_done(order, "rejected", None))
+            elif filled == rules.P_EXIT_FILLED:
+                events.append(_order_done(order, "filled", float(closed[rules.T_QTY])))
+                events.append(self._exit(order.order_id, ts, closed))
             else:  # pragma: no cover - an exit is only queued while long
                 events.append(_order_done(order, "cancelled", None))
-
-        held = st.qty
-        # 2. protective exits
-        if st.qty > 0.0:
-            level = 0.0
-            reason = ""
-            if o <= st.stop:
-                level = o
-                reason = "stop"
-            elif o >= st.take_profit:
-                level = o
-                reason = "take_profit"
-            elif lo <= st.stop:
-                level = st.stop
-                reason = "stop"
-            elif hi >= st.take_profit:
-                level = st.take_profit
-                reason = "take_profit"
-            if reason:
-                oid = order_id_for(self.agent, ts, reason)
-                events.append(OrderUpdated(oid, "sell", ts, ts, "filled", reason, st.qty))
-                events.append(self._exit(oid, ts, level * r.sell_mult, reason))
-                held = 0.0
-
-        # 3. signal at the close
-        s = int(signal)
-        if s == 1 and st.prev_signal == 0 and st.qty == 0.0:
+        # 2. a protective exit inside the bar
+        reason = int(closed[rules.T_REASON])
+        if reason in (rules.R_STOP, rules.R_TAKE_PROFIT):
+            name = rules.EXIT_REASONS[reason]
+            oid = order_id_for(self.agent, ts, name)
+            qty = float(closed[rules.T_QTY])
+            events.append(OrderUpdated(oid, "sell", ts, ts, "filled", name, qty))
+            events.append(self._exit(oid, ts, closed))
+        # 3. the order queued at the close
+        queued = int(v[rules.V_PENDING])
+        st.pending = None
+        if queued != 0:
+            kind = "entry" if queued == 1 else "exit"
+            side: Side = "buy" if queued == 1 else "sell"
             st.pending = PendingOrder(
-                order_id_for(self.agent, ts, "entry"), "buy", ts, ts + self._step, "signal"
+                order_id_for(self.agent, ts, kind), side, ts, ts + self._step, "signal"
             )
             events.append(OrderCreated(st.pending))
-        elif s == 0 and st.prev_signal == 1 and st.qty > 0.0:
-            st.pending = PendingOrder(
-                order_id_for(self.agent, ts, "exit"), "sell", ts, ts + self._step, "signal"
-            )
-            events.append(OrderCreated(st.pending))
-        st.prev_signal = s
-        a = self._atr.update(hi, lo, c)
-        self.atr = a
-        if r.trailing and st.qty > 0.0 and a == a:
-            trail = c - r.atr_mult * a
-            if trail > st.stop:
-                st.stop = trail
-
-        # 4. equity at the close
-        st.equity = st.cash + st.qty * c
+        # 4. the state after the bar; equity at the close
+        self._store(v, st)
+        st.equity = equity
         st.last_ts = ts
         st.last_close = c
-        self.held = held
+        self.held = float(v[rules.V_HELD])
         return events
 
     def close_out(self, reason: str = "end") -> list[Event]:
-        """Close at the last bar's close (engine: end of data): cancels a pending
-        order, exits a position (slippage and fee apply); equity becomes the cash."""
+        """Close at the last bar's close (engine: end of data, :func:`hedgeflow.
+        rules.end_close`): cancels a pending order, exits a position (slippage and
+        fee apply); equity becomes the cash."""
         st = self.state
         if st.last_ts is None:
             return []
@@ -441,44 +361,79 @@ class PaperBroker:
         if st.pending is not None:
             events.append(_order_done(st.pending, "cancelled", None))
             st.pending = None
-        if st.qty > 0.0:
+        v = self._load(st)
+        rules.end_close_vector(v, self._settings, 0, st.last_close, self._trade)
+        closed = self._trade[0]
+        if int(closed[rules.T_REASON]) != rules.R_NONE:
             ts = st.last_ts
             oid = order_id_for(self.agent, ts, reason)
-            events.append(OrderUpdated(oid, "sell", ts, ts, "filled", reason, st.qty))
-            events.append(self._exit(oid, ts, st.last_close * self._r.sell_mult, reason))
-        st.equity = st.cash + st.qty * st.last_close if st.qty > 0.0 else st.cash
+            qty = float(closed[rules.T_QTY])
+            events.append(OrderUpdated(oid, "sell", ts, ts, "filled", reason, qty))
+            events.append(self._exit(oid, ts, closed, reason))
+        self._store(v, st)
+        st.equity = st.cash
         return events
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _exit(self, order_id: str, ts: pd.Timestamp, px: float, reason: str) -> Fill:
+    def _load(self, st: BrokerState) -> np.ndarray:
+        """The rules' state vector for ``st`` (the entry bar index is not used)."""
+        v = self._v
+        v[rules.V_CASH] = st.cash
+        v[rules.V_QTY] = st.qty
+        v[rules.V_ENTRY_PX] = st.entry_price
+        v[rules.V_ENTRY_FEE] = st.entry_fee
+        v[rules.V_STOP] = st.stop
+        v[rules.V_TP] = st.take_profit
+        pending = st.pending
+        v[rules.V_PENDING] = 0 if pending is None else (1 if pending.side == "buy" else -1)
+        v[rules.V_PREV_SIG] = st.prev_signal
+        v[rules.V_HELD] = self.held
+        return v
+
+    def _store(self, v: np.ndarray, st: BrokerState) -> None:
+        st.cash = float(v[rules.V_CASH])
+        st.qty = float(v[rules.V_QTY])
+        st.prev_signal = int(v[rules.V_PREV_SIG])
+        if st.qty > 0.0:
+            st.entry_price = float(v[rules.V_ENTRY_PX])
+            st.entry_fee = float(v[rules.V_ENTRY_FEE])
+            st.stop = float(v[rules.V_STOP])
+            st.take_profit = float(v[rules.V_TP])
+        else:
+            # flat: the levels are unused until the next entry sets them (the rules keep
+            # stale values; clearing them keeps snapshots equal to restored states)
+            st.entry_price = 0.0
+            st.entry_fee = 0.0
+            st.stop = 0.0
+            st.take_profit = 0.0
+            st.entry_ts = None
+            st.entry_order_id = None
+
+    def _exit(
+        self, order_id: str, ts: pd.Timestamp, closed: np.ndarray, reason: str | None = None
+    ) -> Fill:
+        """The exit fill of the round trip the rules closed (a row of the trade record)."""
         st = self.state
-        qty = st.qty
-        fee = self._r.fee_rate * qty * px
-        st.cash += qty * px - fee
-        pnl = qty * (px - st.entry_price) - st.entry_fee - fee
-        entry_ts = st.entry_ts if st.entry_ts is not None else ts
+        qty = float(closed[rules.T_QTY])
+        px = float(closed[rules.T_EXIT_PX])
+        entry_price = float(closed[rules.T_ENTRY_PX])
+        fees = float(closed[rules.T_FEES])
+        pnl = float(closed[rules.T_PNL])
+        name = reason or rules.EXIT_REASONS[int(closed[rules.T_REASON])]
         trade = Trade(
             qty=qty,
-            entry_ts=entry_ts,
-            entry_price=st.entry_price,
+            entry_ts=st.entry_ts if st.entry_ts is not None else ts,
+            entry_price=entry_price,
             exit_ts=ts,
             exit_price=px,
-            exit_reason=reason,
-            fees=st.entry_fee + fee,
+            exit_reason=name,
+            fees=fees,
             pnl=pnl,
-            return_pct=pnl / (qty * st.entry_price),
+            return_pct=pnl / (qty * entry_price),
         )
-        # flat: the levels are unused until the next entry sets them (the engine keeps
-        # stale values; clearing them keeps snapshots equal to restored states)
-        st.qty = 0.0
-        st.entry_price = 0.0
-        st.entry_fee = 0.0
-        st.stop = 0.0
-        st.take_profit = 0.0
-        st.entry_ts = None
-        st.entry_order_id = None
-        return Fill(order_id + "-f", order_id, "sell", qty, px, fee, ts, reason, trade)
+        fee = float(closed[rules.T_EXIT_FEE])
+        return Fill(order_id + "-f", order_id, "sell", qty, px, fee, ts, name, trade)
 
 
 def _order_done(order: PendingOrder, status: str, qty: float | None) -> OrderUpdated:

@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow import columns as C
-from hedgeflow.engine import EngineConfig
+from hedgeflow.engine import EngineConfig, engine_settings
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.indicators import atr, donchian, rsi, sma
 from hedgeflow.market import bars_per_year, validate_asset_class
 from hedgeflow.metrics import METRIC_KEYS, bar_spacing_seconds, return_ratios
+from hedgeflow.rules import Settings
 from hedgeflow.strategies import get_strategy
 from hedgeflow.sweep import kernels as K
 from hedgeflow.sweep.grid import SweepGrid
@@ -78,25 +79,14 @@ def params_json(params: Any) -> str:
     return json.dumps(dataclasses.asdict(params), sort_keys=True)
 
 
-def engine_vector(config: EngineConfig) -> np.ndarray:
+def engine_vector(config: EngineConfig) -> Settings:
     """The engine settings as the kernels take them (the same floats as run_arrays)."""
     if config.allow_short:
         raise NotImplementedError(
             "allow_short=True: the engine is long only (DESIGN convention 5); "
             "set risk.allow_short = false"
         )
-    v = np.empty(K.N_ENGINE, dtype=np.float64)
-    v[K.E_INITIAL] = float(config.initial_equity)
-    v[K.E_RISK] = float(config.risk_per_trade)
-    v[K.E_STOP] = float(config.stop_pct)
-    v[K.E_TP] = float(config.take_profit_pct)
-    v[K.E_LEV] = float(config.max_leverage)
-    v[K.E_FEE] = float(config.fee_bps) / 1e4
-    v[K.E_SLIP] = float(config.slippage_bps) / 1e4
-    v[K.E_WHOLE] = 1.0 if config.whole_units else 0.0
-    v[K.E_TRAIL] = 1.0 if config.use_trailing_atr else 0.0
-    v[K.E_ATR_MULT] = float(config.atr_mult)
-    return v
+    return engine_settings(config)
 
 
 def _f64(name: str, x: Any, n: int) -> np.ndarray:

@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from hedgeflow.engine import _event_loop
+from hedgeflow.rules import T_PNL, Settings
 from hedgeflow.strategies.donchian_breakout import signal_kernel as donchian_signal
 from hedgeflow.strategies.rsi_mean_revert import signal_kernel as rsi_signal
 from hedgeflow.strategies.sma_cross import signal_kernel as sma_signal
@@ -41,9 +42,6 @@ S_EXPOSED = 9  # bars with a position open at the close
 S_FINITE = 10  # 1 when every equity value is finite
 N_STATS = 11
 
-# Engine settings packed in one float64 array (see ``engine_vector``).
-E_INITIAL, E_RISK, E_STOP, E_TP, E_LEV, E_FEE, E_SLIP, E_WHOLE, E_TRAIL, E_ATR_MULT = range(10)
-N_ENGINE = 10
 
 PW_BLOCK = 128  # numpy's PW_BLOCKSIZE
 
@@ -145,32 +143,12 @@ def _combo(
     close: np.ndarray,
     signal: np.ndarray,
     atr: np.ndarray,
-    eng: np.ndarray,
+    eng: Settings,
     out: np.ndarray,
 ) -> None:
     """Run the engine on one signal and write its statistics into ``out``."""
-    res = _event_loop(
-        open_,
-        high,
-        low,
-        close,
-        signal,
-        atr,
-        eng[E_INITIAL],
-        eng[E_RISK],
-        eng[E_STOP],
-        eng[E_TP],
-        eng[E_LEV],
-        eng[E_FEE],
-        eng[E_SLIP],
-        eng[E_WHOLE] != 0.0,
-        eng[E_TRAIL] != 0.0,
-        eng[E_ATR_MULT],
-    )
-    equity = res[0]
-    position = res[1]
-    pnl = res[9]
-    nt = res[10]
+    equity, position, trades, nt = _event_loop(open_, high, low, close, signal, atr, eng)
+    pnl = trades[:, T_PNL]
     n = equity.shape[0]
 
     finite = True
@@ -244,7 +222,7 @@ def sweep_sma_cross(
     low: np.ndarray,
     close: np.ndarray,
     atr: np.ndarray,
-    eng: np.ndarray,
+    eng: Settings,
     sma_rows: np.ndarray,
     fast_row: np.ndarray,
     slow_row: np.ndarray,
@@ -265,7 +243,7 @@ def sweep_rsi_mean_revert(
     low: np.ndarray,
     close: np.ndarray,
     atr: np.ndarray,
-    eng: np.ndarray,
+    eng: Settings,
     rsi_rows: np.ndarray,
     period_row: np.ndarray,
     entry: np.ndarray,
@@ -286,7 +264,7 @@ def sweep_donchian_breakout(
     low: np.ndarray,
     close: np.ndarray,
     atr: np.ndarray,
-    eng: np.ndarray,
+    eng: Settings,
     upper_rows: np.ndarray,
     exit_rows: np.ndarray,
     upper_row: np.ndarray,

@@ -17,12 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hedgeflow.config import AgentSettings, RiskSettings, Settings, load_settings
-from hedgeflow.engine import EngineConfig, _event_loop, backtest
+from hedgeflow.engine import EngineConfig, _event_loop, backtest, engine_settings
 from hedgeflow.indicators import atr
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.broker import Fill, PaperBroker
 from hedgeflow.live.record import trades_frame
 from hedgeflow.research import compute_signals, run_agent
+from hedgeflow.rules import T_PNL
 from hedgeflow.sources.synthetic import SyntheticMarket
 
 START = pd.Timestamp("2024-03-04", tz="UTC")
@@ -353,24 +354,7 @@ def test_flat_warm_up_with_trailing_atr_uses_the_full_history_atr(
     if full[k - 1] == 1:
         sig[: np.flatnonzero(sig == 0)[0]] = 0
     a_full = atr(bars["high"], bars["low"], bars["close"], cfg.atr_period)[k:]
-    out = _event_loop(
-        o,
-        h,
-        lo,
-        c,
-        sig,
-        np.ascontiguousarray(a_full),
-        cfg.initial_equity,
-        cfg.risk_per_trade,
-        cfg.stop_pct,
-        cfg.take_profit_pct,
-        cfg.max_leverage,
-        cfg.fee_bps / 1e4,
-        cfg.slippage_bps / 1e4,
-        cfg.whole_units,
-        True,
-        cfg.atr_mult,
-    )
+    out = _event_loop(o, h, lo, c, sig, np.ascontiguousarray(a_full), engine_settings(cfg))
     np.testing.assert_array_equal(run.equity(), out[0])
     assert len(run.trades()) == out[-1] > 0
-    np.testing.assert_array_equal(run.trades()["pnl"].to_numpy(), out[9])
+    np.testing.assert_array_equal(run.trades()["pnl"].to_numpy(), out[2][:, T_PNL])
