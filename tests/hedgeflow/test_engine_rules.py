@@ -1,7 +1,12 @@
-"""Hand-made cases for each engine rule; every expected number is worked out by hand."""
+"""Hand-made cases for each rule; every expected number is worked out by hand.
+
+Each case runs against every driver of the one rule set (tests.hedgeflow.
+rule_drivers: the batch engine, the live paper broker bar by bar, the sweep
+kernel), so a rule is checked wherever it is applied."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -11,6 +16,7 @@ import pytest
 from hedgeflow.config import CostSettings, RiskSettings
 from hedgeflow.engine import TRADE_COLUMNS, EngineConfig, backtest
 from hedgeflow.errors import InvalidInputError
+from tests.hedgeflow.rule_drivers import DRIVERS, Driver
 
 FLAT = (100.0, 100.5, 99.5, 100.0)
 
@@ -32,8 +38,18 @@ BASE = EngineConfig(
 )
 
 
+DRIVER: Driver = DRIVERS["engine"]
+
+
+@pytest.fixture(autouse=True, params=sorted(DRIVERS))
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every case below once per driver of the rules."""
+    monkeypatch.setattr(sys.modules[__name__], "DRIVER", DRIVERS[request.param])
+    return str(request.param)
+
+
 def run(rows, signal, config=BASE):
-    return backtest(make_bars(rows), np.array(signal, dtype=np.int8), config)
+    return DRIVER(make_bars(rows), np.array(signal, dtype=np.int8), config)
 
 
 def only_trade(result):
