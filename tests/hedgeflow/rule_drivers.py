@@ -70,7 +70,9 @@ def sweep(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestResu
     """The sweep's per-combination kernel on the same signal: its statistics must be
     those of the engine's result (which the case then checks in detail)."""
     result = backtest(bars, signal, config)
-    o, h, lo, c = (np.ascontiguousarray(bars[x].to_numpy(np.float64)) for x in ("open", "high", "low", "close"))  # fmt: skip
+    o, h, lo, c = (
+        np.ascontiguousarray(bars[x].to_numpy(np.float64)) for x in ("open", "high", "low", "close")
+    )
     a = atr(h, lo, c, config.atr_period) if config.use_trailing_atr else np.empty(0)
     out = np.empty(K.N_STATS)
     K._combo(o, h, lo, c, np.asarray(signal, dtype=np.int8), a, engine_vector(config), out)
