@@ -115,7 +115,7 @@ def sweep(
     task_runner: TaskRunnerName | None = None,
     dask_address: str | None = None,
 ) -> SweepSummary:
-    """Sweep ``strategy`` over ``grid`` (default: hedgeflow.sweep.DEFAULT_GRIDS) on
+    """Sweep ``strategy`` over ``grid`` (default: the strategy's own grid) on
     ``symbols`` (default: the configured agents' symbols) over the ``days`` before
     ``end``, rank every combination by ``metric`` per symbol and store the results
     in ``sweep_results``. Engine risk is the configured base ``risk``, costs the

@@ -26,8 +26,6 @@ not closeness):
 
 from __future__ import annotations
 
-from collections import deque
-
 import numba
 import numpy as np
 
@@ -57,26 +55,44 @@ def _as_f64(x: object) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x, dtype=np.float64))
 
 
-# --------------------------------------------------------------------------- kernels
+# --------------------------------------------------------------------------- scalar updates
+# One O(1) update per indicator over a slice of a float64 state vector (offset ``k``):
+# a strategy's compiled per-bar update calls them; the batch kernels below are loops
+# over them, so batch and streaming are one computation. ``*_state_size`` gives the
+# floats each needs.
+
+
+def sma_state_size(n: int) -> int:
+    return n + 3
 
 
 @numba.njit(cache=True)
-def _sma_kernel(close: np.ndarray, n: int) -> np.ndarray:
-    m = close.shape[0]
-    out = np.empty(m, dtype=np.float64)
-    s = 0.0
-    for i in range(m):
-        if i >= n:
-            s -= close[i - n]
-        s += close[i]
-        if (i + 1) % n == 0:
-            # exact re-sum of the window (oldest to newest) bounds the drift
-            t = 0.0
-            for k in range(i + 1 - n, i + 1):
-                t += close[k]
-            s = t
-        out[i] = s / n if i >= n - 1 else np.nan
-    return out
+def sma_step(st: np.ndarray, k: int, n: int, x: float) -> float:
+    """``sma(n)`` after value ``x``: a running sum (add the new value, subtract the one
+    leaving the window) re-summed exactly from the ring every ``n`` values.
+    State: count, ring position, sum, the ring of ``n`` values."""
+    count = int(st[k])
+    pos = int(st[k + 1])
+    s = st[k + 2]
+    ring = k + 3
+    if count >= n:
+        s -= st[ring + pos]
+    s += x
+    st[ring + pos] = x
+    pos += 1
+    if pos == n:
+        pos = 0
+    count += 1
+    if count % n == 0:
+        # the ring holds oldest..newest in index order exactly when pos == 0
+        t = 0.0
+        for j in range(n):
+            t += st[ring + j]
+        s = t
+    st[k] = count
+    st[k + 1] = pos
+    st[k + 2] = s
+    return s / n if count >= n else np.nan
 
 
 @numba.njit(cache=True)
@@ -87,26 +103,107 @@ def _rsi_value(avg_gain: float, avg_loss: float) -> float:
     return 100.0 - 100.0 / (1.0 + rs)
 
 
+RSI_STATE_SIZE = 4
+
+
+@numba.njit(cache=True)
+def rsi_step(st: np.ndarray, k: int, n: int, x: float) -> float:
+    """``rsi(n)`` after close ``x``. State: count, previous close, average gain and
+    average loss (``ewm(alpha=1/n, adjust=False)`` seeded at the first change)."""
+    i = int(st[k])
+    st[k] = i + 1
+    if i == 0:
+        st[k + 1] = x
+        return np.nan
+    d = x - st[k + 1]
+    st[k + 1] = x
+    g = d if d > 0.0 else 0.0
+    lo = -d if d < 0.0 else 0.0
+    if i == 1:
+        ag = g
+        al = lo
+    else:
+        alpha = 1.0 / n
+        beta = 1.0 - alpha
+        ag = beta * st[k + 2] + alpha * g
+        al = beta * st[k + 3] + alpha * lo
+    st[k + 2] = ag
+    st[k + 3] = al
+    if i < n:
+        return np.nan
+    return _rsi_value(ag, al)
+
+
+def donchian_state_size(n: int) -> int:
+    return 5 + 4 * (n + 1)
+
+
+@numba.njit(cache=True)
+def donchian_step(
+    st: np.ndarray, k: int, n: int, h: float, lo: float
+) -> tuple[float, float, float]:
+    """(upper, lower, mid) over the ``n`` bars before this one, then this bar joins
+    the window. Monotonic deques in two rings of ``n + 1`` (index, value) pairs.
+    State: count, head and tail of the max deque, of the min deque, the rings."""
+    cap = n + 1
+    i = int(st[k])
+    hmax = int(st[k + 1])
+    tmax = int(st[k + 2])
+    hmin = int(st[k + 3])
+    tmin = int(st[k + 4])
+    max_i = k + 5
+    max_v = max_i + cap
+    min_i = max_v + cap
+    min_v = min_i + cap
+    if i >= n:
+        u = st[max_v + hmax % cap]
+        low = st[min_v + hmin % cap]
+        out = (u, low, (u + low) / 2.0)
+    else:
+        out = (np.nan, np.nan, np.nan)
+    while tmax > hmax and st[max_v + (tmax - 1) % cap] <= h:
+        tmax -= 1
+    st[max_i + tmax % cap] = i
+    st[max_v + tmax % cap] = h
+    tmax += 1
+    while tmin > hmin and st[min_v + (tmin - 1) % cap] >= lo:
+        tmin -= 1
+    st[min_i + tmin % cap] = i
+    st[min_v + tmin % cap] = lo
+    tmin += 1
+    # evict what leaves the window of the next bar (i + 1 - n .. i)
+    while st[max_i + hmax % cap] <= i - n:
+        hmax += 1
+    while st[min_i + hmin % cap] <= i - n:
+        hmin += 1
+    st[k] = i + 1
+    st[k + 1] = hmax
+    st[k + 2] = tmax
+    st[k + 3] = hmin
+    st[k + 4] = tmin
+    return out
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@numba.njit(cache=True)
+def _sma_kernel(close: np.ndarray, n: int) -> np.ndarray:
+    m = close.shape[0]
+    out = np.empty(m, dtype=np.float64)
+    st = np.zeros(n + 3, dtype=np.float64)
+    for i in range(m):
+        out[i] = sma_step(st, 0, n, close[i])
+    return out
+
+
 @numba.njit(cache=True)
 def _rsi_kernel(close: np.ndarray, n: int) -> np.ndarray:
     m = close.shape[0]
-    out = np.full(m, np.nan)
-    alpha = 1.0 / n
-    beta = 1.0 - alpha
-    ag = 0.0
-    al = 0.0
-    for i in range(1, m):
-        d = close[i] - close[i - 1]
-        g = d if d > 0.0 else 0.0
-        lo = -d if d < 0.0 else 0.0
-        if i == 1:
-            ag = g
-            al = lo
-        else:
-            ag = beta * ag + alpha * g
-            al = beta * al + alpha * lo
-        if i >= n:
-            out[i] = _rsi_value(ag, al)
+    out = np.empty(m, dtype=np.float64)
+    st = np.zeros(RSI_STATE_SIZE, dtype=np.float64)
+    for i in range(m):
+        out[i] = rsi_step(st, 0, n, close[i])
     return out
 
 
@@ -115,39 +212,12 @@ def _donchian_kernel(
     high: np.ndarray, low: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m = high.shape[0]
-    upper = np.full(m, np.nan)
-    lower = np.full(m, np.nan)
-    mid = np.full(m, np.nan)
-    # monotonic deques of indices (no wrap-around needed: at most m pushes)
-    qmax = np.empty(m, dtype=np.int64)
-    qmin = np.empty(m, dtype=np.int64)
-    hmax = 0
-    tmax = 0
-    hmin = 0
-    tmin = 0
+    upper = np.empty(m, dtype=np.float64)
+    lower = np.empty(m, dtype=np.float64)
+    mid = np.empty(m, dtype=np.float64)
+    st = np.zeros(5 + 4 * (n + 1), dtype=np.float64)
     for i in range(m):
-        if i >= n:
-            u = high[qmax[hmax]]
-            lo = low[qmin[hmin]]
-            upper[i] = u
-            lower[i] = lo
-            mid[i] = (u + lo) / 2.0
-        # push bar i
-        h = high[i]
-        while tmax > hmax and high[qmax[tmax - 1]] <= h:
-            tmax -= 1
-        qmax[tmax] = i
-        tmax += 1
-        lv = low[i]
-        while tmin > hmin and low[qmin[tmin - 1]] >= lv:
-            tmin -= 1
-        qmin[tmin] = i
-        tmin += 1
-        # evict what leaves the window of the next bar (i + 1 - n .. i)
-        while qmax[hmax] <= i - n:
-            hmax += 1
-        while qmin[hmin] <= i - n:
-            hmin += 1
+        upper[i], lower[i], mid[i] = donchian_step(st, 0, n, high[i], low[i])
     return upper, lower, mid
 
 
@@ -217,111 +287,43 @@ def atr(high: object, low: object, close: object, n: int = 14) -> np.ndarray:
 
 
 class SmaStream:
-    """Streaming ``sma(n)``: O(1) per bar (amortised), identical to :func:`sma`."""
+    """Streaming ``sma(n)``: :func:`sma_step` on its own state, one value at a time."""
 
-    __slots__ = ("_buf", "_count", "_n", "_pos", "_sum")
+    __slots__ = ("_n", "_st")
 
     def __init__(self, n: int) -> None:
         self._n = _check_window("sma", n)
-        self._buf = [0.0] * self._n
-        self._pos = 0
-        self._count = 0
-        self._sum = 0.0
+        self._st = np.zeros(sma_state_size(self._n), dtype=np.float64)
 
     def update(self, close: float) -> float:
-        x = float(close)
-        n = self._n
-        if self._count >= n:
-            self._sum -= self._buf[self._pos]
-        self._sum += x
-        self._buf[self._pos] = x
-        self._pos += 1
-        if self._pos == n:
-            self._pos = 0
-        self._count += 1
-        if self._count % n == 0:
-            # the ring holds oldest..newest in index order exactly when pos == 0
-            t = 0.0
-            for v in self._buf:
-                t += v
-            self._sum = t
-        return self._sum / n if self._count >= n else NAN
+        return float(sma_step(self._st, 0, self._n, float(close)))
 
 
 class RsiStream:
-    """Streaming ``rsi(n)``: O(1) per bar, identical to :func:`rsi`."""
+    """Streaming ``rsi(n)``: :func:`rsi_step` on its own state."""
 
-    __slots__ = ("_ag", "_al", "_alpha", "_beta", "_count", "_n", "_prev")
+    __slots__ = ("_n", "_st")
 
     def __init__(self, n: int = 14) -> None:
         self._n = _check_window("rsi", n)
-        self._alpha = 1.0 / self._n
-        self._beta = 1.0 - self._alpha
-        self._count = 0
-        self._prev = NAN
-        self._ag = 0.0
-        self._al = 0.0
+        self._st = np.zeros(RSI_STATE_SIZE, dtype=np.float64)
 
     def update(self, close: float) -> float:
-        c = float(close)
-        i = self._count
-        self._count += 1
-        if i == 0:
-            self._prev = c
-            return NAN
-        d = c - self._prev
-        self._prev = c
-        g = d if d > 0.0 else 0.0
-        lo = -d if d < 0.0 else 0.0
-        if i == 1:
-            self._ag = g
-            self._al = lo
-        else:
-            self._ag = self._beta * self._ag + self._alpha * g
-            self._al = self._beta * self._al + self._alpha * lo
-        if i < self._n:
-            return NAN
-        if self._al == 0.0:
-            return 50.0 if self._ag == 0.0 else 100.0
-        rs = self._ag / self._al
-        return 100.0 - 100.0 / (1.0 + rs)
+        return float(rsi_step(self._st, 0, self._n, float(close)))
 
 
 class DonchianStream:
-    """Streaming ``donchian(n)`` over the previous ``n`` bars, monotonic deques."""
+    """Streaming ``donchian(n)`` over the previous ``n`` bars: :func:`donchian_step`."""
 
-    __slots__ = ("_count", "_n", "_qmax", "_qmin")
+    __slots__ = ("_n", "_st")
 
     def __init__(self, n: int = 20) -> None:
         self._n = _check_window("donchian", n)
-        self._count = 0
-        self._qmax: deque[tuple[int, float]] = deque()
-        self._qmin: deque[tuple[int, float]] = deque()
+        self._st = np.zeros(donchian_state_size(self._n), dtype=np.float64)
 
     def update(self, high: float, low: float) -> tuple[float, float, float]:
-        i = self._count
-        self._count += 1
-        n = self._n
-        qmax, qmin = self._qmax, self._qmin
-        if i >= n:
-            u = qmax[0][1]
-            lo = qmin[0][1]
-            out = (u, lo, (u + lo) / 2.0)
-        else:
-            out = (NAN, NAN, NAN)
-        h = float(high)
-        while qmax and qmax[-1][1] <= h:
-            qmax.pop()
-        qmax.append((i, h))
-        lv = float(low)
-        while qmin and qmin[-1][1] >= lv:
-            qmin.pop()
-        qmin.append((i, lv))
-        while qmax[0][0] <= i - n:
-            qmax.popleft()
-        while qmin[0][0] <= i - n:
-            qmin.popleft()
-        return out
+        u, lo, m = donchian_step(self._st, 0, self._n, float(high), float(low))
+        return float(u), float(lo), float(m)
 
 
 class AtrStream:

@@ -39,9 +39,11 @@ class AgentResult:
 def compute_signals(bars: pd.DataFrame, strategy: str, params: Any) -> pd.DataFrame:
     """Signal and indicator values at each bar's close."""
     spec = get_strategy(strategy)
-    arrays = [np.ascontiguousarray(bars[c].to_numpy(dtype=np.float64)) for c in C.PRICE_COLUMNS]
-    signal, indicators = spec.signals(*arrays, params)
-    columns: dict[str, Any] = {C.TS: bars[C.TS].array, C.CLOSE: arrays[3], "signal": signal}
+    o, h, lo, c = (
+        np.ascontiguousarray(bars[x].to_numpy(dtype=np.float64)) for x in C.PRICE_COLUMNS
+    )
+    signal, indicators = spec.signals(o, h, lo, c, params)
+    columns: dict[str, Any] = {C.TS: bars[C.TS].array, C.CLOSE: c, "signal": signal}
     columns.update(indicators)
     return pd.DataFrame(columns)
 

@@ -1,66 +1,155 @@
-"""Strategy registry: a strategy is one module plus its parameter dataclass.
+"""Strategy registry: built-ins, strategies imported by reference, entry points.
 
-Each strategy module defines a frozen ``Params`` dataclass and registers a
-``StrategySpec`` with ``register``. ``parse_params`` turns a mapping from
-settings, the CLI or a flow parameter into that dataclass, naming a bad key.
+A strategy (:class:`hedgeflow.strategies.base.Strategy`) is one definition: its
+parameters and a compiled per-bar update. Wherever a strategy is named it may be
+
+- a built-in name (``sma_cross``, ``rsi_mean_revert``, ``donchian_breakout``);
+- the name of a strategy an installed package registers under the entry-point
+  group ``hedgeflow.strategies``;
+- ``package.module:Name`` (an importable module's attribute);
+- ``path/to/file.py:Name`` (a file, relative to the working directory or absolute).
+
+:func:`resolve_strategy` turns any of these into the strategy, with its ``ref`` (what
+names it again, stored with results) and ``source``. Broken user code gives one
+:class:`~hedgeflow.errors.InvalidInputError` line naming the reference.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import sys
 import typing
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-import numpy as np
-
 from hedgeflow.errors import InvalidInputError
+from hedgeflow.strategies.base import Strategy
 
-# signals(open, high, low, close, params) -> (signal int8 array, {indicator column: float array})
-SignalFn = Callable[..., tuple[np.ndarray, dict[str, np.ndarray]]]
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "Strategy",
+    "get_strategy",
+    "parse_params",
+    "resolve_strategy",
+    "strategy_names",
+]
 
-
-@dataclass(frozen=True)
-class StrategySpec:
-    name: str
-    params_type: type
-    signals: SignalFn
-    indicator_columns: tuple[str, ...]
-    # warm-up bars needed before the signal can be 1 (for live warm-up): the
-    # index of the first bar whose indicators are all defined
-    warmup: Callable[[Any], int]
-    # Streaming(params) -> object with .update(open, high, low, close) -> (signal, {column: value});
-    # O(1) per bar and identical to ``signals`` on every bar when fed the same bars from the start
-    streaming: Callable[[Any], Any] | None = None
+ENTRY_POINT_GROUP = "hedgeflow.strategies"
+BUILTIN: tuple[str, ...] = ("donchian_breakout", "rsi_mean_revert", "sma_cross")
+_RESOLVED: dict[str, Strategy] = {}
 
 
-_REGISTRY: dict[str, StrategySpec] = {}
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    # numba's messages carry ANSI colours and many lines: the first real one names it
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
-def register(spec: StrategySpec) -> StrategySpec:
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def _load_builtin() -> None:
-    # Imported for their registration side effect.
-    from hedgeflow.strategies import donchian_breakout, rsi_mean_revert, sma_cross  # noqa: F401
+def _entry_point_names() -> dict[str, Any]:
+    try:
+        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    except Exception:  # pragma: no cover - a broken installed distribution
+        return {}
 
 
 def strategy_names() -> tuple[str, ...]:
-    _load_builtin()
-    return tuple(sorted(_REGISTRY))
+    """Built-in and entry-point strategy names (references are open-ended)."""
+    return tuple(sorted({*BUILTIN, *_entry_point_names()}))
 
 
-def get_strategy(name: str) -> StrategySpec:
-    _load_builtin()
+def _load_file(path_text: str, ref: str) -> Any:
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise InvalidInputError(f"strategy {ref}: no such file {path_text}")
+    resolved = path.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    name = f"hedgeflow_user_{resolved.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise InvalidInputError(f"strategy {ref}: cannot load {path_text} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     try:
-        return _REGISTRY[name]
-    except KeyError:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
         raise InvalidInputError(
-            f"unknown strategy {name!r}: expected one of {', '.join(sorted(_REGISTRY))}"
+            f"strategy {ref}: importing {path_text} failed: {type(exc).__name__}: "
+            f"{_first_line(exc)}"
         ) from None
+    return module
+
+
+def _load(ref: str) -> tuple[Any, str]:
+    """The object a reference names and its source description."""
+    if ref in BUILTIN:
+        module = importlib.import_module(f"hedgeflow.strategies.{ref}")
+        return module.STRATEGY, "built-in"
+    eps = _entry_point_names()
+    if ref in eps:
+        try:
+            return eps[ref].load(), f"entry point {eps[ref].value}"
+        except Exception as exc:
+            raise InvalidInputError(
+                f"strategy {ref}: loading entry point {eps[ref].value} failed: "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from None
+    where, sep, attr = ref.rpartition(":")
+    if not sep or not where or not attr.isidentifier():
+        raise InvalidInputError(
+            f"unknown strategy {ref!r}: expected one of {', '.join(strategy_names())}, "
+            "package.module:Name or path/to/file.py:Name"
+        )
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        module = _load_file(where, ref)
+        source = f"file {where}"
+    else:
+        try:
+            module = importlib.import_module(where)
+        except Exception as exc:
+            raise InvalidInputError(
+                f"strategy {ref}: importing {where} failed: {type(exc).__name__}: "
+                f"{_first_line(exc)}"
+            ) from None
+        source = f"module {where}"
+    if not hasattr(module, attr):
+        raise InvalidInputError(f"strategy {ref}: {where} has no attribute {attr}")
+    return getattr(module, attr), source
+
+
+def resolve_strategy(ref: str) -> Strategy:
+    """The strategy a reference names (see the module docstring)."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise InvalidInputError(f"a strategy must be named, got {ref!r}")
+    ref = ref.strip()
+    if ref in _RESOLVED:
+        return _RESOLVED[ref]
+    obj, source = _load(ref)
+    if not isinstance(obj, Strategy):
+        raise InvalidInputError(
+            f"strategy {ref}: {type(obj).__name__} is not a hedgeflow Strategy "
+            "(build it with hedgeflow.strategies.base.Strategy(...))"
+        )
+    strategy = dataclasses.replace(obj, source=source, ref=ref)
+    _RESOLVED[ref] = strategy
+    return strategy
+
+
+def get_strategy(name: str) -> Strategy:
+    """Alias of :func:`resolve_strategy`."""
+    return resolve_strategy(name)
 
 
 def parse_params(strategy: str, raw: Mapping[str, Any]) -> Any:
@@ -68,6 +157,7 @@ def parse_params(strategy: str, raw: Mapping[str, Any]) -> Any:
     spec = get_strategy(strategy)
     hints = typing.get_type_hints(spec.params_type)
     names = {f.name for f in dataclasses.fields(spec.params_type)}
+    strategy = spec.ref
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in names:

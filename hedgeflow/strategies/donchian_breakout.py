@@ -8,18 +8,17 @@ The channel excludes the current bar (the article's bug: including it makes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numba
 import numpy as np
 
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.indicators import DonchianStream, donchian
-from hedgeflow.strategies import StrategySpec, register
-from hedgeflow.strategies._common import as_f64, check_int
+from hedgeflow.indicators import donchian_state_size, donchian_step
+from hedgeflow.strategies._common import check_int
+from hedgeflow.strategies.base import Strategy
 
 NAME = "donchian_breakout"
-INDICATOR_COLUMNS = ("dc_upper", "dc_lower", "dc_mid")
 EXIT_RULES = ("midline", "lower")
 
 
@@ -37,71 +36,35 @@ class Params:
 
 
 @numba.njit(cache=True)
-def signal_kernel(close: np.ndarray, upper: np.ndarray, exit_level: np.ndarray) -> np.ndarray:
-    n = close.shape[0]
-    out = np.zeros(n, dtype=np.int8)
-    long = False
-    for i in range(n):
-        u = upper[i]
-        x = exit_level[i]
-        c = close[i]
-        if u != u or x != x:
-            long = False
-        elif not long:
-            if c > u:
-                long = True
-        elif c < x:
-            long = False
-        if long:
-            out[i] = 1
-    return out
+def update(
+    st: np.ndarray, p: np.ndarray, o: float, h: float, lo: float, c: float, out: np.ndarray
+) -> int:
+    """p = (window, exit_rule: 0 midline, 1 lower); state = the long flag, then the
+    channel's."""
+    u, low, mid = donchian_step(st, 1, int(p[0]), h, lo)
+    out[0] = u
+    out[1] = low
+    out[2] = mid
+    x = mid if p[1] == 0.0 else low
+    long = st[0] != 0.0
+    if u != u or x != x:
+        long = False
+    elif not long:
+        if c > u:
+            long = True
+    elif c < x:
+        long = False
+    st[0] = 1.0 if long else 0.0
+    return 1 if long else 0
 
 
-def signals(
-    open: Any, high: Any, low: Any, close: Any, params: Params
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    upper, lower, mid = donchian(as_f64(high), as_f64(low), params.window)
-    exit_level = mid if params.exit_rule == "midline" else lower
-    sig = signal_kernel(as_f64(close), upper, exit_level)
-    return sig, {"dc_upper": upper, "dc_lower": lower, "dc_mid": mid}
-
-
-class Streaming:
-    """Bar-by-bar twin of :func:`signals` (amortised O(1) per bar)."""
-
-    def __init__(self, params: Params) -> None:
-        self.params = params
-        self._dc = DonchianStream(params.window)
-        self._midline = params.exit_rule == "midline"
-        self._long = False
-
-    def update(
-        self, open: float, high: float, low: float, close: float
-    ) -> tuple[int, dict[str, float]]:
-        u, lo, m = self._dc.update(high, low)
-        x = m if self._midline else lo
-        c = float(close)
-        if u != u or x != x:
-            self._long = False
-        elif not self._long:
-            if c > u:
-                self._long = True
-        elif c < x:
-            self._long = False
-        return int(self._long), {"dc_upper": u, "dc_lower": lo, "dc_mid": m}
-
-
-def warmup(params: Params) -> int:
-    return params.window
-
-
-SPEC = register(
-    StrategySpec(
-        name=NAME,
-        params_type=Params,
-        signals=signals,
-        indicator_columns=INDICATOR_COLUMNS,
-        warmup=warmup,
-        streaming=Streaming,
-    )
+STRATEGY = Strategy(
+    name=NAME,
+    params=Params,
+    update=update,
+    indicators=("dc_upper", "dc_lower", "dc_mid"),
+    state_size=lambda p: 1 + donchian_state_size(p.window),
+    warmup=lambda p: p.window,
+    grid={"window": [10, 20, 40, 60, 80, 120], "exit_rule": ["midline", "lower"]},
+    description="long above the previous window's high until below the mid (or low)",
 )

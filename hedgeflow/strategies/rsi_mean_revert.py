@@ -6,18 +6,16 @@ The state machine starts flat; where rsi is undefined the signal is 0 (and flat)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numba
 import numpy as np
 
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.indicators import RsiStream, rsi
-from hedgeflow.strategies import StrategySpec, register
-from hedgeflow.strategies._common import as_f64, check_float, check_int
+from hedgeflow.indicators import RSI_STATE_SIZE, rsi_step
+from hedgeflow.strategies._common import check_float, check_int
+from hedgeflow.strategies.base import Strategy
 
 NAME = "rsi_mean_revert"
-INDICATOR_COLUMNS = ("rsi",)
 
 
 @dataclass(frozen=True)
@@ -41,65 +39,35 @@ class Params:
 
 
 @numba.njit(cache=True)
-def signal_kernel(rsi_values: np.ndarray, entry: float, exit_: float) -> np.ndarray:
-    n = rsi_values.shape[0]
-    out = np.zeros(n, dtype=np.int8)
-    long = False
-    for i in range(n):
-        r = rsi_values[i]
-        if r != r:
-            long = False
-        elif not long:
-            if r < entry:
-                long = True
-        elif r >= exit_:
-            long = False
-        if long:
-            out[i] = 1
-    return out
+def update(
+    st: np.ndarray, p: np.ndarray, o: float, h: float, lo: float, c: float, out: np.ndarray
+) -> int:
+    """p = (period, entry_rsi, exit_rsi); state = the RSI's, then the long flag."""
+    r = rsi_step(st, 0, int(p[0]), c)
+    out[0] = r
+    long = st[RSI_STATE_SIZE] != 0.0
+    if r != r:
+        long = False
+    elif not long:
+        if r < p[1]:
+            long = True
+    elif r >= p[2]:
+        long = False
+    st[RSI_STATE_SIZE] = 1.0 if long else 0.0
+    return 1 if long else 0
 
 
-def signals(
-    open: Any, high: Any, low: Any, close: Any, params: Params
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    r = rsi(as_f64(close), params.period)
-    sig = signal_kernel(r, float(params.entry_rsi), float(params.exit_rsi))
-    return sig, {"rsi": r}
-
-
-class Streaming:
-    """Bar-by-bar twin of :func:`signals` (O(1) per bar)."""
-
-    def __init__(self, params: Params) -> None:
-        self.params = params
-        self._rsi = RsiStream(params.period)
-        self._long = False
-
-    def update(
-        self, open: float, high: float, low: float, close: float
-    ) -> tuple[int, dict[str, float]]:
-        r = self._rsi.update(close)
-        if r != r:
-            self._long = False
-        elif not self._long:
-            if r < self.params.entry_rsi:
-                self._long = True
-        elif r >= self.params.exit_rsi:
-            self._long = False
-        return int(self._long), {"rsi": r}
-
-
-def warmup(params: Params) -> int:
-    return params.period
-
-
-SPEC = register(
-    StrategySpec(
-        name=NAME,
-        params_type=Params,
-        signals=signals,
-        indicator_columns=INDICATOR_COLUMNS,
-        warmup=warmup,
-        streaming=Streaming,
-    )
+STRATEGY = Strategy(
+    name=NAME,
+    params=Params,
+    update=update,
+    indicators=("rsi",),
+    state_size=lambda p: RSI_STATE_SIZE + 1,
+    warmup=lambda p: p.period,
+    grid={
+        "period": [7, 14, 21],
+        "entry_rsi": [20.0, 25.0, 30.0, 35.0],
+        "exit_rsi": [50.0, 55.0, 60.0, 70.0],
+    },
+    description="long from rsi < entry_rsi until rsi >= exit_rsi",
 )

@@ -7,17 +7,16 @@ with ``confirm_above_fast``, ``close > sma_fast``; 0 otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numba
 import numpy as np
 
-from hedgeflow.indicators import SmaStream, sma
-from hedgeflow.strategies import StrategySpec, register
-from hedgeflow.strategies._common import as_f64, check_int
+from hedgeflow.errors import InvalidInputError
+from hedgeflow.indicators import sma_state_size, sma_step
+from hedgeflow.strategies._common import check_int
+from hedgeflow.strategies.base import Strategy
 
 NAME = "sma_cross"
-INDICATOR_COLUMNS = ("sma_fast", "sma_slow")
 
 
 @dataclass(frozen=True)
@@ -27,8 +26,6 @@ class Params:
     confirm_above_fast: bool = True
 
     def __post_init__(self) -> None:
-        from hedgeflow.errors import InvalidInputError
-
         check_int(NAME, "fast", self.fast)
         check_int(NAME, "slow", self.slow)
         if not self.fast < self.slow:
@@ -42,59 +39,29 @@ class Params:
 
 
 @numba.njit(cache=True)
-def signal_kernel(
-    close: np.ndarray, sma_fast: np.ndarray, sma_slow: np.ndarray, confirm: bool
-) -> np.ndarray:
-    n = close.shape[0]
-    out = np.zeros(n, dtype=np.int8)
-    for i in range(n):
-        f = sma_fast[i]
-        s = sma_slow[i]
-        # comparisons with NaN are False: undefined inputs give 0
-        if f > s and (not confirm or close[i] > f):
-            out[i] = 1
-    return out
+def update(
+    st: np.ndarray, p: np.ndarray, o: float, h: float, lo: float, c: float, out: np.ndarray
+) -> int:
+    """p = (fast, slow, confirm); state = the fast SMA's, then the slow SMA's."""
+    fast = int(p[0])
+    slow = int(p[1])
+    f = sma_step(st, 0, fast, c)
+    s = sma_step(st, fast + 3, slow, c)
+    out[0] = f
+    out[1] = s
+    # comparisons with NaN are False: undefined inputs give 0
+    if f > s and (p[2] == 0.0 or c > f):
+        return 1
+    return 0
 
 
-def signals(
-    open: Any, high: Any, low: Any, close: Any, params: Params
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    c = as_f64(close)
-    fast = sma(c, params.fast)
-    slow = sma(c, params.slow)
-    sig = signal_kernel(c, fast, slow, bool(params.confirm_above_fast))
-    return sig, {"sma_fast": fast, "sma_slow": slow}
-
-
-class Streaming:
-    """Bar-by-bar twin of :func:`signals` (O(1) per bar)."""
-
-    def __init__(self, params: Params) -> None:
-        self.params = params
-        self._fast = SmaStream(params.fast)
-        self._slow = SmaStream(params.slow)
-
-    def update(
-        self, open: float, high: float, low: float, close: float
-    ) -> tuple[int, dict[str, float]]:
-        c = float(close)
-        f = self._fast.update(c)
-        s = self._slow.update(c)
-        sig = 1 if (f > s and (not self.params.confirm_above_fast or c > f)) else 0
-        return sig, {"sma_fast": f, "sma_slow": s}
-
-
-def warmup(params: Params) -> int:
-    return params.slow - 1
-
-
-SPEC = register(
-    StrategySpec(
-        name=NAME,
-        params_type=Params,
-        signals=signals,
-        indicator_columns=INDICATOR_COLUMNS,
-        warmup=warmup,
-        streaming=Streaming,
-    )
+STRATEGY = Strategy(
+    name=NAME,
+    params=Params,
+    update=update,
+    indicators=("sma_fast", "sma_slow"),
+    state_size=lambda p: sma_state_size(p.fast) + sma_state_size(p.slow),
+    warmup=lambda p: p.slow - 1,
+    grid={"fast": [5, 10, 20, 30, 50], "slow": [50, 100, 150, 200]},
+    description="long while sma(fast) > sma(slow) (and close > sma(fast) when confirming)",
 )

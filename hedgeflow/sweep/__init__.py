@@ -23,7 +23,6 @@ from hedgeflow.sweep.core import (
     sweep_bars,
 )
 from hedgeflow.sweep.grid import (
-    DEFAULT_GRIDS,
     MAX_COMBINATIONS,
     SweepGrid,
     expand_grid,
@@ -31,7 +30,6 @@ from hedgeflow.sweep.grid import (
 )
 
 __all__ = [
-    "DEFAULT_GRIDS",
     "MAX_COMBINATIONS",
     "RANK_METRICS",
     "RankMetric",

@@ -1,9 +1,10 @@
 """Run a grid on one symbol's bars in one compiled batch, then rank the combinations.
 
-``sweep_arrays`` computes each distinct indicator row once (one SMA per window,
-one RSI per period, one Donchian channel per window), packs the engine settings
-and calls the strategy's batch kernel (``hedgeflow.sweep.kernels``), which loops
-over the combinations in parallel. The metrics equal, bit for bit, what the
+``sweep_arrays`` packs each combination's parameters and the engine settings and
+calls the strategy's generated sweep kernel (:mod:`hedgeflow.strategies.compiled`):
+for every combination in parallel, the strategy's own per-bar update, then the
+engine's rules (``hedgeflow.sweep.kernels._combo``). Any strategy sweeps the same
+way; there is no per-strategy code. The metrics equal, bit for bit, what the
 normal path gives for each combination: ``strategy.signals`` ->
 ``engine.run_arrays`` -> ``metrics.compute_metrics`` (the tests check equality).
 
@@ -27,11 +28,11 @@ import pandas as pd
 from hedgeflow import columns as C
 from hedgeflow.engine import EngineConfig, engine_settings
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.indicators import atr, donchian, rsi, sma
+from hedgeflow.indicators import atr
 from hedgeflow.market import bars_per_year, validate_asset_class
 from hedgeflow.metrics import METRIC_KEYS, bar_spacing_seconds, return_ratios
 from hedgeflow.rules import Settings
-from hedgeflow.strategies import get_strategy
+from hedgeflow.strategies import Strategy, get_strategy
 from hedgeflow.sweep import kernels as K
 from hedgeflow.sweep.grid import SweepGrid
 
@@ -96,16 +97,8 @@ def _f64(name: str, x: Any, n: int) -> np.ndarray:
     return arr
 
 
-def _rows(values: Sequence[int], fn: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct windows -> (stacked indicator rows, row index per combination)."""
-    distinct = list(dict.fromkeys(values))
-    where = {w: i for i, w in enumerate(distinct)}
-    stacked = np.ascontiguousarray(np.stack([fn(w) for w in distinct]))
-    return stacked, np.array([where[w] for w in values], dtype=np.int64)
-
-
 def _raw_stats(
-    strategy: str,
+    spec: Strategy,
     params: Sequence[Any],
     o: np.ndarray,
     h: np.ndarray,
@@ -113,50 +106,26 @@ def _raw_stats(
     c: np.ndarray,
     config: EngineConfig,
 ) -> np.ndarray:
+    """Statistics of every combination: the strategy's generated sweep kernel (its
+    update per combination, then the engine's rules), in parallel."""
     eng = engine_vector(config)
-    kernel: Any
     atr_values = (
         atr(h, lo, c, config.atr_period)
         if config.use_trailing_atr
         else np.empty(0, dtype=np.float64)
     )
-    if strategy == "sma_cross":
-        rows, idx = _rows([p.fast for p in params] + [p.slow for p in params], lambda w: sma(c, w))
-        m = len(params)
-        confirm = np.array([bool(p.confirm_above_fast) for p in params], dtype=np.bool_)
-        args: tuple[Any, ...] = (rows, idx[:m].copy(), idx[m:].copy(), confirm)
-        kernel = K.sweep_sma_cross
-    elif strategy == "rsi_mean_revert":
-        rows, idx = _rows([p.period for p in params], lambda w: rsi(c, w))
-        entry = np.array([float(p.entry_rsi) for p in params], dtype=np.float64)
-        exit_ = np.array([float(p.exit_rsi) for p in params], dtype=np.float64)
-        args = (rows, idx, entry, exit_)
-        kernel = K.sweep_rsi_mean_revert
-    elif strategy == "donchian_breakout":
-        channels: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-        def channel(w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            if w not in channels:
-                channels[w] = donchian(h, lo, w)
-            return channels[w]
-
-        upper, up_idx = _rows([p.window for p in params], lambda w: channel(w)[0])
-        # exit rows: (window, rule) -> lower (rule "lower") or mid (rule "midline")
-        keys = [(p.window, p.exit_rule) for p in params]
-        distinct = list(dict.fromkeys(keys))
-        where = {k: i for i, k in enumerate(distinct)}
-        exits = np.ascontiguousarray(
-            np.stack(
-                [channel(w)[2] if rule == "midline" else channel(w)[1] for w, rule in distinct]
-            )
-        )
-        ex_idx = np.array([where[k] for k in keys], dtype=np.int64)
-        args = (upper, exits, up_idx, ex_idx)
-        kernel = K.sweep_donchian_breakout
-    else:
-        raise InvalidInputError(f"no sweep kernel for strategy {strategy!r}")
+    packed = np.ascontiguousarray(np.stack([spec.pack(p) for p in params]))
+    sizes = np.array([spec.size(p) for p in params], dtype=np.int64)
+    kernels = spec.kernels()
     with _KERNEL_LOCK:
-        return np.asarray(kernel(o, h, lo, c, atr_values, eng, *args))
+        try:
+            out = kernels.sweep(o, h, lo, c, atr_values, eng, packed, sizes, len(spec.indicators))
+        except Exception as exc:
+            raise InvalidInputError(
+                f"strategy {spec.ref}: update failed in the sweep: {type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            ) from None
+    return np.asarray(out)
 
 
 def finish_metrics(stats: np.ndarray, n_bars: int, n_per_year: float) -> dict[str, Any]:
@@ -215,7 +184,7 @@ def sweep_arrays(
     if n == 0:
         raise InvalidInputError("no bars to sweep")
     o, h, lo = _f64("open", open_, n), _f64("high", high, n), _f64("low", low, n)
-    stats = _raw_stats(spec.name, params, o, h, lo, c, config)
+    stats = _raw_stats(spec, params, o, h, lo, c, config)
     return [finish_metrics(stats[j], n, n_per_year) for j in range(len(params))]
 
 

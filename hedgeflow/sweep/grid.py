@@ -20,23 +20,11 @@ from hedgeflow.errors import InvalidInputError
 from hedgeflow.strategies import _convert, get_strategy
 
 __all__ = [
-    "DEFAULT_GRIDS",
     "MAX_COMBINATIONS",
     "SweepGrid",
     "expand_grid",
     "grid_from_strings",
 ]
-
-# The grid swept when none is given (strategy defaults for the other parameters).
-DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "sma_cross": {"fast": [5, 10, 20, 30, 50], "slow": [50, 100, 150, 200]},
-    "rsi_mean_revert": {
-        "period": [7, 14, 21],
-        "entry_rsi": [20.0, 25.0, 30.0, 35.0],
-        "exit_rsi": [50.0, 55.0, 60.0, 70.0],
-    },
-    "donchian_breakout": {"window": [10, 20, 40, 60, 80, 120], "exit_rule": ["midline", "lower"]},
-}
 
 # Refuse grids larger than this (results are one warehouse row per combination).
 MAX_COMBINATIONS = 100_000
@@ -74,9 +62,9 @@ class SweepGrid:
 
 
 def expand_grid(strategy: str, grid: Mapping[str, Sequence[Any]] | None = None) -> SweepGrid:
-    """Expand ``grid`` (default ``DEFAULT_GRIDS[strategy]``) into valid Params."""
+    """Expand ``grid`` (default: the strategy's own ``grid``) into valid Params."""
     spec = get_strategy(strategy)
-    raw = DEFAULT_GRIDS.get(spec.name, {}) if grid is None else grid
+    raw = dict(spec.grid) if grid is None else grid
     if not isinstance(raw, Mapping):
         raise InvalidInputError(f"grid must be a mapping of parameter -> values, got {raw!r}")
     hints = typing.get_type_hints(spec.params_type)
@@ -85,7 +73,7 @@ def expand_grid(strategy: str, grid: Mapping[str, Sequence[Any]] | None = None) 
     for key, values in raw.items():
         if key not in fields:
             raise InvalidInputError(
-                f"{key} is not a parameter of {spec.name} (parameters: {', '.join(fields)})"
+                f"{key} is not a parameter of {spec.ref} (parameters: {', '.join(fields)})"
             )
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
             values = [values]
@@ -94,7 +82,7 @@ def expand_grid(strategy: str, grid: Mapping[str, Sequence[Any]] | None = None) 
         converted = [_convert(key, v, hints[key]) for v in values]
         axes[key] = tuple(dict.fromkeys(converted))
     if not axes:
-        raise InvalidInputError(f"grid for {spec.name} is empty")
+        raise InvalidInputError(f"grid for {spec.ref} is empty")
     total = 1
     for values in axes.values():
         total *= len(values)
@@ -116,9 +104,9 @@ def expand_grid(strategy: str, grid: Mapping[str, Sequence[Any]] | None = None) 
                 reasons.append(reason)
     if not params:
         raise InvalidInputError(
-            f"no valid combination in the {spec.name} grid ({total} skipped: {'; '.join(reasons)})"
+            f"no valid combination in the {spec.ref} grid ({total} skipped: {'; '.join(reasons)})"
         )
-    return SweepGrid(spec.name, axes, tuple(params), skipped, tuple(reasons))
+    return SweepGrid(spec.ref, axes, tuple(params), skipped, tuple(reasons))
 
 
 def grid_from_strings(pairs: Sequence[str]) -> dict[str, list[str]]:

@@ -1,9 +1,8 @@
-"""Compiled sweep kernels: one call runs every parameter combination of one symbol.
-
-Each combination computes its signal with the strategy's own ``signal_kernel``
-(on indicator rows computed once per distinct window), runs the engine's own
-``_event_loop`` and reduces the equity curve and trades to the raw statistics
-that ``hedgeflow.metrics.compute_metrics`` derives the metrics from. Nothing is
+"""The sweep's per-combination reduction: the engine's own ``_event_loop`` on one
+signal, reduced to the raw statistics ``hedgeflow.metrics.compute_metrics`` derives
+the metrics from (``_combo``). The one generic sweep kernel that calls it for
+every combination, after the strategy's own compiled update, is generated per
+strategy from one template (:mod:`hedgeflow.strategies.compiled`). Nothing is
 re-implemented: the rules are the engine's, the signals the strategies'.
 
 Exactness: numpy sums float64 arrays pairwise (``add.reduce``: blocks of 8
@@ -13,8 +12,9 @@ profit / loss are bit-identical to ``compute_metrics``; the remaining metrics ar
 derived from these statistics in Python with the same expressions
 (``hedgeflow.sweep.core.finish_metrics``).
 
-Combinations run in parallel (``prange``); every combination allocates its own
-buffers, so iterations share nothing but read-only inputs.
+Combinations run in parallel (``prange``, in the generated kernel); every
+combination allocates its own buffers, so iterations share nothing but read-only
+inputs.
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ import numpy as np
 
 from hedgeflow.engine import _event_loop
 from hedgeflow.rules import T_PNL, Settings
-from hedgeflow.strategies.donchian_breakout import signal_kernel as donchian_signal
-from hedgeflow.strategies.rsi_mean_revert import signal_kernel as rsi_signal
-from hedgeflow.strategies.sma_cross import signal_kernel as sma_signal
 
 # Columns of the statistics matrix (one row per combination).
 S_GROWTH = 0  # last equity / first equity
@@ -213,66 +210,3 @@ def _combo(
     out[S_GROSS_LOSS] = -(0.0 + _pairwise_sum(neg_buf, 0, n_neg))
     out[S_EXPOSED] = exposed
     out[S_FINITE] = 1.0 if finite else 0.0
-
-
-@numba.njit(cache=True, parallel=True)
-def sweep_sma_cross(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    atr: np.ndarray,
-    eng: Settings,
-    sma_rows: np.ndarray,
-    fast_row: np.ndarray,
-    slow_row: np.ndarray,
-    confirm: np.ndarray,
-) -> np.ndarray:
-    m = fast_row.shape[0]
-    out = np.empty((m, N_STATS), dtype=np.float64)
-    for j in numba.prange(m):
-        sig = sma_signal(close, sma_rows[fast_row[j]], sma_rows[slow_row[j]], confirm[j])
-        _combo(open_, high, low, close, sig, atr, eng, out[j])
-    return out
-
-
-@numba.njit(cache=True, parallel=True)
-def sweep_rsi_mean_revert(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    atr: np.ndarray,
-    eng: Settings,
-    rsi_rows: np.ndarray,
-    period_row: np.ndarray,
-    entry: np.ndarray,
-    exit_: np.ndarray,
-) -> np.ndarray:
-    m = period_row.shape[0]
-    out = np.empty((m, N_STATS), dtype=np.float64)
-    for j in numba.prange(m):
-        sig = rsi_signal(rsi_rows[period_row[j]], entry[j], exit_[j])
-        _combo(open_, high, low, close, sig, atr, eng, out[j])
-    return out
-
-
-@numba.njit(cache=True, parallel=True)
-def sweep_donchian_breakout(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    atr: np.ndarray,
-    eng: Settings,
-    upper_rows: np.ndarray,
-    exit_rows: np.ndarray,
-    upper_row: np.ndarray,
-    exit_row: np.ndarray,
-) -> np.ndarray:
-    m = upper_row.shape[0]
-    out = np.empty((m, N_STATS), dtype=np.float64)
-    for j in numba.prange(m):
-        sig = donchian_signal(close, upper_rows[upper_row[j]], exit_rows[exit_row[j]])
-        _combo(open_, high, low, close, sig, atr, eng, out[j])
-    return out

@@ -130,11 +130,11 @@ def ref_donchian(h, lo, c, p: dcb.Params):
 def test_signals_match_references(seed):
     o, h, lo, c = walk(seed, 3000, vol=0.003)
     for p in (smc.Params(), smc.Params(5, 13, False), smc.Params(1, 2)):
-        np.testing.assert_array_equal(smc.signals(o, h, lo, c, p)[0], ref_sma_cross(c, p))
+        np.testing.assert_array_equal(smc.STRATEGY.signals(o, h, lo, c, p)[0], ref_sma_cross(c, p))
     for p in (rmr.Params(), rmr.Params(3, 20.0, 80.0), rmr.Params(1, 50.0, 100.0)):
-        np.testing.assert_array_equal(rmr.signals(o, h, lo, c, p)[0], ref_rsi_mean_revert(c, p))
+        np.testing.assert_array_equal(rmr.STRATEGY.signals(o, h, lo, c, p)[0], ref_rsi_mean_revert(c, p))
     for p in (dcb.Params(), dcb.Params(5, "lower"), dcb.Params(1)):
-        np.testing.assert_array_equal(dcb.signals(o, h, lo, c, p)[0], ref_donchian(h, lo, c, p))
+        np.testing.assert_array_equal(dcb.STRATEGY.signals(o, h, lo, c, p)[0], ref_donchian(h, lo, c, p))
 
 
 def test_default_strategies_all_trade_on_a_random_walk():
@@ -150,11 +150,11 @@ def test_donchian_hand_case():
     high = np.array([10.0, 11.0, 10.5, 12.0, 11.0, 10.0, 9.0])
     low = high - 1.0
     close = np.array([9.5, 10.5, 10.0, 11.5, 10.5, 9.6, 8.5])
-    sig, ind = dcb.signals(close, high, low, close, dcb.Params(2, "midline"))
+    sig, ind = dcb.STRATEGY.signals(close, high, low, close, dcb.Params(2, "midline"))
     # bar 3: upper = 11, close 11.5 > 11 -> long; bar 4: mid = (12 + 9.5)/2 = 10.75, 10.5 < mid
     np.testing.assert_array_equal(sig, [0, 0, 0, 1, 0, 0, 0])
     assert ind["dc_upper"][3] == 11.0 and ind["dc_mid"][4] == 10.75
-    sig, _ = dcb.signals(close, high, low, close, dcb.Params(2, "lower"))
+    sig, _ = dcb.STRATEGY.signals(close, high, low, close, dcb.Params(2, "lower"))
     # lower exit: bar 4 lower = min(9.5, 11) = 9.5 -> hold; bar 5 lower = min(11, 10) = 10 > 9.6
     np.testing.assert_array_equal(sig, [0, 0, 0, 1, 1, 0, 0])
 

@@ -1,0 +1,214 @@
+"""A strategy is one definition: its parameters and a compiled per-bar update.
+
+::
+
+    @dataclass(frozen=True)
+    class Params:
+        window: int = 20
+
+    @numba.njit(cache=True)
+    def update(state, p, open, high, low, close, out):
+        # state: float64 vector of state_size(params) zeros at the first bar,
+        # p: the parameters as a float64 vector (pack), out: one slot per indicator.
+        ...
+        return signal  # 1 = want long, 0 = want flat
+
+    MyStrategy = Strategy(
+        name="my_strategy", params=Params, update=update,
+        indicators=("x",), state_size=lambda p: ..., warmup=lambda p: ...,
+    )
+
+Everything else is derived from it (:mod:`hedgeflow.strategies.compiled`): the
+batch signals (a compiled loop over ``update``), the live streaming update (the
+same ``update``, one bar at a time) and the sweep kernel (``update`` per
+combination, then the engine's rules). Batch, streaming and sweep are therefore
+one computation; ``hedgeflow strategies check`` proves it and that the update
+never looks ahead.
+
+Parameters are packed into the float64 vector ``p`` field by field, in the
+dataclass's order: numbers as they are, booleans as 0/1, a ``Literal`` choice as
+its position among the choices (``exit_rule: Literal["midline", "lower"]``:
+midline 0.0, lower 1.0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin
+
+import numpy as np
+
+from hedgeflow.errors import InvalidInputError
+
+__all__ = ["Strategy", "pack_params"]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One strategy definition (see the module docstring)."""
+
+    name: str
+    params: type  # a frozen dataclass whose fields all have defaults
+    update: Any  # numba-compiled update(state, p, open, high, low, close, out) -> int
+    indicators: tuple[str, ...]
+    state_size: Callable[[Any], int]  # params -> floats of state
+    warmup: Callable[[Any], int]  # params -> index of the first bar that can signal
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # default sweep axes
+    description: str = ""
+    source: str = "built-in"  # where it came from (set by the registry)
+    ref: str = ""  # what names it (set by the registry; the name when empty)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InvalidInputError("a strategy needs a non-empty name")
+        if not dataclasses.is_dataclass(self.params):
+            raise InvalidInputError(f"{self.name}: params must be a dataclass type")
+        if not callable(self.update) or not hasattr(self.update, "py_func"):
+            raise InvalidInputError(
+                f"{self.name}: update must be a numba.njit function "
+                "update(state, p, open, high, low, close, out) -> int"
+            )
+        if isinstance(self.indicators, str) or not all(isinstance(x, str) for x in self.indicators):
+            raise InvalidInputError(f"{self.name}: indicators must be a tuple of names")
+
+        if not self.ref:
+            object.__setattr__(self, "ref", self.name)
+
+    # -- derived from the definition ---------------------------------------------------
+
+    @property
+    def params_type(self) -> type:
+        return self.params
+
+    @property
+    def indicator_columns(self) -> tuple[str, ...]:
+        return tuple(self.indicators)
+
+    def pack(self, params: Any) -> np.ndarray:
+        """The parameters as the update's float64 vector."""
+        if not isinstance(params, self.params):
+            raise InvalidInputError(f"expected {self.ref} parameters, got {params!r}")
+        return pack_params(params)
+
+    def size(self, params: Any) -> int:
+        """Floats of state the update needs for ``params``."""
+        try:
+            n = self.state_size(params)
+        except Exception as exc:
+            raise InvalidInputError(
+                f"strategy {self.ref}: state_size failed: {type(exc).__name__}: {exc}"
+            ) from None
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise InvalidInputError(
+                f"strategy {self.ref}: state_size must return an integer >= 0, got {n!r}"
+            )
+        return int(n)
+
+    def kernels(self) -> Any:
+        """The compiled drivers derived from ``update`` (batch signals, sweep)."""
+        from hedgeflow.strategies.compiled import drivers
+
+        return drivers(self.ref, self.update)
+
+    def signals(
+        self, open: Any, high: Any, low: Any, close: Any, params: Any
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Batch signals and indicator columns: ``update`` on every bar from a zero state."""
+        arrays = [np.ascontiguousarray(np.asarray(x, dtype=np.float64)) for x in (open, high, low, close)]  # fmt: skip  # noqa: E501
+        n = arrays[3].shape[0]
+        if any(a.ndim != 1 or a.shape[0] != n for a in arrays):
+            raise InvalidInputError("open, high, low and close must be 1-D arrays of one length")
+        p = self.pack(params)
+        k = len(self.indicators)
+        try:
+            sig, ind = self.kernels().signals(*arrays, p, self.size(params), k)
+        except InvalidInputError:
+            raise
+        except Exception as exc:
+            raise InvalidInputError(
+                f"strategy {self.ref}: update failed: {_one_line(exc)}"
+            ) from None
+        sig = np.asarray(sig)
+        bad = (sig != 0) & (sig != 1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidInputError(
+                f"strategy {self.ref}: update returned {int(sig[i])} at bar {i}; expected 0 or 1"
+            )
+        return sig, {col: np.ascontiguousarray(ind[:, j]) for j, col in enumerate(self.indicators)}
+
+    def streaming(self, params: Any) -> Streaming:
+        """The live twin: the same ``update``, one bar at a time."""
+        return Streaming(self, params)
+
+
+class Streaming:
+    """``update`` one bar at a time from a zero state (the live agent's strategy)."""
+
+    __slots__ = ("_columns", "_k", "_out", "_p", "_st", "_update", "params", "strategy")
+
+    def __init__(self, strategy: Strategy, params: Any) -> None:
+        self.strategy = strategy
+        self.params = params
+        self._p = strategy.pack(params)
+        self._st = np.zeros(strategy.size(params), dtype=np.float64)
+        self._columns = strategy.indicator_columns
+        self._k = len(self._columns)
+        self._out = np.full(self._k, np.nan)
+        self._update = strategy.update
+
+    def update(
+        self, open: float, high: float, low: float, close: float
+    ) -> tuple[int, dict[str, float]]:
+        out = self._out
+        o, h, lo, c = float(open), float(high), float(low), float(close)
+        try:
+            sig = int(self._update(self._st, self._p, o, h, lo, c, out))
+        except Exception as exc:
+            raise InvalidInputError(
+                f"strategy {self.strategy.ref}: update failed: {_one_line(exc)}"
+            ) from None
+        if sig != 0 and sig != 1:
+            raise InvalidInputError(
+                f"strategy {self.strategy.ref}: update returned {sig}; expected 0 or 1"
+            )
+        return sig, {col: float(out[j]) for j, col in enumerate(self._columns)}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def _choice_index(value: Any, tp: Any) -> float:
+    choices = get_args(tp)
+    return float(choices.index(value))
+
+
+def pack_params(params: Any) -> np.ndarray:
+    """The parameters as the update's float64 vector (see the module docstring)."""
+    hints = typing.get_type_hints(type(params))
+    out = []
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        tp = hints.get(f.name)
+        if get_origin(tp) is Literal:
+            out.append(_choice_index(value, tp))
+        elif isinstance(value, (bool, np.bool_)):
+            out.append(1.0 if value else 0.0)
+        elif isinstance(value, (int, float, np.integer, np.floating)):
+            out.append(float(value))
+        else:
+            raise InvalidInputError(
+                f"parameter {f.name}={value!r} cannot be packed: use numbers, booleans "
+                "or Literal choices"
+            )
+    return np.array(out, dtype=np.float64)
+
+
+Choice = Literal  # re-exported for strategy authors: ``exit_rule: Choice["a", "b"]``
