@@ -3,11 +3,25 @@ before a run is created; hedgeflow's settings loader checks every value again.""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-StrategyName = Literal["sma_cross", "rsi_mean_revert", "donchian_breakout"]
+from hedgeflow.strategies import BUILTIN
+
+# The registry is the one source of the names; a user's strategy is named by reference.
+StrategyName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        description=(
+            f"a built-in ({', '.join(BUILTIN)}), a registered entry point, "
+            "package.module:Name or path/to/file.py:Name"
+        ),
+        examples=list(BUILTIN),
+    ),
+]
 SourceName = Literal["synthetic", "eodhd", "simulator"]
 IntervalName = Literal["1m", "5m", "1h"]
 Allocation = Literal["equal", "inverse_vol", "risk_parity"]

@@ -28,6 +28,8 @@ examples:
   hedgeflow ingest --source eodhd --interval 1h --days 365   (needs EODHD_API_TOKEN)
   hedgeflow backtest --bars my.csv --strategy sma_cross --param fast=10 --out results/
   hedgeflow sweep --strategy sma_cross --grid fast=5,10,20 --grid slow=50,100
+  hedgeflow backtest --bars my.csv --strategy my_strategy.py:Bollinger --out results/
+  hedgeflow strategies check my_strategy.py:Bollinger
   hedgeflow live --duration 30               live signals and paper trades, simulator
   hedgeflow sql "select agent, n_trades, sharpe from agent_metrics"
   hedgeflow runs && hedgeflow report RUN_ID
@@ -36,7 +38,10 @@ settings come from ./hedgeflow.toml (or --config) and HEDGEFLOW_* variables; dat
 goes to $HEDGEFLOW_HOME (default ./data). Exit status: 0 ok, 1 run finished with
 failed agents, 2 bad input or a clear error, 130 interrupted.
 """
-_STRATEGIES = ("sma_cross", "rsi_mean_revert", "donchian_breakout")
+_STRATEGY_HELP = (
+    "a built-in (sma_cross, rsi_mean_revert, donchian_breakout; `hedgeflow strategies` "
+    "lists all), package.module:Name or path/to/file.py:Name"
+)
 # hedgeflow.sweep.RANK_METRICS (not imported here: it loads numba)
 _RANK_METRICS = (
     "sharpe",
@@ -100,9 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backtest", help="backtest one strategy on your own bars file")
     p.add_argument("--bars", required=True, type=Path, metavar="FILE", help="CSV or Parquet bars")
-    p.add_argument(
-        "--strategy", required=True, help="sma_cross, rsi_mean_revert, donchian_breakout"
-    )
+    p.add_argument("--strategy", required=True, help=_STRATEGY_HELP)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--asset-class", choices=("stock", "forex", "crypto"), default="stock")
     p.add_argument("--equity", type=float, default=100_000.0)
@@ -117,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sweep", help="sweep a strategy's parameter grid, best parameters per symbol"
     )
-    p.add_argument("--strategy", required=True, choices=_STRATEGIES)
+    p.add_argument("--strategy", required=True, help=_STRATEGY_HELP)
     p.add_argument(
         "--symbols", nargs="+", metavar="SYMBOL", help="default: the configured agents' symbols"
     )
@@ -182,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print (or open) a run's report")
     p.add_argument("run_id", help="a run id from `hedgeflow runs` (a unique prefix is enough)")
     p.add_argument("--open", action="store_true", help="open the HTML report in a browser")
+
+    p = sub.add_parser("strategies", help="list strategies, or check that one is sound")
+    strat = p.add_subparsers(dest="strategies_command", metavar="check")
+    c = strat.add_parser(
+        "check",
+        help="batch = streaming = sweep, no look-ahead, honest warm-up, deterministic",
+    )
+    c.add_argument("ref", metavar="NAME|REF", help=_STRATEGY_HELP)
+    c.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
     p.add_argument("query", help='e.g. "select symbol, count(*) from bars group by 1"')
@@ -481,6 +493,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from hedgeflow.strategies import resolve_strategy, strategy_names
+
+    if args.strategies_command == "check":
+        from hedgeflow.strategies import params_from_strings
+        from hedgeflow.strategies.check import check_strategy
+
+        params = params_from_strings(args.ref, args.param) if args.param else None
+        result = check_strategy(args.ref, params)
+        for line in result.lines():
+            print(line)
+        return 0 if result.ok else 1
+    import dataclasses
+
+    for name in strategy_names():
+        spec = resolve_strategy(name)
+        defaults = spec.params()
+        fields = ", ".join(
+            f"{f.name}={getattr(defaults, f.name)!r}" for f in dataclasses.fields(defaults)
+        )
+        print(f"{name}  ({spec.source})")
+        if spec.description:
+            print(f"    {spec.description}")
+        print(f"    parameters: {fields}")
+        print(
+            f"    warm-up: {spec.warmup(defaults)} bars; indicators: {', '.join(spec.indicators)}"
+        )
+    print("also: package.module:Name or path/to/file.py:Name (README: Writing a strategy)")
+    return 0
+
+
 _COMMANDS = {
     "ingest": cmd_ingest,
     "nightly": cmd_nightly,
@@ -488,6 +531,7 @@ _COMMANDS = {
     "sweep": cmd_sweep,
     "live": cmd_live,
     "sql": cmd_sql,
+    "strategies": cmd_strategies,
     "runs": cmd_runs,
     "report": cmd_report,
 }

@@ -62,7 +62,9 @@ def _as_f64(x: object) -> np.ndarray:
 # floats each needs.
 
 
+@numba.njit(cache=True)
 def sma_state_size(n: int) -> int:
+    """Floats of state ``sma_step`` needs (callable in compiled code too)."""
     return n + 3
 
 
@@ -134,7 +136,9 @@ def rsi_step(st: np.ndarray, k: int, n: int, x: float) -> float:
     return _rsi_value(ag, al)
 
 
+@numba.njit(cache=True)
 def donchian_state_size(n: int) -> int:
+    """Floats of state ``donchian_step`` needs (callable in compiled code too)."""
     return 5 + 4 * (n + 1)
 
 

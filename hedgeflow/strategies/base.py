@@ -59,6 +59,10 @@ class Strategy:
     warmup: Callable[[Any], int]  # params -> index of the first bar that can signal
     grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # default sweep axes
     description: str = ""
+    # optional vectorised twin for batch signals (numpy/pandas):
+    # batch(open, high, low, close, params) -> (signal array, {indicator: array});
+    # `hedgeflow strategies check` proves it equals `update` and never looks ahead
+    batch: Callable[..., tuple[Any, Mapping[str, Any]]] | None = None
     source: str = "built-in"  # where it came from (set by the registry)
     ref: str = ""  # what names it (set by the registry; the name when empty)
 
@@ -122,6 +126,8 @@ class Strategy:
         n = arrays[3].shape[0]
         if any(a.ndim != 1 or a.shape[0] != n for a in arrays):
             raise InvalidInputError("open, high, low and close must be 1-D arrays of one length")
+        if self.batch is not None:
+            return self._vectorised(arrays, params)
         p = self.pack(params)
         k = len(self.indicators)
         try:
@@ -132,14 +138,49 @@ class Strategy:
             raise InvalidInputError(
                 f"strategy {self.ref}: update failed: {_one_line(exc)}"
             ) from None
+        return self._checked(sig), {
+            col: np.ascontiguousarray(ind[:, j]) for j, col in enumerate(self.indicators)
+        }
+
+    def _vectorised(
+        self, arrays: list[np.ndarray], params: Any
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        assert self.batch is not None
+        n = arrays[3].shape[0]
+        try:
+            sig, ind = self.batch(*arrays, params)
+        except Exception as exc:
+            raise InvalidInputError(
+                f"strategy {self.ref}: batch failed: {_one_line(exc)}"
+            ) from None
+        sig = np.asarray(sig)
+        if sig.shape != (n,):
+            raise InvalidInputError(
+                f"strategy {self.ref}: batch returned a signal of shape {sig.shape}, "
+                f"expected ({n},)"
+            )
+        cols: dict[str, np.ndarray] = {}
+        for col in self.indicators:
+            if col not in ind:
+                raise InvalidInputError(f"strategy {self.ref}: batch returned no {col!r} column")
+            values = np.ascontiguousarray(np.asarray(ind[col], dtype=np.float64))
+            if values.shape != (n,):
+                raise InvalidInputError(
+                    f"strategy {self.ref}: batch column {col!r} has shape {values.shape}, "
+                    f"expected ({n},)"
+                )
+            cols[col] = values
+        return self._checked(np.nan_to_num(sig.astype(np.float64)).astype(np.int8)), cols
+
+    def _checked(self, sig: Any) -> np.ndarray:
         sig = np.asarray(sig)
         bad = (sig != 0) & (sig != 1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise InvalidInputError(
-                f"strategy {self.ref}: update returned {int(sig[i])} at bar {i}; expected 0 or 1"
+                f"strategy {self.ref}: signal {int(sig[i])} at bar {i}; expected 0 or 1"
             )
-        return sig, {col: np.ascontiguousarray(ind[:, j]) for j, col in enumerate(self.indicators)}
+        return np.ascontiguousarray(sig.astype(np.int8))
 
     def streaming(self, params: Any) -> Streaming:
         """The live twin: the same ``update``, one bar at a time."""
@@ -180,9 +221,19 @@ class Streaming:
 
 
 def _one_line(exc: BaseException) -> str:
+    """One line for an exception from user code; for numba's many-line messages the
+    first line that says what is wrong, and where."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    what = [ln for ln in lines if not ln.startswith(("Failed in", "During:", "File ", "<source"))]
+    places = [ln for ln in lines if ln.startswith("File ")]
+    # the user's own file rather than the generated kernels or numba's
+    where = next(
+        (ln for ln in places if "hedgeflow/kernels" not in ln), places[0] if places else ""
+    )
+    message = what[0] if what else (lines[0] if lines else "")
+    out = f"{type(exc).__name__}: {message}".rstrip(": ")
+    return f"{out} ({where.rstrip(':')})" if where else out
 
 
 def _choice_index(value: Any, tp: Any) -> float:

@@ -132,9 +132,11 @@ def test_signals_match_references(seed):
     for p in (smc.Params(), smc.Params(5, 13, False), smc.Params(1, 2)):
         np.testing.assert_array_equal(smc.STRATEGY.signals(o, h, lo, c, p)[0], ref_sma_cross(c, p))
     for p in (rmr.Params(), rmr.Params(3, 20.0, 80.0), rmr.Params(1, 50.0, 100.0)):
-        np.testing.assert_array_equal(rmr.STRATEGY.signals(o, h, lo, c, p)[0], ref_rsi_mean_revert(c, p))
+        sig = rmr.STRATEGY.signals(o, h, lo, c, p)[0]
+        np.testing.assert_array_equal(sig, ref_rsi_mean_revert(c, p))
     for p in (dcb.Params(), dcb.Params(5, "lower"), dcb.Params(1)):
-        np.testing.assert_array_equal(dcb.STRATEGY.signals(o, h, lo, c, p)[0], ref_donchian(h, lo, c, p))
+        sig = dcb.STRATEGY.signals(o, h, lo, c, p)[0]
+        np.testing.assert_array_equal(sig, ref_donchian(h, lo, c, p))
 
 
 def test_default_strategies_all_trade_on_a_random_walk():
