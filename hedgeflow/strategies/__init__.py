@@ -72,14 +72,19 @@ def _load_file(path_text: str, ref: str) -> Any:
     if not path.is_file():
         raise InvalidInputError(f"strategy {ref}: no such file {path_text}")
     resolved = path.resolve()
+    # one module name per file (numba's caches refer to it); an edited file is
+    # executed again under the same name
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     name = f"hedgeflow_user_{resolved.stem}_{digest}"
-    if name in sys.modules:
-        return sys.modules[name]
+    stamp = (resolved.stat().st_mtime_ns, resolved.stat().st_size)
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__hedgeflow_stamp__", None) == stamp:
+        return loaded
     spec = importlib.util.spec_from_file_location(name, resolved)
     if spec is None or spec.loader is None:
         raise InvalidInputError(f"strategy {ref}: cannot load {path_text} as Python")
     module = importlib.util.module_from_spec(spec)
+    module.__hedgeflow_stamp__ = stamp  # type: ignore[attr-defined]
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
@@ -134,8 +139,9 @@ def resolve_strategy(ref: str) -> Strategy:
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidInputError(f"a strategy must be named, got {ref!r}")
     ref = ref.strip()
-    if ref in _RESOLVED:
-        return _RESOLVED[ref]
+    key = _cache_key(ref)
+    if key in _RESOLVED:
+        return _RESOLVED[key]
     obj, source = _load(ref)
     if not isinstance(obj, Strategy):
         raise InvalidInputError(
@@ -143,8 +149,22 @@ def resolve_strategy(ref: str) -> Strategy:
             "(build it with hedgeflow.strategies.base.Strategy(...))"
         )
     strategy = dataclasses.replace(obj, source=source, ref=ref)
-    _RESOLVED[ref] = strategy
+    _RESOLVED[key] = strategy
     return strategy
+
+
+def _cache_key(ref: str) -> str:
+    """A file reference is the file as it is now (path, mtime, size): the same text in
+    another folder, or an edited file, is another strategy."""
+    where, sep, attr = ref.rpartition(":")
+    if sep and (where.endswith(".py") or "/" in where or "\\" in where):
+        path = Path(where).expanduser()
+        try:
+            st = path.stat()
+        except OSError:
+            return ref
+        return f"{path.resolve()}:{st.st_mtime_ns}:{st.st_size}:{attr}"
+    return ref
 
 
 def get_strategy(name: str) -> Strategy:

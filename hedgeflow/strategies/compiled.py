@@ -83,6 +83,8 @@ def _cache_dir() -> Path:
 
 def _fingerprint(update: Any) -> str:
     h = hashlib.sha256()
+    # the module the update lives in: a user's file is loaded under a name per path
+    h.update(f"{update.py_func.__module__}.{update.py_func.__qualname__}".encode())
     root = Path(__file__).resolve().parents[1]
     for rel in _CORE:
         h.update((root / rel).read_bytes())
