@@ -15,6 +15,10 @@ INGESTED_AT = "ingested_at"
 RUN_ID = "run_id"
 REASON = "reason"
 
+# signals / live_signals: a strategy's indicators without a column of their own
+# (users' strategies), as one JSON object per row.
+EXTRA_INDICATORS = "indicators"
+
 PRICE_COLUMNS: tuple[str, ...] = (OPEN, HIGH, LOW, CLOSE)
 # A bars frame as a source returns it: start-stamped UTC bars, sorted, RangeIndex.
 BAR_COLUMNS: tuple[str, ...] = (TS, OPEN, HIGH, LOW, CLOSE, VOLUME)

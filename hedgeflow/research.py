@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,27 @@ def compute_signals(bars: pd.DataFrame, strategy: str, params: Any) -> pd.DataFr
     columns: dict[str, Any] = {C.TS: bars[C.TS].array, C.CLOSE: c, "signal": signal}
     columns.update(indicators)
     return pd.DataFrame(columns)
+
+
+def _json_number(value: float) -> str:
+    return "null" if value != value or value in (math.inf, -math.inf) else repr(float(value))
+
+
+def extra_indicators_json(
+    values: Mapping[str, Any], columns: Sequence[str], n: int
+) -> list[str | None]:
+    """One JSON object per row (``n`` rows) of the ``columns`` of ``values`` (name ->
+    array of ``n`` or a scalar when ``n`` is 1): the indicators a strategy has beyond
+    the stored columns, so none is lost. ``None`` per row when there are none; NaN and
+    infinities become null."""
+    if not columns:
+        return [None] * n
+    arrays = [np.broadcast_to(np.asarray(values[c], dtype=np.float64), (n,)) for c in columns]
+    keys = [json.dumps(c) for c in columns]
+    return [
+        "{" + ", ".join(f"{k}: {_json_number(v)}" for k, v in zip(keys, row, strict=True)) + "}"
+        for row in zip(*(a.tolist() for a in arrays), strict=True)
+    ]
 
 
 def run_agent(

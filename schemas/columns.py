@@ -79,6 +79,8 @@ INDICATOR_COLUMNS: tuple[str, ...] = (
     "dc_lower",
     "dc_mid",
 )
+# ...and the JSON object of a strategy's indicators without a column of their own
+EXTRA_INDICATORS: Final = "indicators"
 
 # The metrics of DESIGN.md convention 6, in that order.
 METRIC_COLUMNS: tuple[str, ...] = METRIC_KEYS  # defined once, in the core

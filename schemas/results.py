@@ -26,6 +26,12 @@ class IndicatorFields(TableModel):
     dc_upper: Series[float] = pa.Field(nullable=True)
     dc_lower: Series[float] = pa.Field(nullable=True)
     dc_mid: Series[float] = pa.Field(nullable=True)
+    # a strategy's other indicators (users' strategies) as one JSON object, else null
+    indicators: Series[str] = pa.Field(nullable=True)
+
+    @pa.check("indicators", name="json_text")
+    def _indicators_json(cls, s: pd.Series) -> pd.Series:
+        return json_text_check(s)
 
 
 class MetricFields(TableModel):

@@ -15,7 +15,7 @@ from hedgeflow import columns as C
 from hedgeflow.config import AgentSettings, Settings
 from hedgeflow.metrics import compute_metrics
 from hedgeflow.portfolio import combine
-from hedgeflow.research import AgentResult, params_json, run_agent
+from hedgeflow.research import AgentResult, extra_indicators_json, params_json, run_agent
 from hedgeflow.windows import Window
 from schemas import table_columns
 from tasks.common import progress_log, run_logger
@@ -65,9 +65,12 @@ def clean_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 def agent_tables(run_id: str, outcome: AgentResult) -> dict[str, pd.DataFrame]:
     """The warehouse rows of one agent's backtest."""
     keys = {C.RUN_ID: run_id, "agent": outcome.agent}
-    signals = outcome.signals.assign(**keys, symbol=outcome.symbol).reindex(
-        columns=list(table_columns("signals"))
-    )
+    stored = table_columns("signals")
+    extra = [c for c in outcome.signals.columns if c not in stored]
+    indicators = extra_indicators_json(outcome.signals, extra, len(outcome.signals))
+    signals = outcome.signals.assign(
+        **keys, symbol=outcome.symbol, **{C.EXTRA_INDICATORS: indicators}
+    ).reindex(columns=list(stored))
     trades = outcome.result.trades.assign(**keys, symbol=outcome.symbol)
     equity = outcome.result.equity[[C.TS, "equity", "drawdown"]].assign(**keys)
     metrics = pd.DataFrame(

@@ -31,15 +31,18 @@ from hedgeflow.errors import HedgeflowError
 from schemas import TABLE_MODELS
 from schemas.columns import (
     BARS,
+    EXTRA_INDICATORS,
     FINISHED_STATUSES,
+    LIVE_SIGNALS,
     LIVE_TABLES,
     QUARANTINE,
     RESULT_TABLES,
     RUNS,
+    SIGNALS,
 )
 from warehouse.paths import WarehousePaths
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE = "store"
 DEFAULT_LOCK_TIMEOUT = 30.0
 
@@ -234,7 +237,16 @@ def _migration_1(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(table_ddl(table))
 
 
-MIGRATIONS = {1: _migration_1}
+def _migration_2(con: duckdb.DuckDBPyConnection) -> None:
+    """signals / live_signals gain ``indicators``: users' strategies' own indicators
+    as JSON (a new warehouse has it already from migration 1)."""
+    for table in (SIGNALS, LIVE_SIGNALS):
+        con.execute(
+            f"ALTER TABLE {STORE}.{q(table)} ADD COLUMN IF NOT EXISTS {q(EXTRA_INDICATORS)} VARCHAR"
+        )
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2}
 
 
 def _meta_get(con: duckdb.DuckDBPyConnection, key: str) -> str | None:

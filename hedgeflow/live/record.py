@@ -33,7 +33,9 @@ from hedgeflow.live.broker import (
     OrderUpdated,
     PendingOrder,
 )
+from hedgeflow.research import extra_indicators_json
 from schemas.columns import (
+    EXTRA_INDICATORS,
     INDICATOR_COLUMNS,
     LIVE_BARS,
     LIVE_FILLS,
@@ -70,7 +72,16 @@ LIVE_COLUMNS: dict[str, tuple[str, ...]] = {
         "n_ticks",
         "closed_by",
     ),
-    LIVE_SIGNALS: ("run_id", "agent", "symbol", "ts", "close", "signal", *INDICATOR_COLUMNS),
+    LIVE_SIGNALS: (
+        "run_id",
+        "agent",
+        "symbol",
+        "ts",
+        "close",
+        "signal",
+        *INDICATOR_COLUMNS,
+        EXTRA_INDICATORS,
+    ),
     LIVE_ORDERS: (
         "run_id",
         "agent",
@@ -144,6 +155,8 @@ def signal_row(run_id: str, agent: str, symbol: str, step: LiveStep) -> dict[str
     }
     for col in INDICATOR_COLUMNS:
         row[col] = step.indicators.get(col, math.nan)
+    extra = [c for c in step.indicators if c not in INDICATOR_COLUMNS]
+    row[EXTRA_INDICATORS] = extra_indicators_json(step.indicators, extra, 1)[0]
     return row
 
 

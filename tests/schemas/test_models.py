@@ -14,6 +14,7 @@ from hedgeflow.errors import DataValidationError
 from schemas import TABLE_MODELS, table_columns, validate_frame
 from schemas.bars import QUARANTINE_COLUMNS
 from schemas.columns import (
+    EXTRA_INDICATORS,
     INDICATOR_COLUMNS,
     LIVE_TABLES,
     METRIC_COLUMNS,
@@ -51,6 +52,7 @@ def _signals() -> pd.DataFrame:
             **INDICATORS,
             "dc_lower": np.nan,
             "dc_mid": np.nan,
+            "indicators": [None, '{"bb_mid": 101.5}', '{"bb_mid": null}'],
         }
     )
 
@@ -279,7 +281,10 @@ def test_column_constants_match_the_models() -> None:
     assert table_columns("runs") == RUN_COLUMNS
     assert table_columns("quarantine") == QUARANTINE_COLUMNS
     assert set(table_columns("bars")) == set(STORED_BAR_COLUMNS)
-    assert table_columns("signals")[-len(INDICATOR_COLUMNS) :] == INDICATOR_COLUMNS
+    assert table_columns("signals")[-len(INDICATOR_COLUMNS) - 1 :] == (
+        *INDICATOR_COLUMNS,
+        EXTRA_INDICATORS,
+    )
     assert table_columns("live_signals") == table_columns("signals")
     for table in ("agent_metrics", "portfolio_metrics", "sweep_results"):
         cols = table_columns(table)

@@ -69,8 +69,32 @@ def test_schema_is_created_lazily_and_idempotently(tmp_path: Path) -> None:
     with db.read_write(wh.db_path, 5) as con:
         db.ensure_schema(con, wh.paths)
         db.ensure_schema(con, wh.paths)
-        versions = con.execute("SELECT version FROM store.schema_version").fetchall()
-    assert versions == [(SCHEMA_VERSION,)]
+        versions = con.execute("SELECT version FROM store.schema_version ORDER BY 1").fetchall()
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+
+
+def test_migration_2_adds_the_indicators_column_and_keeps_rows(tmp_path: Path) -> None:
+    """A version-1 warehouse (signals without ``indicators``) with rows in it."""
+    wh = Warehouse(tmp_path / "home")
+    wh.list_runs()
+    with db.read_write(wh.db_path, 5) as con:
+        for table in ("signals", "live_signals"):
+            con.execute(f"ALTER TABLE store.{table} DROP COLUMN indicators")
+        con.execute("DELETE FROM store.schema_version WHERE version = 2")
+        con.execute(
+            "INSERT INTO store.signals (run_id, agent, symbol, ts, close, signal) "
+            "VALUES ('r1', 'a', 'AAPL.US', '2026-01-02 15:00+00', 100.0, 1)"
+        )
+        assert db.installed_version(con) == 1
+        db.ensure_schema(con, wh.paths)
+        assert db.installed_version(con) == 2
+        cols = [r[0] for r in con.execute("DESCRIBE store.signals").fetchall()]
+        assert cols[-1] == "indicators"
+        assert con.execute("SELECT close, indicators FROM store.signals").fetchall() == [
+            (100.0, None)
+        ]
+        live = [r[0] for r in con.execute("DESCRIBE store.live_signals").fetchall()]
+        assert live[-1] == "indicators"
 
 
 def test_store_tables_follow_the_models(wh: Warehouse) -> None:
