@@ -197,7 +197,8 @@ def article_throughput(n: int) -> tuple[float, int, int]:
 
 def latency(hours: float) -> tuple[list[int], int]:
     """Frame arrival -> step, for bar-closing ticks, WsSimulator at full speed."""
-    from hedgeflow.live.runtime import LiveRuntime, rest_fetcher
+    from hedgeflow.live.rest import rest_fetcher
+    from hedgeflow.live.runtime import LiveRuntime
     from hedgeflow.sources.synthetic import SyntheticMarket
     from hedgeflow.sources.ws_simulator import WsSimulator
 
