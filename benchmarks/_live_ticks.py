@@ -1,4 +1,5 @@
-"""Micro-benchmark: WebSocket frame parse -> bar aggregation throughput on one core.
+"""Micro-benchmark: WebSocket frame parse -> bar aggregation throughput on one core
+(``python -m benchmarks._live_ticks``; its frames feed ``benchmarks.live`` too).
 
 ``ticks_per_second(n)`` renders ``n`` frames of synthetic ticks (a mix of the us, forex
 and crypto feeds, one symbol each, as the live flow sees them) up front, then times
