@@ -13,8 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from hedgeflow.live.aggregator import BarAggregator
-from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.synthetic import SyntheticMarket
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_format import frame_parser, render_tick, symbol_map
 
 _SYMBOLS = (("us", "AAPL.US"), ("forex", "EURUSD.FOREX"), ("crypto", "BTC-USD.CC"))

@@ -83,7 +83,7 @@ def throughput(n: int) -> tuple[float, int, int]:
     """(ticks/s, ticks, bars) of parse -> aggregate -> agent on one core."""
     from benchmarks._live_ticks import _START, _SYMBOLS, _frames
     from hedgeflow.live.aggregator import BarAggregator
-    from hedgeflow.live.ticks import Tick
+    from hedgeflow.sources.tick import Tick
     from hedgeflow.sources.ws_format import frame_parser, symbol_map
 
     frames = _frames(n, 7)

@@ -50,7 +50,7 @@ from hedgeflow.live.aggregator import Bar
 from hedgeflow.live.clock import sleep_until
 from hedgeflow.live.rest import BarFetcher
 from hedgeflow.live.router import BarRouter
-from hedgeflow.live.ticks import Tick
+from hedgeflow.sources.tick import Tick
 
 log = logging.getLogger(__name__)
 

@@ -45,9 +45,9 @@ from hedgeflow.live.rest import BarFetcher
 from hedgeflow.live.router import BarRouter
 from hedgeflow.live.sink import Sink
 from hedgeflow.live.status import RuntimeStatus
-from hedgeflow.live.ticks import Tick
 from hedgeflow.market import normalize_symbol
 from hedgeflow.sources.eodhd_ws import MAX_SYMBOLS_PER_CONNECTION, EodhdWsClient
+from hedgeflow.sources.tick import Tick
 
 __all__ = ["SHUTDOWN", "LiveRuntime", "feed_of"]
 

@@ -50,10 +50,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.eodhd_ws import RedactingLoggerAdapter
 from hedgeflow.sources.faults import MALFORMED_KINDS, FaultDice, FaultPlan, check_rate
 from hedgeflow.sources.synthetic import SyntheticMarket
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_format import FEEDS, canonical_symbol, render_tick
 
 log = logging.getLogger(__name__)

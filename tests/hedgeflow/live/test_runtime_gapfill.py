@@ -32,8 +32,8 @@ from hedgeflow.live.aggregator import Bar
 from hedgeflow.live.rest import rest_fetcher
 from hedgeflow.live.runtime import LiveRuntime
 from hedgeflow.live.status import RuntimeStatus
-from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.synthetic import SyntheticMarket
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_simulator import WsSimulator
 
 OPEN = datetime(2024, 9, 3, 13, 30, tzinfo=UTC)

@@ -17,10 +17,10 @@ import pytest
 
 from hedgeflow.errors import InvalidInputError, PermanentSourceError, TransientSourceError
 from hedgeflow.live.aggregator import Bar, BarAggregator, bars_to_frame
-from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.eodhd_ws import EodhdWsClient
 from hedgeflow.sources.faults import FaultPlan
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_format import StatusFrame
 from hedgeflow.sources.ws_simulator import WsSimulator
 
