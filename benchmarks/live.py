@@ -13,7 +13,7 @@ Three numbers, all measured in this run:
   feed, aggregator, agents; a no-op sink) against the WsSimulator at full speed
   (speed 0, a day of ticks of the three default symbols over loopback sockets), from a
   frame's arrival in the client to the step of the bar it closed;
-* **per-bar agent update** vs the article's ``on_bar`` (``hedgeflow.live.bench_agent``).
+* **per-bar agent update** vs the article's ``on_bar`` (``benchmarks._live_agent``).
 
 ``python -m benchmarks live [--quick]``.
 """
@@ -81,9 +81,9 @@ def _agents(start: datetime) -> dict[str, Any]:
 
 def throughput(n: int) -> tuple[float, int, int]:
     """(ticks/s, ticks, bars) of parse -> aggregate -> agent on one core."""
+    from benchmarks._live_ticks import _START, _SYMBOLS, _frames
     from hedgeflow.live.aggregator import BarAggregator
-    from hedgeflow.live.bench_ticks import _START, _SYMBOLS, _frames
-    from hedgeflow.live.ticks import Tick
+    from hedgeflow.sources.tick import Tick
     from hedgeflow.sources.ws_format import frame_parser, symbol_map
 
     frames = _frames(n, 7)
@@ -162,8 +162,8 @@ def _article_parse(raw: str) -> tuple[str, pd.Timestamp, float, float] | None:
 
 def article_throughput(n: int) -> tuple[float, int, int]:
     """The article's parse + aggregator + on_bar (5,000-bar recompute) per tick."""
-    from hedgeflow.live.bench_agent import _a_signals, _agent_settings, _bars
-    from hedgeflow.live.bench_ticks import _frames
+    from benchmarks._live_agent import _a_signals, _agent_settings, _bars
+    from benchmarks._live_ticks import _frames
 
     frames = [f for feed, f in _frames(n * 3 // 2, 7) if feed != "forex"][:n]
     strategies = {"AAPL": _agent_settings("stocks"), "BTC-USD": _agent_settings("crypto")}
@@ -197,7 +197,8 @@ def article_throughput(n: int) -> tuple[float, int, int]:
 
 def latency(hours: float) -> tuple[list[int], int]:
     """Frame arrival -> step, for bar-closing ticks, WsSimulator at full speed."""
-    from hedgeflow.live.runtime import LiveRuntime, rest_fetcher
+    from hedgeflow.live.rest import rest_fetcher
+    from hedgeflow.live.runtime import LiveRuntime
     from hedgeflow.sources.synthetic import SyntheticMarket
     from hedgeflow.sources.ws_simulator import WsSimulator
 
@@ -240,7 +241,7 @@ def run(
     command: str = "python -m benchmarks live",
     quick: bool = False,
 ) -> LiveBenchResult:
-    from hedgeflow.live.bench_agent import article_per_bar_seconds, per_bar_seconds
+    from benchmarks._live_agent import article_per_bar_seconds, per_bar_seconds
 
     tps, n, bars = throughput(n_ticks)
     a_tps, a_n, a_bars = article_throughput(ARTICLE_TICKS // (4 if quick else 1))

@@ -46,15 +46,12 @@ from flows.params import AgentParam, IntervalName, agents_mapping
 from hedgeflow.config import AgentSettings, Settings, load_settings
 from hedgeflow.errors import InvalidInputError, SourceError
 from hedgeflow.live.agent import LiveAgent, LiveStep
-from hedgeflow.live.runtime import (
-    SHUTDOWN,
-    BarFetcher,
-    RuntimeStatus,
-    SimulatedClock,
-    ThreadedSink,
-    last_session_open,
-    rest_fetcher,
-)
+from hedgeflow.live.clock import SimulatedClock
+from hedgeflow.live.rest import BarFetcher, rest_fetcher
+from hedgeflow.live.runtime import SHUTDOWN
+from hedgeflow.live.session import last_session_open
+from hedgeflow.live.sink import ThreadedSink
+from hedgeflow.live.status import RuntimeStatus
 from hedgeflow.market import interval_seconds
 from hedgeflow.windows import Window
 from tasks.common import current_run_id, progress_log, run_logger, thread_pool

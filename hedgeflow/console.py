@@ -290,7 +290,7 @@ def _headline(summary: Any) -> str:
 
 
 def format_live_status(status: Any) -> str:
-    """One status line of the live runtime (``hedgeflow.live.runtime.RuntimeStatus``)."""
+    """One status line of the live runtime (``hedgeflow.live.status.RuntimeStatus``)."""
     parts = [
         f"{a.name} {a.symbol}: {a.bars} bars, sig {a.signal} ({a.signals} chg), "
         f"{a.fills} fills, pos {a.position:g}, eq {a.equity:,.2f}"

@@ -41,9 +41,9 @@ import pandas as pd
 
 from hedgeflow.columns import BAR_COLUMNS, SYMBOL
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.base import bars_frame
 from hedgeflow.sources.synthetic import VOLUME_DECIMALS
+from hedgeflow.sources.tick import Tick
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """REST polling mode (the article's ``live_poll_rest``): closed bars from REST, no ticks.
 
 :class:`PollRuntime` wakes up once per bar interval of the feed clock (``clock_ms``:
-a :class:`~hedgeflow.live.runtime.SimulatedClock` against the simulator, so polling
+a :class:`~hedgeflow.live.clock.SimulatedClock` against the simulator, so polling
 speeds up with it; the wall clock for EODHD), ``poll_delay_seconds`` after each bar
 boundary, and fetches per symbol the closed bars from the first bar its agents still
 need up to the boundary. New bars go to the agents in order and their steps to the
@@ -26,14 +26,11 @@ from typing import Any
 
 from hedgeflow.errors import InvalidInputError, PermanentSourceError
 from hedgeflow.live.agent import LiveAgent
-from hedgeflow.live.runtime import (
-    BarFetcher,
-    BarRouter,
-    RuntimeStatus,
-    Sink,
-    sleep_until,
-    wall_clock_ms,
-)
+from hedgeflow.live.clock import sleep_until, wall_clock_ms
+from hedgeflow.live.rest import BarFetcher
+from hedgeflow.live.router import BarRouter
+from hedgeflow.live.sink import Sink
+from hedgeflow.live.status import RuntimeStatus
 
 log = logging.getLogger(__name__)
 

@@ -51,9 +51,9 @@ from hedgeflow.errors import (
     PermanentSourceError,
     TransientSourceError,
 )
-from hedgeflow.live.ticks import Tick
 from hedgeflow.market import normalize_symbol, ws_code
 from hedgeflow.secrets import redact, register_secret
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_format import (
     FEED_EXCHANGE,
     BadFrame,

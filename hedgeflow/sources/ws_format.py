@@ -15,7 +15,7 @@ crypto   ``{"s": "BTC-USD", "p": "63012.5", "q": "0.0041", "dc": "1.23", "dd": "
 ====== =====================================================================================
 
 :func:`parse_frame` never raises on what the server sends and never produces a wrong
-price. It returns a :class:`~hedgeflow.live.ticks.Tick`, a :class:`StatusFrame`
+price. It returns a :class:`~hedgeflow.sources.tick.Tick`, a :class:`StatusFrame`
 (``{"status_code": 200, "message": "Authorized"}``, error messages) or a
 :class:`BadFrame` naming the reason (one of :data:`BAD_REASONS`). Numbers may be JSON
 numbers or strings; quotes (forex, us-quote) become ticks priced at the bid/ask mid with
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.live.ticks import Tick
 from hedgeflow.market import normalize_symbol, ws_code
+from hedgeflow.sources.tick import Tick
 
 FEEDS: tuple[str, ...] = ("us", "us-quote", "forex", "crypto")
 # Exchange suffix of the canonical symbols each feed carries.

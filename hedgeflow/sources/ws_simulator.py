@@ -18,7 +18,9 @@ covers them). ``speed=0`` streams as fast as possible instead: each symbol resum
 where it stopped (a per-symbol cursor from ``start``) and :meth:`now_ms` is the latest
 tick time sent. ``end`` bounds the stream (simulated time).
 
-Faults (thread-safe, switchable at any time): :meth:`drop_connection` (once or every
+Faults (thread-safe, switchable at any time; the kinds and the
+:class:`~hedgeflow.sources.faults.FaultPlan` are in :mod:`hedgeflow.sources.faults`, the
+fault model shared with the REST simulator): :meth:`drop_connection` (once or every
 ``n`` ticks), :meth:`duplicate`, :meth:`out_of_order` (a tick held back and sent after
 the next tick of the same symbol), :meth:`malformed` (garbage frames in addition to the
 ticks), :meth:`silence` (no frames for a while; in real-time mode the ticks due meanwhile
@@ -36,11 +38,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -50,9 +50,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.eodhd_ws import RedactingLoggerAdapter
+from hedgeflow.sources.faults import MALFORMED_KINDS, FaultDice, FaultPlan, check_rate
 from hedgeflow.sources.synthetic import SyntheticMarket
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_format import FEEDS, canonical_symbol, render_tick
 
 log = logging.getLogger(__name__)
@@ -60,19 +61,6 @@ log = logging.getLogger(__name__)
 MAX_SYMBOLS_PER_CONNECTION = 50
 AUTHORIZED = json.dumps({"status_code": 200, "message": "Authorized"})
 UNAUTHORIZED = json.dumps({"status_code": 401, "message": "Unauthorized"})
-MALFORMED_KINDS: tuple[str, ...] = (
-    "truncated",
-    "html",
-    "not_object",
-    "missing_price",
-    "string_price",
-    "negative_price",
-    "nan_price",
-    "seconds_time",
-    "missing_time",
-    "unknown_symbol",
-    "crossed_quote",
-)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHUNK_MS = 3 * 3_600_000
@@ -88,18 +76,6 @@ def _ms(value: datetime) -> int:
     if value.tzinfo is None:
         raise InvalidInputError(f"{value} is naive: pass a timezone-aware UTC datetime")
     return (value - _EPOCH) // timedelta(milliseconds=1)
-
-
-@dataclass
-class FaultPlan:
-    """Fault settings (all off by default)."""
-
-    drop_after: int | None = None  # drop a connection after this many more tick frames
-    drop_every: bool = False  # re-arm drop_after after each drop
-    drop_abrupt: bool = True  # abort the TCP connection (no close frame)
-    duplicate_rate: float = 0.0
-    out_of_order_rate: float = 0.0
-    malformed_rate: float = 0.0
 
 
 class _SymbolStream:
@@ -208,7 +184,7 @@ class WsSimulator:
         self._faults = FaultPlan(**vars(faults)) if faults is not None else FaultPlan()
         self._drop_remaining = self._faults.drop_after
         self._silence_until = 0.0
-        self._rng = random.Random(seed * 7919 + 17)
+        self._dice = FaultDice(seed * 7919 + 17)
         self._cursors: dict[str, int] = {}
         self._latest_sent = self.start_ms
         self.sent_log: dict[str, list[Tick]] = {}
@@ -336,15 +312,15 @@ class WsSimulator:
 
     def duplicate(self, rate: float) -> None:
         with self._lock:
-            self._faults.duplicate_rate = _rate(rate)
+            self._faults.duplicate_rate = check_rate(rate)
 
     def out_of_order(self, rate: float) -> None:
         with self._lock:
-            self._faults.out_of_order_rate = _rate(rate)
+            self._faults.out_of_order_rate = check_rate(rate)
 
     def malformed(self, rate: float) -> None:
         with self._lock:
-            self._faults.malformed_rate = _rate(rate)
+            self._faults.malformed_rate = check_rate(rate)
 
     def silence(self, seconds: float) -> None:
         """No frames for ``seconds`` of wall time from now; connections stay open."""
@@ -512,18 +488,11 @@ class WsSimulator:
         """Send ``tick`` with whatever faults are switched on."""
         with self._lock:
             faults = self._faults
-            roll_malformed = (
-                faults.malformed_rate > 0 and self._rng.random() < faults.malformed_rate
-            )
-            roll_hold = (
-                faults.out_of_order_rate > 0
-                and stream.symbol not in conn.held
-                and self._rng.random() < faults.out_of_order_rate
-            )
-            roll_duplicate = (
-                faults.duplicate_rate > 0 and self._rng.random() < faults.duplicate_rate
-            )
-            kind = self._rng.choice(MALFORMED_KINDS) if roll_malformed else ""
+            dice = self._dice
+            roll_malformed = dice.roll(faults.malformed_rate)
+            roll_hold = stream.symbol not in conn.held and dice.roll(faults.out_of_order_rate)
+            roll_duplicate = dice.roll(faults.duplicate_rate)
+            kind = dice.pick(MALFORMED_KINDS) if roll_malformed else ""
         if roll_malformed:
             await conn.ws.send(_garbage(kind, stream, tick))
             with self._lock:
@@ -572,13 +541,6 @@ class WsSimulator:
 
 def _head_ts(stream: _SymbolStream) -> int:
     return stream.head.ts_ms if stream.head is not None else 1 << 62
-
-
-def _rate(rate: float) -> float:
-    rate = float(rate)
-    if not 0.0 <= rate <= 1.0:
-        raise InvalidInputError(f"a fault rate must be within [0, 1], got {rate}")
-    return rate
 
 
 async def _drop(ws: ServerConnection, abrupt: bool) -> None:

@@ -39,10 +39,12 @@ import pytest
 
 from hedgeflow.config import NetworkSettings, load_settings
 from hedgeflow.live.agent import LiveAgent
-from hedgeflow.live.runtime import LiveRuntime, ThreadedSink, rest_fetcher
-from hedgeflow.live.ticks import Tick
+from hedgeflow.live.rest import rest_fetcher
+from hedgeflow.live.runtime import LiveRuntime
+from hedgeflow.live.sink import ThreadedSink
 from hedgeflow.sources.factory import SimulatorSource
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_simulator import WsSimulator
 from tasks.live import persist_step
 from tests.reliability.conftest import Tally

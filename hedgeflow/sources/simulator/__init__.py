@@ -3,7 +3,7 @@
 ``python -m hedgeflow.sources.simulator --port 8765 --seed 7`` runs it from a shell.
 """
 
-from hedgeflow.sources.simulator.faults import FAULT_KINDS, TRANSIENT_KINDS, Fault, FaultController
+from hedgeflow.sources.faults import FAULT_KINDS, TRANSIENT_KINDS, Fault, FaultController
 from hedgeflow.sources.simulator.rest import RequestRecord
 from hedgeflow.sources.simulator.server import DEFAULT_TOKENS, Simulator
 

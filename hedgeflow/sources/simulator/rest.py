@@ -23,7 +23,7 @@ from hedgeflow.errors import HedgeflowError, InvalidInputError
 from hedgeflow.market import MAX_REQUEST_DAYS, normalize_symbol
 from hedgeflow.secrets import redact
 from hedgeflow.sources.eodhd_format import render_intraday_json
-from hedgeflow.sources.simulator.faults import Fault
+from hedgeflow.sources.faults import Fault
 
 if TYPE_CHECKING:
     from hedgeflow.sources.simulator.server import Simulator

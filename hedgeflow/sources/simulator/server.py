@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from hedgeflow.market import MAX_REQUEST_DAYS, normalize_symbol
-from hedgeflow.sources.simulator.faults import FaultController
+from hedgeflow.sources.faults import FaultController
 from hedgeflow.sources.simulator.rest import RequestRecord, RestHandler, SimulatorHTTPServer
 from hedgeflow.sources.synthetic import SyntheticMarket
 

@@ -1,4 +1,4 @@
-"""LiveAgent: refused bars, warm-up checks, close-out, the aggregator's Bar, the bench helper."""
+"""LiveAgent: refused bars, warm-up checks, close-out, the aggregator's Bar."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from hedgeflow.config import AgentSettings, CostSettings
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.aggregator import Bar
-from hedgeflow.live.bench_agent import per_bar_seconds
 from hedgeflow.sources.synthetic import SyntheticMarket
 
 AGENT = AgentSettings(
@@ -138,9 +137,3 @@ def test_unknown_strategy_and_bad_interval() -> None:
         )
     with pytest.raises(InvalidInputError, match="interval"):
         LiveAgent.from_settings(AGENT, COSTS, 1.0, interval="7m")
-
-
-def test_per_bar_seconds_helper_runs() -> None:
-    out = per_bar_seconds("forex", days=2, warmup_bars=100, repeats=1)
-    assert out["strategy"] == "rsi_mean_revert" and out["bars"] > 100
-    assert 0 < out["best_s"] <= out["median_s"] < 1e-3

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.live.aggregator import Bar, BarAggregator, bars_to_frame
-from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
+from hedgeflow.sources.tick import Tick
 
 NAN = math.nan
 T0 = 1_725_321_600_000  # 2024-09-03 00:00 UTC, a Tuesday

@@ -232,7 +232,7 @@ def test_flat_warm_up_equals_engine_on_live_bars_with_leading_ones_masked(
 def test_aggregated_ticks_through_the_live_agent_equal_the_nightly(settings_: Settings) -> None:
     """The whole live path: synthetic ticks -> BarAggregator -> LiveAgent."""
     from hedgeflow.live.aggregator import BarAggregator
-    from hedgeflow.live.ticks import Tick
+    from hedgeflow.sources.tick import Tick
 
     start = datetime(2024, 3, 4, tzinfo=UTC)
     end = start + timedelta(days=2)

@@ -25,8 +25,9 @@ import pytest
 from hedgeflow.config import NetworkSettings, load_settings
 from hedgeflow.errors import PermanentSourceError
 from hedgeflow.live.agent import LiveAgent, LiveStep
+from hedgeflow.live.clock import SimulatedClock
 from hedgeflow.live.poll import PollRuntime
-from hedgeflow.live.runtime import SimulatedClock, rest_fetcher
+from hedgeflow.live.rest import rest_fetcher
 from hedgeflow.sources.eodhd import EodhdClient
 from hedgeflow.sources.simulator import Simulator
 from hedgeflow.sources.synthetic import SyntheticMarket

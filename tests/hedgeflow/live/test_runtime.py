@@ -26,18 +26,14 @@ from hedgeflow.config import NetworkSettings, Settings, load_settings
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.broker import Fill
 from hedgeflow.live.record import trades_frame
-from hedgeflow.live.runtime import (
-    SHUTDOWN,
-    LiveRuntime,
-    ThreadedSink,
-    feed_of,
-    last_session_open,
-    rest_fetcher,
-)
-from hedgeflow.live.ticks import Tick
+from hedgeflow.live.rest import rest_fetcher
+from hedgeflow.live.runtime import SHUTDOWN, LiveRuntime, feed_of
+from hedgeflow.live.session import last_session_open
+from hedgeflow.live.sink import ThreadedSink
 from hedgeflow.research import run_agent
 from hedgeflow.sources.factory import SimulatorSource
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_simulator import WsSimulator
 from tasks.live import persist_step
 from warehouse import Warehouse

@@ -1,5 +1,5 @@
-"""The REST gap-fill after a reconnect when REST fails (hedgeflow.live.runtime,
-``LiveRuntime._fetch`` / ``_repair``), through real sockets: WsSimulator ->
+"""The REST gap-fill after a reconnect when REST fails (hedgeflow.live.gapfill,
+``GapRepair._fetch`` / ``_repair``), through real sockets: WsSimulator ->
 EodhdWsClient -> LiveRuntime, one crypto agent, the connection dropped once; the REST
 fetcher (the synthetic market) fails on chosen calls after the reconnect.
 
@@ -29,16 +29,18 @@ from hedgeflow.config import load_settings
 from hedgeflow.errors import PermanentSourceError, TransientSourceError
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.aggregator import Bar
-from hedgeflow.live.runtime import LiveRuntime, RuntimeStatus, rest_fetcher
-from hedgeflow.live.ticks import Tick
+from hedgeflow.live.rest import rest_fetcher
+from hedgeflow.live.runtime import LiveRuntime
+from hedgeflow.live.status import RuntimeStatus
 from hedgeflow.sources.synthetic import SyntheticMarket
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_simulator import WsSimulator
 
 OPEN = datetime(2024, 9, 3, 13, 30, tzinfo=UTC)
 MARKET = SyntheticMarket(7)
 SYMBOL = "BTC-USD.CC"
 SPEED = 3000.0
-LOGGER = "hedgeflow.live.runtime"
+LOGGER = "hedgeflow.live.gapfill"
 BAR_MS = 300_000
 
 

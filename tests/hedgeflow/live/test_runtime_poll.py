@@ -11,8 +11,9 @@ import pandas as pd
 from hedgeflow.config import load_settings
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.aggregator import Bar
+from hedgeflow.live.clock import SimulatedClock
 from hedgeflow.live.poll import PollRuntime
-from hedgeflow.live.runtime import SimulatedClock, rest_fetcher
+from hedgeflow.live.rest import rest_fetcher
 from hedgeflow.research import run_agent
 from hedgeflow.sources.synthetic import SyntheticMarket
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.live.ticks import Tick
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_format import (
     BAD_REASONS,
     BadFrame,

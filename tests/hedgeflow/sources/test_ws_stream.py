@@ -17,11 +17,12 @@ import pytest
 
 from hedgeflow.errors import InvalidInputError, PermanentSourceError, TransientSourceError
 from hedgeflow.live.aggregator import Bar, BarAggregator, bars_to_frame
-from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.eodhd_ws import EodhdWsClient
+from hedgeflow.sources.faults import FaultPlan
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_format import StatusFrame
-from hedgeflow.sources.ws_simulator import FaultPlan, WsSimulator
+from hedgeflow.sources.ws_simulator import WsSimulator
 
 TOKEN = "tok-S3cret-9f2c"
 DAY = datetime(2024, 9, 3, tzinfo=UTC)  # a Tuesday

@@ -7,7 +7,8 @@
 bar, ``pd.concat`` the new bar onto a frame of the last 5,000 bars and run its
 strategy function over all of them.
 
-Not a timed test: run ``python -m hedgeflow.live.bench_agent``.
+Not a timed test: run ``python -m benchmarks._live_agent`` (``python -m benchmarks live``
+reports it too).
 """
 
 from __future__ import annotations

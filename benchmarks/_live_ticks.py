@@ -1,4 +1,5 @@
-"""Micro-benchmark: WebSocket frame parse -> bar aggregation throughput on one core.
+"""Micro-benchmark: WebSocket frame parse -> bar aggregation throughput on one core
+(``python -m benchmarks._live_ticks``; its frames feed ``benchmarks.live`` too).
 
 ``ticks_per_second(n)`` renders ``n`` frames of synthetic ticks (a mix of the us, forex
 and crypto feeds, one symbol each, as the live flow sees them) up front, then times
@@ -12,8 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from hedgeflow.live.aggregator import BarAggregator
-from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.synthetic import SyntheticMarket
+from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_format import frame_parser, render_tick, symbol_map
 
 _SYMBOLS = (("us", "AAPL.US"), ("forex", "EURUSD.FOREX"), ("crypto", "BTC-USD.CC"))

@@ -1,4 +1,5 @@
-"""The tick: one trade or quote of one symbol, as the live path carries it."""
+"""The tick: one trade or quote of one symbol, as the WebSocket sources produce it
+(``MarketSource.stream``) and the live path carries it."""
 
 from __future__ import annotations
 
