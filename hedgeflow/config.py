@@ -244,7 +244,7 @@ def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
 
 
 def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]) -> AgentSettings:
-    from hedgeflow.strategies import parse_params, resolve_strategy  # local: import cycle
+    from hedgeflow.strategies import parse_params  # local: import cycle
 
     prefix = f"agents.{name}"
     allowed = {"symbol", "strategy", "params", "risk", "costs"}
