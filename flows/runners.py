@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from hedgeflow.errors import InvalidInputError
-from tasks.common import thread_pool
+from hedgeflow.tasks.common import thread_pool
 
 TaskRunnerName = Literal["threads", "dask"]
 DASK_WORKERS = 2

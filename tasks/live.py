@@ -25,9 +25,15 @@ from prefect.cache_policies import NO_CACHE
 from hedgeflow.config import AgentSettings, CostSettings
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.record import replay_bars, state_from_rows, step_tables
-from schemas.columns import LIVE_BARS, LIVE_FILLS, LIVE_ORDERS, LIVE_POSITIONS, LIVE_SIGNALS
-from tasks.common import run_logger
-from warehouse import Warehouse
+from hedgeflow.schemas.columns import (
+    LIVE_BARS,
+    LIVE_FILLS,
+    LIVE_ORDERS,
+    LIVE_POSITIONS,
+    LIVE_SIGNALS,
+)
+from hedgeflow.tasks.common import run_logger
+from hedgeflow.warehouse import Warehouse
 
 
 def _now() -> pd.Timestamp:

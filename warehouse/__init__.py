@@ -1,9 +1,9 @@
 """The warehouse: the only code that knows paths and DuckDB.
 
 ``Warehouse(home)`` is the facade. Bars go to the Parquet lake
-(``HOME/lake/bars/...``, see ``warehouse.lake``); runs, results, quarantine
+(``HOME/lake/bars/...``, see ``hedgeflow.warehouse.lake``); runs, results, quarantine
 and the live record go to DuckDB (``HOME/hedgeflow.duckdb``, see
-``warehouse.db``); reports to ``HOME/reports/<run_id>/``.
+``hedgeflow.warehouse.db``); reports to ``HOME/reports/<run_id>/``.
 
 Connections are short: ``with wh.write() as con:`` is one transaction on a
 read-write connection that is closed at the end; ``wh.read()`` /
@@ -22,12 +22,12 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from schemas.columns import QUARANTINE, RUN_COLUMNS
-from warehouse import db, lake, results, runs
-from warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
-from warehouse.lake import LakeLockTimeout, TimeLike, WriteReport
-from warehouse.paths import WarehousePaths, check_run_id
-from warehouse.runs import code_version, data_fingerprint, to_json
+from hedgeflow.schemas.columns import QUARANTINE, RUN_COLUMNS
+from hedgeflow.warehouse import db, lake, results, runs
+from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
+from hedgeflow.warehouse.lake import LakeLockTimeout, TimeLike, WriteReport
+from hedgeflow.warehouse.paths import WarehousePaths, check_run_id
+from hedgeflow.warehouse.runs import code_version, data_fingerprint, to_json
 
 __all__ = [
     "SCHEMA_VERSION",

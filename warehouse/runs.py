@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow.errors import InvalidInputError
-from schemas import Runs, validate_frame
-from schemas.columns import FINAL_STATUSES, RUN_COLUMNS
-from warehouse.db import STORE
-from warehouse.paths import check_run_id
+from hedgeflow.schemas import Runs, validate_frame
+from hedgeflow.schemas.columns import FINAL_STATUSES, RUN_COLUMNS
+from hedgeflow.warehouse.db import STORE
+from hedgeflow.warehouse.paths import check_run_id
 
 _RUNS = f"{STORE}.runs"
 

@@ -44,9 +44,9 @@ from hedgeflow.live.ticks import Tick
 from hedgeflow.sources.factory import SimulatorSource
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
 from hedgeflow.sources.ws_simulator import WsSimulator
-from tasks.live import persist_step
+from hedgeflow.tasks.live import persist_step
+from hedgeflow.warehouse import Warehouse
 from tests.reliability.conftest import Tally
-from warehouse import Warehouse
 
 pytestmark = [pytest.mark.soak]
 
