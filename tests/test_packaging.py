@@ -79,7 +79,13 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A new virtual environment with the wheel, seeing this environment's packages
     (its dependencies) through a plain path .pth: no .pth of this environment runs
     there, so the editable install of the checkout is invisible."""
-    env_dir = tmp_path_factory.mktemp("venv") / "venv"
+    # inside a git repository of its own: the installed hedgeflow's code version must
+    # still be its package version, not that repository's git describe
+    repo = tmp_path_factory.mktemp("venv")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "user"], check=True)
+    env_dir = repo / "venv"
     venv.create(env_dir, with_pip=False, symlinks=True)
     python = env_dir / "bin" / "python"
     purelib = subprocess.run(
@@ -162,7 +168,11 @@ def test_a_users_own_packages_do_not_collide(
     )  # fmt: skip
     assert_clean(proc)
     assert "status: completed" in proc.stdout
-    assert query(home, "select flow, status from runs") == [("nightly", "completed")]
+    import hedgeflow
+
+    assert query(home, "select flow, status, code_version from runs") == [
+        ("nightly", "completed", f"hedgeflow {hedgeflow.__version__}")
+    ]
     imported = sorted(p.name for p in user_project.glob("imported-*"))
     assert imported == [], f"hedgeflow imported the user's packages: {imported}"
 
