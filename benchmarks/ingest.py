@@ -88,9 +88,9 @@ class IngestResult:
 
 
 def hedgeflow_ingest(body: bytes, home: Path, days: int) -> dict[str, Any]:
+    from hedgeflow.schemas.bars import split_valid_bars
     from hedgeflow.sources.eodhd_format import parse_intraday_json
-    from schemas.bars import split_valid_bars
-    from warehouse import Warehouse
+    from hedgeflow.warehouse import Warehouse
 
     end = START + pd.Timedelta(days=days)
     t0 = time.perf_counter()
@@ -136,7 +136,7 @@ def run(
     measure_compile: bool = True,
 ) -> IngestResult:
     from hedgeflow.sources.eodhd_format import render_intraday_json
-    from warehouse import Warehouse
+    from hedgeflow.warehouse import Warehouse
 
     compile_res = compile_times(("parse_intraday_json",)) if measure_compile else None
 

@@ -14,10 +14,10 @@ from prefect import flow
 from hedgeflow.config import Settings, load_settings
 from hedgeflow.errors import InvalidInputError, SourceError
 from hedgeflow.market import normalize_symbol, validate_interval
+from hedgeflow.tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
+from hedgeflow.tasks.ingest import IngestResult, SourceSpec, ingest_symbols
+from hedgeflow.warehouse import Warehouse, code_version
 from hedgeflow.windows import Window, lookback_window
-from tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
-from tasks.ingest import IngestResult, SourceSpec, ingest_symbols
-from warehouse import Warehouse, code_version
 
 SourceName = Literal["synthetic", "eodhd", "simulator"]
 

@@ -11,14 +11,14 @@ signals and paper trades, persisted bar by bar.
    ``start`` (default: the open of the last complete US session, or where the
    restored run stopped, whichever is later) and runs ``speed`` times faster than
    the wall clock; against ``eodhd`` the real client and feeds, on the wall clock;
-3. restores the agents the run already has (``tasks.live.restore_agent``: position,
+3. restores the agents the run already has (``hedgeflow.tasks.live.restore_agent``: position,
    pending order, signal state, from the ``live_*`` tables), ingests the lookback
    window before the start where the lake lacks it and warms the other agents up on
    it (shadow mode: signals valid from the first live bar);
 4. runs :class:`~hedgeflow.live.runtime.LiveRuntime` (``mode="ws"``) or
    :class:`~hedgeflow.live.poll.PollRuntime` (``mode="poll"``) until ``duration`` wall
    seconds pass or a stop is requested (Ctrl-C in the CLI); every step is persisted
-   with ``tasks.live.persist_step`` - a plain call per bar, not a task run;
+   with ``hedgeflow.tasks.live.persist_step`` - a plain call per bar, not a task run;
 5. marks the run ``completed`` (``failed`` on an error). Nothing is closed out:
    ``live_positions`` keeps the open positions and the next run continues them.
 
@@ -41,10 +41,10 @@ from typing import Any, Literal, TypeVar
 import pandas as pd
 from prefect import flow
 
-from flows.ingest import ingest_window
-from flows.params import AgentParam, IntervalName, agents_mapping
 from hedgeflow.config import AgentSettings, Settings, load_settings
 from hedgeflow.errors import InvalidInputError, SourceError
+from hedgeflow.flows.ingest import ingest_window
+from hedgeflow.flows.params import AgentParam, IntervalName, agents_mapping
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.clock import SimulatedClock
 from hedgeflow.live.rest import BarFetcher, rest_fetcher
@@ -53,11 +53,11 @@ from hedgeflow.live.session import last_session_open
 from hedgeflow.live.sink import ThreadedSink
 from hedgeflow.live.status import RuntimeStatus
 from hedgeflow.market import interval_seconds
+from hedgeflow.tasks.common import current_run_id, progress_log, run_logger, thread_pool
+from hedgeflow.tasks.ingest import SourceSpec
+from hedgeflow.tasks.live import persist_step, restore_agent
+from hedgeflow.warehouse import Warehouse, code_version
 from hedgeflow.windows import Window
-from tasks.common import current_run_id, progress_log, run_logger, thread_pool
-from tasks.ingest import SourceSpec
-from tasks.live import persist_step, restore_agent
-from warehouse import Warehouse, code_version
 
 LiveSource = Literal["simulator", "eodhd"]
 LiveMode = Literal["ws", "poll"]
@@ -148,7 +148,7 @@ def _open_sources(
         token = SIMULATOR_TOKEN
         spec = SourceSpec("eodhd", network, settings.seed, public_token=token)
     else:
-        from tasks.secrets import eodhd_token
+        from hedgeflow.tasks.secrets import eodhd_token
 
         network = settings.network
         token = eodhd_token(network)

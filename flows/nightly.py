@@ -9,8 +9,9 @@ from typing import Any
 
 from prefect import flow
 
-from flows.ingest import ingest_window, open_source_spec
-from flows.params import (
+from hedgeflow.config import AgentSettings, Settings, load_settings
+from hedgeflow.flows.ingest import ingest_window, open_source_spec
+from hedgeflow.flows.params import (
     AgentParam,
     Allocation,
     IntervalName,
@@ -18,19 +19,18 @@ from flows.params import (
     SourceName,
     agents_mapping,
 )
-from flows.runners import TaskRunnerName, api_for_workers, task_runner_for
-from hedgeflow.config import AgentSettings, Settings, load_settings
-from hedgeflow.windows import Window, lookback_window
-from tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
-from tasks.report import publish_report
-from tasks.research import (
+from hedgeflow.flows.runners import TaskRunnerName, api_for_workers, task_runner_for
+from hedgeflow.tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
+from hedgeflow.tasks.report import publish_report
+from hedgeflow.tasks.research import (
     PORTFOLIO_AGENT,
     AgentFailure,
     AgentSummary,
     agent_backtests,
     combine_portfolio,
 )
-from warehouse import Warehouse, code_version
+from hedgeflow.warehouse import Warehouse, code_version
+from hedgeflow.windows import Window, lookback_window
 
 
 @dataclass

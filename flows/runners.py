@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from hedgeflow.errors import InvalidInputError
-from tasks.common import thread_pool
+from hedgeflow.tasks.common import thread_pool
 
 TaskRunnerName = Literal["threads", "dask"]
 DASK_WORKERS = 2
@@ -35,12 +35,9 @@ def configured_dask_address(explicit: str | None = None) -> str | None:
         return explicit
     if os.environ.get(DASK_ADDRESS_ENV):
         return os.environ[DASK_ADDRESS_ENV]
-    try:
-        import dask.config
+    import dask.config
 
-        value = dask.config.get("scheduler-address", None)
-    except ImportError:  # pragma: no cover - dask comes with prefect-dask
-        return None
+    value = dask.config.get("scheduler-address", None)
     return str(value) if value else None
 
 

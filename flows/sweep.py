@@ -24,17 +24,17 @@ from typing import Any
 
 from prefect import flow
 
-from flows.ingest import ingest_window, open_source_spec, resolve_symbols
-from flows.params import StrategyName
-from flows.runners import TaskRunnerName, api_for_workers, task_runner_for
 from hedgeflow.config import AgentSettings, Settings, load_settings
+from hedgeflow.flows.ingest import ingest_window, open_source_spec, resolve_symbols
+from hedgeflow.flows.params import StrategyName
+from hedgeflow.flows.runners import TaskRunnerName, api_for_workers, task_runner_for
 from hedgeflow.market import interval_seconds
 from hedgeflow.sweep import RankMetric, SweepGrid, expand_grid
+from hedgeflow.tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
+from hedgeflow.tasks.research import clean_metrics
+from hedgeflow.tasks.sweep import SymbolFailure, SymbolSweep, publish_sweep, sweep_batch
+from hedgeflow.warehouse import Warehouse, code_version
 from hedgeflow.windows import Window, lookback_window
-from tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
-from tasks.research import clean_metrics
-from tasks.sweep import SymbolFailure, SymbolSweep, publish_sweep, sweep_batch
-from warehouse import Warehouse, code_version
 
 # Task runs per sweep-backtests run (PREFECT.md: keep task counts small).
 MAX_SWEEP_TASKS = 12

@@ -261,7 +261,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     prepare_prefect(args.verbose)
     require_token(args.source)
-    from flows.ingest import ingest
+    from hedgeflow.flows.ingest import ingest
 
     with ingest_progress(len(symbols) if symbols else None):
         results = ingest(symbols=symbols, days=days, interval=interval, source=args.source, end=end)
@@ -279,7 +279,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
     prepare_prefect(args.verbose)
     require_token(args.source)
-    from flows.nightly import nightly
+    from hedgeflow.flows.nightly import nightly
 
     with nightly_progress(len(settings.agents)):
         summary = nightly(
@@ -332,7 +332,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     prepare_prefect(args.verbose)
     os.environ.setdefault("PREFECT_LOGGING_LOGGERS_DISTRIBUTED_LEVEL", "WARNING")
-    from flows.sweep import sweep
+    from hedgeflow.flows.sweep import sweep
 
     params: dict[str, Any] = {
         "symbols": symbols,
@@ -371,7 +371,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     prepare_prefect(args.verbose)
     require_token(args.source)
-    from flows.live import live
+    from hedgeflow.flows.live import live
 
     SHUTDOWN.clear()
 
@@ -403,7 +403,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     from hedgeflow.config import load_settings
     from hedgeflow.console import print_query_result
-    from warehouse import Warehouse
+    from hedgeflow.warehouse import Warehouse
 
     settings = load_settings()
     _check_read_only_sql(args.query)
@@ -446,7 +446,7 @@ def _check_read_only_sql(query: str) -> None:
 
 def _sandbox(con: Any, lake: Path) -> None:
     """File access limited to the lake (the bars view reads it), settings locked."""
-    from warehouse.db import sql_string
+    from hedgeflow.warehouse.db import sql_string
 
     con.execute(f"SET allowed_directories = [{sql_string(lake.as_posix() + '/')}]")
     con.execute("SET enable_external_access = false")
@@ -456,7 +456,7 @@ def _sandbox(con: Any, lake: Path) -> None:
 def cmd_runs(args: argparse.Namespace) -> int:
     from hedgeflow.config import load_settings
     from hedgeflow.console import print_runs
-    from warehouse import Warehouse
+    from hedgeflow.warehouse import Warehouse
 
     if not 1 <= args.limit <= 10_000:
         raise InvalidInputError(f"--limit must be in [1, 10000], got {args.limit}")
@@ -545,7 +545,7 @@ def require_token(source: str | None) -> None:
     settings = load_settings()
     if (source or settings.source) != "eodhd":
         return
-    from tasks.secrets import eodhd_token
+    from hedgeflow.tasks.secrets import eodhd_token
 
     eodhd_token(settings.network)
 

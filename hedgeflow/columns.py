@@ -26,3 +26,21 @@ BAR_COLUMNS: tuple[str, ...] = (TS, OPEN, HIGH, LOW, CLOSE, VOLUME)
 STORED_BAR_COLUMNS: tuple[str, ...] = (SYMBOL, INTERVAL, *BAR_COLUMNS, SOURCE, INGESTED_AT)
 
 TS_DTYPE = "datetime64[us, UTC]"
+
+# Indicator columns of signals / live_signals; a strategy fills its own, the rest are null.
+INDICATOR_COLUMNS: tuple[str, ...] = (
+    "sma_fast",
+    "sma_slow",
+    "rsi",
+    "dc_upper",
+    "dc_lower",
+    "dc_mid",
+)
+
+# The live record's tables (the live flow's pure rows, hedgeflow.live.record, name them;
+# hedgeflow.schemas.columns re-exports them with the other table names).
+LIVE_BARS = "live_bars"
+LIVE_SIGNALS = "live_signals"
+LIVE_ORDERS = "live_orders"
+LIVE_FILLS = "live_fills"
+LIVE_POSITIONS = "live_positions"

@@ -181,7 +181,7 @@ def print_nightly_summary(summary: Any) -> None:
 
 
 def print_sweep_summary(summary: Any) -> None:
-    """Best parameters per symbol of a sweep run (``flows.sweep.SweepSummary``)."""
+    """Best parameters per symbol of a sweep run (``hedgeflow.flows.sweep.SweepSummary``)."""
     table = Table(
         title=f"best {summary.strategy} parameters by {summary.metric} (run {summary.run_id})",
         title_justify="left",
@@ -395,7 +395,7 @@ def live_status_display() -> Iterator[None]:
 
 
 def print_live_summary(summary: Any) -> None:
-    """The final table of a live run (``flows.live.LiveSummary``)."""
+    """The final table of a live run (``hedgeflow.flows.live.LiveSummary``)."""
     stdout.print(
         _live_table(
             summary.agents,

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import pandera.pandas as pa
 
-from schemas import columns
-from schemas._base import validate_frame
-from schemas.bars import BarsFrame, Quarantine, StoredBars, ensure_valid_bars, split_valid_bars
-from schemas.live import LiveBars, LiveFills, LiveOrders, LivePositions, LiveSignals
-from schemas.results import AgentMetrics, Equity, PortfolioMetrics, Signals, SweepResults, Trades
-from schemas.runs import Runs
+from hedgeflow.schemas import columns
+from hedgeflow.schemas._base import validate_frame
+from hedgeflow.schemas.bars import (
+    BarsFrame,
+    Quarantine,
+    StoredBars,
+    ensure_valid_bars,
+    split_valid_bars,
+)
+from hedgeflow.schemas.live import LiveBars, LiveFills, LiveOrders, LivePositions, LiveSignals
+from hedgeflow.schemas.results import (
+    AgentMetrics,
+    Equity,
+    PortfolioMetrics,
+    Signals,
+    SweepResults,
+    Trades,
+)
+from hedgeflow.schemas.runs import Runs
 
 TABLE_MODELS: dict[str, type[pa.DataFrameModel]] = {
     columns.BARS: StoredBars,

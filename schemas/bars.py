@@ -41,8 +41,14 @@ from hedgeflow.columns import (
 )
 from hedgeflow.errors import DataValidationError, InvalidInputError
 from hedgeflow.market import INTERVAL_SECONDS, normalize_symbol, validate_interval
-from schemas._base import SYMBOL_PATTERN, TS_PANDAS_DTYPE, TableModel, ts_field, validate_frame
-from schemas.columns import RUN_ID_PATTERN
+from hedgeflow.schemas._base import (
+    SYMBOL_PATTERN,
+    TS_PANDAS_DTYPE,
+    TableModel,
+    ts_field,
+    validate_frame,
+)
+from hedgeflow.schemas.columns import RUN_ID_PATTERN
 
 _RUN_ID_RE = re.compile(RUN_ID_PATTERN)
 _NAT = np.iinfo(np.int64).min  # pandas' NaT as int64

@@ -10,6 +10,20 @@ from __future__ import annotations
 
 from typing import Final
 
+# defined in the core (the live flow's pure record names them), re-exported here
+from hedgeflow.columns import (
+    EXTRA_INDICATORS as EXTRA_INDICATORS,
+)
+from hedgeflow.columns import (
+    INDICATOR_COLUMNS as INDICATOR_COLUMNS,
+)
+from hedgeflow.columns import (
+    LIVE_BARS,
+    LIVE_FILLS,
+    LIVE_ORDERS,
+    LIVE_POSITIONS,
+    LIVE_SIGNALS,
+)
 from hedgeflow.metrics import METRIC_KEYS
 
 # --- runs ---------------------------------------------------------------
@@ -70,18 +84,6 @@ PORTFOLIO_AGENT: Final = "portfolio"
 EXIT_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end")
 POSITION_SIDES: tuple[str, ...] = ("long", "short")
 
-# Indicator columns of signals / live_signals; a strategy fills its own, the rest are null.
-INDICATOR_COLUMNS: tuple[str, ...] = (
-    "sma_fast",
-    "sma_slow",
-    "rsi",
-    "dc_upper",
-    "dc_lower",
-    "dc_mid",
-)
-# ...and the JSON object of a strategy's indicators without a column of their own
-EXTRA_INDICATORS: Final = "indicators"
-
 # The metrics of DESIGN.md convention 6, in that order.
 METRIC_COLUMNS: tuple[str, ...] = METRIC_KEYS  # defined once, in the core
 
@@ -108,6 +110,8 @@ ORDER_STATUSES: tuple[str, ...] = ("pending", "filled", "cancelled", "rejected")
 ORDER_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end", "flatten")
 
 # --- table names --------------------------------------------------------
+# (the live tables' names, and INDICATOR_COLUMNS, are defined in the core,
+# hedgeflow.columns: the live flow's pure record names them)
 BARS: Final = "bars"
 QUARANTINE: Final = "quarantine"
 RUNS: Final = "runs"
@@ -117,11 +121,6 @@ EQUITY_TABLE: Final = "equity"
 AGENT_METRICS: Final = "agent_metrics"
 PORTFOLIO_METRICS: Final = "portfolio_metrics"
 SWEEP_RESULTS: Final = "sweep_results"
-LIVE_BARS: Final = "live_bars"
-LIVE_SIGNALS: Final = "live_signals"
-LIVE_ORDERS: Final = "live_orders"
-LIVE_FILLS: Final = "live_fills"
-LIVE_POSITIONS: Final = "live_positions"
 
 # Tables a run writes with Warehouse.write_results.
 RESULT_TABLES: tuple[str, ...] = (

@@ -14,9 +14,9 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from hedgeflow.market import INTERVAL_SECONDS
-from schemas._base import SYMBOL_PATTERN, TableModel, name_field, ts_field
-from schemas.columns import BAR_CLOSED_BY, ORDER_SIDES, ORDER_STATUSES, RUN_ID_PATTERN
-from schemas.results import Signals
+from hedgeflow.schemas._base import SYMBOL_PATTERN, TableModel, name_field, ts_field
+from hedgeflow.schemas.columns import BAR_CLOSED_BY, ORDER_SIDES, ORDER_STATUSES, RUN_ID_PATTERN
+from hedgeflow.schemas.results import Signals
 
 
 class LiveBars(TableModel):

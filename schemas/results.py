@@ -11,8 +11,14 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from schemas._base import SYMBOL_PATTERN, TableModel, json_text_check, name_field, ts_field
-from schemas.columns import EXIT_REASONS, POSITION_SIDES, RUN_ID_PATTERN
+from hedgeflow.schemas._base import (
+    SYMBOL_PATTERN,
+    TableModel,
+    json_text_check,
+    name_field,
+    ts_field,
+)
+from hedgeflow.schemas.columns import EXIT_REASONS, POSITION_SIDES, RUN_ID_PATTERN
 
 # ---- shared field groups (pandera collects base-class fields, bases first) ----
 

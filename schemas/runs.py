@@ -6,8 +6,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from schemas._base import TableModel, json_text_check, ts_field
-from schemas.columns import RUN_ID_PATTERN, RUN_STATUSES
+from hedgeflow.schemas._base import TableModel, json_text_check, ts_field
+from hedgeflow.schemas.columns import RUN_ID_PATTERN, RUN_STATUSES
 
 
 class Runs(TableModel):

@@ -12,11 +12,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from hedgeflow.config import NetworkSettings
+from hedgeflow.schemas.bars import split_valid_bars
 from hedgeflow.sources import make_source
 from hedgeflow.sources.base import fetch
-from schemas.bars import split_valid_bars
-from tasks.common import progress_log, retry_on_transient, run_logger
-from warehouse import Warehouse
+from hedgeflow.tasks.common import progress_log, retry_on_transient, run_logger
+from hedgeflow.warehouse import Warehouse
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def ingest_symbol_body(
     began = time.perf_counter()
     token = source.public_token
     if source.name == "eodhd" and token is None:
-        from tasks.secrets import eodhd_token
+        from hedgeflow.tasks.secrets import eodhd_token
 
         token = eodhd_token(source.network)
     market = make_source(source.name, source.network, source.seed, token=token)

@@ -16,7 +16,6 @@ through the strategy. The restarted process continues under the same run id.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 from prefect import task
@@ -25,9 +24,8 @@ from prefect.cache_policies import NO_CACHE
 from hedgeflow.config import AgentSettings, CostSettings
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.record import replay_bars, state_from_rows, step_tables
-from schemas.columns import LIVE_BARS, LIVE_FILLS, LIVE_ORDERS, LIVE_POSITIONS, LIVE_SIGNALS
-from tasks.common import run_logger
-from warehouse import Warehouse
+from hedgeflow.tasks.common import run_logger
+from hedgeflow.warehouse import Warehouse
 
 
 def _now() -> pd.Timestamp:
@@ -61,10 +59,6 @@ class RestoredAgent:
     replayed_bars: int
 
 
-def _one(frame: pd.DataFrame) -> dict[str, Any] | None:
-    return None if frame.empty else frame.iloc[0].to_dict()
-
-
 def restore_agent(
     warehouse: Warehouse,
     agent: AgentSettings,
@@ -80,54 +74,20 @@ def restore_agent(
     the run's first live bar are replayed). ``run_id``: the run to continue; by
     default the run that stored the agent's last processed bar.
     """
-    name, symbol = agent.name, agent.symbol
-    position = _one(
-        warehouse.query(
-            f"SELECT * FROM {LIVE_POSITIONS} WHERE agent = ? AND symbol = ?", [name, symbol]
-        )
-    )
-    if position is None or pd.isna(position["last_bar_ts"]):
+    record = warehouse.live_record(agent.name, agent.symbol, interval, run_id)
+    if record is None:
         return None
-    last_ts = pd.Timestamp(position["last_bar_ts"])
-    run_filter, run_params = ("AND run_id = ?", [run_id]) if run_id else ("", [])
-    signal = _one(
-        warehouse.query(
-            f"SELECT * FROM {LIVE_SIGNALS} WHERE agent = ? AND symbol = ? AND ts = ? "
-            f"{run_filter} LIMIT 1",
-            [name, symbol, last_ts, *run_params],
-        )
+    state = state_from_rows(
+        record.position,
+        last_signal=record.signal,
+        pending_order=record.pending_order,
+        entry_fill=record.entry_fill,
     )
-    if signal is None:
-        raise LookupError(
-            f"agent {name}: live_positions is at {last_ts} but live_signals has no row there"
-        )
-    run = str(signal["run_id"])
-    # An order is pending only between the close that created it and the next bar.
-    pending = _one(
-        warehouse.query(
-            f"SELECT * FROM {LIVE_ORDERS} WHERE run_id = ? AND agent = ? AND symbol = ? "
-            "AND status = 'pending' AND created_ts = ? ORDER BY order_id DESC LIMIT 1",
-            [run, name, symbol, last_ts],
-        )
-    )
-    entry = None
-    if float(position["qty"]) > 0.0:
-        entry = _one(
-            warehouse.query(
-                f"SELECT * FROM {LIVE_FILLS} WHERE run_id = ? AND agent = ? AND symbol = ? "
-                "AND side = 'buy' AND ts <= ? ORDER BY ts DESC LIMIT 1",
-                [run, name, symbol, last_ts],
-            )
-        )
-    live_bars = warehouse.query(
-        f"SELECT ts, open, high, low, close FROM {LIVE_BARS} WHERE run_id = ? AND symbol = ? "
-        'AND "interval" = ? AND ts <= ? ORDER BY ts',
-        [run, symbol, interval, last_ts],
-    )
-    state = state_from_rows(position, last_signal=signal, pending_order=pending, entry_fill=entry)
-    replay = replay_bars(history, live_bars)
+    replay = replay_bars(history, record.live_bars)
     live = LiveAgent.resume(agent, costs, initial_equity, interval, replay, state)
-    return RestoredAgent(agent=live, run_id=run, last_bar_ts=last_ts, replayed_bars=len(replay))
+    return RestoredAgent(
+        agent=live, run_id=record.run_id, last_bar_ts=record.last_bar_ts, replayed_bars=len(replay)
+    )
 
 
 @task(name="restore-live-agent", cache_policy=NO_CACHE)

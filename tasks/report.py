@@ -13,7 +13,7 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact, c
 from prefect.cache_policies import NO_CACHE
 
 from hedgeflow.report import METRIC_ORDER, render_charts, summary_html, summary_markdown
-from tasks.common import run_logger
+from hedgeflow.tasks.common import run_logger
 
 
 def _data_url(path: Path) -> str:

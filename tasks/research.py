@@ -16,10 +16,10 @@ from hedgeflow.config import AgentSettings, Settings
 from hedgeflow.metrics import compute_metrics
 from hedgeflow.portfolio import combine
 from hedgeflow.research import AgentResult, extra_indicators_json, params_json, run_agent
+from hedgeflow.schemas import table_columns
+from hedgeflow.tasks.common import progress_log, run_logger
+from hedgeflow.warehouse import Warehouse, data_fingerprint
 from hedgeflow.windows import Window
-from schemas import table_columns
-from tasks.common import progress_log, run_logger
-from warehouse import Warehouse, data_fingerprint
 
 PORTFOLIO_METHODS = ("equal", "inverse_vol", "risk_parity")
 PORTFOLIO_AGENT = "portfolio"

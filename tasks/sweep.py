@@ -17,12 +17,12 @@ from hedgeflow.config import AgentSettings, Settings
 from hedgeflow.engine import EngineConfig
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.metrics import METRIC_KEYS
+from hedgeflow.schemas import table_columns
 from hedgeflow.sweep import SweepGrid, sweep_bars
 from hedgeflow.sweep.report import best_markdown, render_heatmaps
+from hedgeflow.tasks.common import progress_log, run_logger
+from hedgeflow.warehouse import Warehouse, data_fingerprint
 from hedgeflow.windows import Window
-from schemas import table_columns
-from tasks.common import progress_log, run_logger
-from warehouse import Warehouse, data_fingerprint
 
 
 @dataclass(frozen=True)

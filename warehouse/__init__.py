@@ -1,9 +1,9 @@
 """The warehouse: the only code that knows paths and DuckDB.
 
 ``Warehouse(home)`` is the facade. Bars go to the Parquet lake
-(``HOME/lake/bars/...``, see ``warehouse.lake``); runs, results, quarantine
+(``HOME/lake/bars/...``, see ``hedgeflow.warehouse.lake``); runs, results, quarantine
 and the live record go to DuckDB (``HOME/hedgeflow.duckdb``, see
-``warehouse.db``); reports to ``HOME/reports/<run_id>/``.
+``hedgeflow.warehouse.db``); reports to ``HOME/reports/<run_id>/``.
 
 Connections are short: ``with wh.write() as con:`` is one transaction on a
 read-write connection that is closed at the end; ``wh.read()`` /
@@ -22,16 +22,18 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from schemas.columns import QUARANTINE, RUN_COLUMNS
-from warehouse import db, lake, results, runs
-from warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
-from warehouse.lake import LakeLockTimeout, TimeLike, WriteReport
-from warehouse.paths import WarehousePaths, check_run_id
-from warehouse.runs import code_version, data_fingerprint, to_json
+from hedgeflow.schemas.columns import QUARANTINE, RUN_COLUMNS
+from hedgeflow.warehouse import db, lake, live, results, runs
+from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
+from hedgeflow.warehouse.lake import LakeLockTimeout, TimeLike, WriteReport
+from hedgeflow.warehouse.live import LiveRecord
+from hedgeflow.warehouse.paths import WarehousePaths, check_run_id
+from hedgeflow.warehouse.runs import code_version, data_fingerprint, to_json
 
 __all__ = [
     "SCHEMA_VERSION",
     "LakeLockTimeout",
+    "LiveRecord",
     "Warehouse",
     "WarehouseBusyError",
     "WarehousePaths",
@@ -250,6 +252,13 @@ class Warehouse:
         rows = results.prepare(table, frame)
         with self.write() as con:
             return results.replace_rows(con, table, rows, results.LIVE_KEYS[table])
+
+    def live_record(
+        self, agent: str, symbol: str, interval: str, run_id: str | None = None
+    ) -> LiveRecord | None:
+        """One agent's live record at its last processed bar (for a restart), or None
+        when it has none; ``run_id`` picks the run (default: the one that stored it)."""
+        return live.read_live_record(self.query, agent, symbol, interval, run_id)
 
     def write_live_many(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
         """Upsert rows of several live tables in ONE transaction (all validated first)."""

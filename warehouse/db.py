@@ -7,7 +7,7 @@ timeout, then fails with an error naming the file.
 
 Layout of the database file:
 
-- schema ``store``: the tables (one per model of ``schemas.TABLE_MODELS`` but
+- schema ``store``: the tables (one per model of ``hedgeflow.schemas.TABLE_MODELS`` but
   ``bars``, which lives in the Parquet lake), ``store.schema_version`` and
   ``store.meta``;
 - schema ``main``: the views people query: ``bars`` (over the lake),
@@ -28,8 +28,8 @@ import duckdb
 
 from hedgeflow.columns import STORED_BAR_COLUMNS
 from hedgeflow.errors import HedgeflowError
-from schemas import TABLE_MODELS
-from schemas.columns import (
+from hedgeflow.schemas import TABLE_MODELS
+from hedgeflow.schemas.columns import (
     BARS,
     EXTRA_INDICATORS,
     FINISHED_STATUSES,
@@ -40,7 +40,7 @@ from schemas.columns import (
     RUNS,
     SIGNALS,
 )
-from warehouse.paths import WarehousePaths
+from hedgeflow.warehouse.paths import WarehousePaths
 
 SCHEMA_VERSION = 2
 STORE = "store"

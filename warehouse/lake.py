@@ -38,13 +38,14 @@ import pyarrow.parquet as pq
 from hedgeflow.columns import BAR_COLUMNS, STORED_BAR_COLUMNS, TS
 from hedgeflow.errors import HedgeflowError, InvalidInputError
 from hedgeflow.market import normalize_symbol, validate_interval
-from schemas.bars import empty_bars, ensure_valid_bars
-from warehouse.paths import TEMP_SUFFIX, WarehousePaths, month_key
+from hedgeflow.schemas.bars import empty_bars, ensure_valid_bars
+from hedgeflow.warehouse.paths import TEMP_SUFFIX, WarehousePaths, month_key
 
 TimeLike: TypeAlias = pd.Timestamp | datetime | np.datetime64 | str
 
 _TS_TYPE = pa.timestamp("us", tz="UTC")
-# The stored form (schemas.bars.StoredBars) as Parquet columns, in STORED_BAR_COLUMNS order.
+# The stored form (hedgeflow.schemas.bars.StoredBars) as Parquet columns, in
+# STORED_BAR_COLUMNS order.
 BARS_ARROW_SCHEMA = pa.schema(
     [
         pa.field("symbol", pa.string(), nullable=False),
@@ -290,7 +291,7 @@ def write_bars(
     """Replace the bars of ``symbol``/``interval`` in ``[start, end)`` with ``frame``.
 
     ``frame`` is a valid bars frame (ts, open, high, low, close, volume; see
-    ``schemas.bars.split_valid_bars``); every ts must lie in ``[start, end)``.
+    ``hedgeflow.schemas.bars.split_valid_bars``); every ts must lie in ``[start, end)``.
     An empty frame clears the range, except the ``keep`` ranges (``[lo, hi)`` each):
     their stored bars stay as they are and ``frame`` must have none there (a vendor's
     empty answer is never stored as "no bars", DESIGN.md convention 8).

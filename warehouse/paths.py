@@ -22,7 +22,7 @@ import numpy as np
 
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import normalize_symbol, validate_interval
-from schemas.columns import RUN_ID_PATTERN
+from hedgeflow.schemas.columns import RUN_ID_PATTERN
 
 DB_FILE_NAME = "hedgeflow.duckdb"
 PART_FILE_NAME = "part.parquet"

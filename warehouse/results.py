@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 
 from hedgeflow.errors import InvalidInputError
-from schemas import TABLE_MODELS, validate_frame
-from schemas.columns import (
+from hedgeflow.schemas import TABLE_MODELS, validate_frame
+from hedgeflow.schemas.columns import (
     AGENT_METRICS,
     EQUITY_TABLE,
     LIVE_BARS,
@@ -30,7 +30,7 @@ from schemas.columns import (
     SWEEP_RESULTS,
     TRADES,
 )
-from warehouse.db import STORE, q
+from hedgeflow.warehouse.db import STORE, q
 
 # Table -> the columns whose values in a frame select the stored rows it replaces.
 RESULT_SCOPES: dict[str, tuple[str, ...]] = {

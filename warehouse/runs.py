@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow.errors import InvalidInputError
-from schemas import Runs, validate_frame
-from schemas.columns import FINAL_STATUSES, RUN_COLUMNS
-from warehouse.db import STORE
-from warehouse.paths import check_run_id
+from hedgeflow.schemas import Runs, validate_frame
+from hedgeflow.schemas.columns import FINAL_STATUSES, RUN_COLUMNS
+from hedgeflow.warehouse.db import STORE
+from hedgeflow.warehouse.paths import check_run_id
 
 _RUNS = f"{STORE}.runs"
 
@@ -54,10 +54,7 @@ def to_json(value: Any) -> str:
     return json.dumps(_plain(value), sort_keys=True, allow_nan=False, separators=(",", ":"))
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """``git describe`` of the checkout hedgeflow runs from, else the package version."""
-    root = Path(__file__).resolve().parent.parent
+def _git_describe(root: Path) -> str | None:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--tags"],
@@ -67,10 +64,20 @@ def code_version() -> str:
             timeout=5,
             check=False,
         )
-        if out.returncode == 0 and out.stdout.strip():
-            return f"git:{out.stdout.strip()}"
     except (OSError, subprocess.SubprocessError):
-        pass
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """``git describe`` of the checkout hedgeflow runs from, else the package version
+    (an installed hedgeflow: never the git state of a repository it happens to sit in)."""
+    root = Path(__file__).resolve().parent.parent  # warehouse/runs.py -> the checkout
+    if (root / "pyproject.toml").is_file() and (root / "hedgeflow").is_dir():
+        described = _git_describe(root)
+        if described:
+            return f"git:{described}"
     try:
         return f"hedgeflow {metadata.version('hedgeflow')}"
     except metadata.PackageNotFoundError:

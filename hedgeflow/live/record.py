@@ -2,7 +2,7 @@
 
 :func:`step_tables` turns one :class:`~hedgeflow.live.agent.LiveStep` into rows of
 ``live_bars``, ``live_signals``, ``live_orders``, ``live_fills`` and
-``live_positions`` (one frame per table that has rows); ``tasks.live`` writes
+``live_positions`` (one frame per table that has rows); ``hedgeflow.tasks.live`` writes
 them in one transaction per bar. Every row has a natural key (bar ts, order id,
 fill id, agent): rewriting a bar's rows replaces them, never duplicates them.
 
@@ -23,6 +23,15 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow import columns as C
+from hedgeflow.columns import (
+    EXTRA_INDICATORS,
+    INDICATOR_COLUMNS,
+    LIVE_BARS,
+    LIVE_FILLS,
+    LIVE_ORDERS,
+    LIVE_POSITIONS,
+    LIVE_SIGNALS,
+)
 from hedgeflow.engine import TRADE_COLUMNS
 from hedgeflow.live.agent import LiveStep
 from hedgeflow.live.broker import (
@@ -34,15 +43,6 @@ from hedgeflow.live.broker import (
     PendingOrder,
 )
 from hedgeflow.research import extra_indicators_json
-from schemas.columns import (
-    EXTRA_INDICATORS,
-    INDICATOR_COLUMNS,
-    LIVE_BARS,
-    LIVE_FILLS,
-    LIVE_ORDERS,
-    LIVE_POSITIONS,
-    LIVE_SIGNALS,
-)
 
 __all__ = [
     "LIVE_COLUMNS",

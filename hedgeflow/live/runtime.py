@@ -7,7 +7,7 @@ tick goes to one :class:`~hedgeflow.live.aggregator.BarAggregator`; every closed
 goes through the :class:`~hedgeflow.live.router.BarRouter` to the
 :class:`~hedgeflow.live.agent.LiveAgent` s of its symbol (in bar order) and each step
 they produce to ``sink(agent, step)`` - the live flow's sink persists it
-(``tasks.live.persist_step``); this module knows neither Prefect nor DuckDB.
+(``hedgeflow.tasks.live.persist_step``); this module knows neither Prefect nor DuckDB.
 
 Clock. The time flush (DESIGN.md convention 2) and every "has this bar ended" test
 use ``clock_ms`` - the feed's clock (:mod:`hedgeflow.live.clock`):

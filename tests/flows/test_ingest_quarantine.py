@@ -16,9 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hedgeflow.schemas.bars import (
+    REASON_DUPLICATE,
+    REASON_HIGH,
+    REASON_LOW,
+    REASON_PRICE,
+    REASON_VOLUME,
+)
 from hedgeflow.sources.simulator import Simulator
 from hedgeflow.sources.synthetic import SyntheticMarket
-from schemas.bars import REASON_DUPLICATE, REASON_HIGH, REASON_LOW, REASON_PRICE, REASON_VOLUME
 from tests.e2e_helpers import assert_clean, query, query_frame
 from tests.flows.harness_cli import harness_api_url, run_cli_on
 

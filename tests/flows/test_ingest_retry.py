@@ -1,7 +1,7 @@
 """Prefect's retry-on-transient path, for real: the ``ingest`` flow (a Prefect flow run
 against the session's test server) reads a local EODHD-compatible simulator with the
 client's own retries off, so a failed request fails the task attempt and Prefect's
-retry policy (``tasks.common.retry_on_transient``) decides:
+retry policy (``hedgeflow.tasks.common.retry_on_transient``) decides:
 
 * an HTTP 500 (``TransientSourceError``) is retried, and the second attempt succeeds;
 * an HTTP 401 (``PermanentSourceError``) is not retried: one attempt, the flow fails.
@@ -57,7 +57,7 @@ def ingest_task_run(flow_run_id: UUID) -> Any:
 def test_a_transient_error_is_retried_by_prefect_and_the_retry_succeeds(
     simulator: Simulator, hedgeflow_home: Path
 ) -> None:
-    from flows.ingest import ingest
+    from hedgeflow.flows.ingest import ingest
 
     simulator.faults.inject("500")
     state = ingest(symbols=[SYMBOL], days=1, source="eodhd", end=END, return_state=True)
@@ -76,7 +76,7 @@ def test_a_transient_error_is_retried_by_prefect_and_the_retry_succeeds(
 
 
 def test_a_permanent_error_is_not_retried(simulator: Simulator, hedgeflow_home: Path) -> None:
-    from flows.ingest import ingest
+    from hedgeflow.flows.ingest import ingest
 
     simulator.faults.inject("401")
     state = ingest(symbols=[SYMBOL], days=1, source="eodhd", end=END, return_state=True)

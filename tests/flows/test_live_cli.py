@@ -27,6 +27,7 @@ from hedgeflow.config import load_settings
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.record import step_tables
 from hedgeflow.research import AgentResult, run_agent
+from hedgeflow.warehouse import Warehouse
 from tests.e2e_helpers import (
     assert_clean,
     assert_live_bars_are_the_market,
@@ -34,7 +35,6 @@ from tests.e2e_helpers import (
     query_frame,
     run_cli,
 )
-from warehouse import Warehouse
 
 pytestmark = pytest.mark.flow
 

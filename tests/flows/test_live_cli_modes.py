@@ -28,9 +28,9 @@ from hedgeflow.config import load_settings
 from hedgeflow.sources.simulator import Simulator
 from hedgeflow.sources.synthetic import SyntheticMarket
 from hedgeflow.strategies import get_strategy, parse_params
+from hedgeflow.warehouse import Warehouse
 from tests.e2e_helpers import assert_clean, assert_live_bars_are_the_market, cli_env, query_frame
 from tests.flows.harness_cli import harness_api_url, run_cli_on
-from warehouse import Warehouse
 
 __all__ = ["harness_api_url"]
 

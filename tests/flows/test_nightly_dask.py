@@ -20,7 +20,7 @@ TRADES = "select agent, trade_id, entry_ts, exit_ts, qty, pnl from trades order 
 def test_dask_local_cluster_matches_thread_pool(
     prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.nightly import nightly
+    from hedgeflow.flows.nightly import nightly
 
     monkeypatch.chdir(tmp_path)
     results = {}

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.flow
 def test_failing_agent_fails_its_branch_and_the_rest_publish(
     prefect_harness: None, hedgeflow_home: Path
 ) -> None:
-    from flows.nightly import nightly
+    from hedgeflow.flows.nightly import nightly
 
     # Saturday 21 Nov 2026: no stock session, forex closed, crypto trades 24x7.
     summary = nightly(days=1, end="2026-11-22")
@@ -34,8 +34,8 @@ def test_many_agents_run_in_a_bounded_number_of_tasks(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.nightly import nightly
-    from tasks.common import MAX_TASKS_PER_STAGE
+    from hedgeflow.flows.nightly import nightly
+    from hedgeflow.tasks.common import MAX_TASKS_PER_STAGE
 
     n_agents = 20
     for i in range(n_agents):

@@ -76,7 +76,7 @@ def dask_cluster() -> Any:
 def test_sweep_on_an_existing_dask_scheduler_matches_the_thread_pool(
     harness_api_url: str, hedgeflow_home: Path, dask_cluster: Any
 ) -> None:
-    from flows.sweep import sweep
+    from hedgeflow.flows.sweep import sweep
 
     cluster, finished = dask_cluster
     address = cluster.scheduler_address

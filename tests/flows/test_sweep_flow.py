@@ -33,7 +33,7 @@ def _rows(home: Path, run_id: str) -> list[tuple]:
 def test_sweep_writes_ranked_results_and_artifacts(
     prefect_harness: None, hedgeflow_home: Path
 ) -> None:
-    from flows.sweep import sweep
+    from hedgeflow.flows.sweep import sweep
 
     summary = sweep(symbols=SYMBOLS, strategy="sma_cross", grid=GRID, days=3, end="2026-11-20")
     assert summary.status == "completed", summary.failed
@@ -122,7 +122,7 @@ def _artifacts(flow_run_id: str) -> list[Any]:
 def test_unknown_symbol_data_fails_its_branch_only(
     prefect_harness: None, hedgeflow_home: Path
 ) -> None:
-    from flows.sweep import sweep
+    from hedgeflow.flows.sweep import sweep
 
     # Saturday 21 Nov 2026: no stock session; crypto trades 24x7.
     summary = sweep(symbols=SYMBOLS, strategy="donchian_breakout", days=1, end="2026-11-22")
@@ -136,7 +136,7 @@ def test_unknown_symbol_data_fails_its_branch_only(
 def test_dask_local_cluster_gives_the_thread_runner_results(
     prefect_harness: None, hedgeflow_home: Path
 ) -> None:
-    from flows.sweep import sweep
+    from hedgeflow.flows.sweep import sweep
 
     kwargs = {"symbols": SYMBOLS, "strategy": "sma_cross", "grid": GRID, "days": 3}
     threads = sweep(**kwargs, end="2026-11-20")

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from hedgeflow.cli import main
+from hedgeflow.warehouse import Warehouse
 from tests.e2e_helpers import run_cli
-from warehouse import Warehouse
 
 
 def strict_json(text: str) -> object:

@@ -39,8 +39,9 @@ FINDINGS: list[tuple[str, str, str]] = [
         "(`allowed_directories`, `enable_external_access = false`), configuration locked",
     ),
     (
-        "`flows.ingest.ingest(days=0)`, `flows.nightly.nightly(days=0)` (and the sweep flow) "
-        "silently ran the default 30-day window instead of refusing 0 (`days or default`)",
+        "`hedgeflow.flows.ingest.ingest(days=0)`, `hedgeflow.flows.nightly.nightly(days=0)` "
+        "(and the sweep flow) silently ran the default 30-day window instead of refusing 0 "
+        "(`days or default`)",
         "flows/ingest.py, flows/nightly.py, flows/sweep.py",
         "`settings.lookback_days if days is None else days`, so 0 reaches the validation",
     ),

@@ -55,9 +55,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from hedgeflow.sources.synthetic import SyntheticMarket
+from hedgeflow.warehouse import Warehouse
 from tests.e2e_helpers import NOISE_MARKERS
 from tests.reliability.conftest import Harness, Tally, full_campaign
-from warehouse import Warehouse
 
 pytestmark = [pytest.mark.reliability, pytest.mark.flow]
 

@@ -1,5 +1,5 @@
 """Fault campaign: the real EodhdClient and the real ingest task body
-(``tasks.ingest.ingest_symbol_body``) against the simulator, through real sockets,
+(``hedgeflow.tasks.ingest.ingest_symbol_body``) against the simulator, through real sockets,
 writing to a real warehouse.
 
 Every run must end one of three ways, and nothing else:
@@ -35,15 +35,15 @@ import pandas as pd
 import pytest
 import requests
 
-import tasks.ingest as ingest_task
+import hedgeflow.tasks.ingest as ingest_task
 from hedgeflow.config import NetworkSettings
 from hedgeflow.errors import PermanentSourceError, SourceError, TransientSourceError
 from hedgeflow.sources.eodhd import EodhdClient
 from hedgeflow.sources.simulator import TRANSIENT_KINDS, Simulator
 from hedgeflow.sources.synthetic import SyntheticMarket
-from tasks.ingest import IngestResult, SourceSpec, ingest_symbol_body
+from hedgeflow.tasks.ingest import IngestResult, SourceSpec, ingest_symbol_body
+from hedgeflow.warehouse import Warehouse
 from tests.reliability.conftest import Tally, full_campaign
-from warehouse import Warehouse
 
 pytestmark = pytest.mark.reliability
 
@@ -89,7 +89,7 @@ class ScriptedSession(requests.Session):
 
 @dataclass
 class ClientHook:
-    """Replaces ``tasks.ingest.make_source`` so the task body builds the real client with
+    """Replaces ``hedgeflow.tasks.ingest.make_source`` so the task body builds the real client with
     a 1-day request limit, an injected sleep and a scripted session."""
 
     sim: Simulator

@@ -33,7 +33,7 @@ from hedgeflow.cli import main
 from hedgeflow.columns import BAR_COLUMNS
 from hedgeflow.errors import ConfigError, DataValidationError, InvalidInputError
 from hedgeflow.metrics import METRIC_KEYS
-from schemas.bars import (
+from hedgeflow.schemas.bars import (
     REASON_DUPLICATE,
     REASON_HIGH,
     REASON_LOW,
@@ -43,8 +43,8 @@ from schemas.bars import (
     REASON_VOLUME,
     split_valid_bars,
 )
+from hedgeflow.warehouse import Warehouse
 from tests.reliability.conftest import Harness, Tally, full_campaign
-from warehouse import Warehouse
 
 pytestmark = pytest.mark.reliability
 
@@ -708,15 +708,15 @@ def test_flow_parameters_refused_before_io(
 ) -> None:
     from prefect.exceptions import ParameterTypeError
 
-    from flows.ingest import ingest
-    from flows.nightly import nightly
+    from hedgeflow.flows.ingest import ingest
+    from hedgeflow.flows.nightly import nightly
 
     expected = {
         "InvalidInputError": InvalidInputError,
         "ConfigError": ConfigError,
         "ParameterTypeError": ParameterTypeError,
     }[error]
-    tally.describe("hostile input", "flow parameters (flows.ingest / flows.nightly, Prefect)")
+    tally.describe("hostile input", "flow parameters (hedgeflow.flows.ingest / .nightly, Prefect)")
     flow = {"ingest": ingest, "nightly": nightly}[flow_name]
     with pytest.raises(expected) as info:
         flow(**params)

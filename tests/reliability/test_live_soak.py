@@ -46,9 +46,9 @@ from hedgeflow.sources.factory import SimulatorSource
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
 from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_simulator import WsSimulator
-from tasks.live import persist_step
+from hedgeflow.tasks.live import persist_step
+from hedgeflow.warehouse import Warehouse
 from tests.reliability.conftest import Tally
-from warehouse import Warehouse
 
 pytestmark = [pytest.mark.soak]
 

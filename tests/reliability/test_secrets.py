@@ -33,9 +33,9 @@ import pytest
 from hedgeflow.config import NetworkSettings
 from hedgeflow.errors import PermanentSourceError, TransientSourceError
 from hedgeflow.sources.simulator import Simulator
-from tasks.ingest import SourceSpec, ingest_symbol_body
+from hedgeflow.tasks.ingest import SourceSpec, ingest_symbol_body
+from hedgeflow.warehouse import Warehouse
 from tests.reliability.conftest import Harness, Tally
-from warehouse import Warehouse
 
 pytestmark = [pytest.mark.reliability, pytest.mark.flow]
 
@@ -291,7 +291,7 @@ def test_secret_block_path(
     EODHD_API_TOKEN uses it; it is found nowhere but (encrypted) in the block store."""
     from prefect.blocks.system import Secret
 
-    from tasks.secrets import eodhd_token
+    from hedgeflow.tasks.secrets import eodhd_token
 
     tally.describe("secrets", "token from a Prefect Secret block: loaded, used, never leaked")
     monkeypatch.delenv("EODHD_API_TOKEN", raising=False)
@@ -299,7 +299,7 @@ def test_secret_block_path(
     try:
         assert eodhd_token(NetworkSettings()) == BLOCK_TOKEN
         tally.trial()
-        tally.outcome("tasks.secrets.eodhd_token loaded the block")
+        tally.outcome("hedgeflow.tasks.secrets.eodhd_token loaded the block")
         proc = _cli(
             _env(prefect_harness, tmp_path / "block", good_sim.base_url, None),
             "ingest", "--source", "eodhd", "--symbols", "EURUSD.FOREX", "--days", "2",

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from hedgeflow.columns import BAR_COLUMNS, STORED_BAR_COLUMNS, TS_DTYPE
 from hedgeflow.errors import DataValidationError, InvalidInputError
-from schemas import BarsFrame, StoredBars, validate_frame
-from schemas.bars import (
+from hedgeflow.schemas import BarsFrame, StoredBars, validate_frame
+from hedgeflow.schemas.bars import (
     QUARANTINE_COLUMNS,
     REASON_DUPLICATE,
     REASON_HIGH,
@@ -177,7 +177,7 @@ def test_bad_interval_and_run_id_are_refused() -> None:
 
 def test_model_authority_catches_what_row_checks_cannot(monkeypatch) -> None:
     # If a row check were missing, the pandera pass on the valid part still refuses.
-    import schemas.bars as bars_mod
+    import hedgeflow.schemas.bars as bars_mod
 
     monkeypatch.setattr(bars_mod, "_row_checks", lambda ts, v: [])
     bars = make_bars()

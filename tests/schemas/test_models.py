@@ -11,9 +11,9 @@ import pytest
 
 from hedgeflow.columns import BAR_COLUMNS, STORED_BAR_COLUMNS, TS_DTYPE
 from hedgeflow.errors import DataValidationError
-from schemas import TABLE_MODELS, table_columns, validate_frame
-from schemas.bars import QUARANTINE_COLUMNS
-from schemas.columns import (
+from hedgeflow.schemas import TABLE_MODELS, table_columns, validate_frame
+from hedgeflow.schemas.bars import QUARANTINE_COLUMNS
+from hedgeflow.schemas.columns import (
     EXTRA_INDICATORS,
     INDICATOR_COLUMNS,
     LIVE_TABLES,

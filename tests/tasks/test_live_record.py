@@ -13,10 +13,10 @@ from hedgeflow.config import AgentSettings, CostSettings, RiskSettings
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.broker import Fill
 from hedgeflow.live.record import replay_bars, step_tables, trades_frame
+from hedgeflow.schemas.columns import LIVE_TABLES
 from hedgeflow.sources.synthetic import SyntheticMarket
-from schemas.columns import LIVE_TABLES
-from tasks.live import persist_step, restore_agent
-from warehouse import Warehouse
+from hedgeflow.tasks.live import persist_step, restore_agent
+from hedgeflow.warehouse import Warehouse
 
 AGENT = AgentSettings(
     name="crypto",

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from warehouse import Warehouse
+from hedgeflow.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from hedgeflow.warehouse import Warehouse, WarehouseBusyError
 from tests.e2e_helpers import read_line
-from warehouse import Warehouse, WarehouseBusyError
 
 from .conftest import run_python
 
 HOLD_WRITE = """
 import sys, time
-from warehouse import Warehouse
+from hedgeflow.warehouse import Warehouse
 wh = Warehouse(sys.argv[1])
 with wh.write() as con:
     con.execute("INSERT INTO store.meta VALUES ('holder', 'x')")
@@ -26,7 +26,7 @@ print("released", flush=True)
 WRITE_RUNS = """
 import sys
 import numpy as np, pandas as pd
-from warehouse import Warehouse
+from hedgeflow.warehouse import Warehouse
 wh = Warehouse(sys.argv[1], lock_timeout=60)
 n_runs, n_rows = int(sys.argv[2]), int(sys.argv[3])
 t0 = pd.Timestamp("2026-11-02", tz="UTC")

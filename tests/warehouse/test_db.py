@@ -16,9 +16,9 @@ import pytest
 
 from hedgeflow.columns import TS_DTYPE
 from hedgeflow.errors import DataValidationError, InvalidInputError
-from schemas import split_valid_bars, table_columns
-from warehouse import SCHEMA_VERSION, Warehouse, code_version, data_fingerprint, db, runs
-from warehouse.db import STORED_TABLES
+from hedgeflow.schemas import split_valid_bars, table_columns
+from hedgeflow.warehouse import SCHEMA_VERSION, Warehouse, code_version, data_fingerprint, db, runs
+from hedgeflow.warehouse.db import STORED_TABLES
 
 from .conftest import bars
 
@@ -194,7 +194,7 @@ def test_write_results_validates_everything_before_writing(wh: Warehouse) -> Non
 
 
 def test_a_failing_insert_rolls_back_the_whole_write(wh: Warehouse, monkeypatch) -> None:
-    import warehouse.results as results
+    import hedgeflow.warehouse.results as results
 
     wh.start_run("r1", "nightly", {}, "v1")
     wh.write_results("r1", {"equity": equity("stocks")})
@@ -347,7 +347,7 @@ def test_code_version_falls_back_to_the_package_version(
             raise subprocess.TimeoutExpired(argv, 5)
         return subprocess.CompletedProcess(argv, 128, "", "fatal: not a git repository")
 
-    # only warehouse.runs sees the fakes (other threads keep the real modules)
+    # only hedgeflow.warehouse.runs sees the fakes (other threads keep the real modules)
     fake_subprocess = SimpleNamespace(run=fake_run, SubprocessError=subprocess.SubprocessError)
     monkeypatch.setattr(runs, "subprocess", fake_subprocess)
     assert code_version() == f"hedgeflow {metadata.version('hedgeflow')}"

@@ -11,11 +11,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import warehouse.lake as lake
+import hedgeflow.warehouse.lake as lake
 from hedgeflow.columns import STORED_BAR_COLUMNS, TS_DTYPE
 from hedgeflow.errors import DataValidationError, InvalidInputError
-from warehouse import Warehouse
-from warehouse.paths import TEMP_SUFFIX
+from hedgeflow.warehouse import Warehouse
+from hedgeflow.warehouse.paths import TEMP_SUFFIX
 
 from .conftest import bars
 

@@ -35,8 +35,8 @@ from hedgeflow.sources.factory import SimulatorSource
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
 from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_simulator import WsSimulator
-from tasks.live import persist_step
-from warehouse import Warehouse
+from hedgeflow.tasks.live import persist_step
+from hedgeflow.warehouse import Warehouse
 
 DAY = datetime(2024, 9, 3, tzinfo=UTC)  # a Tuesday: all three markets trade
 OPEN = datetime(2024, 9, 3, 13, 30, tzinfo=UTC)  # the US session open (EDT)
