@@ -64,6 +64,8 @@ VBT_NP = "vectorbt (numpy)"
 VBT_PD = "vectorbt (pandas)"
 BTPY = "backtesting.py"
 HF_RUN_SMALL = "hedgeflow run_arrays (bt.py bars)"
+HF_BEFORE = "hedgeflow run_arrays before rules.py"
+BEFORE_LIMIT = 1.2  # the shared rules may cost at most 20 % over the fused loop
 
 # hedgeflow exit reasons (engine.EXIT_REASONS)
 R_SIGNAL, R_STOP, R_TAKE_PROFIT, R_END = 0, 1, 2, 3
@@ -366,6 +368,7 @@ def run(
     quick: bool = False,
     measure_compile: bool = True,
 ) -> EngineResult:
+    from benchmarks._engine_before import run_arrays_before
     from hedgeflow.engine import backtest, run_arrays
     from hedgeflow.strategies import get_strategy
 
@@ -399,6 +402,7 @@ def run(
         timings = interleaved(
             {
                 HF_RUN: lambda _, s=signal: run_arrays(o, h, lo, c, s, cfg),
+                HF_BEFORE: lambda _, s=signal: run_arrays_before(o, h, lo, c, s, cfg),
                 HF_BT: lambda _, s=signal: backtest(bars, s, cfg),
                 VBT_NP: lambda _, en=entries, ex=exits: run_vbt(o, h, lo, c, en, ex, cfg),
                 VBT_PD: lambda _, en=entries, ex=exits: run_vbt(o, h, lo, c, en, ex, cfg, index),
@@ -406,6 +410,7 @@ def run(
             repeat=repeat,
         )
         out = run_arrays(o, h, lo, c, signal, cfg)
+        assert run_arrays_before(o, h, lo, c, signal, cfg) == len(out["pnl"])
         agreement = compare_with_vbt(
             out, run_vbt(o, h, lo, c, entries, exits, cfg), o, h, lo, c, exits, cfg
         )
@@ -472,6 +477,8 @@ def render(res: EngineResult) -> str:
     vbt_pd_bt = [s.ratio(VBT_PD, HF_BT) for s in strategies]
     btpy = [s.ratio(BTPY, HF_RUN_SMALL) for s in strategies]
     target_ok = min(vbt_run) >= TARGET_RATIO
+    before = [s.ratio(HF_RUN, HF_BEFORE) for s in strategies]
+    before_ok = max(before) <= BEFORE_LIMIT
 
     speed_rows = []
     for s in strategies:
@@ -596,6 +603,16 @@ def render(res: EngineResult) -> str:
         f"frames are). backtesting.py costs {fmt_ratio(_geo_mean(btpy))} hedgeflow's time per "
         f"bar. Target >= {TARGET_RATIO:.0f}x vectorbt (`run_arrays` vs numpy vectorbt, every "
         f"strategy): **{'met' if target_ok else 'NOT met'}**.",
+        "",
+        "The rules written once (`hedgeflow/rules.py`: `step_bar` over a `State` value, "
+        "shared with the paper broker and the sweep) against the hand-fused loop they "
+        "replaced (frozen in `benchmarks/_engine_before.py`), same run, same trades: "
+        + ", ".join(
+            f"`{s.name}` {fmt_ns(s.ns(HF_RUN))} vs {fmt_ns(s.ns(HF_BEFORE))} "
+            f"({s.ratio(HF_RUN, HF_BEFORE):.2f}x)"
+            for s in strategies
+        )
+        + f". Limit <= {BEFORE_LIMIT}x: **{'met' if before_ok else 'NOT met'}**.",
         "",
         f"Nanoseconds per bar (median of {res.repeat} interleaved repeats, "
         f"{res.n_bars:,} bars) and ratios (peer time / hedgeflow time, > 1 = hedgeflow faster):",

@@ -244,7 +244,7 @@ def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
 
 
 def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]) -> AgentSettings:
-    from hedgeflow.strategies import parse_params  # local: import cycle
+    from hedgeflow.strategies import parse_params, resolve_strategy  # local: import cycle
 
     prefix = f"agents.{name}"
     allowed = {"symbol", "strategy", "params", "risk", "costs"}
@@ -263,6 +263,10 @@ def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]
     except InvalidInputError as exc:
         raise ConfigError(f"{prefix}.symbol", str(exc)) from None
     strategy = raw["strategy"]
+    try:
+        resolve_strategy(strategy)
+    except InvalidInputError as exc:
+        raise ConfigError(f"{prefix}.strategy", str(exc)) from None
     try:
         params = parse_params(strategy, _as_mapping(f"{prefix}.params", raw.get("params", {})))
     except InvalidInputError as exc:

@@ -106,3 +106,15 @@ def test_agent_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     s = load_settings(env={"HEDGEFLOW_AGENTS__FOREX": "false"})
     assert [a.name for a in s.agents] == ["stocks", "crypto"]
+
+
+def test_a_strategy_typo_is_reported_under_strategy(tmp_path: Path) -> None:
+    path = tmp_path / "hedgeflow.toml"
+    path.write_text('[agents.stocks]\nsymbol = "AAPL.US"\nstrategy = "sma_crosss"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_file=path, env={})
+    assert str(err.value).startswith("setting 'agents.stocks.strategy': unknown strategy")
+    missing = tmp_path / "other.toml"
+    missing.write_text('[agents.bands]\nsymbol = "EURUSD.FOREX"\nstrategy = "nope.py:X"\n')
+    with pytest.raises(ConfigError, match=r"agents\.bands\.strategy.*no such file nope\.py"):
+        load_settings(config_file=missing, env={})
