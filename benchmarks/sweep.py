@@ -61,7 +61,7 @@ FAST = tuple(range(2, 42))  # 40 windows
 SLOW = tuple(range(50, 300, 10))  # 25 windows
 QUICK_FAST = tuple(range(2, 12))
 QUICK_SLOW = tuple(range(50, 150, 10))
-TARGET_RATIO = 20.0
+TARGET_RATIO = 100.0  # issue "each strategy and each trading rule written once": >= 100x vectorbt
 CHECK_SAMPLE = 8  # combinations checked against the normal path
 HF = "hedgeflow sweep_arrays"
 VBT = "vectorbt MA.run + from_signals"

@@ -32,7 +32,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -68,9 +68,10 @@ class BarLike(Protocol):
     def close(self) -> float: ...
 
 
-@dataclass(frozen=True, slots=True)
-class LiveStep:
-    """The outcome of one bar (or of :meth:`LiveAgent.close_out`, ``bar`` None).
+class LiveStep(NamedTuple):
+    """The outcome of one bar (or of :meth:`LiveAgent.close_out`, ``bar`` None); a
+    named tuple (immutable, three times cheaper to build than a frozen dataclass on
+    the per-bar path).
 
     ``signal`` and ``indicators`` are the strategy's values at the bar's close;
     ``equity`` is cash + qty x close after the bar; ``position`` the quantity held
@@ -119,8 +120,6 @@ class LiveAgent:
     def __post_init__(self) -> None:
         validate_interval(self.interval)
         spec = get_strategy(self.strategy)
-        if spec.streaming is None:
-            raise InvalidInputError(f"strategy {self.strategy} has no streaming implementation")
         self._spec = spec
         self._stream = spec.streaming(self.params)
         self._warmup_bars = int(spec.warmup(self.params))
@@ -278,9 +277,10 @@ class LiveAgent:
         if not (lo > 0.0 and lo <= o and lo <= c and o <= h and c <= h and h < math.inf):
             self._refuse("bad_prices", ts)
             return None
-        sig, indicators = self._stream.update(o, h, lo, c)
         broker = self.broker
-        events = broker.on_bar(ts, o, h, lo, c, sig)
+        stream = self._stream
+        sig, events = broker.on_bar_with(ts, o, h, lo, c, stream)
+        indicators = stream.indicators()
         if self._carried:
             events = [*self._carried, *events]
             self._carried = ()

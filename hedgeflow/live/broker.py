@@ -250,6 +250,7 @@ class PaperBroker:
         self._trade = np.zeros((1, rules.N_TRADE), dtype=np.float64)
         self._step = pd.Timedelta(seconds=interval_seconds(self.interval))
         self._atr = AtrStream(c.atr_period)
+        self._trailing = bool(c.use_trailing_atr)
         self.atr = math.nan
         self.held = 0.0  # quantity held through the last bar's close (engine `position`)
         e0 = float(c.initial_equity)
@@ -273,7 +274,8 @@ class PaperBroker:
 
     def observe(self, high: float, low: float, close: float) -> None:
         """Feed a bar to the ATR stream only (warm-up without trading, restore)."""
-        self.atr = self._atr.update(high, low, close)
+        if self._trailing:  # the ATR only moves the trailing stop
+            self.atr = self._atr.update(high, low, close)
         self.state.last_close = float(close)
 
     # -- the bar ----------------------------------------------------------------------
@@ -294,7 +296,7 @@ class PaperBroker:
             raise InvalidInputError(f"signal must be 0 or 1 (long only), got {signal!r}")
         st = self.state
         c = float(close)
-        a = self._atr.update(high, low, c)
+        a = self._atr.update(high, low, c) if self._trailing else math.nan
         self.atr = a
         order = st.pending
         v = self._load(st)
@@ -302,13 +304,43 @@ class PaperBroker:
             v, self._settings, 0, float(open_), float(high), float(low), c, int(signal), a,
             self._trade,
         )  # fmt: skip
-        closed = self._trade[0]
+        return self._events(ts, c, order, v, filled, equity)
+
+    def on_bar_with(
+        self, ts: pd.Timestamp, o: float, h: float, lo: float, c: float, stream: Any
+    ) -> tuple[int, list[Event]]:
+        """:meth:`on_bar` with the signal of ``stream`` (a strategy's
+        :class:`~hedgeflow.strategies.base.Streaming`) computed in the same compiled
+        call as the rules. Returns (signal, events)."""
+        st = self.state
+        a = self._atr.update(h, lo, c) if self._trailing else math.nan
+        self.atr = a
+        order = st.pending
+        v = self._load(st)
+        sig, filled, equity = stream.step_with_rules(o, h, lo, c, v, self._settings, a, self._trade)
+        return sig, self._events(ts, c, order, v, filled, equity)
+
+    def _events(
+        self,
+        ts: pd.Timestamp,
+        c: float,
+        order: PendingOrder | None,
+        v: np.ndarray,
+        filled: int,
+        equity: float,
+    ) -> list[Event]:
+        """What the rules did in this bar, as orders and fills; the state after it."""
+        st = self.state
+        vals = v.tolist()  # one conversion, then plain Python floats
+        trade = self._trade
+        reason = int(trade[0, rules.T_REASON])
+        closed = trade[0] if reason != rules.R_NONE else trade  # the row only when used
         events: list[Event] = []
         # 1. the order pending from the previous close, at this open
         if order is not None:
             if filled == rules.P_ENTRY_FILLED:
-                q = float(v[rules.V_QTY])
-                fill, fee = float(v[rules.V_ENTRY_PX]), float(v[rules.V_ENTRY_FEE])
+                q = vals[rules.V_QTY]
+                fill, fee = vals[rules.V_ENTRY_PX], vals[rules.V_ENTRY_FEE]
                 st.entry_ts = ts
                 st.entry_order_id = order.order_id
                 events.append(_order_done(order, "filled", q))
@@ -325,15 +357,14 @@ class PaperBroker:
             else:  # pragma: no cover - an exit is only queued while long
                 events.append(_order_done(order, "cancelled", None))
         # 2. a protective exit inside the bar
-        reason = int(closed[rules.T_REASON])
-        if reason in (rules.R_STOP, rules.R_TAKE_PROFIT):
+        if reason == rules.R_STOP or reason == rules.R_TAKE_PROFIT:
             name = rules.EXIT_REASONS[reason]
             oid = order_id_for(self.agent, ts, name)
             qty = float(closed[rules.T_QTY])
             events.append(OrderUpdated(oid, "sell", ts, ts, "filled", name, qty))
             events.append(self._exit(oid, ts, closed))
         # 3. the order queued at the close
-        queued = int(v[rules.V_PENDING])
+        queued = int(vals[rules.V_PENDING])
         st.pending = None
         if queued != 0:
             kind = "entry" if queued == 1 else "exit"
@@ -343,11 +374,11 @@ class PaperBroker:
             )
             events.append(OrderCreated(st.pending))
         # 4. the state after the bar; equity at the close
-        self._store(v, st)
+        self._store(vals, st)
         st.equity = equity
         st.last_ts = ts
         st.last_close = c
-        self.held = float(v[rules.V_HELD])
+        self.held = vals[rules.V_HELD]
         return events
 
     def close_out(self, reason: str = "end") -> list[Event]:
@@ -370,36 +401,33 @@ class PaperBroker:
             qty = float(closed[rules.T_QTY])
             events.append(OrderUpdated(oid, "sell", ts, ts, "filled", reason, qty))
             events.append(self._exit(oid, ts, closed, reason))
-        self._store(v, st)
+        self._store(v.tolist(), st)
         st.equity = st.cash
         return events
 
     # -- helpers ----------------------------------------------------------------------
 
     def _load(self, st: BrokerState) -> np.ndarray:
-        """The rules' state vector for ``st`` (the entry bar index is not used)."""
-        v = self._v
-        v[rules.V_CASH] = st.cash
-        v[rules.V_QTY] = st.qty
-        v[rules.V_ENTRY_PX] = st.entry_price
-        v[rules.V_ENTRY_FEE] = st.entry_fee
-        v[rules.V_STOP] = st.stop
-        v[rules.V_TP] = st.take_profit
+        """The rules' state vector for ``st`` (``V_*`` order; the entry bar index is
+        not used)."""
         pending = st.pending
-        v[rules.V_PENDING] = 0 if pending is None else (1 if pending.side == "buy" else -1)
-        v[rules.V_PREV_SIG] = st.prev_signal
-        v[rules.V_HELD] = self.held
+        v = self._v
+        v[:] = (
+            st.cash, st.qty, st.entry_price, st.entry_fee, 0.0, st.stop, st.take_profit,
+            0 if pending is None else (1 if pending.side == "buy" else -1),
+            st.prev_signal, self.held,
+        )  # fmt: skip
         return v
 
-    def _store(self, v: np.ndarray, st: BrokerState) -> None:
-        st.cash = float(v[rules.V_CASH])
-        st.qty = float(v[rules.V_QTY])
-        st.prev_signal = int(v[rules.V_PREV_SIG])
+    def _store(self, vals: list[float], st: BrokerState) -> None:
+        st.cash = vals[rules.V_CASH]
+        st.qty = vals[rules.V_QTY]
+        st.prev_signal = int(vals[rules.V_PREV_SIG])
         if st.qty > 0.0:
-            st.entry_price = float(v[rules.V_ENTRY_PX])
-            st.entry_fee = float(v[rules.V_ENTRY_FEE])
-            st.stop = float(v[rules.V_STOP])
-            st.take_profit = float(v[rules.V_TP])
+            st.entry_price = vals[rules.V_ENTRY_PX]
+            st.entry_fee = vals[rules.V_ENTRY_FEE]
+            st.stop = vals[rules.V_STOP]
+            st.take_profit = vals[rules.V_TP]
         else:
             # flat: the levels are unused until the next entry sets them (the rules keep
             # stale values; clearing them keeps snapshots equal to restored states)

@@ -190,7 +190,9 @@ class Strategy:
 class Streaming:
     """``update`` one bar at a time from a zero state (the live agent's strategy)."""
 
-    __slots__ = ("_columns", "_k", "_out", "_p", "_st", "_update", "params", "strategy")
+    __slots__ = (
+        "_columns", "_k", "_live_step", "_out", "_p", "_st", "_update", "params", "strategy",
+    )  # fmt: skip
 
     def __init__(self, strategy: Strategy, params: Any) -> None:
         self.strategy = strategy
@@ -201,14 +203,24 @@ class Streaming:
         self._k = len(self._columns)
         self._out = np.full(self._k, np.nan)
         self._update = strategy.update
+        self._live_step: Any = None
 
-    def update(
-        self, open: float, high: float, low: float, close: float
-    ) -> tuple[int, dict[str, float]]:
-        out = self._out
-        o, h, lo, c = float(open), float(high), float(low), float(close)
+    def indicators(self) -> dict[str, float]:
+        """The indicator values of the last bar."""
+        return dict(zip(self._columns, self._out.tolist(), strict=True))
+
+    def step_with_rules(
+        self, o: float, h: float, lo: float, c: float, v: Any, pv: Any, atr: float, trade: Any
+    ) -> tuple[int, int, float]:
+        """The update and the engine's rules for one bar in one compiled call (the
+        generated ``live_step``): returns (signal, the pending order's ``P_*``
+        outcome, equity at the close); ``v`` is the broker's state vector."""
+        if self._live_step is None:
+            self._live_step = self.strategy.kernels().live_step
         try:
-            sig = int(self._update(self._st, self._p, o, h, lo, c, out))
+            sig, filled, equity = self._live_step(
+                self._st, self._p, self._out, v, pv, o, h, lo, c, atr, trade
+            )
         except Exception as exc:
             raise InvalidInputError(
                 f"strategy {self.strategy.ref}: update failed: {_one_line(exc)}"
@@ -217,7 +229,23 @@ class Streaming:
             raise InvalidInputError(
                 f"strategy {self.strategy.ref}: update returned {sig}; expected 0 or 1"
             )
-        return sig, {col: float(out[j]) for j, col in enumerate(self._columns)}
+        return sig, filled, equity
+
+    def update(
+        self, open: float, high: float, low: float, close: float
+    ) -> tuple[int, dict[str, float]]:
+        out = self._out
+        try:
+            sig = int(self._update(self._st, self._p, open, high, low, close, out))
+        except Exception as exc:
+            raise InvalidInputError(
+                f"strategy {self.strategy.ref}: update failed: {_one_line(exc)}"
+            ) from None
+        if sig != 0 and sig != 1:
+            raise InvalidInputError(
+                f"strategy {self.strategy.ref}: update returned {sig}; expected 0 or 1"
+            )
+        return sig, dict(zip(self._columns, out.tolist(), strict=True))
 
 
 def _one_line(exc: BaseException) -> str:
