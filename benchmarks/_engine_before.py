@@ -192,13 +192,22 @@ def _event_loop(
 
 
 def run_arrays_before(o: Any, h: Any, lo: Any, c: Any, signal: Any, config: EngineConfig) -> int:
-    """The frozen loop on the same inputs as ``run_arrays`` (long only, no trailing
-    stop in the benchmark's configuration); returns the number of trades."""
+    """``run_arrays`` as it was: the same input checks and conversions (today's helpers,
+    unchanged), then the frozen loop (no trailing stop in the benchmark's
+    configuration); returns the number of trades."""
+    from hedgeflow.engine import _f64, _signal_array
+
+    c = _f64("close", c)
+    n = c.shape[0]
+    o, h, lo = _f64("open", o, n), _f64("high", h, n), _f64("low", lo, n)
+    sig = _signal_array(signal, n)
     out = _event_loop(
-        o, h, lo, c, np.asarray(signal, dtype=np.int8), np.empty(0, dtype=np.float64),
+        o, h, lo, c, sig, np.empty(0, dtype=np.float64),
         float(config.initial_equity), float(config.risk_per_trade), float(config.stop_pct),
         float(config.take_profit_pct), float(config.max_leverage), float(config.fee_bps) / 1e4,
         float(config.slippage_bps) / 1e4, bool(config.whole_units),
         bool(config.use_trailing_atr), float(config.atr_mult),
     )  # fmt: skip
-    return int(out[-1])
+    keys = ("equity", "position", "entry_idx", "exit_idx", "qty", "entry_price",
+            "exit_price", "reason", "fees", "pnl")  # fmt: skip
+    return len(dict(zip(keys, out[:-1], strict=True))["pnl"])

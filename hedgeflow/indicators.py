@@ -68,7 +68,7 @@ def sma_state_size(n: int) -> int:
     return n + 3
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def sma_step(st: np.ndarray, k: int, n: int, x: float) -> float:
     """``sma(n)`` after value ``x``: a running sum (add the new value, subtract the one
     leaving the window) re-summed exactly from the ring every ``n`` values.
@@ -85,8 +85,9 @@ def sma_step(st: np.ndarray, k: int, n: int, x: float) -> float:
     if pos == n:
         pos = 0
     count += 1
-    if count % n == 0:
-        # the ring holds oldest..newest in index order exactly when pos == 0
+    if pos == 0:
+        # every n values (pos == count mod n): the ring then holds oldest..newest in
+        # index order, and the exact re-sum bounds the drift
         t = 0.0
         for j in range(n):
             t += st[ring + j]
@@ -97,7 +98,7 @@ def sma_step(st: np.ndarray, k: int, n: int, x: float) -> float:
     return s / n if count >= n else np.nan
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _rsi_value(avg_gain: float, avg_loss: float) -> float:
     if avg_loss == 0.0:
         return 50.0 if avg_gain == 0.0 else 100.0
@@ -108,7 +109,7 @@ def _rsi_value(avg_gain: float, avg_loss: float) -> float:
 RSI_STATE_SIZE = 4
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def rsi_step(st: np.ndarray, k: int, n: int, x: float) -> float:
     """``rsi(n)`` after close ``x``. State: count, previous close, average gain and
     average loss (``ewm(alpha=1/n, adjust=False)`` seeded at the first change)."""
@@ -142,7 +143,7 @@ def donchian_state_size(n: int) -> int:
     return 5 + 4 * (n + 1)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def donchian_step(
     st: np.ndarray, k: int, n: int, h: float, lo: float
 ) -> tuple[float, float, float]:

@@ -44,7 +44,9 @@ from hedgeflow.rules import step_bar_vector
 from hedgeflow.strategies import resolve_strategy
 from hedgeflow.sweep.kernels import N_STATS, _combo
 
-_update = resolve_strategy({ref!r}).update
+# the update compiled into these loops (IR-inlined: no call, no reference counting of
+# its arrays per bar)
+_update = numba.njit(inline="always")(resolve_strategy({ref!r}).update.py_func)
 
 
 @numba.njit(cache=True)

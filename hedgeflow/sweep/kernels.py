@@ -145,7 +145,7 @@ def _combo(
 ) -> None:
     """Run the engine on one signal and write its statistics into ``out``."""
     equity, position, trades, nt = _event_loop(open_, high, low, close, signal, atr, eng)
-    pnl = trades[:, T_PNL]
+    pnl = trades[T_PNL]
     n = equity.shape[0]
 
     finite = True
