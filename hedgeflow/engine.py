@@ -197,7 +197,7 @@ def _event_loop(
     n = close.shape[0]
     equity = np.empty(n, dtype=np.float64)
     position = np.empty(n, dtype=np.float64)
-    trades = np.empty((rules.N_TRADE, n // 2 + 2), dtype=np.float64)
+    trades = np.empty((n // 2 + 2, rules.N_TRADE), dtype=np.float64)
     nt = 0
     st = rules.flat_state(p)
     for i in range(n):
@@ -212,7 +212,7 @@ def _event_loop(
                 nt = rules.write_trade(trades, nt, i, closed)
         equity[i] = rules.equity(st, c)
         position[i] = st.held
-    return equity, position, trades[:, :nt], nt
+    return equity, position, trades[:nt], nt
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -278,14 +278,14 @@ def run_arrays(
     return {
         "equity": equity,
         "position": position,
-        "entry_idx": trades[rules.T_ENTRY_I].astype(np.int64),
-        "exit_idx": trades[rules.T_EXIT_I].astype(np.int64),
-        "qty": trades[rules.T_QTY],
-        "entry_price": trades[rules.T_ENTRY_PX],
-        "exit_price": trades[rules.T_EXIT_PX],
-        "reason": trades[rules.T_REASON].astype(np.int8),
-        "fees": trades[rules.T_FEES],
-        "pnl": trades[rules.T_PNL],
+        "entry_idx": trades[:, rules.T_ENTRY_I].astype(np.int64),
+        "exit_idx": trades[:, rules.T_EXIT_I].astype(np.int64),
+        "qty": trades[:, rules.T_QTY],
+        "entry_price": trades[:, rules.T_ENTRY_PX],
+        "exit_price": trades[:, rules.T_EXIT_PX],
+        "reason": trades[:, rules.T_REASON].astype(np.int8),
+        "fees": trades[:, rules.T_FEES],
+        "pnl": trades[:, rules.T_PNL],
     }
 
 

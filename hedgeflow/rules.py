@@ -366,21 +366,20 @@ def equity(st: State, c: float) -> float:
 
 @numba.njit(cache=True)
 def write_trade(trades: np.ndarray, nt: int, exit_i: int, t: Closed) -> int:
-    """The one trade-record writer: ``t`` closed at bar ``exit_i`` into column ``nt``
-    of an ``(N_TRADE, capacity)`` matrix (one contiguous row per field, so a field of
-    every trade is a plain array); returns the next column (unchanged without a
-    trade)."""
+    """The one trade-record writer: ``t`` closed at bar ``exit_i`` into row ``nt`` of a
+    ``(capacity, N_TRADE)`` matrix (one cache line per trade); returns the next row
+    (unchanged without a trade)."""
     if t.reason == R_NONE:
         return nt
-    trades[T_ENTRY_I, nt] = t.entry_i
-    trades[T_EXIT_I, nt] = exit_i
-    trades[T_QTY, nt] = t.qty
-    trades[T_ENTRY_PX, nt] = t.entry_px
-    trades[T_EXIT_PX, nt] = t.exit_px
-    trades[T_REASON, nt] = t.reason
-    trades[T_FEES, nt] = t.fees
-    trades[T_PNL, nt] = t.pnl
-    trades[T_EXIT_FEE, nt] = t.exit_fee
+    trades[nt, T_ENTRY_I] = t.entry_i
+    trades[nt, T_EXIT_I] = exit_i
+    trades[nt, T_QTY] = t.qty
+    trades[nt, T_ENTRY_PX] = t.entry_px
+    trades[nt, T_EXIT_PX] = t.exit_px
+    trades[nt, T_REASON] = t.reason
+    trades[nt, T_FEES] = t.fees
+    trades[nt, T_PNL] = t.pnl
+    trades[nt, T_EXIT_FEE] = t.exit_fee
     return nt + 1
 
 
@@ -449,12 +448,12 @@ def step_bar_vector(
     trade: np.ndarray,
 ) -> tuple[int, float]:
     """:func:`step_bar` on a state vector ``v`` (updated in place); a closed round
-    trip goes to column 0 of ``trade`` (shape ``(N_TRADE, 1)``, reason ``R_NONE``
+    trip goes to row 0 of ``trade`` (shape ``(1, N_TRADE)``, reason ``R_NONE``
     when none). Returns the ``P_*`` outcome of the pending order and the equity at
     the close."""
     st, filled, closed = step_bar(_load(v), _settings(pv), i, o, h, lo, c, s, atr)
     _store(st, v)
-    trade[T_REASON, 0] = R_NONE
+    trade[0, T_REASON] = R_NONE
     write_trade(trade, 0, i, closed)
     return filled, equity(st, c)
 
@@ -464,5 +463,5 @@ def end_close_vector(v: np.ndarray, pv: np.ndarray, i: int, c: float, trade: np.
     """:func:`end_close` on a state vector, like :func:`step_bar_vector`."""
     st, closed = end_close(_load(v), _settings(pv), c)
     _store(st, v)
-    trade[T_REASON, 0] = R_NONE
+    trade[0, T_REASON] = R_NONE
     write_trade(trade, 0, i, closed)

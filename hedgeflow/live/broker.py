@@ -247,7 +247,7 @@ class PaperBroker:
         c = self.config
         self._settings = rules.settings_vector(engine_settings(c))
         self._v = np.zeros(rules.N_VECTOR, dtype=np.float64)  # the rules' state, per bar
-        self._trade = np.zeros((rules.N_TRADE, 1), dtype=np.float64)
+        self._trade = np.zeros((1, rules.N_TRADE), dtype=np.float64)
         self._step = pd.Timedelta(seconds=interval_seconds(self.interval))
         self._atr = AtrStream(c.atr_period)
         self._trailing = bool(c.use_trailing_atr)
@@ -333,8 +333,8 @@ class PaperBroker:
         st = self.state
         vals = v.tolist()  # one conversion, then plain Python floats
         trade = self._trade
-        reason = int(trade[rules.T_REASON, 0])
-        closed = trade[:, 0] if reason != rules.R_NONE else trade  # the view only when used
+        reason = int(trade[0, rules.T_REASON])
+        closed = trade[0] if reason != rules.R_NONE else trade  # the view only when used
         events: list[Event] = []
         # 1. the order pending from the previous close, at this open
         if order is not None:
@@ -394,7 +394,7 @@ class PaperBroker:
             st.pending = None
         v = self._load(st)
         rules.end_close_vector(v, self._settings, 0, st.last_close, self._trade)
-        closed = self._trade[:, 0]
+        closed = self._trade[0]
         if int(closed[rules.T_REASON]) != rules.R_NONE:
             ts = st.last_ts
             oid = order_id_for(self.agent, ts, reason)

@@ -145,7 +145,7 @@ def _combo(
 ) -> None:
     """Run the engine on one signal and write its statistics into ``out``."""
     equity, position, trades, nt = _event_loop(open_, high, low, close, signal, atr, eng)
-    pnl = trades[T_PNL]
+    pnl = trades[:, T_PNL]
     n = equity.shape[0]
 
     finite = True
@@ -164,16 +164,20 @@ def _combo(
         if position[i] != 0.0:
             exposed += 1
 
+    growth = equity[n - 1] / equity[0]
+    # The bar returns overwrite the equity curve in place (r[i] needs equity[i] and
+    # equity[i + 1], read before either is overwritten) and the squares reuse the
+    # position array: no per-combination allocation (fresh pages fault).
     m = n - 1
     mean_r = 0.0
     std_r = 0.0
     downside = 0.0
     if m >= 1:
-        r = np.empty(m, dtype=np.float64)
+        r = equity
         for i in range(m):
             r[i] = equity[i + 1] / equity[i] - 1.0
         mean_r = (0.0 + _pairwise_sum(r, 0, m)) / m
-        w = np.empty(m, dtype=np.float64)
+        w = position
         for i in range(m):
             x = r[i]
             w[i] = (x * x) if x < 0.0 else 0.0
@@ -199,7 +203,7 @@ def _combo(
             neg_buf[n_neg] = p
             n_neg += 1
 
-    out[S_GROWTH] = equity[n - 1] / equity[0]
+    out[S_GROWTH] = growth
     out[S_MEAN] = mean_r
     out[S_STD] = std_r
     out[S_DOWNSIDE] = downside

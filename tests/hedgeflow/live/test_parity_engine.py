@@ -357,4 +357,4 @@ def test_flat_warm_up_with_trailing_atr_uses_the_full_history_atr(
     out = _event_loop(o, h, lo, c, sig, np.ascontiguousarray(a_full), engine_settings(cfg))
     np.testing.assert_array_equal(run.equity(), out[0])
     assert len(run.trades()) == out[-1] > 0
-    np.testing.assert_array_equal(run.trades()["pnl"].to_numpy(), out[2][T_PNL])
+    np.testing.assert_array_equal(run.trades()["pnl"].to_numpy(), out[2][:, T_PNL])
