@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
+import numba
 import numpy as np
 
 from hedgeflow.errors import InvalidInputError
@@ -71,7 +72,8 @@ class Strategy:
             raise InvalidInputError("a strategy needs a non-empty name")
         if not dataclasses.is_dataclass(self.params):
             raise InvalidInputError(f"{self.name}: params must be a dataclass type")
-        if not callable(self.update) or not hasattr(self.update, "py_func"):
+        jit_off = bool(getattr(numba.config, "DISABLE_JIT", 0))  # njit is then a no-op
+        if not callable(self.update) or not (jit_off or hasattr(self.update, "py_func")):
             raise InvalidInputError(
                 f"{self.name}: update must be a numba.njit function "
                 "update(state, p, open, high, low, close, out) -> int"

@@ -46,7 +46,8 @@ from hedgeflow.sweep.kernels import N_STATS, _combo
 
 # the update compiled into these loops (IR-inlined: no call, no reference counting of
 # its arrays per bar)
-_update = numba.njit(inline="always")(resolve_strategy({ref!r}).update.py_func)
+_spec_update = resolve_strategy({ref!r}).update
+_update = numba.njit(inline="always")(getattr(_spec_update, "py_func", _spec_update))
 
 
 @numba.njit(cache=True)
@@ -97,17 +98,18 @@ def _cache_dir() -> Path:
 
 
 def _fingerprint(update: Any) -> str:
+    func = getattr(update, "py_func", update)  # a plain function when the JIT is off
     h = hashlib.sha256()
     # the module the update lives in: a user's file is loaded under a name per path
-    h.update(f"{update.py_func.__module__}.{update.py_func.__qualname__}".encode())
+    h.update(f"{func.__module__}.{func.__qualname__}".encode())
     root = Path(__file__).resolve().parents[1]
     for rel in _CORE:
         h.update((root / rel).read_bytes())
     try:
-        source_file = inspect.getsourcefile(update.py_func)
+        source_file = inspect.getsourcefile(func)
         h.update(Path(source_file).read_bytes() if source_file else b"")
     except (OSError, TypeError):
-        h.update(repr(update.py_func.__code__.co_code).encode())
+        h.update(repr(func.__code__.co_code).encode())
     return h.hexdigest()[:16]
 
 
