@@ -116,10 +116,12 @@ def _fingerprint(update: Any) -> str:
 def drivers(ref: str, update: Any) -> ModuleType:
     """The generated module (``signals``, ``sweep``) for the strategy ``ref``."""
     with _LOCK:
-        if ref in _LOADED:
-            return _LOADED[ref]
+        # keyed by the name, not the reference: the same relative reference in another
+        # folder, or an edited file, is another update with other kernels
         digest = hashlib.sha256(ref.encode()).hexdigest()[:12]
         name = f"hedgeflow_kernels_{digest}_{_fingerprint(update)}"
+        if name in _LOADED:
+            return _LOADED[name]
         folder = _cache_dir()
         path = folder / f"{name}.py"
         if not path.exists():
@@ -137,5 +139,5 @@ def drivers(ref: str, update: Any) -> ModuleType:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-        _LOADED[ref] = module
+        _LOADED[name] = module
         return module
