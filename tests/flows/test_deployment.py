@@ -131,6 +131,9 @@ def _run_deployment(name: str, params: dict[str, object], env: dict[str, str]) -
     )  # fmt: skip
 
 
+# Slow (a server of its own, four deployed runs: ~75 s), so the default suite stays
+# under 10 minutes; .ci/run runs it explicitly, every time.
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # four deployed runs, each a fresh worker subprocess
 def test_deploy_start_worker_and_run_every_deployment(
     prefect_server: tuple[Path, dict[str, str]],

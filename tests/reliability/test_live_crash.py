@@ -196,6 +196,7 @@ def _campaign(trials: int, seed: int, harness: Harness, tmp: Path, tally: Tally)
     tally.note("fills at the end", int(fills["n"].iloc[0]) if not fills.empty else 0)
 
 
+@pytest.mark.slow  # ~45 s: out of the default suite's 10 minutes; .ci/run runs it every time
 def test_live_sigkill_and_restart_quick(
     prefect_harness: Harness, tmp_path: Path, tally: Tally
 ) -> None:
