@@ -334,7 +334,6 @@ class PaperBroker:
         vals = v.tolist()  # one conversion, then plain Python floats
         trade = self._trade
         reason = int(trade[0, rules.T_REASON])
-        closed = trade[0] if reason != rules.R_NONE else trade  # the view only when used
         events: list[Event] = []
         # 1. the order pending from the previous close, at this open
         if order is not None:
@@ -352,12 +351,14 @@ class PaperBroker:
             elif filled == rules.P_ENTRY_REJECTED:
                 events.append(_order_done(order, "rejected", None))
             elif filled == rules.P_EXIT_FILLED:
+                closed = trade[0]
                 events.append(_order_done(order, "filled", float(closed[rules.T_QTY])))
                 events.append(self._exit(order.order_id, ts, closed))
             else:  # pragma: no cover - an exit is only queued while long
                 events.append(_order_done(order, "cancelled", None))
         # 2. a protective exit inside the bar
         if reason == rules.R_STOP or reason == rules.R_TAKE_PROFIT:
+            closed = trade[0]
             name = rules.EXIT_REASONS[reason]
             oid = order_id_for(self.agent, ts, name)
             qty = float(closed[rules.T_QTY])

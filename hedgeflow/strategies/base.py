@@ -219,35 +219,34 @@ class Streaming:
         outcome, equity at the close); ``v`` is the broker's state vector."""
         if self._live_step is None:
             self._live_step = self.strategy.kernels().live_step
-        try:
-            sig, filled, equity = self._live_step(
-                self._st, self._p, self._out, v, pv, o, h, lo, c, atr, trade
-            )
-        except Exception as exc:
-            raise InvalidInputError(
-                f"strategy {self.strategy.ref}: update failed: {_one_line(exc)}"
-            ) from None
-        if sig != 0 and sig != 1:
-            raise InvalidInputError(
-                f"strategy {self.strategy.ref}: update returned {sig}; expected 0 or 1"
-            )
-        return sig, filled, equity
+        sig, filled, equity = self._call(
+            self._live_step, self._st, self._p, self._out, v, pv, o, h, lo, c, atr, trade
+        )
+        return self._signal(sig), filled, equity
 
     def update(
         self, open: float, high: float, low: float, close: float
     ) -> tuple[int, dict[str, float]]:
         out = self._out
+        sig = self._signal(self._call(self._update, self._st, self._p, open, high, low, close, out))
+        return sig, dict(zip(self._columns, out.tolist(), strict=True))
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        """Call compiled user code; its failure is one line naming the strategy."""
         try:
-            sig = int(self._update(self._st, self._p, open, high, low, close, out))
+            return fn(*args)
         except Exception as exc:
             raise InvalidInputError(
                 f"strategy {self.strategy.ref}: update failed: {_one_line(exc)}"
             ) from None
+
+    def _signal(self, sig: Any) -> int:
+        sig = int(sig)
         if sig != 0 and sig != 1:
             raise InvalidInputError(
                 f"strategy {self.strategy.ref}: update returned {sig}; expected 0 or 1"
             )
-        return sig, dict(zip(self._columns, out.tolist(), strict=True))
+        return sig
 
 
 def _one_line(exc: BaseException) -> str:
