@@ -66,6 +66,7 @@ def ingest_window(
         source=spec,
         home=settings.home,
         run_id=run_id,
+        lock_timeout=settings.lock_timeout,
     )
     results: list[IngestResult] = []
     failed: dict[str, str] = {}
@@ -99,7 +100,7 @@ def ingest(
     interval_ = validate_interval(settings.interval)
     window = lookback_window(settings.lookback_days if days is None else days, end)
     run_id = current_run_id()
-    warehouse = Warehouse(settings.home)
+    warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     params = {
         "symbols": chosen,
         "interval": interval_,

@@ -87,7 +87,7 @@ def nightly(
     )
     window = lookback_window(settings.lookback_days if days is None else days, end)
     run_id = current_run_id()
-    warehouse = Warehouse(settings.home)
+    warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     params = {
         "source": settings.source,
         "interval": settings.interval,

@@ -16,7 +16,7 @@ from hedgeflow.schemas.bars import split_valid_bars
 from hedgeflow.sources import make_source
 from hedgeflow.sources.base import fetch
 from hedgeflow.tasks.common import progress_log, retry_on_transient, run_logger
-from hedgeflow.warehouse import Warehouse
+from hedgeflow.warehouse import DEFAULT_LOCK_TIMEOUT, Warehouse
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ def ingest_symbol_body(
     source: SourceSpec,
     home: Path,
     run_id: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> IngestResult:
     began = time.perf_counter()
     token = source.public_token
@@ -68,7 +69,7 @@ def ingest_symbol_body(
             close()
     raw = fetched.bars
     valid, quarantined = split_valid_bars(raw, symbol, interval, run_id)
-    warehouse = Warehouse(home)
+    warehouse = Warehouse(home, lock_timeout=lock_timeout)
     if len(quarantined):
         warehouse.write_quarantine(quarantined)
     report = warehouse.write_bars(
@@ -117,10 +118,12 @@ def ingest_symbols_body(
     source: SourceSpec,
     home: Path,
     run_id: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> list[IngestResult]:
     """Ingest each symbol in turn; one symbol in memory at a time."""
     return [
-        ingest_symbol_body(symbol, interval, start, end, source, home, run_id) for symbol in symbols
+        ingest_symbol_body(symbol, interval, start, end, source, home, run_id, lock_timeout)
+        for symbol in symbols
     ]
 
 

@@ -91,7 +91,7 @@ def backtest_agent(
     agent: AgentSettings, settings: Settings, window: Window, run_id: str
 ) -> tuple[AgentSummary, dict[str, pd.DataFrame]]:
     """One agent's backtest and the rows it stores (not yet written)."""
-    bars = Warehouse(settings.home).read_bars(
+    bars = Warehouse(settings.home, lock_timeout=settings.lock_timeout).read_bars(
         agent.symbol, settings.interval, window.start, window.end
     )
     outcome = run_agent(bars, agent, settings.costs_for(agent), settings.portfolio.initial_equity)
@@ -135,7 +135,7 @@ def agent_backtests_body(
     so the other agents of the batch still publish."""
     out: list[AgentSummary | AgentFailure] = []
     rows: dict[str, list[pd.DataFrame]] = {}
-    warehouse = Warehouse(settings.home)
+    warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
 
     def flush() -> None:
         if rows:
@@ -221,7 +221,7 @@ def combine_portfolio_body(
         "portfolio_metrics": pd.DataFrame(rows),
         "equity": chosen_equity.assign(**{C.RUN_ID: run_id, "agent": PORTFOLIO_AGENT}),
     }
-    Warehouse(settings.home).write_results(run_id, tables)
+    Warehouse(settings.home, lock_timeout=settings.lock_timeout).write_results(run_id, tables)
     return PortfolioSummary(
         settings.portfolio.allocation, metrics_by_method, weights_by_method, chosen_equity
     )

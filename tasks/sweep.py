@@ -56,7 +56,7 @@ def sweep_symbol(
     metric: str,
 ) -> SymbolSweep:
     """One symbol: its bars from the warehouse, the whole grid in one compiled batch."""
-    bars = Warehouse(settings.home).read_bars(
+    bars = Warehouse(settings.home, lock_timeout=settings.lock_timeout).read_bars(
         agent.symbol, settings.interval, window.start, window.end
     )
     config = EngineConfig.from_settings(
@@ -109,7 +109,7 @@ def sweep_batch_body(
         if isinstance(r, SymbolSweep)
     ]
     if rows:
-        Warehouse(settings.home).write_results(
+        Warehouse(settings.home, lock_timeout=settings.lock_timeout).write_results(
             run_id, {"sweep_results": pd.concat(rows, ignore_index=True)}
         )
     for item in out:

@@ -23,7 +23,7 @@ import duckdb
 import pandas as pd
 
 from hedgeflow.schemas.columns import QUARANTINE, RUN_COLUMNS
-from hedgeflow.warehouse import db, lake, live, results, runs
+from hedgeflow.warehouse import db, lake, live, results, runs, snapshot
 from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
 from hedgeflow.warehouse.lake import LakeLockTimeout, TimeLike, WriteReport
 from hedgeflow.warehouse.live import LiveRecord
@@ -31,6 +31,7 @@ from hedgeflow.warehouse.paths import WarehousePaths, check_run_id
 from hedgeflow.warehouse.runs import code_version, data_fingerprint, to_json
 
 __all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
     "SCHEMA_VERSION",
     "LakeLockTimeout",
     "LiveRecord",
@@ -167,6 +168,32 @@ class Warehouse:
             con.close()
             raise
         return con
+
+    @contextlib.contextmanager
+    def snapshot(
+        self,
+        query: str,
+        *,
+        memory_limit: str = snapshot.DEFAULT_MEMORY_LIMIT,
+        sandboxed: bool = True,
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory copy of what ``query`` reads, for readers that may be slow: the
+        warehouse file is locked only while the copy is taken (see
+        ``hedgeflow.warehouse.snapshot``), never while the query runs."""
+        if not self._ready:
+            if self.paths.db.exists():
+                with self.read() as con:  # checks the version, migrates when needed
+                    pass
+            else:
+                self._initialise()
+        with snapshot.snapshot(
+            self.paths,
+            query,
+            lock_timeout=self.lock_timeout,
+            memory_limit=memory_limit,
+            sandboxed=sandboxed,
+        ) as con:
+            yield con
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run one read-only query and return its result."""

@@ -18,7 +18,9 @@ Layout of the database file:
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -44,7 +46,13 @@ from hedgeflow.warehouse.paths import WarehousePaths
 
 SCHEMA_VERSION = 2
 STORE = "store"
+# How long a connection waits for another process's lock before it gives up. Flows
+# pass ``Settings.lock_timeout`` (writers wait, they never drop work); 30 s is for
+# interactive readers.
 DEFAULT_LOCK_TIMEOUT = 30.0
+LOCK_NOTE_EVERY = 10.0  # seconds between "waiting for the lock" warnings
+LOCK_LOGGER = "hedgeflow.warehouse"  # the CLI prints it; flow runs send it to Prefect
+_log = logging.getLogger(LOCK_LOGGER)
 
 # Tables stored in DuckDB (bars live in the lake).
 STORED_TABLES: tuple[str, ...] = tuple(t for t in TABLE_MODELS if t != BARS)
@@ -152,7 +160,8 @@ def _writer_lock(key: str) -> threading.RLock:
         return _WRITERS.setdefault(key, threading.RLock())
 
 
-def _is_lock_conflict(exc: Exception) -> bool:
+def is_lock_conflict(exc: Exception) -> bool:
+    """Whether a DuckDB error says another process (or configuration) holds the file."""
     msg = str(exc)
     return (
         "Could not set lock" in msg
@@ -162,12 +171,25 @@ def _is_lock_conflict(exc: Exception) -> bool:
     )
 
 
+_HOLDER_RE = re.compile(r"Conflicting lock is held in (\S+) \(PID (\d+)\)")
+
+
+def lock_holder(exc: Exception) -> str:
+    """``"; held by PID n (program)"`` from DuckDB's lock error, or ``""``."""
+    found = _HOLDER_RE.search(str(exc))
+    if not found:
+        return ""
+    return f"; held by PID {found.group(2)} ({Path(found.group(1)).name})"
+
+
 def open_connection(
     path: Path, *, read_only: bool, timeout: float = DEFAULT_LOCK_TIMEOUT
 ) -> duckdb.DuckDBPyConnection:
     """Open ``path``, retrying while another process holds its lock (up to ``timeout`` s)."""
     key = str(path)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    next_note = started + LOCK_NOTE_EVERY
     delay = 0.01
     attempts = 0
     while True:
@@ -178,19 +200,31 @@ def open_connection(
             con = duckdb.connect(key, read_only=read_only and not shared_rw)
             break
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
-            if not _is_lock_conflict(exc):
+            if not is_lock_conflict(exc):
                 raise
             if time.monotonic() >= deadline:
                 mode = "read-only" if read_only else "read-write"
                 raise WarehouseBusyError(
                     f"warehouse database {path} is locked by another process; gave up opening "
-                    f"it {mode} after {timeout:.1f} s ({attempts} attempts). A flow or a SQL "
-                    "session is holding it: retry when it is done."
+                    f"it {mode} after {timeout:.1f} s ({attempts} attempts){lock_holder(exc)}. "
+                    "Another flow or a reader is holding it: retry when it is done."
                 ) from exc
+            now = time.monotonic()
+            if now >= next_note:  # a writer waiting for a reader says so, and for whom
+                next_note = now + LOCK_NOTE_EVERY
+                _log.warning(
+                    "warehouse database %s is locked%s; waiting (%.0f s of %.0f s)",
+                    path,
+                    lock_holder(exc),
+                    now - started,
+                    timeout,
+                )
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.6, 0.25)
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws a progress bar on stdout for long queries, into pipes too
+        con.execute("SET enable_progress_bar = false")
     except BaseException:
         con.close()
         raise

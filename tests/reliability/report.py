@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-CATEGORIES = ("faults", "crash", "hostile input", "secrets", "soak")
+CATEGORIES = ("faults", "crash", "hostile input", "secrets", "second campaign", "soak")
 
 # Bugs the campaign found, and what was changed (kept with the report that shows them).
 FINDINGS: list[tuple[str, str, str]] = [
@@ -79,7 +79,6 @@ KNOWN_LIMITS = [
     "is missing and that a re-run restores it.",
     "A SIGKILLed run keeps status `running` in the `runs` table forever (its results stay "
     "hidden); nothing marks it `crashed`.",
-    "`hedgeflow sql` errors from DuckDB keep DuckDB's multi-line context (LINE 1: ... ^).",
     "The hypothesis strategies for raw bars are hedgeflow's own: pandera's "
     "`BarsFrame.strategy()` cannot draw frames here (its dataframe-level checks have no "
     "strategy, and filtering fails Hypothesis' health check).",
@@ -192,6 +191,8 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
         "hostile input": "Hostile input",
         "secrets": "Secrets (unique EODHD token searched everywhere)",
         "soak": "Soak (live runtime vs the WebSocket simulator, faults on; `-m soak`, run apart)",
+        "second campaign": "Second campaign: readers and writers, bounded inputs, a lake that "
+        "heals, honest live status",
     }
     for cat in categories:
         rows = sorted((w, g) for (c, w), g in groups.items() if c == cat)
@@ -211,7 +212,7 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
                 f"| {what} | {g['tests']} | {result} | {g['trials']:,} | {fault_text} "
                 f"| {_fmt_counter(dict(g['outcomes'].most_common()))} | {g['seconds']:.1f} |"
             )
-        detailed = cat in ("crash", "secrets", "soak")
+        detailed = cat in ("crash", "secrets", "soak", "second campaign")
         details = [(w, n) for w, g in rows for n in g["notes"] if detailed]
         details += [(w, n) for w, g in rows for n in g["notes"] if cat == "faults" and "rate" in n]
         for what, notes in details:
