@@ -46,13 +46,17 @@ def _damage(path: Path, how: str) -> bytes:
     return bytes(data)
 
 
+def _ts_us(frame: pd.DataFrame) -> np.ndarray:
+    return frame["ts"].dt.tz_convert(None).to_numpy(dtype="datetime64[us]").view(np.int64)
+
+
 def _same_bars(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     """Equal to the microsecond and bit for bit (no float tolerance)."""
     if list(a.columns) != list(BAR_COLUMNS) or list(b.columns) != list(BAR_COLUMNS):
         return False
     if len(a) != len(b) or str(a["ts"].dtype) != str(b["ts"].dtype):
         return False
-    if not np.array_equal(a["ts"].to_numpy().view(np.int64), b["ts"].to_numpy().view(np.int64)):
+    if not np.array_equal(_ts_us(a), _ts_us(b)):
         return False
     return all(
         a[c].to_numpy(dtype=np.float64).tobytes() == b[c].to_numpy(dtype=np.float64).tobytes()
