@@ -198,3 +198,19 @@ def test_lake_read_error_tells_lake_parquet_errors(wh: Warehouse, tmp_path: Path
     with duckdb.connect() as con, pytest.raises(duckdb.Error) as caught:
         con.execute("select * from read_parquet_typo('x')")
     assert wh.lake_read_error(caught.value) is None
+
+
+def test_hedgeflow_sql_shows_the_quarantine(
+    wh: Warehouse, stored: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sandboxed ``hedgeflow sql`` session (file access limited to the lake) reads
+    the records."""
+    from hedgeflow.cli import main
+
+    _truncate(wh.paths.partition_file("MSFT.US", "5m", "2026-10"))
+    assert [h.month for h in wh.heal_lake()] == ["2026-10"]
+    capsys.readouterr()
+    sql = "select symbol || '/' || month as m, bytes > 0 as b from lake_quarantine"
+    assert main(["--home", str(wh.home), "sql", "--format", "csv", sql]) == 0
+    out = capsys.readouterr().out
+    assert "MSFT.US/2026-10" in out and "true" in out.lower()
