@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,14 +120,21 @@ class Warehouse:
         interval: str,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
+        on_heal: Callable[[HealedPartition], None] | None = None,
     ) -> pd.DataFrame:
         """Stored bars with ``start <= ts < end`` (pyarrow only: never waits for DuckDB).
 
         A month partition that cannot be read is moved to the lake's quarantine
         folder (``heal_lake``) and its bars are missing from the result (a warning
-        says so); the read does not fail."""
+        says so, and ``on_heal`` is called with it); the read does not fail."""
         return lake.read_bars(
-            self.paths, symbol, interval, start, end, lock_timeout=self.lock_timeout
+            self.paths,
+            symbol,
+            interval,
+            start,
+            end,
+            lock_timeout=self.lock_timeout,
+            on_heal=on_heal,
         )
 
     def bars_span(self, symbol: str, interval: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:

@@ -48,7 +48,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -470,12 +470,16 @@ def lake_read_error(paths: WarehousePaths, error: BaseException | str) -> LakeRe
     return LakeReadError(None) if _PARQUET_ERROR_RE.search(text) else None
 
 
+OnHeal: TypeAlias = Callable[[HealedPartition], None]
+
+
 def _read_or_heal(
     paths: WarehousePaths,
     path: Path,
     columns: tuple[str, ...] | None,
     heal: bool,
     lock_timeout: float,
+    on_heal: OnHeal | None = None,
 ) -> pa.Table | None:
     """Read a partition; an unreadable one is moved to the quarantine folder and read
     again (gone: None; a writer may have written a fresh one meanwhile)."""
@@ -487,6 +491,8 @@ def _read_or_heal(
     moved = heal_partition(paths, path, lock_timeout=lock_timeout)
     if moved is not None:
         log.warning("%s: its bars are missing until that month is ingested again", moved.describe())
+        if on_heal is not None:
+            on_heal(moved)
     return _read_partition(path, columns)
 
 
@@ -685,13 +691,15 @@ def read_bars(
     *,
     heal: bool = True,
     lock_timeout: float = 30.0,
+    on_heal: OnHeal | None = None,
 ) -> pd.DataFrame:
     """Bars of ``symbol``/``interval`` with ``start <= ts < end`` (either bound optional).
 
     Reads only the month partitions the range needs. Returns a bars frame
     (ts ``datetime64[us, UTC]``, open, high, low, close, volume; RangeIndex).
     With ``heal`` a month that cannot be read is moved to the quarantine folder
-    and left out (a warning names it) instead of failing the read.
+    and left out (a warning names it, and ``on_heal`` is called with it) instead
+    of failing the read.
     """
     symbol = normalize_symbol(symbol)
     validate_interval(interval)
@@ -707,7 +715,7 @@ def read_bars(
     tables = []
     for month in months:
         path = paths.partition_file(symbol, interval, month)
-        table = _read_or_heal(paths, path, BAR_COLUMNS, heal, lock_timeout)
+        table = _read_or_heal(paths, path, BAR_COLUMNS, heal, lock_timeout, on_heal)
         if table is not None and table.num_rows:
             tables.append(table)
     if not tables:

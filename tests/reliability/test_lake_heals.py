@@ -219,3 +219,35 @@ def test_nightly_over_broken_partitions_completes(lake_home: Path, tally: Tally)
     ]
     assert all((lake_home / p).is_file() for p in records["quarantined_as"])
     tally.outcome("nightly completed, every agent published, bars equal the originals")
+
+
+def test_backtest_over_a_broken_month_runs_and_reports_it_missing(
+    lake_home: Path, tally: Tally, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The partition breaks after the nightly's ingest, before its backtest: the agent's
+    backtest runs on the bars that can be read and the run's log names the missing month."""
+    from hedgeflow.config import load_settings
+    from hedgeflow.tasks.research import backtest_agent
+    from hedgeflow.windows import lookback_window
+
+    tally.describe("lake heals", "backtest over a partition broken after the ingest")
+    wh = Warehouse(lake_home, lock_timeout=20)
+    settings = load_settings()
+    assert settings.home == lake_home
+    (agent,) = [a for a in settings.agents if a.symbol == BROKEN[0]]
+    window = lookback_window(DAYS, pd.Timestamp(END, tz="UTC").to_pydatetime())
+    clean, _ = backtest_agent(agent, settings, window, "lake-heals-clean")
+    path = wh.paths.partition_file(BROKEN[0], INTERVAL, BROKEN[1])
+    _damage(path, "truncated")
+    tally.fault("truncated")
+    tally.trial()
+
+    with caplog.at_level("WARNING"):
+        summary, rows = backtest_agent(agent, settings, window, "lake-heals-broken")
+    october = wh.read_bars(BROKEN[0], INTERVAL, window.start, "2026-11-01")
+    assert 0 < summary.n_bars == len(october) < clean.n_bars
+    assert len(rows["equity"]) == len(october)
+    missing = [r.getMessage() for r in caplog.records if "missing from this run" in r.getMessage()]
+    assert len(missing) == 1 and f"{BROKEN[0]} {INTERVAL} {BROKEN[1]}" in missing[0]
+    assert len(wh.lake_quarantine()) == 1 and not path.exists()
+    tally.outcome("backtest ran without the broken month, the log named it")
