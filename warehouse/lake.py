@@ -329,6 +329,18 @@ def _write_bytes_atomic(data: bytes, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+def _make_dirs(directory: Path) -> None:
+    """``mkdir -p`` that makes each new folder durable (its parent fsynced)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another writer made it meanwhile
+            new.mkdir()
+        _fsync_dir(new.parent)
+
+
 def _quarantine_locked(paths: WarehousePaths, path: Path) -> HealedPartition | None:
     """Move the partition file ``path`` to the quarantine folder if a full read still
     fails (the caller holds the symbol lock, so no writer is replacing it). Returns
@@ -348,10 +360,7 @@ def _quarantine_locked(paths: WarehousePaths, path: Path) -> HealedPartition | N
         if not target.exists() and not record.exists():
             break
         now += pd.Timedelta(microseconds=1)
-    created = not target.parent.exists()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if created:
-        _fsync_dir(paths.quarantine_root)
+    _make_dirs(target.parent)
     os.rename(path, target)  # same file system (both under lake/): atomic, nothing copied
     _fsync_dir(target.parent)
     _fsync_dir(path.parent)
