@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from hedgeflow.schemas.columns import QUARANTINE, RUN_COLUMNS
+from hedgeflow.schemas.columns import LAKE_QUARANTINE, QUARANTINE, RUN_COLUMNS
 from hedgeflow.warehouse import db, lake, live, results, runs
 from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
 from hedgeflow.warehouse.lake import (
@@ -176,7 +176,7 @@ class Warehouse:
         columns = list(LakeQuarantine.to_schema().columns)
         frame = pd.DataFrame(records, columns=columns)
         frame["healed_at"] = pd.to_datetime(frame["healed_at"], utc=True).dt.as_unit("us")
-        return validate_frame(LakeQuarantine, frame, "lake_quarantine")
+        return validate_frame(LakeQuarantine, frame, LAKE_QUARANTINE)
 
     # ------------------------------------------------------------ connections
 

@@ -122,6 +122,12 @@ class WarehousePaths:
                 return None
             keys.append(part.removeprefix(key))
         interval, symbol, month = keys
+        try:  # only names this lake writes (and can lock)
+            validate_interval(interval)
+            if normalize_symbol(symbol) != symbol:
+                return None
+        except InvalidInputError:
+            return None
         if not _MONTH_RE.fullmatch(month):
             return None
         return interval, symbol, month

@@ -214,3 +214,19 @@ def test_hedgeflow_sql_shows_the_quarantine(
     assert main(["--home", str(wh.home), "sql", "--format", "csv", sql]) == 0
     out = capsys.readouterr().out
     assert "MSFT.US/2026-10" in out and "true" in out.lower()
+
+
+def test_partition_of_knows_only_the_lakes_own_names(wh: Warehouse) -> None:
+    root = wh.paths.bars_root
+    part = wh.paths.partition_file("AAPL.US", "5m", "2026-10")
+    assert wh.paths.partition_of(part) == ("5m", "AAPL.US", "2026-10")
+    for bad in (
+        root / "interval=5m/symbol=AAPL.US/month=2026-1/part.parquet",
+        root / "interval=7m/symbol=AAPL.US/month=2026-10/part.parquet",
+        root / "interval=5m/symbol=../month=2026-10/part.parquet",
+        root / "interval=5m/symbol=aapl us/month=2026-10/part.parquet",
+        root / "interval=5m/symbol=AAPL.US/month=2026-10/part.csv",
+        root / "interval=5m/symbol=AAPL.US/part.parquet",
+        wh.paths.quarantine_root / "bars/interval=5m/symbol=AAPL.US/month=2026-10/part.parquet",
+    ):
+        assert wh.paths.partition_of(bad) is None, bad
