@@ -413,10 +413,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    import duckdb
-
     from hedgeflow.config import load_settings
-    from hedgeflow.console import print_query_result
 
     if not 1 <= args.max_rows <= MAX_SQL_ROWS:
         raise InvalidInputError(f"--max-rows must be in [1, {MAX_SQL_ROWS}], got {args.max_rows}")
@@ -428,6 +425,43 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from hedgeflow.warehouse import Warehouse
 
     warehouse = Warehouse(settings.home)
+    try:
+        _sql_once(warehouse, args, memory_limit)
+    except _LakeFileBroken as broken:
+        # A lake file that cannot be read: move it to the quarantine folder (with a
+        # record in lake_quarantine) and run the query again on the rest of the lake.
+        healed = warehouse.heal_lake(
+            full=broken.file is None, suspects=() if broken.file is None else (broken.file,)
+        )
+        moved = ", ".join(str(h.file) for h in healed) or "none"
+        if not healed or broken.printed:
+            raise InvalidInputError(
+                f"query failed: a lake file could not be read ({broken.message}); moved to "
+                f"the lake's quarantine: {moved}; run the query again, and re-ingest that range"
+            ) from None
+        print(
+            f"hedgeflow: moved unreadable lake file(s) to the quarantine folder: {moved} "
+            "(see lake_quarantine; re-ingest to restore them); the query ran without them",
+            file=sys.stderr,
+        )
+        _sql_once(warehouse, args, memory_limit)
+    return 0
+
+
+class _LakeFileBroken(Exception):
+    def __init__(self, file: Path | None, message: str, printed: bool) -> None:
+        super().__init__(message)
+        self.file, self.message, self.printed = file, message, printed
+
+
+def _sql_once(warehouse: Any, args: argparse.Namespace, memory_limit: str) -> None:
+    import itertools
+
+    import duckdb
+
+    from hedgeflow.console import print_query_result
+
+    printed = False
     with (
         warehouse.snapshot(args.query, memory_limit=memory_limit) as con,
         _deadline(con, args.timeout) as timer,
@@ -435,8 +469,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
         try:
             cursor = con.execute(args.query)
             columns = [d[0] for d in cursor.description or []]
-            batches = iter(lambda: cursor.fetchmany(SQL_BATCH_ROWS), [])
-            print_query_result(columns, batches, args.format, args.max_rows)
+            first = cursor.fetchmany(SQL_BATCH_ROWS)  # errors up to here print nothing
+            printed = True
+            rest = iter(lambda: cursor.fetchmany(SQL_BATCH_ROWS), [])
+            print_query_result(columns, itertools.chain([first], rest), args.format, args.max_rows)
         except duckdb.InterruptException:
             if not timer.fired:
                 raise KeyboardInterrupt from None
@@ -449,8 +485,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
                 "(fewer columns, a LIMIT, an aggregate), or raise --memory-limit"
             ) from None
         except duckdb.Error as exc:  # the database's own message, on one line
+            broken = warehouse.lake_read_error(exc)
+            if broken is not None:
+                raise _LakeFileBroken(broken.file, _one_line(exc), printed) from None
             raise InvalidInputError(f"query failed: {_one_line(exc)}") from None
-    return 0
 
 
 MAX_SQL_ROWS = 100_000  # rows a table can show; csv and json stream every row

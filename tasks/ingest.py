@@ -42,6 +42,9 @@ class IngestResult:
     # [lo, hi) ranges the vendor answered with no bars (closed market or vendor gap):
     # their stored bars were kept, not cleared (DESIGN.md convention 8)
     empty_ranges: tuple[tuple[datetime, datetime], ...] = ()
+    # months whose stored partition could not be read: moved to the lake's quarantine
+    # folder (the lake_quarantine view) and written afresh from this fetch
+    healed_months: tuple[str, ...] = ()
 
 
 def ingest_symbol_body(
@@ -83,6 +86,7 @@ def ingest_symbol_body(
         quarantined=len(quarantined),
         seconds=time.perf_counter() - began,
         empty_ranges=tuple((lo.to_pydatetime(), hi.to_pydatetime()) for lo, hi in fetched.empty),
+        healed_months=tuple(h.month for h in report.partitions_healed),
     )
     log = run_logger()
     log.info(
@@ -100,6 +104,18 @@ def ingest_symbol_body(
             symbol,
             lo.isoformat(),
             hi.isoformat(),
+        )
+    for healed in report.partitions_healed:
+        log.warning(
+            "%s %s %s: the stored partition could not be read (%s); moved to %s and "
+            "rewritten from this fetch (its bars outside [%s, %s) are missing until ingested)",
+            symbol,
+            interval,
+            healed.month,
+            healed.reason,
+            healed.quarantined_as,
+            start.isoformat(),
+            end.isoformat(),
         )
     if result.quarantined:
         log.warning(

@@ -17,7 +17,7 @@ from hedgeflow.metrics import compute_metrics
 from hedgeflow.portfolio import combine
 from hedgeflow.research import AgentResult, extra_indicators_json, params_json, run_agent
 from hedgeflow.schemas import table_columns
-from hedgeflow.tasks.common import progress_log, run_logger
+from hedgeflow.tasks.common import log_healed, progress_log, run_logger
 from hedgeflow.warehouse import Warehouse, data_fingerprint
 from hedgeflow.windows import Window
 
@@ -92,7 +92,7 @@ def backtest_agent(
 ) -> tuple[AgentSummary, dict[str, pd.DataFrame]]:
     """One agent's backtest and the rows it stores (not yet written)."""
     bars = Warehouse(settings.home, lock_timeout=settings.lock_timeout).read_bars(
-        agent.symbol, settings.interval, window.start, window.end
+        agent.symbol, settings.interval, window.start, window.end, on_heal=log_healed
     )
     outcome = run_agent(bars, agent, settings.costs_for(agent), settings.portfolio.initial_equity)
     metrics = clean_metrics(outcome.metrics)

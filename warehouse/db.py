@@ -11,6 +11,8 @@ Layout of the database file:
   ``bars``, which lives in the Parquet lake), ``store.schema_version`` and
   ``store.meta``;
 - schema ``main``: the views people query: ``bars`` (over the lake),
+  ``lake_quarantine`` (over the records of the partition files the lake moved to
+  its quarantine folder because they could not be read; see ``lake``),
   ``runs``, one view per result table showing only rows of finished runs
   (completed or partial), and the ``live_*`` tables as they are.
 """
@@ -31,10 +33,12 @@ import duckdb
 from hedgeflow.columns import STORED_BAR_COLUMNS
 from hedgeflow.errors import HedgeflowError
 from hedgeflow.schemas import TABLE_MODELS
+from hedgeflow.schemas.bars import LakeQuarantine
 from hedgeflow.schemas.columns import (
     BARS,
     EXTRA_INDICATORS,
     FINISHED_STATUSES,
+    LAKE_QUARANTINE,
     LIVE_SIGNALS,
     LIVE_TABLES,
     QUARANTINE,
@@ -125,6 +129,34 @@ def bars_view_sql(paths: WarehousePaths) -> str:
         f"CAST(NULL AS {duck_type(schema.columns[c].dtype)}) AS {q(c)}" for c in _BARS_VIEW_COLUMNS
     )
     return f"SELECT {typed} WHERE false"
+
+
+def _typed_empty(columns: dict[str, str]) -> str:
+    typed = ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in columns.items())
+    return f"SELECT {typed} WHERE false"
+
+
+_LAKE_QUARANTINE_TYPES: dict[str, str] = {
+    name: duck_type(col.dtype) for name, col in LakeQuarantine.to_schema().columns.items()
+}
+
+
+def lake_quarantine_view_sql(paths: WarehousePaths) -> str:
+    """The SELECT of the ``lake_quarantine`` view: the records in the lake's
+    quarantine folder, or a typed empty relation when there are none."""
+    if not paths.quarantine_records():
+        return _typed_empty(_LAKE_QUARANTINE_TYPES)
+    spec = ", ".join(f"{sql_string(c)}: {sql_string(t)}" for c, t in _LAKE_QUARANTINE_TYPES.items())
+    cols = ", ".join(q(c) for c in _LAKE_QUARANTINE_TYPES)
+    return (
+        f"SELECT {cols} FROM read_json({sql_string(paths.quarantine_records_glob)}, "
+        f"format = 'newline_delimited', columns = {{{spec}}})"
+    )
+
+
+def lake_views(paths: WarehousePaths) -> dict[str, str]:
+    """View name -> SELECT for the views over the lake (they change as files appear)."""
+    return {BARS: bars_view_sql(paths), LAKE_QUARANTINE: lake_quarantine_view_sql(paths)}
 
 
 def static_views() -> dict[str, str]:
@@ -322,7 +354,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, paths: WarehousePaths) -> None
             con.execute(
                 f"INSERT INTO {STORE}.schema_version VALUES (?, current_timestamp)", [version]
             )
-        views = {**static_views(), BARS: bars_view_sql(paths)}
+        views = {**static_views(), **lake_views(paths)}
         for name, select in views.items():
             key = f"view:{name}"
             if _meta_get(con, key) != select:
@@ -331,19 +363,20 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, paths: WarehousePaths) -> None
 
 
 def refresh_bars_view(con: duckdb.DuckDBPyConnection, paths: WarehousePaths, *, temp: bool) -> None:
-    """Point ``bars`` at the lake as it is now (the lake may have gained its first files).
+    """Point ``bars`` (and ``lake_quarantine``) at the lake as it is now (the lake may
+    have gained its first files, or its first quarantined one).
 
     Read-write connections replace the stored view; read-only ones shadow it
     with a TEMP view when it is stale.
     """
-    select = bars_view_sql(paths)
-    if _meta_get(con, f"view:{BARS}") == select:
-        return
-    if temp:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {q(BARS)} AS {select}")
-    else:
-        with transaction(con):
-            con.execute(f"CREATE OR REPLACE VIEW main.{q(BARS)} AS {select}")
-            con.execute(
-                f"INSERT OR REPLACE INTO {STORE}.meta VALUES (?, ?)", [f"view:{BARS}", select]
-            )
+    for name, select in lake_views(paths).items():
+        if _meta_get(con, f"view:{name}") == select:
+            continue
+        if temp:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {q(name)} AS {select}")
+        else:
+            with transaction(con):
+                con.execute(f"CREATE OR REPLACE VIEW main.{q(name)} AS {select}")
+                con.execute(
+                    f"INSERT OR REPLACE INTO {STORE}.meta VALUES (?, ?)", [f"view:{name}", select]
+                )

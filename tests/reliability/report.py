@@ -24,10 +24,29 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-CATEGORIES = ("faults", "crash", "hostile input", "secrets", "second campaign", "soak")
+CATEGORIES = (
+    "faults",
+    "crash",
+    "hostile input",
+    "secrets",
+    "second campaign",
+    "lake heals",
+    "soak",
+)
 
 # Bugs the campaign found, and what was changed (kept with the report that shows them).
 FINDINGS: list[tuple[str, str, str]] = [
+    (
+        "One truncated lake partition made every `select` on `bars` fail and every ingest "
+        "(and so every nightly) over its range fail, until someone deleted the file by "
+        "hand; a garbled data page was read silently as wrong prices (no page checksums) "
+        "(tests/reliability/test_lake_heals.py)",
+        "warehouse/lake.py",
+        "files are written with page checksums and read with them verified; an unreadable "
+        "partition is moved to `lake/quarantine/` with a record (`lake_quarantine` view): "
+        "reads go on without that month, re-ingesting the range rewrites it, "
+        "`Warehouse.heal_lake` checks the whole lake",
+    ),
     (
         "`hedgeflow sql` could write files and read any file although the database is "
         "opened read-only: `COPY (...) TO '/any/path'` succeeded, `read_csv('/etc/passwd')` "
@@ -72,6 +91,14 @@ FINDINGS: list[tuple[str, str, str]] = [
 ]
 
 KNOWN_LIMITS = [
+    "DuckDB does not verify Parquet page checksums: a garbled page (valid footer) can "
+    "reach `hedgeflow sql` as wrong values until a pyarrow read of that month (any "
+    "ingest, backtest or `Warehouse.heal_lake(full=True)`) moves it away. Files written "
+    "before page checksums were turned on have none, so a garbled page in them is found "
+    "only when it fails to decode.",
+    "Re-ingesting part of a month whose partition was quarantined rewrites only that "
+    "part: the month's other bars are missing until they are ingested too (the old file "
+    "is kept in `lake/quarantine/`, never read back).",
     "An EODHD answer of `[]` (HTTP 200) for a chunk is taken as 'no bars there' (it is what "
     "EODHD sends for a holiday or a weekend), so a vendor glitch that answers `[]` for a "
     "range that has bars replaces the stored bars of that chunk with nothing. The campaign "
@@ -189,6 +216,7 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
         "faults": "Fault campaign (real EodhdClient + ingest task body vs the simulator)",
         "crash": "Crash safety (SIGKILL of real CLI processes, then restart)",
         "hostile input": "Hostile input",
+        "lake heals": "Lake heals (truncated / garbled partition files of an ingested lake)",
         "secrets": "Secrets (unique EODHD token searched everywhere)",
         "soak": "Soak (live runtime vs the WebSocket simulator, faults on; `-m soak`, run apart)",
         "second campaign": "Second campaign: readers and writers, bounded inputs, a lake that "
