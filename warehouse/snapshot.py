@@ -13,7 +13,7 @@ writer wait for it, and a writer that gave up lost data. So a reader here:
 3. detaches the warehouse file: the lock is held only for the copy (about 0.1 s
    per million signal rows, see ``docs/readers.md``), never for the query;
 4. recreates the views (``runs``, the finished-only result views, ``live_*``, and
-   ``bars`` over the Parquet lake, which takes no lock at all).
+   ``bars`` and ``lake_quarantine`` over the Parquet lake, which take no lock at all).
 
 The query then runs on the snapshot under a memory limit (DuckDB spills to a
 private temporary folder past it) and, for ``hedgeflow sql``, in a sandbox whose
@@ -107,7 +107,7 @@ def _copy_tables(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> None:
 
 
 def _create_views(con: duckdb.DuckDBPyConnection, paths: WarehousePaths) -> None:
-    views = {**db.static_views(), db.BARS: db.bars_view_sql(paths)}
+    views = {**db.static_views(), **db.lake_views(paths)}
     for name, select in views.items():
         con.execute(f"CREATE VIEW main.{q(name)} AS {select}")
 
