@@ -234,6 +234,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hedgeflow: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not _out_of_memory(exc):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(
+            f"hedgeflow: error: out of memory ({detail}): this process may not use more; "
+            "narrow the work or raise the limit",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, or DuckDB's OutOfMemoryException (by name: duckdb is
+    imported lazily)."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryException"
 
 
 def _symbols_arg(values: list[str] | None) -> list[str] | None:
@@ -481,8 +497,9 @@ def _sql_once(warehouse: Any, args: argparse.Namespace, memory_limit: str) -> No
             ) from None
         except duckdb.OutOfMemoryException:
             raise InvalidInputError(
-                f"query needs more memory than --memory-limit {memory_limit}: narrow it "
-                "(fewer columns, a LIMIT, an aggregate), or raise --memory-limit"
+                f"query ran out of memory (--memory-limit {memory_limit}, or the process's "
+                "own limit): narrow it (fewer columns, a LIMIT, an aggregate), or raise "
+                "--memory-limit"
             ) from None
         except duckdb.Error as exc:  # the database's own message, on one line
             broken = warehouse.lake_read_error(exc)

@@ -186,7 +186,7 @@ def test_sql_limits_are_validated_and_reached_with_one_line(
     )
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("hedgeflow: error: query needs more memory than --memory-limit 100MB")
+    assert err.startswith("hedgeflow: error: query ran out of memory (--memory-limit 100MB,")
     assert err.count("\n") == 1
     tally.trial()
     tally.outcome("memory limit reached (exit 2, one line)")
@@ -355,3 +355,32 @@ def test_lock_timeout_is_a_checked_setting(tmp_path: Path, tally: Tally) -> None
             settings_from_mapping({"lock_timeout": bad})
         tally.trial()
         tally.outcome("refused")
+
+
+def test_sql_under_a_process_memory_limit_fails_with_one_line(home: Path, tally: Tally) -> None:
+    """Under an address-space limit (ulimit -v 1.5 GB) a big result ends with one line
+    naming the problem (it printed an empty "query failed:" before)."""
+    import resource
+
+    tally.describe(CATEGORY, "`hedgeflow sql` under ulimit -v 1.5 GB")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "hedgeflow.cli", "sql", "--format", "json",
+         "select repeat('x', 100000) as s from range(200000)"],
+        env=cli_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=home.parent,
+        preexec_fn=limit,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith(
+        ("hedgeflow: error: out of memory (", "hedgeflow: error: query ran out of memory (")
+    ), proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    tally.trial()
+    tally.outcome("refused (exit 2, one line)")
