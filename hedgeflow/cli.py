@@ -441,6 +441,12 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from hedgeflow.warehouse import Warehouse
 
     warehouse = Warehouse(settings.home)
+    if not (warehouse.db_path.is_file() or warehouse.paths.lake.is_dir()):
+        # a read-only command creates nothing (a typo in --home made an empty warehouse)
+        raise InvalidInputError(
+            f"no warehouse at {settings.home}: check --home / HEDGEFLOW_HOME, or run "
+            "`hedgeflow ingest` or `hedgeflow nightly` first"
+        )
     try:
         _sql_once(warehouse, args, memory_limit)
     except _LakeFileBroken as broken:

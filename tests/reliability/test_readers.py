@@ -384,3 +384,18 @@ def test_sql_under_a_process_memory_limit_fails_with_one_line(home: Path, tally:
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     tally.trial()
     tally.outcome("refused (exit 2, one line)")
+
+
+def test_sql_on_a_home_that_does_not_exist_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tally: Tally
+) -> None:
+    tally.describe(CATEGORY, "`hedgeflow sql` on a mistyped --home")
+    home = tmp_path / "typo"
+    assert main(["--home", str(home), "sql", "select 1"]) == 2
+    assert capsys.readouterr().err == (
+        f"hedgeflow: error: no warehouse at {home}: check --home / HEDGEFLOW_HOME, or run "
+        "`hedgeflow ingest` or `hedgeflow nightly` first\n"
+    )
+    assert not home.exists()
+    tally.trial()
+    tally.outcome("refused, nothing created")
