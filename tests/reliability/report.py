@@ -88,6 +88,49 @@ FINDINGS: list[tuple[str, str, str]] = [
         "flows/live.py",
         "the first `runs` row of a continued run keeps each agent's recorded windows",
     ),
+    (
+        "a slow `hedgeflow sql` (a cross join of `bars`) held its read-only connection for "
+        "the whole query; writers gave up after 30 s: `hedgeflow live` died with rc 2 and lost "
+        "bars and a fill, `nightly` ended with its results hidden",
+        "warehouse/snapshot.py, warehouse/db.py, hedgeflow/cli.py",
+        "`hedgeflow sql` copies the tables its query names into an in-memory snapshot (the "
+        "file is locked for the copy only) and runs the query there; flows' writes wait up to "
+        "`lock_timeout` (3,600 s) saying every 10 s which PID holds the file; measured in "
+        "docs/readers.md",
+    ),
+    (
+        "`hedgeflow sql`: no time limit; `select * from range(20000000)` took 2 GB to print "
+        "200 rows; `--max-rows -1` accepted; under a memory limit an empty `query failed:`",
+        "hedgeflow/cli.py, hedgeflow/console.py",
+        "`--timeout` (60 s), `--memory-limit` (2GB, DuckDB spills past it), rows streamed in "
+        "batches (the table reads only `--max-rows`), `--max-rows` in [1, 100000]; out of "
+        "memory (Python's or DuckDB's) is one line",
+    ),
+    (
+        "`hedgeflow sql` printed values as rich markup: `'[/x]'` crashed, `'[x]'` printed "
+        "empty, `'list[int]'` printed `list`, `duckdb_settings()` crashed",
+        "hedgeflow/console.py",
+        "cells and headers are `rich.text.Text` (never parsed as markup); csv and json "
+        "unchanged",
+    ),
+    (
+        "`read_blob` in `hedgeflow sql` read the whole `hedgeflow.duckdb` through "
+        "`lake/../` and by absolute path (DuckDB allows the attached database's own file)",
+        "warehouse/snapshot.py",
+        "the warehouse file is detached before the query runs: only the lake is readable "
+        "(its WAL, temporary files and the snapshot's spill folder are denied too)",
+    ),
+    (
+        "DuckDB drew its progress bar on stdout for queries over ~2 s, into pipes too "
+        "(a `--format csv` export of a long query got progress lines in it)",
+        "warehouse/db.py, warehouse/snapshot.py",
+        "`enable_progress_bar = false` on every connection",
+    ),
+    (
+        "`--home /typo sql ...` silently created an empty warehouse",
+        "hedgeflow/cli.py",
+        "a home with neither the database file nor the lake is refused; nothing is created",
+    ),
 ]
 
 KNOWN_LIMITS = [
