@@ -91,7 +91,7 @@ def test_a_slow_query_holds_no_lock_and_stops_at_its_timeout(home: Path, tally: 
     tally.describe(CATEGORY, "slow `hedgeflow sql` vs a writer: no lock held, --timeout")
     slow = "select count(*) from range(1000000000) a, range(1000000000) b"
     child = subprocess.Popen(
-        [sys.executable, "-m", "hedgeflow.cli", "sql", slow, "--timeout", "12"],
+        [sys.executable, "-m", "hedgeflow.cli", "sql", slow, "--timeout", "8"],
         env=cli_env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -100,7 +100,7 @@ def test_a_slow_query_holds_no_lock_and_stops_at_its_timeout(home: Path, tally: 
     )
     writes = 0
     try:
-        time.sleep(4)  # the snapshot is taken in ~1 s; the query runs from then on
+        time.sleep(3)  # the snapshot is taken in ~1 s; the query runs from then on
         assert child.poll() is None, child.communicate()
         db = Warehouse(home).db_path
         while child.poll() is None and writes < 3:
@@ -121,7 +121,7 @@ def test_a_slow_query_holds_no_lock_and_stops_at_its_timeout(home: Path, tally: 
     assert writes == 3
     assert child.returncode == 2, err
     assert err.strip() == (
-        "hedgeflow: error: query stopped after 12 s (--timeout): narrow it, or raise --timeout"
+        "hedgeflow: error: query stopped after 8 s (--timeout): narrow it, or raise --timeout"
     )
     assert query(home, "select summary from runs") == [("2",)]
     tally.outcome("writer opened the file while the query ran", writes)
