@@ -231,20 +231,24 @@ def print_query_result(
                 sep = ", "
         out.write("]\n")
         return
-    table = Table(show_lines=False)
-    for name in columns:
-        table.add_column(Text(str(name)))
     shown = 0
     more = False
+    kept: list[Sequence[Any]] = []
     for batch in batches:
         for row in batch:
             if shown == max_rows:
                 more = True
                 break
-            table.add_row(*(Text("NULL" if v is None else str(v)) for v in row))
+            kept.append(row)
             shown += 1
         if more:
             break
+    table = Table(show_lines=False)
+    for i, name in enumerate(columns):
+        numeric = any(_is_number(row[i]) for row in kept[:100])
+        table.add_column(Text(str(name)), justify="right" if numeric else "left")
+    for row in kept:
+        table.add_row(*(Text(_cell(v)) for v in row))
     stdout.print(table)
     if more:
         stdout.print(
@@ -254,6 +258,19 @@ def print_query_result(
         )
     else:
         stdout.print(f"{shown} row{'s' if shown != 1 else ''}", markup=False, highlight=False)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool)
+
+
+def _cell(value: Any) -> str:
+    """A table cell: floats to 8 significant digits (csv and json stay exact)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return f"{value:.8g}"
+    return str(value)
 
 
 def _json_ready(value: Any) -> Any:

@@ -399,3 +399,14 @@ def test_sql_on_a_home_that_does_not_exist_creates_nothing(
     assert not home.exists()
     tally.trial()
     tally.outcome("refused, nothing created")
+
+
+def test_sql_table_formats_floats_and_csv_keeps_them_exact(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sql = "select 0.03488235911084914::double as x, 43251.37::double as price, 7 as n"
+    assert main(["--home", str(home), "sql", sql]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "43251.37" in line)
+    assert row.split("│")[1:4] == [" 0.034882359 ", " 43251.37 ", " 7 "]
+    assert main(["--home", str(home), "sql", sql, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "0.03488235911084914,43251.37,7"
