@@ -115,8 +115,10 @@ def grid_from_strings(pairs: Sequence[str]) -> dict[str, list[str]]:
     for pair in pairs:
         key, sep, values = pair.partition("=")
         key = key.strip()
-        parts = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key or not parts:
+        parts = [v.strip() for v in values.split(",")]
+        if not sep or not key or not values.strip():
             raise InvalidInputError(f"--grid {pair!r} must look like key=v1,v2,...")
+        if "" in parts:  # `fast=5,,10` or a trailing comma: a typo, not a value
+            raise InvalidInputError(f"--grid {pair!r} has an empty value (two commas in a row?)")
         out.setdefault(key, []).extend(parts)
     return out

@@ -142,6 +142,12 @@ def test_bad_grid_strings_are_refused(bad: str) -> None:
         grid_from_strings([bad])
 
 
+@pytest.mark.parametrize("bad", ["fast=5,,10", "fast=5,", "fast=,5", "fast=5, ,10"])
+def test_grid_strings_with_an_empty_value_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidInputError, match="has an empty value"):
+        grid_from_strings([bad])
+
+
 def test_default_grids_are_valid() -> None:
     for strategy in GRIDS:
         assert expand_grid(strategy).size >= 10
