@@ -123,3 +123,36 @@ def test_runs_and_report_commands(
     assert "stocks" in html and "risk_parity" in html
     missing = run_cli(home, "report", "ffffffff")
     assert missing.returncode == 2 and "no report for run" in missing.stderr
+
+
+def test_readme_sql_examples_run_and_show_the_latest_run(
+    nightly_home: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """Every `hedgeflow sql "..."` of the README runs; the agent_metrics example shows one
+    row per agent (the latest nightly run), not one per agent per run."""
+    import re
+    import shutil
+
+    import duckdb
+
+    source, _ = nightly_home
+    home = tmp_path / "data"
+    shutil.copytree(source, home)
+    with duckdb.connect(str(home / "hedgeflow.duckdb")) as con:  # a second, later run
+        con.execute(
+            "insert into store.runs select * replace ('run-2' as run_id, "
+            "started_at + interval 1 day as started_at) from store.runs where flow = 'nightly'"
+        )
+        con.execute(
+            "insert into store.agent_metrics select * replace ('run-2' as run_id) "
+            "from store.agent_metrics"
+        )
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    examples = re.findall(r'^hedgeflow sql "(.*?)"', readme, flags=re.S | re.M)
+    assert len(examples) >= 4
+    for sql in examples:
+        proc = run_cli(home, "sql", sql, "--format", "csv", timeout=60)
+        assert proc.returncode == 0, (sql, proc.stderr)
+        if "from agent_metrics" in sql:
+            agents = [line.split(",")[0] for line in proc.stdout.splitlines()[1:]]
+            assert sorted(agents) == ["crypto", "forex", "stocks"], proc.stdout
