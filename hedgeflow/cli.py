@@ -249,14 +249,22 @@ def _end_arg(end: str | None) -> Any:
     return parse_utc(end, "--end")
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from hedgeflow.config import load_settings
+def settings_for_writing() -> Any:
+    """The settings of a command that writes the warehouse; its home must be a writable
+    directory (or creatable) on a file system with space left, checked before any work."""
+    from hedgeflow.config import check_home, load_settings
 
+    settings = load_settings()
+    check_home(settings.home, writable=True)
+    return settings
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
     symbols = _symbols_arg(args.symbols)
     days = _days_arg(args.days)
     interval = args.interval  # argparse restricts it to 1m/5m/1h
     end = _end_arg(args.end)
-    load_settings()  # a bad setting fails here, before Prefect starts
+    settings_for_writing()  # a bad setting or home fails here, before Prefect starts
     from hedgeflow.console import ingest_progress, print_ingest_summary
 
     prepare_prefect(args.verbose)
@@ -270,11 +278,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from hedgeflow.config import load_settings
-
     days = _days_arg(args.days)
     end = _end_arg(args.end)
-    settings = load_settings()
+    settings = settings_for_writing()
     from hedgeflow.console import nightly_progress, print_nightly_summary
 
     prepare_prefect(args.verbose)
@@ -319,7 +325,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from hedgeflow.config import load_settings
     from hedgeflow.sweep import expand_grid, grid_from_strings
 
     symbols = _symbols_arg(args.symbols)
@@ -327,7 +332,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     end = _end_arg(args.end)
     grid = grid_from_strings(args.grid) if args.grid else None
     expand_grid(args.strategy, grid)  # a bad grid fails here, before Prefect starts
-    load_settings()
+    settings_for_writing()
     from hedgeflow.console import print_sweep_summary
 
     prepare_prefect(args.verbose)
