@@ -300,6 +300,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from hedgeflow.backtest_io import OUTPUT_FILES
     from hedgeflow.console import print_metrics
     from hedgeflow.research import backtest_file
 
@@ -318,9 +319,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         out_dir=args.out,
     )
     print_metrics(metrics, title=f"{args.strategy} on {args.bars.name}")
-    print(
-        f"wrote {args.out / 'trades.csv'}, {args.out / 'equity.csv'}, {args.out / 'metrics.json'}"
-    )
+    print("wrote " + ", ".join(str(args.out / name) for name in OUTPUT_FILES.values()))
     return 0
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from hedgeflow.errors import ConfigError, InvalidInputError, OutOfSpaceError
+from hedgeflow.errors import ConfigError, InvalidInputError
+from hedgeflow.fsutil import directory_problem, file_kind
 from hedgeflow.market import AssetClass, asset_class_of, normalize_symbol
 
 SourceName = Literal["synthetic", "eodhd", "simulator"]
@@ -411,65 +412,15 @@ def _too_big(size: str) -> str:
     return f"larger than the {MAX_CONFIG_BYTES >> 20} MiB limit for a settings file ({size} bytes)"
 
 
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, for an error message: 'a directory', 'a FIFO', ..."""
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    for test, name in kinds:
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def check_home(home: Path, *, writable: bool = False) -> Path:
     """Refuse a home (HEDGEFLOW_HOME, ``--home``, ``home =``) that is not a usable
     directory, before any work: it must be a directory or not exist yet under a
     directory; with ``writable``, hedgeflow must be able to write there and its file
-    system must have space left. Returns ``home``."""
-    shown = str(home)
-    target = home
-    try:
-        info = os.stat(target)
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:
-        raise ConfigError("home", f"{shown} is not usable: {exc.strerror or exc}") from None
-    if info is not None and not stat.S_ISDIR(info.st_mode):
-        raise ConfigError("home", f"{shown} is {file_kind(info.st_mode)}, not a directory")
-    if info is None:  # created on first write: the nearest existing ancestor decides
-        target = _existing_ancestor(home)
-        if not target.is_dir():
-            raise ConfigError("home", f"{shown} cannot be created: {target} is {_kind_of(target)}")
-    if writable:
-        if not os.access(target, os.W_OK | os.X_OK):
-            where = shown if target == home else f"{shown} (in {target})"
-            raise ConfigError("home", f"{where} is not writable")
-        try:
-            free = os.statvfs(target).f_bavail
-        except OSError:
-            free = 1
-        if free == 0:
-            raise OutOfSpaceError(home)
+    system must have space left (else OutOfSpaceError). Returns ``home``."""
+    problem = directory_problem(home, writable=writable)
+    if problem is not None:
+        raise ConfigError("home", f"{home} {problem} (HEDGEFLOW_HOME or --home)")
     return home
-
-
-def _existing_ancestor(path: Path) -> Path:
-    current = path.absolute()
-    while not os.path.lexists(current) and current != current.parent:
-        current = current.parent
-    return current
-
-
-def _kind_of(path: Path) -> str:
-    try:
-        return file_kind(os.stat(path).st_mode)
-    except OSError as exc:
-        return f"not usable ({exc.strerror or exc})"
 
 
 def _parse_env_value(text: str) -> Any:
