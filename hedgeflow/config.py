@@ -404,6 +404,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", f"{shown} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]]
+        raise ConfigError("config", f"{shown} is not valid TOML: nested too deeply") from None
     except UnicodeDecodeError:
         raise ConfigError("config", f"{shown} is not valid TOML: not UTF-8 text") from None
 
@@ -426,7 +428,7 @@ def check_home(home: Path, *, writable: bool = False) -> Path:
 def _parse_env_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
