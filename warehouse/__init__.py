@@ -23,6 +23,7 @@ import duckdb
 import pandas as pd
 
 from hedgeflow.errors import HedgeflowError, OutOfSpaceError, is_out_of_space, out_of_space_as
+from hedgeflow.fsutil import directory_problem
 from hedgeflow.schemas.columns import QUARANTINE, RUN_COLUMNS
 from hedgeflow.warehouse import db, lake, live, results, runs
 from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
@@ -80,8 +81,9 @@ class Warehouse:
         except OSError as exc:
             if is_out_of_space(exc):
                 raise OutOfSpaceError(home) from exc
+            problem = directory_problem(home, writable=False)
             raise HedgeflowError(
-                f"warehouse home {home} cannot be created: {exc.strerror or exc}"
+                f"warehouse home {home} {problem or f'cannot be created: {exc.strerror or exc}'}"
             ) from exc
 
     # ------------------------------------------------------------------ lake
