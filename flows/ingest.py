@@ -106,7 +106,9 @@ def ingest(
     settings = load_settings(overrides=overrides)
     chosen = resolve_symbols(symbols, settings)
     interval_ = validate_interval(settings.interval)
-    window = lookback_window(settings.lookback_days if days is None else days, end)
+    window = lookback_window(
+        settings.lookback_days if days is None else days, end, interval=interval_
+    )
     run_id = current_run_id()
     warehouse = Warehouse(settings.home)
     params = {

@@ -94,7 +94,9 @@ def nightly(
     settings = load_settings(
         overrides={k: v for k, v in overrides.items() if v}, agents=agents_mapping(agents)
     )
-    window = lookback_window(settings.lookback_days if days is None else days, end)
+    window = lookback_window(
+        settings.lookback_days if days is None else days, end, interval=settings.interval
+    )
     run_id = current_run_id()
     warehouse = Warehouse(settings.home)
     params = {

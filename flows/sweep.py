@@ -134,7 +134,9 @@ def sweep(
     settings = load_settings(
         agents={f"sweep-{i}": {"symbol": s, "strategy": strategy} for i, s in enumerate(chosen)}
     )
-    window = lookback_window(settings.lookback_days if days is None else days, end)
+    window = lookback_window(
+        settings.lookback_days if days is None else days, end, interval=settings.interval
+    )
     runner, runner_name = task_runner_for(
         task_runner or settings.task_runner, dask_address or settings.dask_address
     )

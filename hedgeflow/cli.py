@@ -249,12 +249,15 @@ def _end_arg(end: str | None) -> Any:
     return parse_utc(end, "--end")
 
 
-def settings_for_writing() -> Any:
+def settings_for_writing(days: int | None = None, interval: str | None = None) -> Any:
     """The settings of a command that writes the warehouse; its home must be a writable
-    directory (or creatable) on a file system with space left, checked before any work."""
+    directory (or creatable) on a file system with space left, and its window of bars
+    within the memory ceiling, checked before any work."""
     from hedgeflow.config import check_home, load_settings
+    from hedgeflow.windows import check_window_bars
 
     settings = load_settings()
+    check_window_bars(days or settings.lookback_days, interval or settings.interval)
     check_home(settings.home, writable=True)
     return settings
 
@@ -264,7 +267,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     days = _days_arg(args.days)
     interval = args.interval  # argparse restricts it to 1m/5m/1h
     end = _end_arg(args.end)
-    settings_for_writing()  # a bad setting or home fails here, before Prefect starts
+    settings_for_writing(days, interval)  # a bad setting or home fails here, before Prefect
     from hedgeflow.console import ingest_progress, print_ingest_summary
 
     prepare_prefect(args.verbose)
@@ -280,7 +283,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_nightly(args: argparse.Namespace) -> int:
     days = _days_arg(args.days)
     end = _end_arg(args.end)
-    settings = settings_for_writing()
+    settings = settings_for_writing(days)
     from hedgeflow.console import nightly_progress, print_nightly_summary
 
     prepare_prefect(args.verbose)
@@ -331,7 +334,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     end = _end_arg(args.end)
     grid = grid_from_strings(args.grid) if args.grid else None
     expand_grid(args.strategy, grid)  # a bad grid fails here, before Prefect starts
-    settings_for_writing()
+    settings_for_writing(days)
     from hedgeflow.console import print_sweep_summary
 
     prepare_prefect(args.verbose)
