@@ -380,6 +380,81 @@ def test_implausible_epoch_times_refused(
     tally.outcome("refused naming the column and magnitude")
 
 
+# --------------------------------------------------------------------------- memory ceilings
+
+WINDOW_CEILING = (
+    "20000 days of 1m bars is up to 28,800,000 bars per symbol, more than the limit of "
+    "10,000,000: use at most 6944 days at 1m"
+)
+CEILING_CASES: list[tuple[list[str], dict[str, str], str]] = [
+    (["ingest", "--days", "20000", "--interval", "1m"], {}, WINDOW_CEILING),
+    (["nightly", "--days", "20000"], {"HEDGEFLOW_INTERVAL": "1m"}, WINDOW_CEILING),
+    (["sweep", "--strategy", "sma_cross", "--days", "20000"], {"HEDGEFLOW_INTERVAL": "1m"},
+     WINDOW_CEILING),
+    (["ingest"], {"HEDGEFLOW_INTERVAL": "1m", "HEDGEFLOW_LOOKBACK_DAYS": "20000"},
+     WINDOW_CEILING),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"), CEILING_CASES, ids=[" ".join(c[0])[:30] for c in CEILING_CASES]
+)
+def test_windows_beyond_the_memory_ceiling(
+    argv: list[str],
+    env: dict[str, str],
+    message: str,
+    hedgeflow_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tally: Tally,
+) -> None:
+    """A window is held in memory per symbol: 20000 days of 1-minute bars is refused."""
+    tally.describe("hostile input", "memory ceilings: days x interval per symbol")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code = main(argv)
+    _assert_one_line(code, capsys.readouterr().err, message)
+    assert not hedgeflow_home.exists()
+    tally.trial()
+    tally.outcome("refused before I/O")
+
+
+@pytest.mark.flow
+def test_flow_window_beyond_the_memory_ceiling(
+    prefect_harness: Harness, hedgeflow_home: Path, tally: Tally
+) -> None:
+    from hedgeflow.errors import InvalidInputError
+    from hedgeflow.flows.ingest import ingest
+
+    tally.describe("hostile input", "memory ceilings: flow parameters days x interval")
+    with pytest.raises(InvalidInputError) as info:
+        ingest(days=20000, interval="1m")
+    assert str(info.value) == WINDOW_CEILING
+    assert not hedgeflow_home.exists()
+    tally.trial()
+    tally.outcome("refused before I/O")
+
+
+def test_strategy_state_beyond_the_memory_ceiling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tally: Tally
+) -> None:
+    """``window=999999999`` asked numba for 32 GB; now one line and nothing written."""
+    tally.describe("hostile input", "memory ceilings: strategy parameters (state size)")
+    bars = tmp_path / "bars.csv"
+    _bars().to_csv(bars, index=False)
+    argv = ["backtest", "--bars", str(bars), "--strategy", "donchian_breakout"]
+    code = main([*argv, "--param", "window=999999999", "--out", str(tmp_path / "out")])
+    _assert_one_line(
+        code,
+        capsys.readouterr().err,
+        "strategy donchian_breakout: these parameters need 4,000,000,006 floats of state, "
+        "more than the limit of 1,000,000: use shorter windows",
+    )
+    assert not (tmp_path / "out").exists()
+    tally.trial()
+    tally.outcome("refused, nothing written")
+
+
 # --------------------------------------------------------------------------- full disk, simulated
 
 
