@@ -74,6 +74,7 @@ def ingest_window(
         source=spec,
         home=settings.home,
         run_id=run_id,
+        lock_timeout=settings.lock_timeout,
     )
     results: list[IngestResult] = []
     failed: dict[str, str] = {}
@@ -110,7 +111,7 @@ def ingest(
         settings.lookback_days if days is None else days, end, interval=interval_
     )
     run_id = current_run_id()
-    warehouse = Warehouse(settings.home)
+    warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     params = {
         "symbols": chosen,
         "interval": interval_,

@@ -225,7 +225,7 @@ def live(
         raise InvalidInputError("no agents configured")
     interval_ = settings.interval
     interval_ms = interval_seconds(interval_) * 1000
-    warehouse = Warehouse(settings.home)
+    warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     log = run_logger()
 
     configs = {a.name: _agent_config(a, settings) for a in settings.agents}

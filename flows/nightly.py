@@ -98,7 +98,7 @@ def nightly(
         settings.lookback_days if days is None else days, end, interval=settings.interval
     )
     run_id = current_run_id()
-    warehouse = Warehouse(settings.home)
+    warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     params = {
         "source": settings.source,
         "interval": settings.interval,

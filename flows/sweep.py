@@ -141,7 +141,7 @@ def sweep(
         task_runner or settings.task_runner, dask_address or settings.dask_address
     )
     run_id = current_run_id()
-    warehouse = Warehouse(settings.home)
+    warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     params = {
         "strategy": plan.strategy,
         "grid": {k: list(v) for k, v in plan.axes.items()},

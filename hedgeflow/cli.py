@@ -8,10 +8,12 @@ and input errors are instant and never touch the warehouse.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
     p.add_argument("query", help='e.g. "select symbol, count(*) from bars group by 1"')
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--max-rows", type=int, default=200, help="rows shown in table format")
+    p.add_argument(
+        "--max-rows", type=int, default=200, help="rows shown in table format (csv, json: all)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="stop the query after this many seconds"
+    )
+    p.add_argument(
+        "--memory-limit",
+        default="2GB",
+        help="memory the query may use before DuckDB spills to disk or stops it",
+    )
     return parser
 
 
@@ -222,6 +234,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hedgeflow: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not _out_of_memory(exc):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(
+            f"hedgeflow: error: out of memory ({detail}): this process may not use more; "
+            "narrow the work or raise the limit",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, or DuckDB's OutOfMemoryException (by name: duckdb is
+    imported lazily)."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryException"
 
 
 def _symbols_arg(values: list[str] | None) -> list[str] | None:
@@ -409,24 +437,129 @@ def cmd_live(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from hedgeflow.config import load_settings
-    from hedgeflow.console import print_query_result
-    from hedgeflow.warehouse import Warehouse
 
+    if not 1 <= args.max_rows <= MAX_SQL_ROWS:
+        raise InvalidInputError(f"--max-rows must be in [1, {MAX_SQL_ROWS}], got {args.max_rows}")
+    if not 0 < args.timeout <= 86_400:
+        raise InvalidInputError(f"--timeout must be in (0, 86400] seconds, got {args.timeout:g}")
+    memory_limit = _memory_limit_arg(args.memory_limit)
     settings = load_settings()
     _check_read_only_sql(args.query)
+    from hedgeflow.warehouse import Warehouse
+
     warehouse = Warehouse(settings.home)
-    con = warehouse.connect_readonly()
+    if not (warehouse.db_path.is_file() or warehouse.paths.lake.is_dir()):
+        # a read-only command creates nothing (a typo in --home made an empty warehouse)
+        raise InvalidInputError(
+            f"no warehouse at {settings.home}: check --home / HEDGEFLOW_HOME, or run "
+            "`hedgeflow ingest` or `hedgeflow nightly` first"
+        )
     try:
-        _sandbox(con, warehouse.paths.lake)
-        cursor = con.execute(args.query)
-        columns = [d[0] for d in cursor.description or []]
-        rows = cursor.fetchall()
-    except Exception as exc:  # duckdb.Error and friends: show the database's message
-        raise InvalidInputError(f"query failed: {exc}") from None
-    finally:
-        con.close()
-    print_query_result(columns, rows, args.format, args.max_rows)
+        _sql_once(warehouse, args, memory_limit)
+    except _LakeFileBroken as broken:
+        # A lake file that cannot be read: move it to the quarantine folder (with a
+        # record in lake_quarantine) and run the query again on the rest of the lake.
+        healed = warehouse.heal_lake(
+            full=broken.file is None, suspects=() if broken.file is None else (broken.file,)
+        )
+        moved = ", ".join(str(h.file) for h in healed) or "none"
+        if not healed or broken.printed:
+            raise InvalidInputError(
+                f"query failed: a lake file could not be read ({broken.message}); moved to "
+                f"the lake's quarantine: {moved}; run the query again, and re-ingest that range"
+            ) from None
+        print(
+            f"hedgeflow: moved unreadable lake file(s) to the quarantine folder: {moved} "
+            "(see lake_quarantine; re-ingest to restore them); the query ran without them",
+            file=sys.stderr,
+        )
+        _sql_once(warehouse, args, memory_limit)
     return 0
+
+
+class _LakeFileBroken(Exception):
+    def __init__(self, file: Path | None, message: str, printed: bool) -> None:
+        super().__init__(message)
+        self.file, self.message, self.printed = file, message, printed
+
+
+def _sql_once(warehouse: Any, args: argparse.Namespace, memory_limit: str) -> None:
+    import itertools
+
+    import duckdb
+
+    from hedgeflow.console import print_query_result
+
+    printed = False
+    with (
+        warehouse.snapshot(args.query, memory_limit=memory_limit) as con,
+        _deadline(con, args.timeout) as timer,
+    ):
+        try:
+            cursor = con.execute(args.query)
+            columns = [d[0] for d in cursor.description or []]
+            first = cursor.fetchmany(SQL_BATCH_ROWS)  # errors up to here print nothing
+            printed = True
+            rest = iter(lambda: cursor.fetchmany(SQL_BATCH_ROWS), [])
+            print_query_result(columns, itertools.chain([first], rest), args.format, args.max_rows)
+        except duckdb.InterruptException:
+            if not timer.fired:
+                raise KeyboardInterrupt from None
+            raise InvalidInputError(
+                f"query stopped after {args.timeout:g} s (--timeout): narrow it, or raise --timeout"
+            ) from None
+        except duckdb.OutOfMemoryException:
+            raise InvalidInputError(
+                f"query ran out of memory (--memory-limit {memory_limit}, or the process's "
+                "own limit): narrow it (fewer columns, a LIMIT, an aggregate), or raise "
+                "--memory-limit"
+            ) from None
+        except duckdb.Error as exc:  # the database's own message, on one line
+            broken = warehouse.lake_read_error(exc)
+            if broken is not None:
+                raise _LakeFileBroken(broken.file, _one_line(exc), printed) from None
+            raise InvalidInputError(f"query failed: {_one_line(exc)}") from None
+
+
+MAX_SQL_ROWS = 100_000  # rows a table can show; csv and json stream every row
+SQL_BATCH_ROWS = 2_048
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.I)
+
+
+def _memory_limit_arg(text: str) -> str:
+    found = _MEMORY_RE.match(text)
+    if not found or float(found.group(1)) <= 0:
+        raise InvalidInputError(f"--memory-limit must be a size such as 512MB or 4GB, got {text!r}")
+    return f"{found.group(1)}{found.group(2)}"
+
+
+def _one_line(exc: BaseException) -> str:
+    """DuckDB's message without the caret lines under the query."""
+    return " ".join(str(exc).split("\nLINE ")[0].split())
+
+
+class _Timer:
+    fired = False
+
+
+@contextlib.contextmanager
+def _deadline(con: Any, seconds: float) -> Iterator[_Timer]:
+    """Interrupt ``con``'s running query after ``seconds``."""
+    import threading
+
+    state = _Timer()
+
+    def fire() -> None:
+        state.fired = True
+        con.interrupt()
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield state
+    finally:
+        timer.cancel()
 
 
 # Statement kinds `hedgeflow sql` runs. The database is opened read-only, but DuckDB
@@ -442,22 +575,13 @@ def _check_read_only_sql(query: str) -> None:
         try:
             kinds = [s.type.name for s in parser.extract_statements(query)]
         except duckdb.Error as exc:
-            raise InvalidInputError(f"query failed: {exc}") from None
+            raise InvalidInputError(f"query failed: {_one_line(exc)}") from None
     refused = sorted({k for k in kinds if k not in _SQL_STATEMENTS})
     if refused:
         raise InvalidInputError(
             f"hedgeflow sql is read-only: {', '.join(refused)} statements are not allowed "
             "(only SELECT, EXPLAIN, PRAGMA and CALL)"
         )
-
-
-def _sandbox(con: Any, lake: Path) -> None:
-    """File access limited to the lake (the bars view reads it), settings locked."""
-    from hedgeflow.warehouse.db import sql_string
-
-    con.execute(f"SET allowed_directories = [{sql_string(lake.as_posix() + '/')}]")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -567,6 +691,18 @@ def prepare_prefect(verbose: bool) -> None:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     logging.getLogger("hedgeflow").setLevel(logging.INFO)
+    # A write waiting for another process's lock on the warehouse says so (and for
+    # whom) on the terminal and in the flow run's log.
+    from hedgeflow.warehouse.db import LOCK_LOGGER
+
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", LOCK_LOGGER)
+    waits = logging.getLogger(LOCK_LOGGER)
+    if not any(getattr(h, "hedgeflow_cli", False) for h in waits.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("hedgeflow: %(message)s"))
+        handler.hedgeflow_cli = True  # type: ignore[attr-defined]
+        waits.addHandler(handler)
+        waits.propagate = False
 
 
 if __name__ == "__main__":

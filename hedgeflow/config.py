@@ -141,11 +141,18 @@ class Settings:
     # pool, or Dask (a LocalCluster of 2 workers, or the scheduler at dask_address).
     task_runner: Literal["threads", "dask"] = "threads"
     dask_address: str | None = None
+    # Seconds a flow's write waits for the DuckDB file while another process (a
+    # reader's notebook, another flow) holds it, saying so every 10 s, before it fails.
+    lock_timeout: float = 3600.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.lookback_days <= 20_000:
             raise InvalidInputError(
                 f"lookback_days must be in [1, 20000], got {self.lookback_days}"
+            )
+        if not 1 <= self.lock_timeout <= 86_400:
+            raise InvalidInputError(
+                f"lock_timeout must be in [1, 86400] seconds, got {self.lock_timeout}"
             )
         names = [a.name for a in self.agents]
         if len(set(names)) != len(names):

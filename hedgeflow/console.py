@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -23,6 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 PROGRESS_LOGGER = "hedgeflow.progress"
 METRIC_LABELS: dict[str, str] = {
@@ -207,25 +208,52 @@ def print_sweep_summary(summary: Any) -> None:
 
 
 def print_query_result(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, max_rows: int
+    columns: Sequence[str], batches: Iterable[Sequence[Sequence[Any]]], fmt: str, max_rows: int
 ) -> None:
+    """Print a query's rows literally (never as rich markup), batch by batch.
+
+    csv and json stream every row as it comes; the table shows the first
+    ``max_rows`` and stops reading there."""
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
-        writer.writerows(rows)
+        for batch in batches:
+            writer.writerows(batch)
         return
     if fmt == "json":
-        records = [dict(zip(columns, _json_ready(row), strict=True)) for row in rows]
-        sys.stdout.write(json.dumps(records, default=str, indent=None, allow_nan=False) + "\n")
+        out = sys.stdout
+        out.write("[")
+        sep = ""
+        for batch in batches:
+            for row in batch:
+                record = dict(zip(columns, _json_ready(row), strict=True))
+                out.write(sep + json.dumps(record, default=str, allow_nan=False))
+                sep = ", "
+        out.write("]\n")
         return
     table = Table(show_lines=False)
     for name in columns:
-        table.add_column(str(name))
-    for row in rows[:max_rows]:
-        table.add_row(*("NULL" if v is None else str(v) for v in row))
+        table.add_column(Text(str(name)))
+    shown = 0
+    more = False
+    for batch in batches:
+        for row in batch:
+            if shown == max_rows:
+                more = True
+                break
+            table.add_row(*(Text("NULL" if v is None else str(v)) for v in row))
+            shown += 1
+        if more:
+            break
     stdout.print(table)
-    more = f" (showing {max_rows})" if len(rows) > max_rows else ""
-    stdout.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}{more}")
+    if more:
+        stdout.print(
+            f"{shown} rows shown, more not read (--max-rows, or --format csv for all)",
+            markup=False,
+            highlight=False,
+        )
+    else:
+        stdout.print(f"{shown} row{'s' if shown != 1 else ''}", markup=False, highlight=False)
 
 
 def _json_ready(value: Any) -> Any:

@@ -135,6 +135,23 @@ class Quarantine(TableModel):
 QUARANTINE_COLUMNS: tuple[str, ...] = (RUN_ID, SYMBOL, INTERVAL, *BAR_COLUMNS, REASON)
 
 
+class LakeQuarantine(TableModel):
+    """A lake partition file that could not be read, moved to the quarantine folder
+    (``lake/quarantine/...``), and why. Like ``bars`` it lives in the lake (one JSON
+    record next to each moved file) and DuckDB shows it as the ``lake_quarantine``
+    view: healing never needs the DuckDB file."""
+
+    healed_at: Series[pd.DatetimeTZDtype] = ts_field()
+    interval: Series[str] = pa.Field(isin=list(INTERVAL_SECONDS))
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    month: Series[str] = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    # paths relative to HEDGEFLOW_HOME (posix)
+    file: Series[str] = pa.Field(str_length={"min_value": 1})
+    quarantined_as: Series[str] = pa.Field(str_length={"min_value": 1})
+    bytes: Series[int] = pa.Field(ge=0)
+    reason: Series[str] = pa.Field(str_length={"min_value": 1})
+
+
 # --------------------------------------------------------------------------
 # Conversion of a raw frame to numpy arrays (never raises on bad values)
 # --------------------------------------------------------------------------

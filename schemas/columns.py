@@ -114,6 +114,7 @@ ORDER_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end", "flatt
 # hedgeflow.columns: the live flow's pure record names them)
 BARS: Final = "bars"
 QUARANTINE: Final = "quarantine"
+LAKE_QUARANTINE: Final = "lake_quarantine"  # a view over the lake, like bars
 RUNS: Final = "runs"
 SIGNALS: Final = "signals"
 TRADES: Final = "trades"

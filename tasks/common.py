@@ -27,6 +27,15 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
         return logging.getLogger("hedgeflow")
 
 
+def log_healed(healed: Any) -> None:
+    """``on_heal`` of ``Warehouse.read_bars`` in a task: the run's log says which month
+    of bars could not be read and is missing from this run."""
+    run_logger().warning(
+        "%s: its bars are missing from this run until that month is ingested again",
+        healed.describe(),
+    )
+
+
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect retry condition: retry only transient source failures."""
     try:

@@ -16,7 +16,7 @@ from hedgeflow.schemas.bars import split_valid_bars
 from hedgeflow.sources import make_source
 from hedgeflow.sources.base import fetch
 from hedgeflow.tasks.common import progress_log, retry_on_transient, run_logger
-from hedgeflow.warehouse import Warehouse
+from hedgeflow.warehouse import DEFAULT_LOCK_TIMEOUT, Warehouse
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class IngestResult:
     # [lo, hi) ranges the vendor answered with no bars (closed market or vendor gap):
     # their stored bars were kept, not cleared (DESIGN.md convention 8)
     empty_ranges: tuple[tuple[datetime, datetime], ...] = ()
+    # months whose stored partition could not be read: moved to the lake's quarantine
+    # folder (the lake_quarantine view) and written afresh from this fetch
+    healed_months: tuple[str, ...] = ()
 
 
 def ingest_symbol_body(
@@ -52,6 +55,7 @@ def ingest_symbol_body(
     source: SourceSpec,
     home: Path,
     run_id: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> IngestResult:
     began = time.perf_counter()
     token = source.public_token
@@ -68,7 +72,7 @@ def ingest_symbol_body(
             close()
     raw = fetched.bars
     valid, quarantined = split_valid_bars(raw, symbol, interval, run_id)
-    warehouse = Warehouse(home)
+    warehouse = Warehouse(home, lock_timeout=lock_timeout)
     if len(quarantined):
         warehouse.write_quarantine(quarantined)
     report = warehouse.write_bars(
@@ -82,6 +86,7 @@ def ingest_symbol_body(
         quarantined=len(quarantined),
         seconds=time.perf_counter() - began,
         empty_ranges=tuple((lo.to_pydatetime(), hi.to_pydatetime()) for lo, hi in fetched.empty),
+        healed_months=tuple(h.month for h in report.partitions_healed),
     )
     log = run_logger()
     log.info(
@@ -100,6 +105,18 @@ def ingest_symbol_body(
             lo.isoformat(),
             hi.isoformat(),
         )
+    for healed in report.partitions_healed:
+        log.warning(
+            "%s %s %s: the stored partition could not be read (%s); moved to %s and "
+            "rewritten from this fetch (its bars outside [%s, %s) are missing until ingested)",
+            symbol,
+            interval,
+            healed.month,
+            healed.reason,
+            healed.quarantined_as,
+            start.isoformat(),
+            end.isoformat(),
+        )
     if result.quarantined:
         log.warning(
             "%s: %d invalid bars quarantined (see the quarantine table)", symbol, result.quarantined
@@ -117,10 +134,12 @@ def ingest_symbols_body(
     source: SourceSpec,
     home: Path,
     run_id: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> list[IngestResult]:
     """Ingest each symbol in turn; one symbol in memory at a time."""
     return [
-        ingest_symbol_body(symbol, interval, start, end, source, home, run_id) for symbol in symbols
+        ingest_symbol_body(symbol, interval, start, end, source, home, run_id, lock_timeout)
+        for symbol in symbols
     ]
 
 

@@ -17,7 +17,7 @@ from hedgeflow.metrics import compute_metrics
 from hedgeflow.portfolio import combine
 from hedgeflow.research import AgentResult, extra_indicators_json, params_json, run_agent
 from hedgeflow.schemas import table_columns
-from hedgeflow.tasks.common import progress_log, run_logger
+from hedgeflow.tasks.common import log_healed, progress_log, run_logger
 from hedgeflow.warehouse import Warehouse, data_fingerprint
 from hedgeflow.windows import Window
 
@@ -91,8 +91,8 @@ def backtest_agent(
     agent: AgentSettings, settings: Settings, window: Window, run_id: str
 ) -> tuple[AgentSummary, dict[str, pd.DataFrame]]:
     """One agent's backtest and the rows it stores (not yet written)."""
-    bars = Warehouse(settings.home).read_bars(
-        agent.symbol, settings.interval, window.start, window.end
+    bars = Warehouse(settings.home, lock_timeout=settings.lock_timeout).read_bars(
+        agent.symbol, settings.interval, window.start, window.end, on_heal=log_healed
     )
     outcome = run_agent(bars, agent, settings.costs_for(agent), settings.portfolio.initial_equity)
     metrics = clean_metrics(outcome.metrics)
@@ -135,7 +135,7 @@ def agent_backtests_body(
     so the other agents of the batch still publish."""
     out: list[AgentSummary | AgentFailure] = []
     rows: dict[str, list[pd.DataFrame]] = {}
-    warehouse = Warehouse(settings.home)
+    warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
 
     def flush() -> None:
         if rows:
@@ -221,7 +221,7 @@ def combine_portfolio_body(
         "portfolio_metrics": pd.DataFrame(rows),
         "equity": chosen_equity.assign(**{C.RUN_ID: run_id, "agent": PORTFOLIO_AGENT}),
     }
-    Warehouse(settings.home).write_results(run_id, tables)
+    Warehouse(settings.home, lock_timeout=settings.lock_timeout).write_results(run_id, tables)
     return PortfolioSummary(
         settings.portfolio.allocation, metrics_by_method, weights_by_method, chosen_equity
     )

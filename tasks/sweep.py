@@ -20,7 +20,7 @@ from hedgeflow.metrics import METRIC_KEYS
 from hedgeflow.schemas import table_columns
 from hedgeflow.sweep import SweepGrid, sweep_bars
 from hedgeflow.sweep.report import best_markdown, render_heatmaps
-from hedgeflow.tasks.common import progress_log, run_logger
+from hedgeflow.tasks.common import log_healed, progress_log, run_logger
 from hedgeflow.warehouse import Warehouse, data_fingerprint
 from hedgeflow.windows import Window
 
@@ -56,8 +56,8 @@ def sweep_symbol(
     metric: str,
 ) -> SymbolSweep:
     """One symbol: its bars from the warehouse, the whole grid in one compiled batch."""
-    bars = Warehouse(settings.home).read_bars(
-        agent.symbol, settings.interval, window.start, window.end
+    bars = Warehouse(settings.home, lock_timeout=settings.lock_timeout).read_bars(
+        agent.symbol, settings.interval, window.start, window.end, on_heal=log_healed
     )
     config = EngineConfig.from_settings(
         agent.risk, settings.costs_for(agent), agent.asset_class, settings.portfolio.initial_equity
@@ -109,7 +109,7 @@ def sweep_batch_body(
         if isinstance(r, SymbolSweep)
     ]
     if rows:
-        Warehouse(settings.home).write_results(
+        Warehouse(settings.home, lock_timeout=settings.lock_timeout).write_results(
             run_id, {"sweep_results": pd.concat(rows, ignore_index=True)}
         )
     for item in out:

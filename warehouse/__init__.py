@@ -5,6 +5,11 @@
 and the live record go to DuckDB (``HOME/hedgeflow.duckdb``, see
 ``hedgeflow.warehouse.db``); reports to ``HOME/reports/<run_id>/``.
 
+The lake heals: a partition file that cannot be read (truncated, garbled) is
+moved to ``HOME/lake/quarantine/`` with a record of why (the ``lake_quarantine``
+view) when ``read_bars`` or ``write_bars`` meets it, or when ``heal_lake`` finds
+it; reads go on without that month and re-ingesting the range rewrites it.
+
 Connections are short: ``with wh.write() as con:`` is one transaction on a
 read-write connection that is closed at the end; ``wh.read()`` /
 ``wh.connect_readonly()`` open read-only. Both retry while another process
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +29,28 @@ import pandas as pd
 
 from hedgeflow.errors import HedgeflowError, OutOfSpaceError, is_out_of_space, out_of_space_as
 from hedgeflow.fsutil import directory_problem
-from hedgeflow.schemas.columns import QUARANTINE, RUN_COLUMNS
-from hedgeflow.warehouse import db, lake, live, results, runs
+from hedgeflow.schemas.columns import LAKE_QUARANTINE, QUARANTINE, RUN_COLUMNS
+from hedgeflow.warehouse import db, lake, live, results, runs, snapshot
 from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
-from hedgeflow.warehouse.lake import LakeLockTimeout, TimeLike, WriteReport
+from hedgeflow.warehouse.lake import (
+    CorruptPartitionError,
+    HealedPartition,
+    LakeLockTimeout,
+    LakeReadError,
+    TimeLike,
+    WriteReport,
+)
 from hedgeflow.warehouse.live import LiveRecord
 from hedgeflow.warehouse.paths import WarehousePaths, check_run_id
 from hedgeflow.warehouse.runs import code_version, data_fingerprint, to_json
 
 __all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
     "SCHEMA_VERSION",
+    "CorruptPartitionError",
+    "HealedPartition",
     "LakeLockTimeout",
+    "LakeReadError",
     "LiveRecord",
     "Warehouse",
     "WarehouseBusyError",
@@ -124,13 +140,63 @@ class Warehouse:
         interval: str,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
+        on_heal: Callable[[HealedPartition], None] | None = None,
     ) -> pd.DataFrame:
-        """Stored bars with ``start <= ts < end`` (pyarrow only: never waits for DuckDB)."""
-        return lake.read_bars(self.paths, symbol, interval, start, end)
+        """Stored bars with ``start <= ts < end`` (pyarrow only: never waits for DuckDB).
+
+        A month partition that cannot be read is moved to the lake's quarantine
+        folder (``heal_lake``) and its bars are missing from the result (a warning
+        says so, and ``on_heal`` is called with it); the read does not fail."""
+        return lake.read_bars(
+            self.paths,
+            symbol,
+            interval,
+            start,
+            end,
+            lock_timeout=self.lock_timeout,
+            on_heal=on_heal,
+        )
 
     def bars_span(self, symbol: str, interval: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-        """(first ts, last ts) stored for the series, or None."""
-        return lake.bars_span(self.paths, symbol, interval)
+        """(first ts, last ts) stored for the series, or None (heals as ``read_bars``)."""
+        return lake.bars_span(self.paths, symbol, interval, lock_timeout=self.lock_timeout)
+
+    def check_lake(
+        self, *, full: bool = False, suspects: Sequence[Path | str] = ()
+    ) -> list[tuple[Path, str]]:
+        """(file, reason) of every unreadable partition file; moves nothing. Footers
+        only, unless ``full`` (every file) or ``suspects`` (those files): every page."""
+        return lake.check_lake(self.paths, full=full, suspects=suspects)
+
+    def heal_lake(
+        self, *, full: bool = False, suspects: Sequence[Path | str] = ()
+    ) -> list[HealedPartition]:
+        """Move every unreadable partition file (``check_lake``) to the quarantine
+        folder, each with a record (the ``lake_quarantine`` view); returns them.
+
+        For ``hedgeflow sql``: when a query fails and ``lake_read_error(exc)`` says it
+        was a lake file, call ``heal_lake(suspects=[err.file])`` (``full=True`` when
+        ``err.file`` is None) and retry."""
+        return lake.heal_lake(
+            self.paths, full=full, suspects=suspects, lock_timeout=self.lock_timeout
+        )
+
+    def lake_read_error(self, error: BaseException | str) -> LakeReadError | None:
+        """Whether a DuckDB error was a Parquet read error of one of this lake's files
+        (and which file, when its text names one)."""
+        return lake.lake_read_error(self.paths, error)
+
+    def lake_quarantine(self) -> pd.DataFrame:
+        """The records of the partition files moved to the quarantine folder, oldest
+        first (read from the lake, without DuckDB)."""
+        from hedgeflow.schemas import validate_frame
+        from hedgeflow.schemas.bars import LakeQuarantine
+
+        records = lake.read_quarantine_records(self.paths)
+        columns = list(LakeQuarantine.to_schema().columns)
+        frame = pd.DataFrame(records, columns=columns)
+        frame["healed_at"] = pd.to_datetime(frame["healed_at"], utc=True).dt.as_unit("us")
+        return validate_frame(LakeQuarantine, frame, LAKE_QUARANTINE)
 
     # ------------------------------------------------------------ connections
 
@@ -192,6 +258,32 @@ class Warehouse:
             con.close()
             raise
         return con
+
+    @contextlib.contextmanager
+    def snapshot(
+        self,
+        query: str,
+        *,
+        memory_limit: str = snapshot.DEFAULT_MEMORY_LIMIT,
+        sandboxed: bool = True,
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory copy of what ``query`` reads, for readers that may be slow: the
+        warehouse file is locked only while the copy is taken (see
+        ``hedgeflow.warehouse.snapshot``), never while the query runs."""
+        if not self._ready:
+            if self.paths.db.exists():
+                with self.read() as con:  # checks the version, migrates when needed
+                    pass
+            else:
+                self._initialise()
+        with snapshot.snapshot(
+            self.paths,
+            query,
+            lock_timeout=self.lock_timeout,
+            memory_limit=memory_limit,
+            sandboxed=sandboxed,
+        ) as con:
+            yield con
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run one read-only query and return its result."""

@@ -11,6 +11,8 @@ Layout of the database file:
   ``bars``, which lives in the Parquet lake), ``store.schema_version`` and
   ``store.meta``;
 - schema ``main``: the views people query: ``bars`` (over the lake),
+  ``lake_quarantine`` (over the records of the partition files the lake moved to
+  its quarantine folder because they could not be read; see ``lake``),
   ``runs``, one view per result table showing only rows of finished runs
   (completed or partial), and the ``live_*`` tables as they are.
 """
@@ -18,7 +20,9 @@ Layout of the database file:
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -29,10 +33,12 @@ import duckdb
 from hedgeflow.columns import STORED_BAR_COLUMNS
 from hedgeflow.errors import HedgeflowError, OutOfSpaceError, is_out_of_space
 from hedgeflow.schemas import TABLE_MODELS
+from hedgeflow.schemas.bars import LakeQuarantine
 from hedgeflow.schemas.columns import (
     BARS,
     EXTRA_INDICATORS,
     FINISHED_STATUSES,
+    LAKE_QUARANTINE,
     LIVE_SIGNALS,
     LIVE_TABLES,
     QUARANTINE,
@@ -44,7 +50,13 @@ from hedgeflow.warehouse.paths import WarehousePaths
 
 SCHEMA_VERSION = 2
 STORE = "store"
+# How long a connection waits for another process's lock before it gives up. Flows
+# pass ``Settings.lock_timeout`` (writers wait, they never drop work); 30 s is for
+# interactive readers.
 DEFAULT_LOCK_TIMEOUT = 30.0
+LOCK_NOTE_EVERY = 10.0  # seconds between "waiting for the lock" warnings
+LOCK_LOGGER = "hedgeflow.warehouse"  # the CLI prints it; flow runs send it to Prefect
+_log = logging.getLogger(LOCK_LOGGER)
 
 # Tables stored in DuckDB (bars live in the lake).
 STORED_TABLES: tuple[str, ...] = tuple(t for t in TABLE_MODELS if t != BARS)
@@ -123,6 +135,34 @@ def bars_view_sql(paths: WarehousePaths) -> str:
     return f"SELECT {typed} WHERE false"
 
 
+def _typed_empty(columns: dict[str, str]) -> str:
+    typed = ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in columns.items())
+    return f"SELECT {typed} WHERE false"
+
+
+_LAKE_QUARANTINE_TYPES: dict[str, str] = {
+    name: duck_type(col.dtype) for name, col in LakeQuarantine.to_schema().columns.items()
+}
+
+
+def lake_quarantine_view_sql(paths: WarehousePaths) -> str:
+    """The SELECT of the ``lake_quarantine`` view: the records in the lake's
+    quarantine folder, or a typed empty relation when there are none."""
+    if not paths.quarantine_records():
+        return _typed_empty(_LAKE_QUARANTINE_TYPES)
+    spec = ", ".join(f"{sql_string(c)}: {sql_string(t)}" for c, t in _LAKE_QUARANTINE_TYPES.items())
+    cols = ", ".join(q(c) for c in _LAKE_QUARANTINE_TYPES)
+    return (
+        f"SELECT {cols} FROM read_json({sql_string(paths.quarantine_records_glob)}, "
+        f"format = 'newline_delimited', columns = {{{spec}}})"
+    )
+
+
+def lake_views(paths: WarehousePaths) -> dict[str, str]:
+    """View name -> SELECT for the views over the lake (they change as files appear)."""
+    return {BARS: bars_view_sql(paths), LAKE_QUARANTINE: lake_quarantine_view_sql(paths)}
+
+
 def static_views() -> dict[str, str]:
     """View name -> SELECT, for every view but ``bars``."""
     finished = ", ".join(sql_string(s) for s in FINISHED_STATUSES)
@@ -156,7 +196,8 @@ def _writer_lock(key: str) -> threading.RLock:
         return _WRITERS.setdefault(key, threading.RLock())
 
 
-def _is_lock_conflict(exc: Exception) -> bool:
+def is_lock_conflict(exc: Exception) -> bool:
+    """Whether a DuckDB error says another process (or configuration) holds the file."""
     msg = str(exc)
     return (
         "Could not set lock" in msg
@@ -166,12 +207,25 @@ def _is_lock_conflict(exc: Exception) -> bool:
     )
 
 
+_HOLDER_RE = re.compile(r"Conflicting lock is held in (\S+) \(PID (\d+)\)")
+
+
+def lock_holder(exc: Exception) -> str:
+    """``"; held by PID n (program)"`` from DuckDB's lock error, or ``""``."""
+    found = _HOLDER_RE.search(str(exc))
+    if not found:
+        return ""
+    return f"; held by PID {found.group(2)} ({Path(found.group(1)).name})"
+
+
 def open_connection(
     path: Path, *, read_only: bool, timeout: float = DEFAULT_LOCK_TIMEOUT
 ) -> duckdb.DuckDBPyConnection:
     """Open ``path``, retrying while another process holds its lock (up to ``timeout`` s)."""
     key = str(path)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    next_note = started + LOCK_NOTE_EVERY
     delay = 0.01
     attempts = 0
     while True:
@@ -184,19 +238,31 @@ def open_connection(
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if is_out_of_space(exc):
                 raise OutOfSpaceError(path) from exc
-            if not _is_lock_conflict(exc):
+            if not is_lock_conflict(exc):
                 raise WarehouseOpenError(f"cannot open warehouse database {path}: {exc}") from exc
             if time.monotonic() >= deadline:
                 mode = "read-only" if read_only else "read-write"
                 raise WarehouseBusyError(
                     f"warehouse database {path} is locked by another process; gave up opening "
-                    f"it {mode} after {timeout:.1f} s ({attempts} attempts). A flow or a SQL "
-                    "session is holding it: retry when it is done."
+                    f"it {mode} after {timeout:.1f} s ({attempts} attempts){lock_holder(exc)}. "
+                    "Another flow or a reader is holding it: retry when it is done."
                 ) from exc
+            now = time.monotonic()
+            if now >= next_note:  # a writer waiting for a reader says so, and for whom
+                next_note = now + LOCK_NOTE_EVERY
+                _log.warning(
+                    "warehouse database %s is locked%s; waiting (%.0f s of %.0f s)",
+                    path,
+                    lock_holder(exc),
+                    now - started,
+                    timeout,
+                )
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.6, 0.25)
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws a progress bar on stdout for long queries, into pipes too
+        con.execute("SET enable_progress_bar = false")
     except BaseException:
         con.close()
         raise
@@ -294,7 +360,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, paths: WarehousePaths) -> None
             con.execute(
                 f"INSERT INTO {STORE}.schema_version VALUES (?, current_timestamp)", [version]
             )
-        views = {**static_views(), BARS: bars_view_sql(paths)}
+        views = {**static_views(), **lake_views(paths)}
         for name, select in views.items():
             key = f"view:{name}"
             if _meta_get(con, key) != select:
@@ -303,19 +369,20 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, paths: WarehousePaths) -> None
 
 
 def refresh_bars_view(con: duckdb.DuckDBPyConnection, paths: WarehousePaths, *, temp: bool) -> None:
-    """Point ``bars`` at the lake as it is now (the lake may have gained its first files).
+    """Point ``bars`` (and ``lake_quarantine``) at the lake as it is now (the lake may
+    have gained its first files, or its first quarantined one).
 
     Read-write connections replace the stored view; read-only ones shadow it
     with a TEMP view when it is stale.
     """
-    select = bars_view_sql(paths)
-    if _meta_get(con, f"view:{BARS}") == select:
-        return
-    if temp:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {q(BARS)} AS {select}")
-    else:
-        with transaction(con):
-            con.execute(f"CREATE OR REPLACE VIEW main.{q(BARS)} AS {select}")
-            con.execute(
-                f"INSERT OR REPLACE INTO {STORE}.meta VALUES (?, ?)", [f"view:{BARS}", select]
-            )
+    for name, select in lake_views(paths).items():
+        if _meta_get(con, f"view:{name}") == select:
+            continue
+        if temp:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {q(name)} AS {select}")
+        else:
+            with transaction(con):
+                con.execute(f"CREATE OR REPLACE VIEW main.{q(name)} AS {select}")
+                con.execute(
+                    f"INSERT OR REPLACE INTO {STORE}.meta VALUES (?, ?)", [f"view:{name}", select]
+                )

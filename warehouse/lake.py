@@ -14,16 +14,41 @@ directory, fsynced and ``os.replace``d over the old file. So:
 
 Writers of one symbol serialise on an ``fcntl.flock`` lock file. Reads use
 pyarrow directly and never touch DuckDB (so they never wait for its lock).
+
+The lake heals. Files are written with Parquet page checksums and read with
+them verified, so a truncated file (it fails at the footer) and a garbled one
+(it fails at a page) are both *unreadable*, never silently wrong. A partition
+file that cannot be read is moved, under the symbol's lock and after a second
+full read confirms it, to ``lake/quarantine/<its path under lake/>.<UTC stamp>``
+(an atomic rename: data is never deleted) next to a JSON record of which
+interval/symbol/month it was and why (the reader's error, one line); DuckDB
+shows the records as the ``lake_quarantine`` view. What heals when:
+
+- ``read_bars`` / ``bars_span`` (nightly, backtest, sweep, live warm-up): the
+  broken month is moved away and the read goes on without it (those bars are
+  missing, and a warning says so) instead of failing;
+- ``write_bars`` (every ingest): a broken partition of the range is moved away
+  and the new bars are written fresh, so re-ingesting the range rewrites it
+  (the month's bars outside the range are then missing until ingested too);
+- ``heal_lake`` (``Warehouse.heal_lake``): checks every partition's footer
+  (``full=True``, or the ``suspects`` given: every page too) and moves the
+  broken ones, e.g. after a query over ``bars`` failed (``lake_read_error``
+  tells a DuckDB error that is a lake file's read error). DuckDB does not check
+  page checksums, so a garbled page may reach SQL as wrong values until a full
+  check (or a pyarrow read of that month) finds it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import logging
 import os
+import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +64,13 @@ from hedgeflow.columns import BAR_COLUMNS, STORED_BAR_COLUMNS, TS
 from hedgeflow.errors import HedgeflowError, InvalidInputError
 from hedgeflow.market import normalize_symbol, validate_interval
 from hedgeflow.schemas.bars import empty_bars, ensure_valid_bars
-from hedgeflow.warehouse.paths import TEMP_SUFFIX, WarehousePaths, month_key
+from hedgeflow.warehouse.paths import (
+    QUARANTINE_RECORD_SUFFIX,
+    QUARANTINE_STAMP,
+    TEMP_SUFFIX,
+    WarehousePaths,
+    month_key,
+)
 
 TimeLike: TypeAlias = pd.Timestamp | datetime | np.datetime64 | str
 
@@ -71,8 +102,40 @@ _DICTIONARY_COLUMNS = ["symbol", "interval", "source", "ingested_at"]
 _WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
+log = logging.getLogger(__name__)
+
+
 class LakeLockTimeout(HedgeflowError, TimeoutError):
     """Another writer held the symbol's lake lock for longer than the timeout."""
+
+
+class CorruptPartitionError(HedgeflowError):
+    """A lake partition file could not be read (truncated, garbled, not Parquet)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot read lake partition {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class HealedPartition:
+    """A partition file moved to the quarantine folder, and why."""
+
+    interval: str
+    symbol: str
+    month: str
+    file: Path  # where it was
+    quarantined_as: Path  # where it is now
+    bytes: int
+    reason: str
+    healed_at: pd.Timestamp
+
+    def describe(self) -> str:
+        return (
+            f"{self.symbol} {self.interval} {self.month}: unreadable partition moved to "
+            f"{self.quarantined_as} ({self.reason})"
+        )
 
 
 @dataclass(frozen=True)
@@ -88,6 +151,8 @@ class WriteReport:
     partitions_written: tuple[str, ...]
     partitions_removed: tuple[str, ...]
     seconds: float
+    # unreadable partitions of the range, moved to the quarantine folder before writing
+    partitions_healed: tuple[HealedPartition, ...] = ()
 
 
 def to_utc(value: TimeLike, name: str) -> pd.Timestamp:
@@ -151,7 +216,11 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     try:
         with open(tmp, "wb") as fh:
             pq.write_table(
-                table, fh, compression=PARQUET_COMPRESSION, use_dictionary=_DICTIONARY_COLUMNS
+                table,
+                fh,
+                compression=PARQUET_COMPRESSION,
+                use_dictionary=_DICTIONARY_COLUMNS,
+                write_page_checksum=True,  # a garbled page fails its read (_read_partition)
             )
             fh.flush()
             os.fsync(fh.fileno())
@@ -178,14 +247,262 @@ def _clean_stale_temps(directory: Path) -> None:
                 stale.unlink()
 
 
+_MAX_REASON = 300
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no message"
+    text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
+
 def _read_partition(path: Path, columns: tuple[str, ...] | None = None) -> pa.Table | None:
+    """The partition's rows (None when the file does not exist).
+
+    Raises CorruptPartitionError when the file cannot be read: a bad footer, or a
+    page whose checksum or decoding fails."""
     try:
-        table = pq.ParquetFile(path).read(columns=list(columns) if columns else None)
+        with open(path, "rb") as fh:  # open errors (permissions) are not corruption
+            table = pq.ParquetFile(fh, page_checksum_verification=True).read(
+                columns=list(columns) if columns else None
+            )
     except FileNotFoundError:
         return None
-    except (OSError, pa.ArrowException) as exc:
+    except PermissionError as exc:
         raise HedgeflowError(f"cannot read lake partition {path}: {exc}") from exc
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptPartitionError(path, _one_line(exc)) from exc
     return table
+
+
+def partition_problem(path: Path, *, full: bool) -> str | None:
+    """Why the partition file ``path`` cannot be read, or None when it can (or is gone).
+
+    Cheap by default: only the footer (metadata) is read, which catches truncated
+    and non-Parquet files; ``full`` reads every page too (checksums verified)."""
+    try:
+        if full:
+            _read_partition(path)
+        else:
+            with open(path, "rb") as fh:
+                pq.read_metadata(fh)
+    except FileNotFoundError:
+        return None
+    except CorruptPartitionError as exc:
+        return exc.reason
+    except PermissionError as exc:
+        raise HedgeflowError(f"cannot read lake partition {path}: {exc}") from exc
+    except (OSError, pa.ArrowException) as exc:
+        return _one_line(exc)
+    return None
+
+
+def check_lake(
+    paths: WarehousePaths, *, full: bool = False, suspects: Sequence[Path | str] = ()
+) -> list[tuple[Path, str]]:
+    """(file, reason) of every partition file that cannot be read, moving nothing.
+
+    Footers only, but ``full`` (or a file in ``suspects``) reads every page too."""
+    wanted = {Path(s).resolve() for s in suspects}
+    found = []
+    for path in paths.partition_files():
+        if paths.partition_of(path) is None:
+            continue
+        problem = partition_problem(path, full=full or path in wanted)
+        if problem is not None:
+            found.append((path, problem))
+    return found
+
+
+def _write_bytes_atomic(data: bytes, path: Path) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _make_dirs(directory: Path) -> None:
+    """``mkdir -p`` that makes each new folder durable (its parent fsynced)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another writer made it meanwhile
+            new.mkdir()
+        _fsync_dir(new.parent)
+
+
+def _quarantine_locked(paths: WarehousePaths, path: Path) -> HealedPartition | None:
+    """Move the partition file ``path`` to the quarantine folder if a full read still
+    fails (the caller holds the symbol lock, so no writer is replacing it). Returns
+    what was moved, or None when the file is gone or reads fine now."""
+    key = paths.partition_of(path)
+    if key is None:
+        raise HedgeflowError(f"not a partition file of the lake at {paths.lake}: {path}")
+    reason = partition_problem(path, full=True)
+    if reason is None:
+        return None
+    interval, symbol, month = key
+    size = path.stat().st_size
+    now = pd.Timestamp.now(tz="UTC").as_unit("us")
+    while True:  # never overwrite an earlier quarantined copy
+        target = paths.quarantine_file(path, now.strftime(QUARANTINE_STAMP))
+        record = target.with_name(target.name + QUARANTINE_RECORD_SUFFIX)
+        if not target.exists() and not record.exists():
+            break
+        now += pd.Timedelta(microseconds=1)
+    _make_dirs(target.parent)
+    os.rename(path, target)  # same file system (both under lake/): atomic, nothing copied
+    _fsync_dir(target.parent)
+    _fsync_dir(path.parent)
+    healed = HealedPartition(
+        interval=interval,
+        symbol=symbol,
+        month=month,
+        file=path,
+        quarantined_as=target,
+        bytes=size,
+        reason=reason,
+        healed_at=now,
+    )
+    home = paths.home
+    payload = {
+        "healed_at": now.isoformat(),
+        "interval": interval,
+        "symbol": symbol,
+        "month": month,
+        "file": path.relative_to(home).as_posix(),
+        "quarantined_as": target.relative_to(home).as_posix(),
+        "bytes": size,
+        "reason": reason,
+    }
+    _write_bytes_atomic((json.dumps(payload) + "\n").encode(), record)
+    with contextlib.suppress(OSError):  # only when empty
+        path.parent.rmdir()
+    log.warning("lake healed: %s", healed.describe())
+    return healed
+
+
+def heal_partition(
+    paths: WarehousePaths, path: Path, *, lock_timeout: float = 30.0
+) -> HealedPartition | None:
+    """Move one unreadable partition file to the quarantine folder (under its
+    symbol's lock, after a full read confirms it); None when it reads fine or is gone."""
+    path = Path(path).resolve()
+    key = paths.partition_of(path)
+    if key is None:
+        raise HedgeflowError(f"not a partition file of the lake at {paths.lake}: {path}")
+    with file_lock(paths.symbol_lock(key[1]), lock_timeout):
+        return _quarantine_locked(paths, path)
+
+
+def heal_lake(
+    paths: WarehousePaths,
+    *,
+    full: bool = False,
+    suspects: Sequence[Path | str] = (),
+    lock_timeout: float = 30.0,
+) -> list[HealedPartition]:
+    """Check the lake (``check_lake``) and move every unreadable partition file to
+    the quarantine folder; returns what was moved."""
+    healed = []
+    for path, _ in check_lake(paths, full=full, suspects=suspects):
+        moved = heal_partition(paths, path, lock_timeout=lock_timeout)
+        if moved is not None:
+            healed.append(moved)
+    return healed
+
+
+def read_quarantine_records(paths: WarehousePaths) -> list[dict[str, object]]:
+    """The records of every quarantined partition file, oldest first."""
+    out = []
+    for record in paths.quarantine_records():
+        try:
+            out.append(json.loads(record.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise HedgeflowError(f"cannot read quarantine record {record}: {exc}") from exc
+    return sorted(out, key=lambda r: str(r.get("healed_at")))
+
+
+# DuckDB's words for a Parquet file it could not decode (its messages name the file
+# for footer errors, not always for page errors).
+_PARQUET_ERROR_RE = re.compile(
+    r"parquet|magic bytes|thrift|snappy|zstd|gzip|lz4|brotli|decompress|corrupt|"
+    r"don't know what type|page header|invalid page|dictionary page|"
+    r"unexpected end of (file|stream)|too small",
+    re.IGNORECASE,
+)
+_QUOTED_RE = re.compile(r"['\"]([^'\"]+\.parquet)['\"]")
+
+
+@dataclass(frozen=True)
+class LakeReadError:
+    """A DuckDB error that was a failed read of a lake Parquet file."""
+
+    file: Path | None  # the lake file the message names, if it names one
+
+
+def lake_read_error(paths: WarehousePaths, error: BaseException | str) -> LakeReadError | None:
+    """Whether a DuckDB error (exception or its text) was a Parquet read error of a
+    lake file, and which file when the text names one; None otherwise.
+
+    A named file outside this lake's ``bars`` folder is not a lake error. Then
+    ``heal_lake(suspects=[file])``, or ``heal_lake(full=True)`` when no file is
+    named, and retry."""
+    text = str(error)
+    named = [Path(m) for m in _QUOTED_RE.findall(text)]
+    for candidate in named:
+        if paths.partition_of(candidate) is not None:
+            return LakeReadError(candidate.resolve())
+    if named:  # a Parquet file, but not one of the lake's
+        return None
+    if isinstance(error, BaseException):
+        import duckdb  # the lake itself never needs DuckDB
+
+        if isinstance(
+            error,
+            duckdb.ParserException
+            | duckdb.BinderException
+            | duckdb.CatalogException
+            | duckdb.InterruptException,
+        ):
+            return None
+    return LakeReadError(None) if _PARQUET_ERROR_RE.search(text) else None
+
+
+OnHeal: TypeAlias = Callable[[HealedPartition], None]
+
+
+def _read_or_heal(
+    paths: WarehousePaths,
+    path: Path,
+    columns: tuple[str, ...] | None,
+    heal: bool,
+    lock_timeout: float,
+    on_heal: OnHeal | None = None,
+) -> pa.Table | None:
+    """Read a partition; an unreadable one is moved to the quarantine folder and read
+    again (gone: None; a writer may have written a fresh one meanwhile)."""
+    try:
+        return _read_partition(path, columns)
+    except CorruptPartitionError:
+        if not heal:
+            raise
+    moved = heal_partition(paths, path, lock_timeout=lock_timeout)
+    if moved is not None:
+        log.warning("%s: its bars are missing until that month is ingested again", moved.describe())
+        if on_heal is not None:
+            on_heal(moved)
+    return _read_partition(path, columns)
 
 
 def _ts_us(table: pa.Table) -> np.ndarray:
@@ -225,41 +542,47 @@ def _inside(ts: np.ndarray, segments: Sequence[tuple[int, int]]) -> np.ndarray:
 
 
 def _replace_partition(
-    path: Path, new_part: pa.Table, segments: Sequence[tuple[int, int]]
-) -> tuple[str, int]:
+    paths: WarehousePaths, path: Path, new_part: pa.Table, segments: Sequence[tuple[int, int]]
+) -> tuple[str, int, HealedPartition | None]:
     """Replace the rows of one partition lying in the sorted, disjoint ``[lo, hi)``
     ``segments`` by ``new_part`` (whose rows all lie in them); rows outside stay.
 
-    Returns (action, rows replaced) with action "written", "removed" or "unchanged".
-    The caller holds the symbol lock.
+    A stored partition that cannot be read is moved to the quarantine folder first
+    and ``new_part`` is written fresh. Returns (action, rows replaced, healed) with
+    action "written", "removed" or "unchanged". The caller holds the symbol lock.
     """
     _clean_stale_temps(path.parent)
-    existing = _read_partition(path) if path.exists() else None
+    healed = None
+    try:
+        existing = _read_partition(path) if path.exists() else None
+    except CorruptPartitionError:
+        healed = _quarantine_locked(paths, path)
+        existing = _read_partition(path) if path.exists() else None
     if existing is None:
         if new_part.num_rows == 0:
-            return "unchanged", 0
+            return "unchanged", 0, healed
         _atomic_write(new_part, path)
-        return "written", 0
+        return "written", 0, healed
     existing = _conform(existing, path)
     ets = _ts_us(existing)
     if len(segments) == 1:  # the usual case: one contiguous range, spliced in place
         j0, j1 = (int(j) for j in np.searchsorted(ets, segments[0], side="left"))
         replaced = j1 - j0
         if replaced == 0 and new_part.num_rows == 0:
-            return "unchanged", 0
+            return "unchanged", 0, healed
         combined = pa.concat_tables([existing.slice(0, j0), new_part, existing.slice(j1)])
     else:
         inside = _inside(ets, segments)
         replaced = int(inside.sum())
         if replaced == 0 and new_part.num_rows == 0:
-            return "unchanged", 0
+            return "unchanged", 0, healed
         kept = existing.filter(pa.array(~inside))
         combined = pa.concat_tables([kept, new_part]).sort_by(TS)
     if combined.num_rows == 0:
         _remove_partition(path)
-        return "removed", replaced
+        return "removed", replaced, healed
     _atomic_write(combined.combine_chunks(), path)
-    return "written", replaced
+    return "written", replaced, healed
 
 
 def _segments(lo: int, hi: int, keep: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -343,16 +666,17 @@ def write_bars(
     with file_lock(paths.symbol_lock(symbol), lock_timeout):
         if len(jobs) > 1 and _WRITE_THREADS > 1:
             with ThreadPoolExecutor(_WRITE_THREADS, thread_name_prefix="lake-write") as pool:
-                outcomes = list(pool.map(lambda job: _replace_partition(*job[1:]), jobs))
+                outcomes = list(pool.map(lambda job: _replace_partition(paths, *job[1:]), jobs))
         else:
-            outcomes = [_replace_partition(*job[1:]) for job in jobs]
+            outcomes = [_replace_partition(paths, *job[1:]) for job in jobs]
     written = tuple(
-        job[0] for job, (action, _) in zip(jobs, outcomes, strict=True) if action == "written"
+        job[0] for job, (action, _, _) in zip(jobs, outcomes, strict=True) if action == "written"
     )
     removed = tuple(
-        job[0] for job, (action, _) in zip(jobs, outcomes, strict=True) if action == "removed"
+        job[0] for job, (action, _, _) in zip(jobs, outcomes, strict=True) if action == "removed"
     )
-    replaced = sum(n for _, n in outcomes)
+    healed = tuple(h for _, _, h in outcomes if h is not None)
+    replaced = sum(n for _, n, _ in outcomes)
     return WriteReport(
         symbol=symbol,
         interval=interval,
@@ -363,6 +687,7 @@ def write_bars(
         partitions_written=written,
         partitions_removed=removed,
         seconds=time.perf_counter() - t0,
+        partitions_healed=healed,
     )
 
 
@@ -372,11 +697,18 @@ def read_bars(
     interval: str,
     start: TimeLike | None = None,
     end: TimeLike | None = None,
+    *,
+    heal: bool = True,
+    lock_timeout: float = 30.0,
+    on_heal: OnHeal | None = None,
 ) -> pd.DataFrame:
     """Bars of ``symbol``/``interval`` with ``start <= ts < end`` (either bound optional).
 
     Reads only the month partitions the range needs. Returns a bars frame
     (ts ``datetime64[us, UTC]``, open, high, low, close, volume; RangeIndex).
+    With ``heal`` a month that cannot be read is moved to the quarantine folder
+    and left out (a warning names it, and ``on_heal`` is called with it) instead
+    of failing the read.
     """
     symbol = normalize_symbol(symbol)
     validate_interval(interval)
@@ -391,7 +723,8 @@ def read_bars(
         months = [m for m in months if m <= last]
     tables = []
     for month in months:
-        table = _read_partition(paths.partition_file(symbol, interval, month), BAR_COLUMNS)
+        path = paths.partition_file(symbol, interval, month)
+        table = _read_or_heal(paths, path, BAR_COLUMNS, heal, lock_timeout, on_heal)
         if table is not None and table.num_rows:
             tables.append(table)
     if not tables:
@@ -408,18 +741,26 @@ def read_bars(
 
 
 def bars_span(
-    paths: WarehousePaths, symbol: str, interval: str
+    paths: WarehousePaths,
+    symbol: str,
+    interval: str,
+    *,
+    heal: bool = True,
+    lock_timeout: float = 30.0,
 ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-    """(first ts, last ts) stored for a series, or None when it has no bars."""
+    """(first ts, last ts) stored for a series, or None when it has no bars
+    (``heal`` as for ``read_bars``)."""
     months = paths.months_present(symbol, interval)
     first = last = None
     for month in months:
-        t = _read_partition(paths.partition_file(symbol, interval, month), (TS,))
+        path = paths.partition_file(symbol, interval, month)
+        t = _read_or_heal(paths, path, (TS,), heal, lock_timeout)
         if t is not None and t.num_rows:
             first = _ts_us(t)[0]
             break
     for month in reversed(months):
-        t = _read_partition(paths.partition_file(symbol, interval, month), (TS,))
+        path = paths.partition_file(symbol, interval, month)
+        t = _read_or_heal(paths, path, (TS,), heal, lock_timeout)
         if t is not None and t.num_rows:
             last = _ts_us(t)[-1]
             break

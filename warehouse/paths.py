@@ -3,6 +3,8 @@
 Layout under HOME::
 
     lake/bars/interval=5m/symbol=AAPL.US/month=2026-11/part.parquet
+    lake/quarantine/bars/interval=5m/symbol=AAPL.US/month=2026-11/part.parquet.<stamp>
+    lake/quarantine/bars/interval=5m/symbol=AAPL.US/month=2026-11/part.parquet.<stamp>.json
     lake/.locks/bars-AAPL.US.lock
     hedgeflow.duckdb
     reports/<run_id>/
@@ -27,6 +29,11 @@ from hedgeflow.schemas.columns import RUN_ID_PATTERN
 DB_FILE_NAME = "hedgeflow.duckdb"
 PART_FILE_NAME = "part.parquet"
 TEMP_SUFFIX = ".tmp"
+# A partition file that could not be read is moved to the quarantine folder under its
+# path relative to the lake plus ".<QUARANTINE_STAMP>" (UTC), next to a record of why
+# (the same name plus QUARANTINE_RECORD_SUFFIX).
+QUARANTINE_STAMP = "%Y%m%dT%H%M%S%fZ"
+QUARANTINE_RECORD_SUFFIX = ".json"
 _RUN_ID_RE = re.compile(RUN_ID_PATTERN)
 _MONTH_RE = re.compile(r"^\d{4}-\d{2}$")
 
@@ -69,6 +76,61 @@ class WarehousePaths:
     def bars_glob(self) -> str:
         """The glob DuckDB reads: one file per interval/symbol/month partition."""
         return f"{self.bars_root.as_posix()}/*/*/*/*.parquet"
+
+    @property
+    def quarantine_root(self) -> Path:
+        """``lake/quarantine``: partition files that could not be read, moved away."""
+        return self.lake / "quarantine"
+
+    @property
+    def quarantine_records_glob(self) -> str:
+        """The glob DuckDB reads for the ``lake_quarantine`` view (one record per file)."""
+        return f"{self.quarantine_root.as_posix()}/**/*{QUARANTINE_RECORD_SUFFIX}"
+
+    def quarantine_file(self, partition: Path, stamp: str) -> Path:
+        """Where the partition file ``partition`` (under ``bars_root``) is moved."""
+        relative = partition.relative_to(self.lake)
+        return self.quarantine_root / relative.parent / f"{relative.name}.{stamp}"
+
+    def quarantine_records(self) -> list[Path]:
+        """Every quarantine record (oldest stamp first within a folder)."""
+        root = self.quarantine_root
+        if not root.is_dir():
+            return []
+        return sorted(root.rglob(f"*{QUARANTINE_RECORD_SUFFIX}"))
+
+    def partition_files(self) -> list[Path]:
+        """Every file the ``bars`` view reads (``bars_glob``), sorted."""
+        root = self.bars_root
+        if not root.is_dir():
+            return []
+        return sorted(root.glob("*/*/*/*.parquet"))
+
+    def partition_of(self, path: Path | str) -> tuple[str, str, str] | None:
+        """(interval, symbol, month) of a file under ``bars_root``, or None when
+        ``path`` is not a partition file of this lake."""
+        try:
+            relative = Path(path).resolve().relative_to(self.bars_root)
+        except (ValueError, OSError):
+            return None
+        parts = relative.parts
+        if len(parts) != 4 or not parts[3].endswith(".parquet"):
+            return None
+        keys = []
+        for part, key in zip(parts[:3], ("interval=", "symbol=", "month="), strict=True):
+            if not part.startswith(key):
+                return None
+            keys.append(part.removeprefix(key))
+        interval, symbol, month = keys
+        try:  # only names this lake writes (and can lock)
+            validate_interval(interval)
+            if normalize_symbol(symbol) != symbol:
+                return None
+        except InvalidInputError:
+            return None
+        if not _MONTH_RE.fullmatch(month):
+            return None
+        return interval, symbol, month
 
     @property
     def locks(self) -> Path:

@@ -24,10 +24,29 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-CATEGORIES = ("faults", "crash", "hostile input", "secrets", "soak")
+CATEGORIES = (
+    "faults",
+    "crash",
+    "hostile input",
+    "secrets",
+    "second campaign",
+    "lake heals",
+    "soak",
+)
 
 # Bugs the campaign found, and what was changed (kept with the report that shows them).
 FINDINGS: list[tuple[str, str, str]] = [
+    (
+        "One truncated lake partition made every `select` on `bars` fail and every ingest "
+        "(and so every nightly) over its range fail, until someone deleted the file by "
+        "hand; a garbled data page was read silently as wrong prices (no page checksums) "
+        "(tests/reliability/test_lake_heals.py)",
+        "warehouse/lake.py",
+        "files are written with page checksums and read with them verified; an unreadable "
+        "partition is moved to `lake/quarantine/` with a record (`lake_quarantine` view): "
+        "reads go on without that month, re-ingesting the range rewrites it, "
+        "`Warehouse.heal_lake` checks the whole lake",
+    ),
     (
         "`hedgeflow sql` could write files and read any file although the database is "
         "opened read-only: `COPY (...) TO '/any/path'` succeeded, `read_csv('/etc/passwd')` "
@@ -69,9 +88,60 @@ FINDINGS: list[tuple[str, str, str]] = [
         "flows/live.py",
         "the first `runs` row of a continued run keeps each agent's recorded windows",
     ),
+    (
+        "a slow `hedgeflow sql` (a cross join of `bars`) held its read-only connection for "
+        "the whole query; writers gave up after 30 s: `hedgeflow live` died with rc 2 and lost "
+        "bars and a fill, `nightly` ended with its results hidden",
+        "warehouse/snapshot.py, warehouse/db.py, hedgeflow/cli.py",
+        "`hedgeflow sql` copies the tables its query names into an in-memory snapshot (the "
+        "file is locked for the copy only) and runs the query there; flows' writes wait up to "
+        "`lock_timeout` (3,600 s) saying every 10 s which PID holds the file; measured in "
+        "docs/readers.md",
+    ),
+    (
+        "`hedgeflow sql`: no time limit; `select * from range(20000000)` took 2 GB to print "
+        "200 rows; `--max-rows -1` accepted; under a memory limit an empty `query failed:`",
+        "hedgeflow/cli.py, hedgeflow/console.py",
+        "`--timeout` (60 s), `--memory-limit` (2GB, DuckDB spills past it), rows streamed in "
+        "batches (the table reads only `--max-rows`), `--max-rows` in [1, 100000]; out of "
+        "memory (Python's or DuckDB's) is one line",
+    ),
+    (
+        "`hedgeflow sql` printed values as rich markup: `'[/x]'` crashed, `'[x]'` printed "
+        "empty, `'list[int]'` printed `list`, `duckdb_settings()` crashed",
+        "hedgeflow/console.py",
+        "cells and headers are `rich.text.Text` (never parsed as markup); csv and json "
+        "unchanged",
+    ),
+    (
+        "`read_blob` in `hedgeflow sql` read the whole `hedgeflow.duckdb` through "
+        "`lake/../` and by absolute path (DuckDB allows the attached database's own file)",
+        "warehouse/snapshot.py",
+        "the warehouse file is detached before the query runs: only the lake is readable "
+        "(its WAL, temporary files and the snapshot's spill folder are denied too)",
+    ),
+    (
+        "DuckDB drew its progress bar on stdout for queries over ~2 s, into pipes too "
+        "(a `--format csv` export of a long query got progress lines in it)",
+        "warehouse/db.py, warehouse/snapshot.py",
+        "`enable_progress_bar = false` on every connection",
+    ),
+    (
+        "`--home /typo sql ...` silently created an empty warehouse",
+        "hedgeflow/cli.py",
+        "a home with neither the database file nor the lake is refused; nothing is created",
+    ),
 ]
 
 KNOWN_LIMITS = [
+    "DuckDB does not verify Parquet page checksums: a garbled page (valid footer) can "
+    "reach `hedgeflow sql` as wrong values until a pyarrow read of that month (any "
+    "ingest, backtest or `Warehouse.heal_lake(full=True)`) moves it away. Files written "
+    "before page checksums were turned on have none, so a garbled page in them is found "
+    "only when it fails to decode.",
+    "Re-ingesting part of a month whose partition was quarantined rewrites only that "
+    "part: the month's other bars are missing until they are ingested too (the old file "
+    "is kept in `lake/quarantine/`, never read back).",
     "An EODHD answer of `[]` (HTTP 200) for a chunk is taken as 'no bars there' (it is what "
     "EODHD sends for a holiday or a weekend), so a vendor glitch that answers `[]` for a "
     "range that has bars replaces the stored bars of that chunk with nothing. The campaign "
@@ -79,7 +149,6 @@ KNOWN_LIMITS = [
     "is missing and that a re-run restores it.",
     "A SIGKILLed run keeps status `running` in the `runs` table forever (its results stay "
     "hidden); nothing marks it `crashed`.",
-    "`hedgeflow sql` errors from DuckDB keep DuckDB's multi-line context (LINE 1: ... ^).",
     "The hypothesis strategies for raw bars are hedgeflow's own: pandera's "
     "`BarsFrame.strategy()` cannot draw frames here (its dataframe-level checks have no "
     "strategy, and filtering fails Hypothesis' health check).",
@@ -190,8 +259,11 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
         "faults": "Fault campaign (real EodhdClient + ingest task body vs the simulator)",
         "crash": "Crash safety (SIGKILL of real CLI processes, then restart)",
         "hostile input": "Hostile input",
+        "lake heals": "Lake heals (truncated / garbled partition files of an ingested lake)",
         "secrets": "Secrets (unique EODHD token searched everywhere)",
         "soak": "Soak (live runtime vs the WebSocket simulator, faults on; `-m soak`, run apart)",
+        "second campaign": "Second campaign: readers and writers, bounded inputs, a lake that "
+        "heals, honest live status",
     }
     for cat in categories:
         rows = sorted((w, g) for (c, w), g in groups.items() if c == cat)
@@ -211,7 +283,7 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
                 f"| {what} | {g['tests']} | {result} | {g['trials']:,} | {fault_text} "
                 f"| {_fmt_counter(dict(g['outcomes'].most_common()))} | {g['seconds']:.1f} |"
             )
-        detailed = cat in ("crash", "secrets", "soak")
+        detailed = cat in ("crash", "secrets", "soak", "second campaign")
         details = [(w, n) for w, g in rows for n in g["notes"] if detailed]
         details += [(w, n) for w, g in rows for n in g["notes"] if cat == "faults" and "rate" in n]
         for what, notes in details:
