@@ -110,8 +110,7 @@ FINDINGS: list[tuple[str, str, str]] = [
         "`hedgeflow sql` printed values as rich markup: `'[/x]'` crashed, `'[x]'` printed "
         "empty, `'list[int]'` printed `list`, `duckdb_settings()` crashed",
         "hedgeflow/console.py",
-        "cells and headers are `rich.text.Text` (never parsed as markup); csv and json "
-        "unchanged",
+        "cells and headers are `rich.text.Text` (never parsed as markup); csv and json unchanged",
     ),
     (
         "`read_blob` in `hedgeflow sql` read the whole `hedgeflow.duckdb` through "
