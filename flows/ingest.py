@@ -14,7 +14,15 @@ from prefect import flow
 from hedgeflow.config import Settings, load_settings
 from hedgeflow.errors import InvalidInputError, SourceError
 from hedgeflow.market import normalize_symbol, validate_interval
-from hedgeflow.tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
+from hedgeflow.tasks.common import (
+    batch_label,
+    batches,
+    current_run_id,
+    mark_run_failed,
+    raise_if_out_of_space,
+    run_logger,
+    thread_pool,
+)
 from hedgeflow.tasks.ingest import IngestResult, SourceSpec, ingest_symbols
 from hedgeflow.warehouse import Warehouse, code_version
 from hedgeflow.windows import Window, lookback_window
@@ -72,6 +80,7 @@ def ingest_window(
     failed: dict[str, str] = {}
     for group, future in zip(groups, futures, strict=True):
         outcome = future.result(raise_on_failure=False)
+        raise_if_out_of_space(outcome)
         if isinstance(outcome, BaseException):
             for symbol in group:
                 failed[symbol] = f"{type(outcome).__name__}: {outcome}"
@@ -98,7 +107,9 @@ def ingest(
     settings = load_settings(overrides=overrides)
     chosen = resolve_symbols(symbols, settings)
     interval_ = validate_interval(settings.interval)
-    window = lookback_window(settings.lookback_days if days is None else days, end)
+    window = lookback_window(
+        settings.lookback_days if days is None else days, end, interval=interval_
+    )
     run_id = current_run_id()
     warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     params = {
@@ -121,7 +132,7 @@ def ingest(
         with open_source_spec(settings) as spec:
             results, failed = ingest_window(chosen, interval_, window, spec, settings, run_id)
     except BaseException:
-        warehouse.finish_run(run_id, "failed", None)
+        mark_run_failed(warehouse, run_id)
         raise
     if failed:
         warehouse.finish_run(run_id, "failed", {"failed": failed})

@@ -20,7 +20,15 @@ from hedgeflow.flows.params import (
     agents_mapping,
 )
 from hedgeflow.flows.runners import TaskRunnerName, api_for_workers, task_runner_for
-from hedgeflow.tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
+from hedgeflow.tasks.common import (
+    batch_label,
+    batches,
+    current_run_id,
+    mark_run_failed,
+    raise_if_out_of_space,
+    run_logger,
+    thread_pool,
+)
 from hedgeflow.tasks.report import publish_report
 from hedgeflow.tasks.research import (
     PORTFOLIO_AGENT,
@@ -54,6 +62,7 @@ def nightly_backtests(
     out: list[AgentSummary | AgentFailure] = []
     for group, future in zip(groups, futures, strict=True):
         outcome = future.result(raise_on_failure=False)
+        raise_if_out_of_space(outcome)
         if isinstance(outcome, BaseException):
             out.extend(AgentFailure(a.name, f"{type(outcome).__name__}: {outcome}") for a in group)
         else:
@@ -85,7 +94,9 @@ def nightly(
     settings = load_settings(
         overrides={k: v for k, v in overrides.items() if v}, agents=agents_mapping(agents)
     )
-    window = lookback_window(settings.lookback_days if days is None else days, end)
+    window = lookback_window(
+        settings.lookback_days if days is None else days, end, interval=settings.interval
+    )
     run_id = current_run_id()
     warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     params = {
@@ -154,7 +165,7 @@ def nightly(
             "completed" if not summary.failed_agents else ("partial" if done else "failed")
         )
     except BaseException:
-        warehouse.finish_run(run_id, "failed", None)
+        mark_run_failed(warehouse, run_id)
         raise
     headline = {
         name: {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")}

@@ -30,7 +30,15 @@ from hedgeflow.flows.params import StrategyName
 from hedgeflow.flows.runners import TaskRunnerName, api_for_workers, task_runner_for
 from hedgeflow.market import interval_seconds
 from hedgeflow.sweep import RankMetric, SweepGrid, expand_grid
-from hedgeflow.tasks.common import batch_label, batches, current_run_id, run_logger, thread_pool
+from hedgeflow.tasks.common import (
+    batch_label,
+    batches,
+    current_run_id,
+    mark_run_failed,
+    raise_if_out_of_space,
+    run_logger,
+    thread_pool,
+)
 from hedgeflow.tasks.research import clean_metrics
 from hedgeflow.tasks.sweep import SymbolFailure, SymbolSweep, publish_sweep, sweep_batch
 from hedgeflow.warehouse import Warehouse, code_version
@@ -90,6 +98,7 @@ def sweep_backtests(
     out: list[SymbolSweep | SymbolFailure] = []
     for group, future in zip(groups, futures, strict=True):
         outcome = future.result(raise_on_failure=False)
+        raise_if_out_of_space(outcome)
         if isinstance(outcome, BaseException):
             out.extend(
                 SymbolFailure(a.symbol, f"{type(outcome).__name__}: {outcome}") for a in group
@@ -125,7 +134,9 @@ def sweep(
     settings = load_settings(
         agents={f"sweep-{i}": {"symbol": s, "strategy": strategy} for i, s in enumerate(chosen)}
     )
-    window = lookback_window(settings.lookback_days if days is None else days, end)
+    window = lookback_window(
+        settings.lookback_days if days is None else days, end, interval=settings.interval
+    )
     runner, runner_name = task_runner_for(
         task_runner or settings.task_runner, dask_address or settings.dask_address
     )
@@ -194,7 +205,7 @@ def sweep(
         summary.report_path = str(report)
         summary.status = "completed" if not summary.failed else ("partial" if done else "failed")
     except BaseException:
-        warehouse.finish_run(run_id, "failed", None)
+        mark_run_failed(warehouse, run_id)
         raise
     headline = {
         row["symbol"]: {

@@ -6,9 +6,14 @@
 - the time column is the first of ``ts``, ``timestamp``, ``datetime``, ``date``,
   ``time`` (any letter case), else the index (a DatetimeIndex, or an index with
   one of those names);
-- text times: naive ones are taken as UTC, offset-aware ones converted to UTC;
-  numbers are epoch seconds, or epoch milliseconds when above 1e11 (no date
-  before 1973 is expressed in ms, none after 5138 in seconds);
+- text and datetime times (any unit: ``datetime64[s|ms|us|ns]``, Arrow timestamps):
+  naive ones are taken as UTC (DESIGN convention 1), offset-aware ones converted
+  to UTC; every time must lie in 1900-2199;
+- numbers (integer or float) are epoch times whose unit is told by the column's
+  largest magnitude: seconds up to 7.3e9, milliseconds from 1e11, microseconds
+  from 1e14, nanoseconds from 1e17 (each unit from 1973 to 2199, so the ranges
+  never overlap); a magnitude in none of them, or a value outside 1970-2199 in
+  the column's unit, is refused naming the column and the magnitude;
 - ``open``, ``high``, ``low``, ``close`` (any letter case) are required,
   ``volume`` is optional (NaN when absent).
 
@@ -22,8 +27,11 @@ each atomically (temporary file in the same directory, then rename).
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
@@ -32,17 +40,38 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from hedgeflow.columns import BAR_COLUMNS, TS_DTYPE
 from hedgeflow.engine import TRADE_COLUMNS, BacktestResult
-from hedgeflow.errors import InvalidInputError
+from hedgeflow.errors import InvalidInputError, out_of_space_as
+from hedgeflow.fsutil import directory_problem, file_kind
 from hedgeflow.metrics import METRIC_KEYS, json_safe
 
-__all__ = ["read_bars_file", "write_backtest_outputs"]
+__all__ = ["OUTPUT_FILES", "check_out_dir", "read_bars_file", "write_backtest_outputs"]
 
+OUTPUT_FILES = {"trades": "trades.csv", "equity": "equity.csv", "metrics": "metrics.json"}
 TIME_NAMES = ("ts", "timestamp", "datetime", "date", "time")
 PRICE_NAMES = ("open", "high", "low", "close")
-_MS_THRESHOLD = 1e11
+# Ceilings of a bars file: bytes on disk and once decompressed, and rows (10 million
+# bars is 19 years of 1-minute bars around the clock; the engine holds a few arrays
+# of that length).
+MAX_BARS_BYTES = 1 << 30
+MAX_BARS_ROWS = 10_000_000
+# Dates a bars file may hold, and the dates epoch numbers are read as (by magnitude).
+TIME_RANGE = (pd.Timestamp("1900-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC"))
+EPOCH_RANGE = (pd.Timestamp("1970-01-01", tz="UTC"), TIME_RANGE[1])
+EPOCH_UNITS: tuple[tuple[str, int], ...] = (  # unit, units per second
+    ("s", 1),
+    ("ms", 1_000),
+    ("us", 1_000_000),
+    ("ns", 1_000_000_000),
+)
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+# A unit other than seconds is taken from 1973 on (1e11 ms, 1e14 us, 1e17 ns), so that
+# the units' ranges never overlap: 1e11 s would be the year 5138.
+_EPOCH_LOW_SECONDS = 1e8
+_EPOCH_HIGH_SECONDS = (EPOCH_RANGE[1] - EPOCH_RANGE[0]).total_seconds()
 
 
 def _fail(path: Path, problem: str) -> InvalidInputError:
@@ -58,13 +87,65 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
+class _Bounded(io.RawIOBase):
+    """A read-only stream that fails once more than ``limit`` bytes came through
+    (a small .csv.gz may inflate without bound)."""
+
+    def __init__(self, inner: Any, limit: int, path: Path) -> None:
+        self._inner, self._left, self._path = inner, limit, path
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(min(len(buffer), self._left + 1))
+        self._left -= len(data)
+        if self._left < 0:
+            raise _fail(self._path, f"decompresses to more than {_size(MAX_BARS_BYTES)}")
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 30):g} GiB" if n >= 1 << 30 else f"{n / (1 << 20):g} MiB"
+
+
+def _too_many_rows(path: Path, rows: int | str) -> InvalidInputError:
+    return _fail(path, f"has {rows} rows, more than the limit of {MAX_BARS_ROWS:,}")
+
+
 def _read_raw(path: Path) -> pd.DataFrame:
+    """The file as a frame, within the ceilings: MAX_BARS_BYTES on disk and
+    decompressed, MAX_BARS_ROWS rows (checked from Parquet metadata before reading)."""
     name = path.name.lower()
+    size = path.stat().st_size
+    if size > MAX_BARS_BYTES:
+        raise _fail(path, f"is {size:,} bytes, larger than the {_size(MAX_BARS_BYTES)} limit")
     try:
         if name.endswith((".parquet", ".pq")):
+            meta = pq.ParquetFile(path).metadata
+            if meta.num_rows > MAX_BARS_ROWS:
+                raise _too_many_rows(path, f"{meta.num_rows:,}")
+            inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            if inflated > MAX_BARS_BYTES:
+                raise _fail(
+                    path, f"decompresses to {inflated:,} bytes, more than {_size(MAX_BARS_BYTES)}"
+                )
             return pd.read_parquet(path)
         if name.endswith((".csv", ".csv.gz", ".txt")):
-            return pd.read_csv(path)
+            compressed = name.endswith(".gz")
+            stream = gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+            with io.BufferedReader(_Bounded(stream, MAX_BARS_BYTES, path)) as fh:
+                frame = pd.read_csv(fh, nrows=MAX_BARS_ROWS + 1)
+            if len(frame) > MAX_BARS_ROWS:
+                raise _too_many_rows(path, "more")
+            return frame
+    except InvalidInputError:
+        raise
     except Exception as exc:  # any parser failure (pyarrow, csv, gzip, ...) is a bad file
         raise _fail(path, f"cannot be read ({type(exc).__name__}: {exc})") from None
     raise _fail(path, "unknown format: expected a .csv, .csv.gz, .txt, .parquet or .pq file")
@@ -91,20 +172,10 @@ def _parse_times(path: Path, raw: pd.Series) -> pd.Series:
         row = int(np.flatnonzero(raw.isna().to_numpy())[0]) + 1
         raise _fail(path, f"missing time in row {row}")
     if isinstance(raw.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(raw.dtype):
+        # any unit (s, ms, us, ns); naive times are UTC, aware ones converted to UTC
         ts = pd.Series(pd.to_datetime(raw, utc=True))
     elif pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
-        values = raw.to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            row = int(np.flatnonzero(~np.isfinite(values))[0]) + 1
-            raise _fail(path, f"unparsable time {_show(raw.iat[row - 1])} in row {row}")
-        unit = "ms" if np.abs(values).max() > _MS_THRESHOLD else "s"
-        try:
-            ts = pd.Series(pd.to_datetime(values, unit=unit, utc=True))
-        except (ValueError, OverflowError):  # OutOfBoundsDatetime is a ValueError
-            row = 1 + next(i for i, v in enumerate(values) if not _epoch_ok(v, unit))
-            raise _fail(
-                path, f"time {_show(raw.iat[row - 1])} in row {row} is out of range"
-            ) from None
+        ts = _epoch_times(path, raw)
     else:
         text = pd.Series([_as_text(v) for v in raw], dtype=object).str.strip()
         with warnings.catch_warnings():  # "Could not infer format": the row error says it
@@ -117,21 +188,77 @@ def _parse_times(path: Path, raw: pd.Series) -> pd.Series:
         if ts.isna().any():
             row = int(np.flatnonzero(ts.isna().to_numpy())[0]) + 1
             raise _fail(path, f"unparsable time {_show(raw.iat[row - 1])} in row {row}")
-    return ts.dt.as_unit("us").astype(TS_DTYPE).reset_index(drop=True)
+    ts = ts.dt.as_unit("us")
+    outside = ((ts < TIME_RANGE[0]) | (ts >= TIME_RANGE[1])).to_numpy()
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0]) + 1
+        raise _fail(
+            path,
+            f"time {ts.iat[row - 1].isoformat()} in row {row} is outside "
+            f"{TIME_RANGE[0].year}-{TIME_RANGE[1].year - 1}",
+        )
+    return ts.astype(TS_DTYPE).reset_index(drop=True)
+
+
+def epoch_unit(magnitude: float) -> str | None:
+    """The unit of epoch numbers whose largest absolute value is ``magnitude``: the one
+    that puts it in EPOCH_RANGE (1970 to 2200), or None when no unit does (the
+    units' plausible magnitudes do not overlap: [0, 7.3e9] s, [1e11, 7.3e12] ms,
+    [1e14, 7.3e15] us, [1e17, 7.3e18] ns; the gaps are refused)."""
+    for unit, per_second in EPOCH_UNITS:
+        lo = _EPOCH_LOW_SECONDS * per_second if unit != "s" else 0.0
+        hi = _EPOCH_HIGH_SECONDS * per_second
+        if lo <= magnitude < hi:
+            return unit
+    return None
+
+
+def _epoch_times(path: Path, raw: pd.Series) -> pd.Series:
+    """Integer or float epoch times: the unit (s, ms, us, ns) from the magnitude of the
+    column, every value in 1970-2200 in that unit; anything else refused naming the
+    column and the magnitude found."""
+    column = repr(str(raw.name)) if raw.name is not None else "the index"
+    floats = raw.to_numpy(dtype=np.float64)
+    if not np.isfinite(floats).all():
+        row = int(np.flatnonzero(~np.isfinite(floats))[0]) + 1
+        raise _fail(path, f"unparsable time {_show(raw.iat[row - 1])} in row {row}")
+    magnitude = float(np.abs(floats).max())
+    unit = epoch_unit(magnitude)
+    if unit is None:
+        row = int(np.argmax(np.abs(floats))) + 1
+        raise _fail(
+            path,
+            f"time column {column} holds numbers of magnitude {magnitude:.3g} "
+            f"({_show(raw.iat[row - 1])} in row {row}): not epoch seconds, milliseconds, "
+            f"microseconds or nanoseconds of a date in {EPOCH_RANGE[0].year}-"
+            f"{EPOCH_RANGE[1].year - 1}",
+        )
+    per_second = dict(EPOCH_UNITS)[unit]
+    if pd.api.types.is_integer_dtype(raw.dtype):  # exact: no float rounding of ns / us
+        ints = raw.to_numpy(dtype=np.int64)
+        if per_second <= 1_000_000:
+            us = ints * (1_000_000 // per_second)
+        else:  # nanoseconds: floored to the microsecond (DESIGN: times are [us, UTC])
+            us = ints // (per_second // 1_000_000)
+    else:
+        us = np.round(floats * (1_000_000 / per_second)).astype(np.int64)
+    low, high = (int(t.value) // 1000 for t in EPOCH_RANGE)
+    outside = (us < low) | (us >= high)
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0]) + 1
+        raise _fail(
+            path,
+            f"time {_show(raw.iat[row - 1])} in row {row} of column {column} is out of range "
+            f"for epoch {_UNIT_NAMES[unit]} (the column's magnitude, {magnitude:.3g}): "
+            f"expected a date in {EPOCH_RANGE[0].year}-{EPOCH_RANGE[1].year - 1}",
+        )
+    return pd.Series(us.astype("datetime64[us]")).dt.tz_localize("UTC")
 
 
 def _as_text(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode("utf-8", errors="replace")
     return str(value)
-
-
-def _epoch_ok(value: float, unit: str) -> bool:
-    try:
-        pd.Timestamp(value, unit=unit)
-    except (ValueError, OverflowError):
-        return False
-    return True
 
 
 def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -237,8 +364,7 @@ def write_backtest_outputs(
 
     Times are ISO 8601 in UTC (``2024-01-02T14:30:00.000000+00:00``).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out_dir(out_dir)
     missing = [k for k in METRIC_KEYS if k not in metrics]
     if missing:
         raise InvalidInputError(f"metrics lack key(s): {', '.join(missing)}")
@@ -251,16 +377,35 @@ def write_backtest_outputs(
     payload = json_safe({k: metrics[k] for k in METRIC_KEYS})
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
 
-    paths = {
-        "trades": out / "trades.csv",
-        "equity": out / "equity.csv",
-        "metrics": out / "metrics.json",
-    }
-    _atomic_write(
-        paths["trades"], lambda tmp: trades.to_csv(tmp, index=False, float_format="%.17g")
-    )
-    _atomic_write(
-        paths["equity"], lambda tmp: equity.to_csv(tmp, index=False, float_format="%.17g")
-    )
-    _atomic_write(paths["metrics"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    paths = {key: out / name for key, name in OUTPUT_FILES.items()}
+    with out_of_space_as(out):  # a full disk: "no space left on <DIR>", no partial file
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write(
+            paths["trades"], lambda tmp: trades.to_csv(tmp, index=False, float_format="%.17g")
+        )
+        _atomic_write(
+            paths["equity"], lambda tmp: equity.to_csv(tmp, index=False, float_format="%.17g")
+        )
+        _atomic_write(paths["metrics"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return paths
+
+
+def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """``--out DIR`` must be a directory (or creatable) hedgeflow can write, and none of
+    the files it writes there may be a directory or anything but a regular file:
+    checked before the bars file is read."""
+    out = Path(out_dir)
+    problem = directory_problem(out, writable=True)
+    if problem is not None:
+        raise InvalidInputError(f"--out {str(out)!r} {problem}")
+    for name in OUTPUT_FILES.values():
+        try:
+            mode = (out / name).stat().st_mode
+        except OSError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise InvalidInputError(
+                f"--out {str(out)!r}: {name} there is {file_kind(mode)}, not a file "
+                "hedgeflow can replace"
+            )
+    return out

@@ -277,14 +277,25 @@ def _end_arg(end: str | None) -> Any:
     return parse_utc(end, "--end")
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from hedgeflow.config import load_settings
+def settings_for_writing(days: int | None = None, interval: str | None = None) -> Any:
+    """The settings of a command that writes the warehouse; its home must be a writable
+    directory (or creatable) on a file system with space left, and its window of bars
+    within the memory ceiling, checked before any work."""
+    from hedgeflow.config import check_home, load_settings
+    from hedgeflow.windows import check_window_bars
 
+    settings = load_settings()
+    check_window_bars(days or settings.lookback_days, interval or settings.interval)
+    check_home(settings.home, writable=True)
+    return settings
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
     symbols = _symbols_arg(args.symbols)
     days = _days_arg(args.days)
     interval = args.interval  # argparse restricts it to 1m/5m/1h
     end = _end_arg(args.end)
-    load_settings()  # a bad setting fails here, before Prefect starts
+    settings_for_writing(days, interval)  # a bad setting or home fails here, before Prefect
     from hedgeflow.console import ingest_progress, print_ingest_summary
 
     prepare_prefect(args.verbose)
@@ -298,11 +309,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from hedgeflow.config import load_settings
-
     days = _days_arg(args.days)
     end = _end_arg(args.end)
-    settings = load_settings()
+    settings = settings_for_writing(days)
     from hedgeflow.console import nightly_progress, print_nightly_summary
 
     prepare_prefect(args.verbose)
@@ -322,6 +331,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from hedgeflow.backtest_io import OUTPUT_FILES
     from hedgeflow.console import print_metrics
     from hedgeflow.research import backtest_file
 
@@ -340,14 +350,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         out_dir=args.out,
     )
     print_metrics(metrics, title=f"{args.strategy} on {args.bars.name}")
-    print(
-        f"wrote {args.out / 'trades.csv'}, {args.out / 'equity.csv'}, {args.out / 'metrics.json'}"
-    )
+    print("wrote " + ", ".join(str(args.out / name) for name in OUTPUT_FILES.values()))
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from hedgeflow.config import load_settings
     from hedgeflow.sweep import expand_grid, grid_from_strings
 
     symbols = _symbols_arg(args.symbols)
@@ -355,7 +362,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     end = _end_arg(args.end)
     grid = grid_from_strings(args.grid) if args.grid else None
     expand_grid(args.strategy, grid)  # a bad grid fails here, before Prefect starts
-    load_settings()
+    settings_for_writing(days)
     from hedgeflow.console import print_sweep_summary
 
     prepare_prefect(args.verbose)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import stat
 import tomllib
 import types
 import typing
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from hedgeflow.errors import ConfigError, InvalidInputError
+from hedgeflow.fsutil import directory_problem, file_kind
 from hedgeflow.market import AssetClass, asset_class_of, normalize_symbol
 
 SourceName = Literal["synthetic", "eodhd", "simulator"]
@@ -209,8 +211,8 @@ def load_settings(
     path = Path(config_file) if config_file else None
     if path is None and env.get(ENV_PREFIX + "CONFIG"):
         path = Path(env[ENV_PREFIX + "CONFIG"])
-    if path is None and Path(CONFIG_FILE_NAME).is_file():
-        path = Path(CONFIG_FILE_NAME)
+    if path is None and os.path.lexists(CONFIG_FILE_NAME):
+        path = Path(CONFIG_FILE_NAME)  # read only if it is a regular file (_read_toml)
     if path is not None:
         _deep_merge(merged, _read_toml(path))
     _deep_merge(merged, _from_env(env))
@@ -218,7 +220,9 @@ def load_settings(
         _deep_merge(merged, copy.deepcopy(dict(overrides)))
     if agents is not None:
         merged["agents"] = copy.deepcopy(dict(agents))
-    return settings_from_mapping(merged)
+    settings = settings_from_mapping(merged)
+    check_home(settings.home)
+    return settings
 
 
 def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
@@ -371,24 +375,67 @@ def _as_mapping(key: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+# A settings file is a few kilobytes; anything larger is not one (``/dev/zero``, a log).
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file at ``path``, read only when it is a regular file of at most
+    MAX_CONFIG_BYTES: a FIFO, a device or a directory is refused before it is opened
+    (a FIFO would block, ``/dev/zero`` never ends), and the read is bounded too (the
+    file may grow between the check and the read)."""
+    shown = repr(str(path))
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        info = os.stat(path)
     except FileNotFoundError:
-        raise ConfigError("config", f"config file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", f"{str(path)!r} is not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError("config", f"{str(path)!r} is not valid TOML: not UTF-8 text") from None
+        raise ConfigError("config", f"config file {shown} does not exist") from None
     except OSError as exc:
-        raise ConfigError("config", f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+        raise ConfigError("config", f"cannot read {shown}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(
+            "config", f"config file {shown} is {file_kind(info.st_mode)}, not a regular file"
+        )
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError("config", f"config file {shown} is {_too_big(f'{info.st_size:,}')}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # swapped since the stat
+                raise ConfigError("config", f"config file {shown} is not a regular file")
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {shown}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError("config", f"config file {shown} is {_too_big('more than that')}")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{shown} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]]
+        raise ConfigError("config", f"{shown} is not valid TOML: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ConfigError("config", f"{shown} is not valid TOML: not UTF-8 text") from None
+
+
+def _too_big(size: str) -> str:
+    return f"larger than the {MAX_CONFIG_BYTES >> 20} MiB limit for a settings file ({size} bytes)"
+
+
+def check_home(home: Path, *, writable: bool = False) -> Path:
+    """Refuse a home (HEDGEFLOW_HOME, ``--home``, ``home =``) that is not a usable
+    directory, before any work: it must be a directory or not exist yet under a
+    directory; with ``writable``, hedgeflow must be able to write there and its file
+    system must have space left (else OutOfSpaceError). Returns ``home``."""
+    problem = directory_problem(home, writable=writable)
+    if problem is not None:
+        raise ConfigError("home", f"{home} {problem} (HEDGEFLOW_HOME or --home)")
+    return home
 
 
 def _parse_env_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 

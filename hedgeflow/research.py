@@ -115,7 +115,7 @@ def backtest_file(
     out_dir: Path,
 ) -> dict[str, Any]:
     """``hedgeflow backtest --bars FILE``: every input checked before the file is read."""
-    from hedgeflow.backtest_io import read_bars_file, write_backtest_outputs
+    from hedgeflow.backtest_io import check_out_dir, read_bars_file, write_backtest_outputs
 
     klass: AssetClass = validate_asset_class(asset_class)
     parsed = params_from_strings(strategy, list(params))
@@ -128,6 +128,7 @@ def backtest_file(
         max_leverage=max_leverage,
     )
     costs = CostSettings(fee_bps=fee_bps, slippage_bps=slippage_bps)
+    check_out_dir(out_dir)
     bars = read_bars_file(bars_path)
     signals = compute_signals(bars, strategy, parsed)
     config = EngineConfig.from_settings(risk_settings, costs, klass, equity)

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 
 from hedgeflow.errors import InvalidInputError
+from hedgeflow.market import interval_seconds
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,36 @@ def parse_utc(value: str | date | datetime | pd.Timestamp, name: str = "date") -
     return stamp.to_pydatetime()
 
 
+# One symbol's window is held in memory whole (fetched, validated, backtested): at
+# most this many bars of the interval (19 years of 1-minute bars around the clock).
+MAX_WINDOW_BARS = 10_000_000
+
+
+def check_window_bars(days: int, interval: str) -> None:
+    """Refuse a lookback whose bars per symbol (counted around the clock) pass
+    MAX_WINDOW_BARS."""
+    bars = days * 86_400 // interval_seconds(interval)
+    if bars > MAX_WINDOW_BARS:
+        most = MAX_WINDOW_BARS * interval_seconds(interval) // 86_400
+        raise InvalidInputError(
+            f"{days} days of {interval} bars is up to {bars:,} bars per symbol, more than "
+            f"the limit of {MAX_WINDOW_BARS:,}: use at most {most} days at {interval}"
+        )
+
+
 def lookback_window(
-    days: int, end: str | datetime | None = None, now: datetime | None = None
+    days: int,
+    end: str | datetime | None = None,
+    now: datetime | None = None,
+    interval: str | None = None,
 ) -> Window:
     """The ``days`` before ``end``; ``end`` defaults to the start of the current UTC day
-    (the last complete day), so two runs on one day see the same bars."""
+    (the last complete day), so two runs on one day see the same bars. With
+    ``interval``, the window must hold at most MAX_WINDOW_BARS bars."""
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 20_000:
         raise InvalidInputError(f"days must be an integer in [1, 20000], got {days!r}")
+    if interval is not None:
+        check_window_bars(days, interval)
     if end is None:
         now = now or datetime.now(UTC)
         # the UTC day of ``now`` (an injected naive ``now`` is UTC, an aware one converted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
-from hedgeflow.errors import TransientSourceError
+from hedgeflow.errors import OutOfSpaceError, TransientSourceError
 
 T = TypeVar("T")
 
@@ -94,3 +95,19 @@ def current_run_id() -> str:
     except Exception:
         pass
     return str(uuid.uuid4())
+
+
+def raise_if_out_of_space(outcome: object) -> None:
+    """A task that failed on a full disk fails the whole run with that one-line error
+    (every later write would fail the same way), instead of counting as one failed
+    symbol or agent."""
+    if isinstance(outcome, OutOfSpaceError):
+        raise outcome
+
+
+def mark_run_failed(warehouse: Any, run_id: str) -> None:
+    """Record a failed run; on a full disk the row cannot be written and stays
+    ``running`` (readers never show its results), and the original error is the one
+    the caller re-raises."""
+    with contextlib.suppress(OutOfSpaceError):
+        warehouse.finish_run(run_id, "failed", None)

@@ -12,6 +12,7 @@ from prefect import task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from hedgeflow.errors import out_of_space_as
 from hedgeflow.report import METRIC_ORDER, render_charts, summary_html, summary_markdown
 from hedgeflow.tasks.common import run_logger
 
@@ -21,6 +22,22 @@ def _data_url(path: Path) -> str:
 
 
 def publish_report_body(
+    run_id: str,
+    window: str,
+    curves: Mapping[str, pd.DataFrame],
+    agent_rows: Sequence[tuple[str, Mapping[str, Any]]],
+    portfolio_rows: Sequence[tuple[str, Mapping[str, Any]]],
+    failed: Mapping[str, str],
+    data_quality: Mapping[str, Mapping[str, int]],
+    out_dir: Path,
+) -> Path:
+    with out_of_space_as(out_dir):  # a full disk: "no space left on <report folder>"
+        return _publish(
+            run_id, window, curves, agent_rows, portfolio_rows, failed, data_quality, out_dir
+        )
+
+
+def _publish(
     run_id: str,
     window: str,
     curves: Mapping[str, pd.DataFrame],

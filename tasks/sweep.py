@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from hedgeflow.config import AgentSettings, Settings
 from hedgeflow.engine import EngineConfig
-from hedgeflow.errors import InvalidInputError
+from hedgeflow.errors import InvalidInputError, out_of_space_as
 from hedgeflow.metrics import METRIC_KEYS
 from hedgeflow.schemas import table_columns
 from hedgeflow.sweep import SweepGrid, sweep_bars
@@ -145,12 +145,13 @@ def publish_sweep_body(
     out_dir: Path,
 ) -> Path:
     """summary.md + heatmap.png under the run's report directory, as Prefect artifacts."""
-    heatmap = render_heatmaps(frames, grid, metric, out_dir / "heatmap.png")
-    markdown = best_markdown(run_id, grid, metric, best, failed, window)
-    if heatmap is not None:
-        markdown += f"\nHeatmap of {metric}: {heatmap.resolve().as_uri()}\n"
-    summary = out_dir / "summary.md"
-    summary.write_text(markdown, encoding="utf-8")
+    with out_of_space_as(out_dir):  # a full disk: "no space left on <report folder>"
+        heatmap = render_heatmaps(frames, grid, metric, out_dir / "heatmap.png")
+        markdown = best_markdown(run_id, grid, metric, best, failed, window)
+        if heatmap is not None:
+            markdown += f"\nHeatmap of {metric}: {heatmap.resolve().as_uri()}\n"
+        summary = out_dir / "summary.md"
+        summary.write_text(markdown, encoding="utf-8")
     create_markdown_artifact(markdown, key="sweep-summary", description=f"sweep run {run_id}")
     if heatmap is not None:
         create_image_artifact(

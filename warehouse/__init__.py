@@ -27,6 +27,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from hedgeflow.errors import HedgeflowError, OutOfSpaceError, is_out_of_space, out_of_space_as
+from hedgeflow.fsutil import directory_problem
 from hedgeflow.schemas.columns import LAKE_QUARANTINE, QUARANTINE, RUN_COLUMNS
 from hedgeflow.warehouse import db, lake, live, results, runs, snapshot
 from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
@@ -83,8 +85,22 @@ class Warehouse:
     def report_dir(self, run_id: str) -> Path:
         """``HOME/reports/<run_id>/``, created."""
         path = self.paths.report_dir(run_id)
-        path.mkdir(parents=True, exist_ok=True)
+        with out_of_space_as(self.paths.reports_root):
+            path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def _make_home(self) -> None:
+        """Create HOME; a path that cannot be a directory is one clear error."""
+        home = self.paths.home
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if is_out_of_space(exc):
+                raise OutOfSpaceError(home) from exc
+            problem = directory_problem(home, writable=False)
+            raise HedgeflowError(
+                f"warehouse home {home} {problem or f'cannot be created: {exc.strerror or exc}'}"
+            ) from exc
 
     # ------------------------------------------------------------------ lake
 
@@ -102,18 +118,21 @@ class Warehouse:
 
         Idempotent and atomic per month partition; an empty frame clears the range,
         except the ``keep`` ranges, whose stored bars stay (see ``lake.write_bars``).
+        A full disk raises ``OutOfSpaceError`` naming the lake; no partition is then
+        half-written (each is a temp file renamed into place).
         """
-        return lake.write_bars(
-            self.paths,
-            frame,
-            symbol,
-            interval,
-            start,
-            end,
-            source,
-            keep=keep,
-            lock_timeout=self.lock_timeout,
-        )
+        with out_of_space_as(self.paths.lake):
+            return lake.write_bars(
+                self.paths,
+                frame,
+                symbol,
+                interval,
+                start,
+                end,
+                source,
+                keep=keep,
+                lock_timeout=self.lock_timeout,
+            )
 
     def read_bars(
         self,
@@ -186,16 +205,22 @@ class Warehouse:
         with self._ready_lock:
             if self._ready:
                 return
-            self.paths.home.mkdir(parents=True, exist_ok=True)
-            with db.read_write(self.paths.db, self.lock_timeout) as con:
+            self._make_home()
+            with (
+                out_of_space_as(self.paths.db),
+                db.read_write(self.paths.db, self.lock_timeout) as con,
+            ):
                 db.ensure_schema(con, self.paths)
             self._ready = True
 
     @contextlib.contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction on a short read-write connection (committed, then closed)."""
-        self.paths.home.mkdir(parents=True, exist_ok=True)
-        with db.read_write(self.paths.db, self.lock_timeout) as con:
+        """One transaction on a short read-write connection (committed, then closed).
+
+        A full disk (DuckDB's "No space left on device" on the file or its WAL) raises
+        ``OutOfSpaceError`` naming the database file; the transaction is rolled back."""
+        self._make_home()
+        with out_of_space_as(self.paths.db), db.read_write(self.paths.db, self.lock_timeout) as con:
             if not self._ready:
                 with self._ready_lock:
                     db.ensure_schema(con, self.paths)

@@ -31,7 +31,7 @@ from pathlib import Path
 import duckdb
 
 from hedgeflow.columns import STORED_BAR_COLUMNS
-from hedgeflow.errors import HedgeflowError
+from hedgeflow.errors import HedgeflowError, OutOfSpaceError, is_out_of_space
 from hedgeflow.schemas import TABLE_MODELS
 from hedgeflow.schemas.bars import LakeQuarantine
 from hedgeflow.schemas.columns import (
@@ -76,6 +76,10 @@ _DUCK_TYPES = {
 
 class WarehouseBusyError(HedgeflowError, TimeoutError):
     """The DuckDB file stayed locked by another process for longer than the timeout."""
+
+
+class WarehouseOpenError(HedgeflowError):
+    """The DuckDB file cannot be opened (not a database, no such directory, ...)."""
 
 
 def q(name: str) -> str:
@@ -232,8 +236,10 @@ def open_connection(
             con = duckdb.connect(key, read_only=read_only and not shared_rw)
             break
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if is_out_of_space(exc):
+                raise OutOfSpaceError(path) from exc
             if not is_lock_conflict(exc):
-                raise
+                raise WarehouseOpenError(f"cannot open warehouse database {path}: {exc}") from exc
             if time.monotonic() >= deadline:
                 mode = "read-only" if read_only else "read-write"
                 raise WarehouseBusyError(

@@ -171,16 +171,23 @@ class EodhdClient:
             retry_after: float | None = None
             log.debug("EODHD GET intraday %s (attempt %d/%d)", where, attempt + 1, attempts)
             try:
-                resp = self._session.get(url, params=params, timeout=net.rest_timeout)
+                resp = self._session.get(url, params=params, timeout=net.rest_timeout, stream=True)
+                try:
+                    body = read_bounded(resp, MAX_RESPONSE_BYTES)
+                finally:
+                    resp.close()
             except requests.Timeout:
                 failure = f"timeout after {net.rest_timeout:g}s"
             except (requests.RequestException, OSError) as exc:
-                failure = f"connection failed ({type(exc).__name__})"
+                if _is_read_timeout(exc):
+                    failure = f"timeout after {net.rest_timeout:g}s"
+                else:
+                    failure = f"connection failed ({type(exc).__name__})"
             else:
                 status = resp.status_code
-                body = resp.content
-                resp.close()
-                if status == 200:
+                if body is None:  # a proxy's endless answer: never held in memory
+                    failure = f"HTTP {status} response larger than {MAX_RESPONSE_BYTES:,} bytes"
+                elif status == 200:
                     try:
                         return parse_intraday_json(body)
                     except DataFormatError as exc:
@@ -272,3 +279,28 @@ def combine_chunks(frames: list[pd.DataFrame], start_us: int, end_us: int) -> pd
     if not strictly_increasing:
         df = df.sort_values(TS, kind="stable")
     return df.reset_index(drop=True)
+
+
+# One request is at most MAX_REQUEST_DAYS of bars (120 days of 1-minute bars is ~20 MB of
+# JSON); a larger answer is a misbehaving server or proxy, read no further.
+MAX_RESPONSE_BYTES = 64 << 20
+
+
+def read_bounded(resp: requests.Response, limit: int) -> bytes | None:
+    """The body of a streamed response, or None once it passes ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    for part in resp.iter_content(chunk_size=1 << 16):
+        size += len(part)
+        if size > limit:
+            return None
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    """requests reports a read timeout while streaming the body as a ConnectionError
+    wrapping urllib3's ReadTimeoutError."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    return any(isinstance(a, ReadTimeoutError) for a in getattr(exc, "args", ()))

@@ -47,6 +47,10 @@ from hedgeflow.errors import InvalidInputError
 
 __all__ = ["Strategy", "pack_params"]
 
+# The state one strategy instance keeps (its windows of past bars): a parameter such as
+# ``window=10**9`` would otherwise allocate gigabytes per agent and per sweep combination.
+MAX_STATE_FLOATS = 1_000_000
+
 
 @dataclass(frozen=True)
 class Strategy:
@@ -111,6 +115,11 @@ class Strategy:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise InvalidInputError(
                 f"strategy {self.ref}: state_size must return an integer >= 0, got {n!r}"
+            )
+        if n > MAX_STATE_FLOATS:
+            raise InvalidInputError(
+                f"strategy {self.ref}: these parameters need {int(n):,} floats of state, more "
+                f"than the limit of {MAX_STATE_FLOATS:,}: use shorter windows"
             )
         return int(n)
 

@@ -149,3 +149,88 @@ def test_write_outputs_roundtrip(tmp_path):
     assert list(loaded) == list(METRIC_KEYS)
     assert loaded["n_trades"] == 1
     assert not [p for p in paths["metrics"].parent.iterdir() if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- epoch units, ceilings
+
+
+@pytest.mark.parametrize(
+    ("magnitude", "unit"),
+    [
+        (0.0, "s"),
+        (1.7e9, "s"),
+        (7.25e9, "s"),
+        (7.3e9, None),  # seconds after 2200
+        (5e10, None),  # between seconds and milliseconds
+        (1e11, "ms"),
+        (1.7e12, "ms"),
+        (1.7e15, "us"),
+        (1.7e18, "ns"),
+        (7.3e18, None),  # nanoseconds after 2200
+    ],
+)
+def test_epoch_unit_by_magnitude(magnitude: float, unit: str | None) -> None:
+    from hedgeflow.backtest_io import epoch_unit
+
+    assert epoch_unit(magnitude) == unit
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_epoch_integers_in_every_unit_parquet(tmp_path, unit):
+    per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    start = 1704205800  # 2024-01-02 14:30 UTC
+    ts = [(start + 300 * i) * per_second for i in range(3)]
+    p = tmp_path / "bars.parquet"
+    pd.DataFrame({"ts": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5}).to_parquet(p)
+    bars = read_bars_file(p)
+    assert str(bars.ts.dtype) == "datetime64[us, UTC]"
+    assert bars.ts.tolist() == list(
+        pd.date_range("2024-01-02 14:30", periods=3, freq="5min", tz="UTC")
+    )
+
+
+def test_nanoseconds_keep_microsecond_precision(tmp_path):
+    ns = 1704205800_123456_789  # exact in int64, not in float64
+    p = tmp_path / "bars.parquet"
+    pd.DataFrame({"ts": [ns], "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5}).to_parquet(p)
+    assert read_bars_file(p).ts.iat[0] == pd.Timestamp("2024-01-02 14:30:00.123456", tz="UTC")
+
+
+def test_ceilings(tmp_path, monkeypatch):
+    import gzip
+
+    import hedgeflow.backtest_io as bio
+
+    rows = "".join(f"{1704205800 + 300 * i},1,2,0.5,1.5\n" for i in range(50))
+    csv = tmp_path / "bars.csv"
+    csv.write_text("ts,open,high,low,close\n" + rows)
+    pq_path = tmp_path / "bars.parquet"
+    read_bars_file(csv).to_parquet(pq_path)
+    gz = tmp_path / "bars.csv.gz"
+    gz.write_bytes(gzip.compress(csv.read_bytes()))
+    assert len(read_bars_file(gz)) == 50
+    monkeypatch.setattr(bio, "MAX_BARS_ROWS", 49)
+    for path in (csv, pq_path):
+        with pytest.raises(InvalidInputError, match="rows, more than the limit of 49"):
+            read_bars_file(path)
+    monkeypatch.setattr(bio, "MAX_BARS_ROWS", 10_000)
+    monkeypatch.setattr(bio, "MAX_BARS_BYTES", 1 << 20)
+    bomb = tmp_path / "bomb.csv.gz"  # 2 MiB of text in a few KiB
+    bomb.write_bytes(gzip.compress(csv.read_bytes() + b"\n" * (2 << 20)))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(InvalidInputError, match="decompresses to more than 1 MiB"):
+        read_bars_file(bomb)
+    big = tmp_path / "big.csv"
+    big.write_bytes(csv.read_bytes() + b"\n" * (1 << 20))
+    with pytest.raises(InvalidInputError, match="larger than the 1 MiB limit"):
+        read_bars_file(big)
+
+
+def test_devices_and_fifos_are_not_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "bars.csv"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(InvalidInputError, match="is not a file"):
+            read_bars_file(path)

@@ -118,3 +118,63 @@ def test_a_strategy_typo_is_reported_under_strategy(tmp_path: Path) -> None:
     missing.write_text('[agents.bands]\nsymbol = "EURUSD.FOREX"\nstrategy = "nope.py:X"\n')
     with pytest.raises(ConfigError, match=r"agents\.bands\.strategy.*no such file nope\.py"):
         load_settings(config_file=missing, env={})
+
+
+# --------------------------------------------------------------------------- bounded reads
+
+
+def test_config_fifo_is_refused_without_opening(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "hedgeflow.toml"
+    os.mkfifo(fifo)  # opening it for reading would block with no writer
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=fifo, env={})
+    assert str(info.value) == (
+        f"setting 'config': config file {str(fifo)!r} is a FIFO (named pipe), not a regular file"
+    )
+
+
+def test_config_devices_and_oversized_files_are_refused(tmp_path: Path) -> None:
+    from hedgeflow.config import MAX_CONFIG_BYTES
+
+    with pytest.raises(ConfigError, match="'/dev/zero' is a character device"):
+        load_settings(config_file="/dev/zero", env={})
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * MAX_CONFIG_BYTES + b"\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_file=big, env={})
+    assert "larger than the 1 MiB limit" in str(info.value)
+    ok = tmp_path / "ok.toml"
+    ok.write_bytes(b"seed = 3\n# " + b"x" * (MAX_CONFIG_BYTES - 20) + b"\n")
+    assert ok.stat().st_size <= MAX_CONFIG_BYTES
+    assert load_settings(config_file=ok, env={}).seed == 3  # just under the limit: read
+
+
+def test_config_nested_too_deeply(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_settings(config_file=deep, env={})
+
+
+@pytest.mark.parametrize(
+    ("home", "problem"),
+    [
+        ("/dev/null", "/dev/null is a character device, not a directory"),
+        ("/dev/null/x", "/dev/null/x is not usable: Not a directory"),
+    ],
+)
+def test_home_must_be_a_directory(home: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"HEDGEFLOW_HOME": home})
+    assert str(info.value) == f"setting 'home': {problem} (HEDGEFLOW_HOME or --home)"
+
+
+def test_home_for_writing(tmp_path: Path) -> None:
+    from hedgeflow.config import check_home
+
+    assert check_home(tmp_path / "new", writable=True) == tmp_path / "new"
+    assert load_settings(env={"HEDGEFLOW_HOME": "/proc/self"}).home == Path("/proc/self")
+    with pytest.raises(ConfigError, match="/proc/self is not writable"):
+        check_home(Path("/proc/self"), writable=True)

@@ -244,3 +244,17 @@ def test_combine_dedups_only_across_chunks_later_wins() -> None:
     only = combine_chunks([a], 0, 10**12)
     assert only["close"].tolist() == [1, 2, 3, 4]
     assert len(combine_chunks([a.iloc[:0]], 0, 1)) == 0
+
+
+def test_a_response_beyond_the_ceiling_is_not_held(
+    sim: Simulator, make_client: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The body is streamed and dropped once it passes MAX_RESPONSE_BYTES (a proxy's
+    endless answer must not fill memory); the request counts as a failed attempt."""
+    import hedgeflow.sources.eodhd as eodhd
+
+    monkeypatch.setattr(eodhd, "MAX_RESPONSE_BYTES", 1000)
+    client, sleeps = make_client(max_retries=1)
+    with pytest.raises(TransientSourceError, match="HTTP 200 response larger than 1,000 bytes"):
+        client.fetch_bars(SYMBOL, "5m", START, END)
+    assert len(sim.request_log) == 2 and len(sleeps) == 1
