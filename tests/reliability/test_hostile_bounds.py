@@ -646,6 +646,7 @@ LEAVE = [0, 4096, 65_536, 400_000, 700_000] if full_campaign() else [0, 4096, 40
 
 
 @pytest.mark.flow
+@pytest.mark.slow  # 30 s; .ci/run runs it in step 3
 def test_full_disk_real_tmpfs(tmp_path: Path, prefect_harness: Harness, tally: Tally) -> None:
     """``hedgeflow ingest`` / ``nightly`` with HEDGEFLOW_HOME on a nearly full tmpfs after a
     good first run: one line naming the file system being written, exit 2, the earlier
