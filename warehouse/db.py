@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -160,6 +161,30 @@ def _is_lock_conflict(exc: Exception) -> bool:
         or "different configuration" in msg
         or "database is locked" in msg
     )
+
+
+_HOLDER_RE = re.compile(r"\(PID (\d+)\)")
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """True for "another process holds the database file" (a writer may retry later)."""
+    if isinstance(exc, WarehouseBusyError):
+        return True
+    return isinstance(exc, duckdb.IOException | duckdb.ConnectionException) and _is_lock_conflict(
+        exc
+    )
+
+
+def busy_holder(exc: BaseException) -> str:
+    """Who holds the database file, as DuckDB's lock error names it ("PID 123"), for a
+    :func:`is_busy_error` error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        found = _HOLDER_RE.search(str(seen))
+        if found:
+            return f"held by PID {found.group(1)}"
+        seen = seen.__cause__ or seen.__context__
+    return "held by another process"
 
 
 def open_connection(

@@ -51,6 +51,10 @@ class RuntimeStatus:
     repair_failures: int = 0
     connections: int = 0
     running: bool = True
+    # why the feed is judged unhealthy (the runtime stopped on it), or None
+    problem: str | None = None
+    idle_connections: int = 0  # the longest run of connections that delivered no tick
+    silent_seconds: float = 0.0  # wall seconds since the last tick (or the start)
 
     @property
     def clock(self) -> pd.Timestamp:
