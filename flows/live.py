@@ -327,6 +327,7 @@ def _live_locked(
         "fills": sum(int(a["fills"]) for a in summary.agents),
         "agents": len(summary.agents),
         "ticks": summary.feed.get("ticks", 0),
+        "journal": summary.journal,
     }
     if reason:
         headline["reason"] = reason

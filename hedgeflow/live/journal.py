@@ -66,36 +66,19 @@ class Journal:
 
     # -- reading ---------------------------------------------------------------------------
 
+    @classmethod
+    def peek(cls, path: Path | str) -> list[JournalEntry]:
+        """The unstored entries of the journal at ``path``, read without opening it for
+        writing (the journal of another, running or dead, process is left as it is)."""
+        path = Path(path)
+        done = _read_done(path.with_name(path.name + DONE_SUFFIX))
+        return [(seq, item) for seq, item in _scan(path)[0] if seq > done]
+
     def _read_done(self) -> int:
-        try:
-            text = self.done_path.read_text().strip()
-        except FileNotFoundError:
-            return 0
-        return int(text) if text.isdigit() else 0
+        return _read_done(self.done_path)
 
     def _scan(self) -> tuple[list[JournalEntry], int]:
-        """Every whole record, and the offset where the good records end."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return [], 0
-        entries: list[JournalEntry] = []
-        pos = 0
-        while pos + _HEADER.size <= len(data):
-            magic, length, crc = _HEADER.unpack_from(data, pos)
-            start = pos + _HEADER.size
-            if magic != MAGIC or length > MAX_RECORD_BYTES or start + length > len(data):
-                break
-            payload = data[start : start + length]
-            if zlib.crc32(payload) != crc:
-                break
-            try:
-                seq, item = pickle.loads(payload)
-            except Exception:
-                break
-            entries.append((int(seq), item))
-            pos = start + length
-        return entries, pos
+        return _scan(self.path)
 
     def pending(self) -> list[JournalEntry]:
         """The entries not yet stored, in order (a torn last record is left out)."""
@@ -151,3 +134,36 @@ class Journal:
             if remove_when_empty and self.done_seq >= self.last_seq:
                 for p in (self.path, self.done_path):
                     p.unlink(missing_ok=True)
+
+
+def _read_done(path: Path) -> int:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return 0
+    return int(text) if text.isdigit() else 0
+
+
+def _scan(path: Path) -> tuple[list[JournalEntry], int]:
+    """Every whole record of ``path``, and the offset where the good records end."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    entries: list[JournalEntry] = []
+    pos = 0
+    while pos + _HEADER.size <= len(data):
+        magic, length, crc = _HEADER.unpack_from(data, pos)
+        start = pos + _HEADER.size
+        if magic != MAGIC or length > MAX_RECORD_BYTES or start + length > len(data):
+            break
+        payload = data[start : start + length]
+        if zlib.crc32(payload) != crc:
+            break
+        try:
+            seq, item = pickle.loads(payload)
+        except Exception:
+            break
+        entries.append((int(seq), item))
+        pos = start + length
+    return entries, pos
