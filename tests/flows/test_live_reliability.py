@@ -234,7 +234,7 @@ def test_a_sigkill_with_a_backlog_loses_nothing_and_stores_nothing_twice(
     assert run["run_id"] == run_before["run_id"] and run["status"] == "completed"
     bars = query_frame(home, "SELECT * FROM live_bars")
     assert_live_bars_are_the_market(bars)  # no bar twice, no gap
-    got = journaled_bars.merge(bars[key + ["close"]], on=key, how="left", suffixes=("", "_db"))
+    got = journaled_bars.merge(bars[[*key, "close"]], on=key, how="left", suffixes=("", "_db"))
     assert got["close_db"].notna().all()  # every journaled bar is stored
     assert (got["close"] == got["close_db"]).all()
     if journaled_fills is not None and len(journaled_fills):
