@@ -488,6 +488,7 @@ def _live_body(
         last_log = [time.monotonic()]
 
         def on_status(status: RuntimeStatus) -> None:
+            status.backlog = sink.pending
             progress_log.info(
                 "live status",
                 extra={"hedgeflow_event": "live_status", "hedgeflow_status": status},

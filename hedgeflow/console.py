@@ -304,6 +304,8 @@ def format_live_status(status: Any) -> str:
     feed = f"{status.ticks:,} ticks"
     if status.reconnects:
         feed += f", {status.reconnects} reconnects"
+    if getattr(status, "backlog", 0):
+        feed += f", {status.backlog:,} steps journaled (warehouse busy)"
     return f"[{status.clock:%Y-%m-%d %H:%M} UTC, {status.elapsed:4.0f} s, {feed}] " + " | ".join(
         parts
     )
@@ -376,6 +378,8 @@ def live_status_display() -> Iterator[None]:
 
         def show(status: Any) -> None:
             title = f"live: {status.clock:%Y-%m-%d %H:%M} UTC, {status.ticks:,} ticks"
+            if getattr(status, "backlog", 0):
+                title += f", {status.backlog:,} steps journaled (warehouse busy)"
             display.update(_live_table(status.agents, title), refresh=True)
 
         handler = _LiveHandler(show)

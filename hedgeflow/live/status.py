@@ -55,6 +55,7 @@ class RuntimeStatus:
     problem: str | None = None
     idle_connections: int = 0  # the longest run of connections that delivered no tick
     silent_seconds: float = 0.0  # wall seconds since the last tick (or the start)
+    backlog: int = 0  # steps journaled, waiting for the warehouse (set by the live flow)
 
     @property
     def clock(self) -> pd.Timestamp:

@@ -176,8 +176,10 @@ def test_a_slow_reader_does_not_make_the_live_run_drop_work(tmp_path: Path) -> N
     assert live.returncode == 0, output[-3000:]
     noisy = [ln for ln in output.splitlines() if any(m in ln for m in NOISE_MARKERS)]
     assert not noisy, noisy
-    ticks = [int(re.search(r"([\d,]+) ticks\]", ln).group(1).replace(",", "")) for ln in during]  # type: ignore[union-attr]
+    ticks = [int(re.search(r"([\d,]+) ticks", ln).group(1).replace(",", "")) for ln in during]  # type: ignore[union-attr]
     assert len(ticks) >= 10 and ticks[-1] > ticks[0]  # streaming went on
+    # and said that the steps wait in the journal
+    assert re.search(r"\d+ steps journaled \(warehouse busy\)", during[-1]), during[-1]
     assert backlog >= 20, backlog
     run = live_run(home)
     assert run["status"] == "completed", run
