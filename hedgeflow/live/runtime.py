@@ -109,7 +109,7 @@ class LiveRuntime:
         max_symbols_per_connection: int = MAX_SYMBOLS_PER_CONNECTION,
         measure_latency: bool = False,
         max_silence: float | None = None,
-        max_idle_connections: int | None = 3,
+        max_idle_connections: int | None = None,
     ) -> None:
         self.router = BarRouter(agents, sink, interval)
         self.interval_ms = self.router.interval_ms
