@@ -60,7 +60,7 @@ from hedgeflow.live.clock import SimulatedClock
 from hedgeflow.live.rest import BarFetcher, rest_fetcher
 from hedgeflow.live.runtime import SHUTDOWN
 from hedgeflow.live.session import last_session_open
-from hedgeflow.live.status import RuntimeStatus
+from hedgeflow.live.status import RuntimeStatus, live_verdict
 from hedgeflow.market import interval_seconds
 from hedgeflow.tasks.common import current_run_id, progress_log, run_logger, thread_pool
 from hedgeflow.tasks.ingest import SourceSpec
@@ -351,16 +351,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _verdict(summary: LiveSummary) -> tuple[str, str | None]:
-    """``completed``, or ``degraded`` / ``failed`` with the reason (WebSocket mode: a
-    REST poll has no ticks to judge)."""
-    if summary.mode != "ws":
-        return "completed", None
-    ticks = int(summary.feed.get("ticks", 0))
-    if summary.problem:
-        return ("degraded" if ticks else "failed"), summary.problem
-    if ticks == 0:
-        return "failed", f"no tick received in {summary.seconds:.0f} s"
-    return "completed", None
+    return live_verdict(
+        summary.mode, int(summary.feed.get("ticks", 0)), summary.problem, summary.seconds
+    )
 
 
 def _close_dead_run(warehouse: Warehouse, previous: dict[str, Any], run_id: str) -> None:
