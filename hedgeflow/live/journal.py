@@ -104,13 +104,23 @@ class Journal:
 
     def append(self, item: Any) -> int:
         """Write ``item`` durably (flushed and fsynced before returning); its seq."""
+        return self.append_many([item])[0]
+
+    def append_many(self, items: list[Any]) -> list[int]:
+        """Write ``items`` durably, in order, with one fsync; their seqs."""
         with self._lock:
-            seq = self.last_seq + 1
-            payload = pickle.dumps((seq, item), protocol=pickle.HIGHEST_PROTOCOL)
-            self._fh.write(_HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload)
+            seqs: list[int] = []
+            chunks = []
+            for item in items:
+                seq = self.last_seq + 1 + len(seqs)
+                payload = pickle.dumps((seq, item), protocol=pickle.HIGHEST_PROTOCOL)
+                chunks.append(_HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload)
+                seqs.append(seq)
+            self._fh.write(b"".join(chunks))
             self._sync(self._fh)
-            self.last_seq = seq
-            return seq
+            if seqs:
+                self.last_seq = seqs[-1]
+            return seqs
 
     def mark_done(self, seq: int) -> None:
         """Entries up to ``seq`` are stored. When that is all of them, empty the journal."""

@@ -29,11 +29,16 @@ class BacklogNotStoredError(HedgeflowError):
 class JournaledSink:
     """Stores the live steps on one writer thread, in order, never dropping one.
 
-    ``sink(agent, step)`` (on the event loop's thread) turns the step into an item
-    (``encode``), appends it to the :class:`~hedgeflow.live.journal.Journal` (durable
-    before it returns) and queues it in memory (unbounded: the journal is the backlog,
-    the loop never waits for the warehouse). The writer thread stores the items in
-    order with ``store(item)`` and marks each done in the journal. When ``store``
+    ``sink(agent, step)`` (on the event loop's thread) only queues the step. A journal
+    thread turns the queued steps into items (``encode``) and appends them to the
+    :class:`~hedgeflow.live.journal.Journal` (all that are queued with one fsync), and
+    hands them to the writer thread, which stores them in order with ``store(item)`` and
+    marks each done in the journal: a step reaches the journal, durably, before any
+    attempt to store it, and the loop never waits for the disk or the warehouse (the
+    in-memory queues are unbounded: the journal is the backlog). A process killed
+    between ``sink`` and the append (milliseconds) loses those steps from both the
+    journal and the warehouse, so the record stays that of the last journaled step and
+    a restart recomputes the rest. When ``store``
     raises an error that ``is_busy`` accepts (the warehouse file is locked by another
     process) the writer waits (backoff up to ``retry_max`` s) and tries the same item
     again, for as long as it takes, logging a warning at most every 10 s naming the
@@ -65,6 +70,8 @@ class JournaledSink:
         self._retry_max = float(retry_max)
         self._queue: deque[tuple[int, Any]] = deque(journal.pending())
         self.replayed = len(self._queue)
+        self._inbox: deque[tuple[LiveAgent, LiveStep]] = deque()  # not journaled yet
+        self._journaling = 0  # steps taken from the inbox, not yet in the queue
         self._cond = threading.Condition()
         self._closing = False
         self._abort = threading.Event()
@@ -73,7 +80,11 @@ class JournaledSink:
         self.busy_waits = 0  # store attempts refused because the warehouse was busy
         self.busy_seconds = 0.0  # wall time spent waiting for the warehouse
         self.max_backlog = len(self._queue)
+        self._journal_thread = threading.Thread(
+            target=self._journal_work, name="live-journal", daemon=True
+        )
         self._thread = threading.Thread(target=self._work, name="live-sink", daemon=True)
+        self._journal_thread.start()
         self._thread.start()
 
     def __call__(self, agent: LiveAgent, step: LiveStep) -> None:
@@ -81,18 +92,42 @@ class JournaledSink:
             raise self._error
         if self._encode is None:
             raise TypeError("this JournaledSink has no encode: it only replays its journal")
-        item = self._encode(agent, step)
-        seq = self.journal.append(item)
         with self._cond:
-            self._queue.append((seq, item))
-            self.max_backlog = max(self.max_backlog, len(self._queue))
+            self._inbox.append((agent, step))
             self._cond.notify_all()
 
     @property
     def pending(self) -> int:
-        """Items appended to the journal and not stored yet."""
+        """Steps not stored yet (queued for the journal, or journaled)."""
         with self._cond:
-            return len(self._queue)
+            return len(self._inbox) + self._journaling + len(self._queue)
+
+    def _journal_work(self) -> None:
+        encode = self._encode
+        while True:
+            with self._cond:
+                while not self._inbox and not self._closing:
+                    self._cond.wait()
+                if not self._inbox or self._error is not None:
+                    return
+                batch = list(self._inbox)
+                self._inbox.clear()
+                self._journaling = len(batch)
+            try:
+                assert encode is not None
+                items = [encode(agent, step) for agent, step in batch]
+                seqs = self.journal.append_many(items)
+            except BaseException as exc:
+                with self._cond:
+                    self._error = exc
+                    self._journaling = 0
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._queue.extend(zip(seqs, items, strict=True))
+                self._journaling = 0
+                self.max_backlog = max(self.max_backlog, len(self._queue))
+                self._cond.notify_all()
 
     @property
     def error(self) -> BaseException | None:
@@ -138,7 +173,11 @@ class JournaledSink:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
+                while (
+                    not self._queue
+                    and (not self._closing or self._inbox or self._journaling)
+                    and self._error is None
+                ):
                     self._cond.wait()
                 if not self._queue:
                     return
@@ -162,7 +201,9 @@ class JournaledSink:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._journal_thread.join(timeout)
+        self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             self._abort.set()
             self._thread.join(30.0)
