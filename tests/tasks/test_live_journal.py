@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 
 from hedgeflow.live.journal import Journal
+from hedgeflow.live.sink import JournaledSink
 from hedgeflow.schemas.columns import LIVE_TABLES
-from hedgeflow.tasks.live import open_live_sink, step_item, store_live_backlog
+from hedgeflow.tasks.live import WRITE_ATTEMPT_SECONDS, step_item, store_live_backlog
 from hedgeflow.warehouse import Warehouse
+from hedgeflow.warehouse.db import busy_holder, is_busy_error
 from hedgeflow.warehouse.live_lock import LiveRunnerBusyError, acquire_live_lock
 from tests.e2e_helpers import read_line
 from tests.tasks.test_live_record import AGENT, N_LIVE, NOW, RUN, _history_len, _tables, fresh
@@ -107,13 +109,19 @@ def test_a_reader_in_another_process_delays_the_sink_without_loss(
     try:
         assert holder.stdout is not None
         assert read_line(holder.stdout, 60).strip() == "open"
-        sink = open_live_sink(wh, RUN)
-        encoded = iter(items[1:])
-        sink._encode = lambda agent, step: next(encoded)  # the rows of the real steps
+        # the live flow's wiring (open_live_sink), with the steps' rows made up front
+        writer = Warehouse(wh.home, lock_timeout=WRITE_ATTEMPT_SECONDS)
+        sink = JournaledSink(
+            Journal(wh.paths.live_journal(RUN)),
+            writer.write_live_many,
+            lambda agent, item: item,
+            is_busy=is_busy_error,
+            describe_busy=busy_holder,
+        )
         t0 = time.monotonic()
         with caplog.at_level(logging.WARNING, logger="hedgeflow.live.sink"):
-            for _ in items[1:]:
-                sink(None, None)  # type: ignore[arg-type]
+            for item in items[1:]:
+                sink(None, item)  # type: ignore[arg-type]
             queued_in = time.monotonic() - t0
             assert sink.pending > 0  # nothing could be stored yet
             sink.close(120)
