@@ -40,7 +40,7 @@ from hedgeflow.warehouse import Warehouse
 from hedgeflow.warehouse.db import busy_holder, is_busy_error
 
 # One store attempt waits this long for the DuckDB file; the sink then retries (forever).
-WRITE_ATTEMPT_SECONDS = 1.0
+WRITE_ATTEMPT_SECONDS = 5.0
 
 
 def _now() -> pd.Timestamp:

@@ -59,7 +59,7 @@ class JournaledSink:
         is_busy: Callable[[BaseException], bool] = lambda exc: False,
         describe_busy: Callable[[BaseException], str] = str,
         retry_initial: float = 0.05,
-        retry_max: float = 2.0,
+        retry_max: float = 0.5,
     ) -> None:
         self.journal = journal
         self._store = store
