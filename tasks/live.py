@@ -34,13 +34,14 @@ from hedgeflow.config import AgentSettings, CostSettings
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.journal import Journal
 from hedgeflow.live.record import replay_bars, state_from_rows, step_tables
-from hedgeflow.live.sink import JournaledSink
+from hedgeflow.live.sink import BacklogNotStoredError, JournaledSink
 from hedgeflow.tasks.common import run_logger
 from hedgeflow.warehouse import Warehouse
 from hedgeflow.warehouse.db import busy_holder, is_busy_error
 
 # One store attempt waits this long for the DuckDB file; the sink then retries (forever).
 WRITE_ATTEMPT_SECONDS = 5.0
+REFUSED_SUFFIX = ".refused"  # a journal set aside: the warehouse refused one of its steps
 
 
 def _now() -> pd.Timestamp:
@@ -99,7 +100,9 @@ def open_live_sink(warehouse: Warehouse, run_id: str) -> JournaledSink:
 def store_live_backlog(warehouse: Warehouse, limit: float) -> int:
     """Store every live journal's unstored steps, in order, waiting up to ``limit`` s per
     journal for a busy warehouse (BacklogNotStoredError after that, journals intact).
-    Returns how many steps were stored."""
+    A journal with a step the warehouse refuses (rows that fail their schema: a bug) is
+    set aside as ``<name>.refused`` with a warning, so it cannot block every start; the
+    record then continues from the last step stored. Returns how many steps were stored."""
     stored = 0
     for path in warehouse.paths.live_journals():
         journal = Journal(path)
@@ -108,7 +111,22 @@ def store_live_backlog(warehouse: Warehouse, limit: float) -> int:
                 "live journal %s: ignored a torn last record (%d bytes)", path, journal.torn_bytes
             )
         sink = _sink_for(warehouse, journal, None)
-        sink.close(limit)
+        try:
+            sink.close(limit)
+        except BacklogNotStoredError:
+            raise
+        except Exception as exc:
+            aside = path.with_name(path.name + REFUSED_SUFFIX)
+            path.replace(aside)
+            journal.done_path.unlink(missing_ok=True)
+            run_logger().warning(
+                "live journal %s: the warehouse refused a step (%s); %d step(s) not stored "
+                "are kept in %s",
+                path,
+                exc,
+                sink.pending,
+                aside,
+            )
         stored += sink.stored
         if sink.stored:
             run_logger().info("live journal %s: stored %d step(s) left by the last run",

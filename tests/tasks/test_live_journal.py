@@ -176,3 +176,18 @@ def test_the_live_lock_refuses_a_second_runner_until_the_holder_dies(tmp_path: P
     # released cleanly: the next runner finds no dead holder
     with acquire_live_lock(wh.paths) as lock:
         assert lock.previous == {}
+
+
+def test_a_journal_the_warehouse_refuses_is_set_aside(
+    tmp_path: Path, items: list[dict[str, pd.DataFrame]]
+) -> None:
+    wh = Warehouse(tmp_path / "home")
+    bad = {t: f.copy() for t, f in items[1].items()}
+    bad["live_positions"]["cash"] = float("nan")  # fails its schema, always
+    journal = _journal(wh, [items[0], bad, items[2]])
+    journal.close()
+    assert store_live_backlog(wh, 60) == 1  # the step before it
+    assert wh.paths.live_journals() == []  # the next start is not blocked
+    aside = wh.paths.live_journal(RUN).with_name(wh.paths.live_journal(RUN).name + ".refused")
+    assert [seq for seq, _ in Journal.peek(aside)] == [1, 2, 3]
+    assert len(wh.query("SELECT * FROM live_bars")) == 1
