@@ -481,7 +481,7 @@ def _live_body(
         last_log = [time.monotonic()]
 
         def on_status(status: RuntimeStatus) -> None:
-            status.backlog = sink.pending
+            status.backlog = sink.pending if sink.busy_for > 0 else 0
             progress_log.info(
                 "live status",
                 extra={"hedgeflow_event": "live_status", "hedgeflow_status": status},

@@ -80,6 +80,7 @@ class JournaledSink:
         self.busy_waits = 0  # store attempts refused because the warehouse was busy
         self.busy_seconds = 0.0  # wall time spent waiting for the warehouse
         self.max_backlog = len(self._queue)
+        self._busy_since: float | None = None  # the warehouse refuses the current item
         self._journal_thread = threading.Thread(
             target=self._journal_work, name="live-journal", daemon=True
         )
@@ -130,6 +131,12 @@ class JournaledSink:
                 self._cond.notify_all()
 
     @property
+    def busy_for(self) -> float:
+        """Seconds the writer has been waiting for a busy warehouse (0: not waiting)."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    @property
     def error(self) -> BaseException | None:
         return self._error
 
@@ -147,7 +154,7 @@ class JournaledSink:
                     return False
                 now = time.monotonic()
                 if waited_since is None:
-                    waited_since = now
+                    waited_since = self._busy_since = now
                 self.busy_waits += 1
                 if now >= next_warn:
                     next_warn = now + BUSY_WARN_EVERY_SECONDS
@@ -161,10 +168,12 @@ class JournaledSink:
                     )
                 if self._abort.wait(delay):
                     self.busy_seconds += time.monotonic() - waited_since
+                    self._busy_since = None
                     return False
                 delay = min(delay * 2.0, self._retry_max)
                 continue
             if waited_since is not None:
+                self._busy_since = None
                 waited = time.monotonic() - waited_since
                 self.busy_seconds += waited
                 log.warning("live: the warehouse is free again after %.1f s", waited)
