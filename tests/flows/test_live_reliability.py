@@ -182,6 +182,7 @@ def test_a_slow_reader_does_not_make_the_live_run_drop_work(tmp_path: Path) -> N
     assert re.search(r"\d+ steps journaled \(warehouse busy\)", during[-1]), during[-1]
     assert backlog >= 20, backlog
     run = live_run(home)
+    print(f"slow reader held {held:.1f} s; backlog seen {backlog}; run summary {run['summary']}")
     assert run["status"] == "completed", run
     assert run["summary"]["journal"]["busy_seconds"] > 30
     assert run["summary"]["journal"]["max_backlog"] >= backlog
