@@ -368,6 +368,7 @@ def test_max_silence_is_checked(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- one runner
 
 
+@pytest.mark.slow  # three CLI runs, ~35 s (tests/tasks/test_live_journal.py has the fast lock test)
 def test_a_second_live_runner_is_refused_and_a_dead_ones_lock_taken_over(
     tmp_path: Path,
 ) -> None:
