@@ -146,6 +146,7 @@ class JournaledSink:
         waited_since: float | None = None
         next_warn = 0.0
         while True:
+            attempt = time.monotonic()
             try:
                 self._store(item)
             except BaseException as exc:
@@ -153,8 +154,8 @@ class JournaledSink:
                     self._error = exc
                     return False
                 now = time.monotonic()
-                if waited_since is None:
-                    waited_since = self._busy_since = now
+                if waited_since is None:  # the refused attempt itself waited too
+                    waited_since = self._busy_since = attempt
                 self.busy_waits += 1
                 if now >= next_warn:
                     next_warn = now + BUSY_WARN_EVERY_SECONDS
