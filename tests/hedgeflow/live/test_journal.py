@@ -99,6 +99,9 @@ def test_the_sink_stores_in_order_and_never_blocks_the_caller(tmp_path: Path) ->
         time.sleep(0.01)
     assert len(Journal.peek(j.path)) == 200  # all journaled while the store refuses
     assert stored == [] and sink.pending == 200
+    deadline = time.monotonic() + 1.0
+    while sink.busy_for == 0 and time.monotonic() < deadline:  # the first refusal
+        time.sleep(0.01)
     assert sink.busy_for > 0  # what the status line reports
     sink.close(30)
     assert sink.busy_for == 0
