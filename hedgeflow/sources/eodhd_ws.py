@@ -5,7 +5,11 @@
 (``{"action": "subscribe", "symbols": "AAPL, MSFT"}``, at most 50 symbols per
 connection), parses every frame with :func:`~hedgeflow.sources.ws_format.parse_frame`
 and calls ``on_tick(tick)`` (status frames go to ``on_status``). Bad frames are counted
-by reason and logged (rate limited); they never stop the client.
+by reason and logged (rate limited); they never stop the client. A frame longer than
+``max_frame_bytes`` (1 MiB) is refused before it is read (the connection closes with
+1009 "message too big", and the client reconnects); it counts as an ``oversized`` bad
+frame. ``stats.idle_streak`` counts the connection attempts in a row that delivered no
+tick (the live runtime's dead-feed check).
 
 When the connection drops the client reconnects with exponential backoff and full
 jitter (``sleep = uniform(0, min(backoff_max, backoff_initial x factor^attempt))``,
