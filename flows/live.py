@@ -3,6 +3,10 @@ signals and paper trades, persisted bar by bar.
 
 ``live(source, mode, speed, duration, ...)``:
 
+0. takes the warehouse's live lock (``HOME/live.lock``, one live runner per
+   warehouse: a second one is refused with an error naming the first; the lock of a
+   dead runner is free, and is taken over) and stores what the last run left in its
+   journal (``HOME/journal/``), in order, before anything is read back;
 1. picks the live run: the last ``live`` run of the warehouse when its source and
    agents match (a restart continues it, under its run id, with its positions), else
    a new one (``fresh=True`` forces a new one); writes its ``runs`` row (``running``);
@@ -17,10 +21,16 @@ signals and paper trades, persisted bar by bar.
    it (shadow mode: signals valid from the first live bar);
 4. runs :class:`~hedgeflow.live.runtime.LiveRuntime` (``mode="ws"``) or
    :class:`~hedgeflow.live.poll.PollRuntime` (``mode="poll"``) until ``duration`` wall
-   seconds pass or a stop is requested (Ctrl-C in the CLI); every step is persisted
-   with ``hedgeflow.tasks.live.persist_step`` - a plain call per bar, not a task run;
-5. marks the run ``completed`` (``failed`` on an error). Nothing is closed out:
-   ``live_positions`` keeps the open positions and the next run continues them.
+   seconds pass or a stop is requested (Ctrl-C in the CLI); every step goes to the
+   run's journal (fsynced) and a writer thread stores it (``hedgeflow.tasks.live.
+   open_live_sink``), waiting out a warehouse that another process (a slow SQL
+   reader) keeps locked while the loop keeps processing bars; the end of the run
+   waits for that backlog (up to ``[live] drain_limit``);
+5. marks the run ``completed``; ``degraded`` (the feed went silent for longer than
+   ``max_silence``, or kept closing without a tick, after some ticks) or ``failed``
+   (no tick at all, or an error), with the reason in the run's summary. Nothing is
+   closed out: ``live_positions`` keeps the open positions and the next run
+   continues them.
 
 The only Prefect task runs are the ingest batches of step 3 (at most a few).
 """
@@ -45,18 +55,18 @@ from hedgeflow.config import AgentSettings, Settings, load_settings
 from hedgeflow.errors import InvalidInputError, SourceError
 from hedgeflow.flows.ingest import ingest_window
 from hedgeflow.flows.params import AgentParam, IntervalName, agents_mapping
-from hedgeflow.live.agent import LiveAgent, LiveStep
+from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.clock import SimulatedClock
 from hedgeflow.live.rest import BarFetcher, rest_fetcher
 from hedgeflow.live.runtime import SHUTDOWN
 from hedgeflow.live.session import last_session_open
-from hedgeflow.live.sink import ThreadedSink
-from hedgeflow.live.status import RuntimeStatus
+from hedgeflow.live.status import RuntimeStatus, live_verdict
 from hedgeflow.market import interval_seconds
 from hedgeflow.tasks.common import current_run_id, progress_log, run_logger, thread_pool
 from hedgeflow.tasks.ingest import SourceSpec
-from hedgeflow.tasks.live import persist_step, restore_agent
-from hedgeflow.warehouse import Warehouse, code_version
+from hedgeflow.tasks.live import open_live_sink, restore_agent, store_live_backlog
+from hedgeflow.warehouse import Warehouse, WarehouseBusyError, code_version
+from hedgeflow.warehouse.live_lock import LiveLock, acquire_live_lock
 from hedgeflow.windows import Window
 
 LiveSource = Literal["simulator", "eodhd"]
@@ -79,6 +89,11 @@ class LiveSummary:
     resumed: list[str] = field(default_factory=list)  # agents restored from the record
     agents: list[dict[str, Any]] = field(default_factory=list)
     feed: dict[str, int] = field(default_factory=dict)
+    reason: str | None = None  # why the run is not ``completed``
+    problem: str | None = None  # the feed problem the runtime stopped on
+    # the warehouse backlog: steps stored, busy_seconds waiting for a locked warehouse,
+    # max_backlog steps waiting at once, replayed (left in the journal by a dead run)
+    journal: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -201,13 +216,16 @@ def live(
     interval: IntervalName | None = None,
     agents: list[AgentParam] | None = None,
     status_every: float = 2.0,
+    max_silence: float | None = None,
 ) -> LiveSummary:
     """Live signals and paper trades for the configured agents (see the module doc).
 
     ``speed``: simulated market seconds per wall second (simulator only);
     ``duration``: wall seconds to run (None: until stopped); ``start``: the simulated
     clock's start (simulator only); ``fresh``: start a new live run instead of
-    continuing the last one; ``agents`` replaces the configured agents."""
+    continuing the last one; ``agents`` replaces the configured agents;
+    ``max_silence``: wall seconds without a tick before the run stops degraded (0: no
+    limit; default: the ``[live] max_silence`` setting)."""
     if source not in ("simulator", "eodhd"):
         raise InvalidInputError(f"source must be simulator or eodhd, got {source!r}")
     if mode not in ("ws", "poll"):
@@ -218,15 +236,47 @@ def live(
         raise InvalidInputError(f"duration must be > 0 seconds, got {duration}")
     if not 0.05 <= status_every <= 3600:
         raise InvalidInputError(f"status_every must be in [0.05, 3600], got {status_every}")
-    settings = load_settings(
-        overrides={"interval": interval} if interval else None, agents=agents_mapping(agents)
-    )
+    overrides: dict[str, Any] = {}
+    if interval:
+        overrides["interval"] = interval
+    if max_silence is not None:
+        overrides["live"] = {"max_silence": max_silence}
+    settings = load_settings(overrides=overrides or None, agents=agents_mapping(agents))
     if not settings.agents:
         raise InvalidInputError("no agents configured")
+    # Outside the streaming loop every warehouse call waits as long as the backlog may.
+    warehouse = Warehouse(settings.home, lock_timeout=settings.live.drain_limit)
+    lock = acquire_live_lock(warehouse.paths)
+    try:
+        return _live_locked(
+            settings, warehouse, lock, source, mode, speed, duration, start, fresh, status_every
+        )
+    finally:
+        lock.release()
+
+
+def _live_locked(
+    settings: Settings,
+    warehouse: Warehouse,
+    lock: LiveLock,
+    source: str,
+    mode: str,
+    speed: float,
+    duration: float | None,
+    start: datetime | None,
+    fresh: bool,
+    status_every: float,
+) -> LiveSummary:
     interval_ = settings.interval
     interval_ms = interval_seconds(interval_) * 1000
-    warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     log = run_logger()
+    if lock.previous.get("pid"):
+        log.warning(
+            "live: taking over from a live runner that died (pid %s, run %s)",
+            lock.previous.get("pid"),
+            lock.previous.get("run_id"),
+        )
+    replayed = store_live_backlog(warehouse, settings.live.drain_limit)
 
     configs = {a.name: _agent_config(a, settings) for a in settings.agents}
     prev = None if fresh else _previous_run(warehouse)
@@ -254,6 +304,8 @@ def live(
             for name, cfg in configs.items()
         },
     }
+    lock.update(run_id=run_id)
+    _close_dead_run(warehouse, lock.previous, run_id)
     warehouse.start_run(run_id, "live", params, code_version())
     began = time.monotonic()
     summary: LiveSummary | None = None
@@ -262,25 +314,60 @@ def live(
             settings, warehouse, run_id, params, prev_agents, source, mode, speed, duration,
             start, status_every, interval_ms,
         )  # fmt: skip
-    except BaseException:
-        warehouse.finish_run(run_id, "failed", None)
+    except BaseException as exc:
+        # a warehouse still locked: the run stays `running`, the next start resumes it
+        with contextlib.suppress(WarehouseBusyError):
+            warehouse.finish_run(run_id, "failed", {"reason": _one_line(exc)})
         raise
     summary.seconds = time.monotonic() - began
-    headline = {
+    summary.journal["replayed"] = replayed
+    status, reason = _verdict(summary)
+    headline: dict[str, Any] = {
         "bars": sum(int(a["bars"]) for a in summary.agents),
         "fills": sum(int(a["fills"]) for a in summary.agents),
         "agents": len(summary.agents),
+        "ticks": summary.feed.get("ticks", 0),
+        "journal": summary.journal,
     }
-    warehouse.finish_run(run_id, "completed", headline)
-    summary.status = "completed"
-    log.info(
-        "live run %s stopped after %.0f s: %d bars, %d fills",
+    if reason:
+        headline["reason"] = reason
+    warehouse.finish_run(run_id, status, headline)
+    summary.status, summary.reason = status, reason
+    (log.info if status == "completed" else log.warning)(
+        "live run %s stopped after %.0f s: %d bars, %d fills, status %s%s",
         run_id,
         summary.seconds,
         headline["bars"],
         headline["fills"],
+        status,
+        f" ({reason})" if reason else "",
     )
     return summary
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _verdict(summary: LiveSummary) -> tuple[str, str | None]:
+    return live_verdict(
+        summary.mode, int(summary.feed.get("ticks", 0)), summary.problem, summary.seconds
+    )
+
+
+def _close_dead_run(warehouse: Warehouse, previous: dict[str, Any], run_id: str) -> None:
+    """A dead runner's run that this runner does not continue: mark it failed."""
+    dead = previous.get("run_id")
+    if not dead or dead == run_id or not warehouse.db_path.exists():
+        return
+    row = warehouse.get_run(str(dead))
+    if row is not None and row["status"] == "running":
+        warehouse.finish_run(
+            str(dead),
+            "failed",
+            {"reason": f"its runner (pid {previous.get('pid')}) died; run {run_id} took over"},
+        )
 
 
 def _live_body(
@@ -387,15 +474,14 @@ def _live_body(
             f" (continuing {', '.join(resumed)})" if resumed else "",
         )
 
-        def persist(agent: LiveAgent, step: LiveStep) -> None:
-            persist_step(warehouse, run_id, agent, step)
-
-        # One writer thread stores the steps in order while the loop reads ticks.
-        sink = ThreadedSink(persist)
+        # Every step goes to the run's journal, then one writer thread stores the steps
+        # in order while the loop reads ticks (waiting out a locked warehouse).
+        sink = open_live_sink(warehouse, run_id)
 
         last_log = [time.monotonic()]
 
         def on_status(status: RuntimeStatus) -> None:
+            status.backlog = sink.pending if sink.busy_for > 0 else 0
             progress_log.info(
                 "live status",
                 extra={"hedgeflow_event": "live_status", "hedgeflow_status": status},
@@ -422,7 +508,9 @@ def _live_body(
                 on_status, status_every, duration,
             )  # fmt: skip
         finally:
-            sink.close()
+            if sink.pending:
+                log.info("live: storing the last %d step(s) of the journal", sink.pending)
+            sink.close(settings.live.drain_limit)
     return LiveSummary(
         run_id=run_id,
         status="running",
@@ -443,6 +531,13 @@ def _live_body(
             "bad_frames": final.bad_frames,
             "reconnects": final.reconnects,
             "repair_failures": final.repair_failures,
+            "idle_connections": final.idle_connections,
+        },
+        problem=final.problem,
+        journal={
+            "stored": sink.stored,
+            "busy_seconds": round(sink.busy_seconds, 1),
+            "max_backlog": sink.max_backlog,
         },
     )
 
@@ -501,6 +596,8 @@ def _stream(
             grace_seconds=grace,
             on_status=on_status,
             status_every=status_every,
+            max_silence=settings.live.max_silence or None,
+            max_idle_connections=settings.live.max_idle_connections,
         )
     try:
         return _run_coroutine(runtime.run(duration, stop=SHUTDOWN))

@@ -180,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fresh", action="store_true", help="start a new live run instead of continuing the last"
     )
+    p.add_argument(
+        "--max-silence",
+        type=float,
+        metavar="SECONDS",
+        help="stop the run as degraded (failed without any tick) when no tick arrives for "
+        "SECONDS of wall time; 0: no limit (default: [live] max_silence, 60)",
+    )
 
     p = sub.add_parser("runs", help="list recent runs with status and headline metrics")
     p.add_argument("--limit", type=int, default=15, help="how many runs (default 15)")
@@ -393,6 +400,10 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--speed must be in (0, 1000000], got {args.speed}")
     if args.duration is not None and not 0 < args.duration <= 10_000_000:
         raise InvalidInputError(f"--duration must be a positive number, got {args.duration}")
+    if args.max_silence is not None and not 0 <= args.max_silence <= 10_000_000:
+        raise InvalidInputError(
+            f"--max-silence must be in [0, 10000000] seconds (0: no limit), got {args.max_silence}"
+        )
     start = None
     if args.start is not None:
         from hedgeflow.windows import parse_utc
@@ -427,6 +438,7 @@ def cmd_live(args: argparse.Namespace) -> int:
                 start=start,
                 fresh=args.fresh,
                 status_every=0.5 if sys.stdout.isatty() else 2.0,
+                max_silence=args.max_silence,
             )
     finally:
         for sig, handler in previous.items():

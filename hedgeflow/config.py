@@ -119,6 +119,31 @@ class NetworkSettings:
             raise InvalidInputError(f"ws_url must be a ws(s) URL, got {self.ws_url!r}")
 
 
+@dataclass(frozen=True)
+class LiveSettings:
+    """The live flow's feed-health and warehouse-backlog limits (``[live]``)."""
+
+    # wall seconds without a tick after which a live run stops degraded (failed when it
+    # got no tick at all); 0: no limit (e.g. a stocks-only run through the night)
+    max_silence: float = 60.0
+    # connection attempts in a row that deliver no tick before the run stops as failed
+    max_idle_connections: int = 3
+    # how long the end of a run waits for a locked warehouse to store the journal's
+    # backlog; past it the run stops with the backlog kept for the next start
+    drain_limit: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_silence <= 10_000_000:
+            raise InvalidInputError(
+                f"max_silence must be in [0, 10000000] s (0: no limit), got {self.max_silence}"
+            )
+        if not 1 <= self.max_idle_connections <= 1000:
+            raise InvalidInputError(
+                f"max_idle_connections must be in [1, 1000], got {self.max_idle_connections}"
+            )
+        _positive("drain_limit", self.drain_limit, upper=10_000_000)
+
+
 DEFAULT_COSTS: dict[str, CostSettings] = {
     "stock": CostSettings(fee_bps=0.5, slippage_bps=1.0),
     "forex": CostSettings(fee_bps=0.2, slippage_bps=0.5),
@@ -137,6 +162,7 @@ class Settings:
     costs: Mapping[str, CostSettings] = field(default_factory=lambda: dict(DEFAULT_COSTS))
     portfolio: PortfolioSettings = field(default_factory=PortfolioSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
     # Where the compute stages (nightly backtests, sweeps) run: Prefect's thread
     # pool, or Dask (a LocalCluster of 2 workers, or the scheduler at dask_address).
     task_runner: Literal["threads", "dask"] = "threads"
@@ -177,6 +203,7 @@ DEFAULTS: dict[str, Any] = {
     "costs": {k: dataclasses.asdict(v) for k, v in DEFAULT_COSTS.items()},
     "portfolio": {},
     "network": {},
+    "live": {},
     "agents": {
         "stocks": {
             "symbol": "AAPL.US",

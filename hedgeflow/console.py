@@ -299,7 +299,12 @@ def print_runs(runs: Any) -> None:
         if started is not None and finished is not None and finished == finished:
             took = f"{(finished - started).total_seconds():.0f} s"
         status = str(row.get("status"))
-        colour = {"completed": "green", "partial": "yellow", "failed": "red"}.get(status, "cyan")
+        colour = {
+            "completed": "green",
+            "partial": "yellow",
+            "degraded": "yellow",
+            "failed": "red",
+        }.get(status, "cyan")
         table.add_row(
             str(row["run_id"])[:8],
             str(row.get("flow")),
@@ -344,6 +349,8 @@ def format_live_status(status: Any) -> str:
     feed = f"{status.ticks:,} ticks"
     if status.reconnects:
         feed += f", {status.reconnects} reconnects"
+    if getattr(status, "backlog", 0):
+        feed += f", {status.backlog:,} steps journaled (warehouse busy)"
     return f"[{status.clock:%Y-%m-%d %H:%M} UTC, {status.elapsed:4.0f} s, {feed}] " + " | ".join(
         parts
     )
@@ -416,6 +423,8 @@ def live_status_display() -> Iterator[None]:
 
         def show(status: Any) -> None:
             title = f"live: {status.clock:%Y-%m-%d %H:%M} UTC, {status.ticks:,} ticks"
+            if getattr(status, "backlog", 0):
+                title += f", {status.backlog:,} steps journaled (warehouse busy)"
             display.update(_live_table(status.agents, title), refresh=True)
 
         handler = _LiveHandler(show)
@@ -462,4 +471,12 @@ def print_live_summary(summary: Any) -> None:
     if summary.resumed:
         stdout.print(f"continued from the record: {', '.join(summary.resumed)}")
     stdout.print("open positions stay open: see live_positions (hedgeflow sql)")
-    stdout.print(f"status: {summary.status}")
+    reason = getattr(summary, "reason", None)
+    stdout.print(f"status: {summary.status}" + (f" ({reason})" if reason else ""), highlight=False)
+    journal = getattr(summary, "journal", None) or {}
+    if journal.get("busy_seconds"):
+        stdout.print(
+            f"the warehouse was locked by another process for {journal['busy_seconds']:.0f} s: "
+            f"up to {journal.get('max_backlog', 0):,} steps waited in the journal, all stored",
+            highlight=False,
+        )

@@ -48,11 +48,12 @@ RUN_COLUMNS: tuple[str, ...] = (
     SUMMARY,
 )
 
-RUN_STATUSES: tuple[str, ...] = ("running", "completed", "partial", "failed")
-# A run whose results the user-facing views show.
-FINISHED_STATUSES: tuple[str, ...] = ("completed", "partial")
+RUN_STATUSES: tuple[str, ...] = ("running", "completed", "partial", "degraded", "failed")
+# A run whose results the user-facing views show. ``degraded``: a live run that stored
+# what it got but whose feed went silent or kept failing (the reason is in its summary).
+FINISHED_STATUSES: tuple[str, ...] = ("completed", "partial", "degraded")
 # Statuses finish_run accepts.
-FINAL_STATUSES: tuple[str, ...] = ("completed", "partial", "failed")
+FINAL_STATUSES: tuple[str, ...] = ("completed", "partial", "degraded", "failed")
 
 # A run id is used as a directory name (HOME/reports/<run_id>/): keep it plain.
 RUN_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"

@@ -6,6 +6,13 @@ the tables of one bar in ONE short transaction (``Warehouse.write_live_many``),
 upserting by key, so a replayed bar rewrites its rows and never duplicates them;
 a process killed mid-bar loses at most the bar in progress.
 
+``open_live_sink`` is where the live flow sends those steps: a
+:class:`~hedgeflow.live.sink.JournaledSink` that appends each step's rows to the run's
+journal (``HOME/journal/live-<run_id>.journal``, durable) before a writer thread
+stores them, waiting out a warehouse locked by another process (a slow SQL reader)
+instead of giving up; ``store_live_backlog`` stores what a previous process left in
+its journals, in order, before anything is rebuilt from the rows.
+
 ``restore_agent`` rebuilds a :class:`LiveAgent` from the record: the position
 (``live_positions``), the last processed bar's signal (``live_signals``), the
 order still pending at its close (``live_orders``), the open position's entry
@@ -15,7 +22,9 @@ through the strategy. The restarted process continues under the same run id.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from prefect import task
@@ -23,9 +32,16 @@ from prefect.cache_policies import NO_CACHE
 
 from hedgeflow.config import AgentSettings, CostSettings
 from hedgeflow.live.agent import LiveAgent, LiveStep
+from hedgeflow.live.journal import Journal
 from hedgeflow.live.record import replay_bars, state_from_rows, step_tables
+from hedgeflow.live.sink import BacklogNotStoredError, JournaledSink
 from hedgeflow.tasks.common import run_logger
 from hedgeflow.warehouse import Warehouse
+from hedgeflow.warehouse.db import busy_holder, is_busy_error
+
+# One store attempt waits this long for the DuckDB file; the sink then retries (forever).
+WRITE_ATTEMPT_SECONDS = 5.0
+REFUSED_SUFFIX = ".refused"  # a journal set aside: the warehouse refused one of its steps
 
 
 def _now() -> pd.Timestamp:
@@ -40,7 +56,14 @@ def persist_step(
     updated_ts: pd.Timestamp | None = None,
 ) -> dict[str, int]:
     """Store one step's rows (bar, signal, orders, fills, position) in one transaction."""
-    tables = step_tables(
+    return warehouse.write_live_many(step_item(run_id, agent, step, updated_ts))
+
+
+def step_item(
+    run_id: str, agent: LiveAgent, step: LiveStep, updated_ts: pd.Timestamp | None = None
+) -> dict[str, pd.DataFrame]:
+    """A step as the rows ``persist_step`` stores (what the journal keeps)."""
+    return step_tables(
         step,
         run_id=run_id,
         agent=agent.name,
@@ -48,7 +71,67 @@ def persist_step(
         interval=agent.interval,
         updated_ts=updated_ts if updated_ts is not None else _now(),
     )
-    return warehouse.write_live_many(tables)
+
+
+def _sink_for(warehouse: Warehouse, journal: Journal, run_id: str | None) -> JournaledSink:
+    writer = Warehouse(warehouse.home, lock_timeout=WRITE_ATTEMPT_SECONDS)
+
+    def store(tables: Mapping[str, pd.DataFrame]) -> Any:
+        return writer.write_live_many(tables)
+
+    def encode(agent: LiveAgent, step: LiveStep) -> dict[str, pd.DataFrame]:
+        assert run_id is not None
+        return step_item(run_id, agent, step)
+
+    return JournaledSink(
+        journal,
+        store,
+        encode if run_id is not None else None,
+        is_busy=is_busy_error,
+        describe_busy=busy_holder,
+    )
+
+
+def open_live_sink(warehouse: Warehouse, run_id: str) -> JournaledSink:
+    """The run's journaled sink (it first stores what the run's journal still holds)."""
+    return _sink_for(warehouse, Journal(warehouse.paths.live_journal(run_id)), run_id)
+
+
+def store_live_backlog(warehouse: Warehouse, limit: float) -> int:
+    """Store every live journal's unstored steps, in order, waiting up to ``limit`` s per
+    journal for a busy warehouse (BacklogNotStoredError after that, journals intact).
+    A journal with a step the warehouse refuses (rows that fail their schema: a bug) is
+    set aside as ``<name>.refused`` with a warning, so it cannot block every start; the
+    record then continues from the last step stored. Returns how many steps were stored."""
+    stored = 0
+    for path in warehouse.paths.live_journals():
+        journal = Journal(path)
+        if journal.torn_bytes:
+            run_logger().warning(
+                "live journal %s: ignored a torn last record (%d bytes)", path, journal.torn_bytes
+            )
+        sink = _sink_for(warehouse, journal, None)
+        try:
+            sink.close(limit)
+        except BacklogNotStoredError:
+            raise
+        except Exception as exc:
+            aside = path.with_name(path.name + REFUSED_SUFFIX)
+            path.replace(aside)
+            journal.done_path.unlink(missing_ok=True)
+            run_logger().warning(
+                "live journal %s: the warehouse refused a step (%s); %d step(s) not stored "
+                "are kept in %s",
+                path,
+                exc,
+                sink.pending,
+                aside,
+            )
+        stored += sink.stored
+        if sink.stored:
+            run_logger().info("live journal %s: stored %d step(s) left by the last run",
+                              path, sink.stored)  # fmt: skip
+    return stored
 
 
 @dataclass(frozen=True)

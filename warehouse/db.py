@@ -218,6 +218,30 @@ def lock_holder(exc: Exception) -> str:
     return f"; held by PID {found.group(2)} ({Path(found.group(1)).name})"
 
 
+_PID_RE = re.compile(r"\(PID (\d+)\)")
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """True for "another process holds the database file" (a writer may retry later)."""
+    if isinstance(exc, WarehouseBusyError):
+        return True
+    return isinstance(exc, duckdb.IOException | duckdb.ConnectionException) and is_lock_conflict(
+        exc
+    )
+
+
+def busy_holder(exc: BaseException) -> str:
+    """Who holds the database file, as DuckDB's lock error names it ("PID 123"), for a
+    :func:`is_busy_error` error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        found = _PID_RE.search(str(seen))
+        if found:
+            return f"held by PID {found.group(1)}"
+        seen = seen.__cause__ or seen.__context__
+    return "held by another process"
+
+
 def open_connection(
     path: Path, *, read_only: bool, timeout: float = DEFAULT_LOCK_TIMEOUT
 ) -> duckdb.DuckDBPyConnection:

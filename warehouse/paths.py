@@ -8,6 +8,8 @@ Layout under HOME::
     lake/.locks/bars-AAPL.US.lock
     hedgeflow.duckdb
     reports/<run_id>/
+    journal/live-<run_id>.journal   the live flow's backlog (hedgeflow.live.journal)
+    live.lock                       held by the one ``hedgeflow live`` of this home
 
 A symbol, interval or run id is validated (``hedgeflow.market`` /
 ``RUN_ID_PATTERN``) before any path is built, so no name can traverse out of
@@ -34,6 +36,10 @@ TEMP_SUFFIX = ".tmp"
 # (the same name plus QUARANTINE_RECORD_SUFFIX).
 QUARANTINE_STAMP = "%Y%m%dT%H%M%S%fZ"
 QUARANTINE_RECORD_SUFFIX = ".json"
+JOURNAL_DIR_NAME = "journal"
+LIVE_JOURNAL_PREFIX = "live-"
+LIVE_JOURNAL_SUFFIX = ".journal"
+LIVE_LOCK_FILE_NAME = "live.lock"
 _RUN_ID_RE = re.compile(RUN_ID_PATTERN)
 _MONTH_RE = re.compile(r"^\d{4}-\d{2}$")
 
@@ -139,6 +145,27 @@ class WarehousePaths:
     @property
     def reports_root(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.home / JOURNAL_DIR_NAME
+
+    def live_journal(self, run_id: str) -> Path:
+        """``journal/live-<run_id>.journal``: the live run's steps not yet stored."""
+        name = f"{LIVE_JOURNAL_PREFIX}{check_run_id(run_id)}{LIVE_JOURNAL_SUFFIX}"
+        return self.journal_dir / name
+
+    def live_journals(self) -> list[Path]:
+        """Every live journal present, oldest first."""
+        if not self.journal_dir.is_dir():
+            return []
+        found = self.journal_dir.glob(f"{LIVE_JOURNAL_PREFIX}*{LIVE_JOURNAL_SUFFIX}")
+        return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
+
+    @property
+    def live_lock(self) -> Path:
+        """``live.lock``: flock-ed by the one live runner of this home."""
+        return self.home / LIVE_LOCK_FILE_NAME
 
     def series_dir(self, symbol: str, interval: str) -> Path:
         """``lake/bars/interval=<i>/symbol=<s>`` (names validated here)."""

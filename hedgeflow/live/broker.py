@@ -339,6 +339,10 @@ class PaperBroker:
         if order is not None:
             if filled == rules.P_ENTRY_FILLED:
                 q = vals[rules.V_QTY]
+                if reason == rules.R_STOP or reason == rules.R_TAKE_PROFIT:
+                    # closed again inside its fill bar: the position is flat now, the
+                    # quantity bought is the closed trade's
+                    q = float(trade[0, rules.T_QTY])
                 fill, fee = vals[rules.V_ENTRY_PX], vals[rules.V_ENTRY_FEE]
                 st.entry_ts = ts
                 st.entry_order_id = order.order_id

@@ -20,6 +20,13 @@ Gaps (startup catch-up and reconnect backfill) are repaired from REST as whole b
 by :class:`~hedgeflow.live.gapfill.GapRepair`; its module doc has the rule, and what
 happens when a repair fails.
 
+Feed health. A feed that sends nothing is not a quiet success: with ``max_silence``
+(wall seconds) the runtime stops when no tick arrived for that long (from the start,
+or the last tick), and with ``max_idle_connections`` when that many connection
+attempts in a row of one client delivered no tick (a feed that accepts and closes at
+once, refuses, or only sends oversized frames). :attr:`RuntimeStatus.problem` then
+says why; the live flow ends such a run ``degraded`` or ``failed``.
+
 Stopping (``duration``, :meth:`LiveRuntime.stop`, a ``threading.Event`` such as
 :data:`SHUTDOWN` set by a Ctrl-C handler) closes the connections and returns; nothing
 is closed out: open positions stay open (the sink has stored them) and the bar in
@@ -101,6 +108,8 @@ class LiveRuntime:
         client_options: dict[str, Any] | None = None,
         max_symbols_per_connection: int = MAX_SYMBOLS_PER_CONNECTION,
         measure_latency: bool = False,
+        max_silence: float | None = None,
+        max_idle_connections: int | None = None,
     ) -> None:
         self.router = BarRouter(agents, sink, interval)
         self.interval_ms = self.router.interval_ms
@@ -130,6 +139,10 @@ class LiveRuntime:
         self._error: BaseException | None = None
         self._t0 = time.monotonic()
         self.running = False
+        self.max_silence = max_silence
+        self.max_idle_connections = max_idle_connections
+        self.problem: str | None = None
+        self._last_tick = self._t0
         # Tick-to-step latency (ns) of bars closed by a tick (hedgeflow.live.latency).
         self._probe = LatencyProbe() if measure_latency else None
         self.latencies_ns: list[int] | None = None
@@ -163,6 +176,9 @@ class LiveRuntime:
             repair_failures=gaps.repair_failures,
             connections=len(self.clients),
             running=self.running,
+            problem=self.problem,
+            idle_connections=max((c.stats.idle_streak for c in self.clients), default=0),
+            silent_seconds=time.monotonic() - self._last_tick,
         )
 
     # -- control -----------------------------------------------------------------------
@@ -184,6 +200,7 @@ class LiveRuntime:
     # -- ticks and bars ------------------------------------------------------------------
 
     def _on_tick(self, tick: Tick) -> None:
+        self._last_tick = time.monotonic()
         if not self.gaps.admit_tick(tick):
             return
         closed = self.aggregator.add(tick)
@@ -248,7 +265,7 @@ class LiveRuntime:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.gaps.start(self._stop)
-        self._t0 = time.monotonic()
+        self._t0 = self._last_tick = time.monotonic()
         self.running = True
         self.clients = self._make_clients()
         # Startup catch-up: a gap from each symbol's last processed bar (or now).
@@ -288,6 +305,22 @@ class LiveRuntime:
             raise self._error
         return final
 
+    def _feed_problem(self, now: float) -> str | None:
+        """Why the feed counts as dead (see "Feed health" in the module doc), or None."""
+        silent = now - self._last_tick
+        if self.max_silence is not None and silent > self.max_silence:
+            what = "no tick at all" if self.aggregator.stats.ticks == 0 else "no tick"
+            return f"{what} for {silent:.0f} s (the silence limit is {self.max_silence:g} s)"
+        limit = self.max_idle_connections
+        if limit is not None:
+            for client in self.clients:
+                if client.stats.idle_streak >= limit:
+                    return (
+                        f"{client.stats.idle_streak} connections in a row to the "
+                        f"{client.feed} feed delivered no tick"
+                    )
+        return None
+
     async def _tick_loop(self, duration: float | None, stop: threading.Event | None) -> None:
         """Time flush, status callbacks, duration and the external stop event."""
         assert self._stop is not None
@@ -301,6 +334,11 @@ class LiveRuntime:
                 next_status = now + self.status_every
                 self.on_status(self.status())
             if (deadline is not None and now >= deadline) or (stop is not None and stop.is_set()):
+                self._stop.set()
+                return
+            problem = self._feed_problem(now)
+            if problem is not None:
+                self.problem = problem
                 self._stop.set()
                 return
             with contextlib.suppress(TimeoutError):

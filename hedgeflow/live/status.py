@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-__all__ = ["AgentStatus", "RuntimeStatus"]
+__all__ = ["AgentStatus", "RuntimeStatus", "live_verdict"]
 
 
 @dataclass(slots=True)
@@ -51,7 +51,29 @@ class RuntimeStatus:
     repair_failures: int = 0
     connections: int = 0
     running: bool = True
+    # why the feed is judged unhealthy (the runtime stopped on it), or None
+    problem: str | None = None
+    idle_connections: int = 0  # the longest run of connections that delivered no tick
+    silent_seconds: float = 0.0  # wall seconds since the last tick (or the start)
+    backlog: int = 0  # steps journaled, waiting for the warehouse (set by the live flow)
 
     @property
     def clock(self) -> pd.Timestamp:
         return pd.Timestamp(self.clock_ms * 1000, unit="us", tz="UTC")
+
+
+def live_verdict(
+    mode: str, ticks: int, problem: str | None, seconds: float
+) -> tuple[str, str | None]:
+    """How a live run ends: ``completed``, or ``degraded`` / ``failed`` with the reason.
+
+    WebSocket mode only (a REST poll has bars, no ticks, to judge): the runtime stopped on
+    a feed ``problem`` -> ``degraded`` after some ticks, ``failed`` without any; no tick
+    at all in the whole run -> ``failed``."""
+    if mode != "ws":
+        return "completed", None
+    if problem:
+        return ("degraded" if ticks else "failed"), problem
+    if ticks == 0:
+        return "failed", f"no tick received in {seconds:.0f} s"
+    return "completed", None

@@ -5,7 +5,11 @@
 (``{"action": "subscribe", "symbols": "AAPL, MSFT"}``, at most 50 symbols per
 connection), parses every frame with :func:`~hedgeflow.sources.ws_format.parse_frame`
 and calls ``on_tick(tick)`` (status frames go to ``on_status``). Bad frames are counted
-by reason and logged (rate limited); they never stop the client.
+by reason and logged (rate limited); they never stop the client. A frame longer than
+``max_frame_bytes`` (1 MiB) is refused before it is read (the connection closes with
+1009 "message too big", and the client reconnects); it counts as an ``oversized`` bad
+frame. ``stats.idle_streak`` counts the connection attempts in a row that delivered no
+tick (the live runtime's dead-feed check).
 
 When the connection drops the client reconnects with exponential backoff and full
 jitter (``sleep = uniform(0, min(backoff_max, backoff_initial x factor^attempt))``,
@@ -43,7 +47,12 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
 
 from hedgeflow.config import NetworkSettings
 from hedgeflow.errors import (
@@ -65,6 +74,10 @@ from hedgeflow.sources.ws_format import (
 log = logging.getLogger(__name__)
 
 MAX_SYMBOLS_PER_CONNECTION = 50
+# The largest frame read: a tick is ~100 bytes; a bigger frame is refused unread (the
+# connection closes with 1009 "message too big") and counted as an ``oversized`` bad frame.
+MAX_FRAME_BYTES = 1 << 20
+_CLOSE_MESSAGE_TOO_BIG = 1009
 DEFAULT_WS_URL = NetworkSettings().ws_url
 _BAD_LOG_EVERY_SECONDS = 30.0
 
@@ -85,6 +98,9 @@ class ClientStats:
     connect_failures: int = 0
     backfills: int = 0
     backfill_errors: int = 0
+    # connection attempts in a row (failed connects included) that delivered no tick:
+    # a feed that accepts and closes at once, or never answers, keeps counting up
+    idle_streak: int = 0
 
     @property
     def bad_total(self) -> int:
@@ -147,6 +163,7 @@ class EodhdWsClient:
         close_timeout: float = 2.0,
         max_reconnects: int | None = None,
         proxy: str | Literal[True] | None = True,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
         self.feed = check_feed(feed)
         if not isinstance(token, str) or not token.strip():
@@ -192,6 +209,7 @@ class EodhdWsClient:
         self._close_timeout = close_timeout
         self._max_reconnects = max_reconnects
         self._proxy = proxy
+        self._max_frame_bytes = int(max_frame_bytes)
         self.stats = ClientStats()
         self.last_status: StatusFrame | None = None
         # Time up to which each symbol's ticks are covered (last tick or last backfill).
@@ -320,6 +338,7 @@ class EodhdWsClient:
             self._covered_ms.setdefault(canonical, now)
         while True:
             healthy = False
+            ticks_before = self.stats.ticks
             try:
                 healthy = await self._connect_once()
             except (PermanentSourceError, InvalidInputError):
@@ -338,6 +357,10 @@ class EodhdWsClient:
                 self._note_disconnect(f"HTTP {status} on connect")
             except (WebSocketException, OSError, TimeoutError) as exc:
                 self._note_disconnect(f"{type(exc).__name__}: {exc}")
+            if self.stats.ticks > ticks_before:
+                self.stats.idle_streak = 0
+            else:
+                self.stats.idle_streak += 1
             if healthy:
                 attempt = 0
             if self._max_reconnects is not None and attempt >= self._max_reconnects:
@@ -370,6 +393,7 @@ class EodhdWsClient:
                 ping_timeout=self._ping_timeout,
                 close_timeout=self._close_timeout,
                 max_queue=256,
+                max_size=self._max_frame_bytes,
                 logger=self._ws_logger,
                 proxy=self._proxy,
             ) as ws:
@@ -396,6 +420,10 @@ class EodhdWsClient:
                         healthy = True
                 # A clean close by the server: still a disconnect to recover from.
                 self._note_disconnect("closed by the server")
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == _CLOSE_MESSAGE_TOO_BIG:
+                self._bad(BadFrame("oversized", f"a frame over {self._max_frame_bytes} bytes"))
+            raise
         except (WebSocketException, OSError, TimeoutError):
             if not connected:
                 self.stats.connect_failures += 1

@@ -63,6 +63,7 @@ BAD_REASONS: tuple[str, ...] = (
     "invalid_time",  # "t" not an integer number of milliseconds
     "time_in_seconds",  # "t" looks like epoch seconds: rejected, not rescaled
     "implausible_time",  # "t" outside 2000..2100 in ms (microseconds, garbage)
+    "oversized",  # over the client's max frame size: refused unread, the connection closes
 )
 
 

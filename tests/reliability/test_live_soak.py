@@ -1,6 +1,6 @@
 """Soak: the live runtime (in-process :class:`LiveRuntime`, real sockets, a real
-warehouse through ``persist_step``) against the WsSimulator at x3000 with every fault
-on for ``HEDGEFLOW_SOAK_SECONDS`` (default 600) wall seconds:
+warehouse through the journaled sink ``open_live_sink``) against the WsSimulator at
+x3000 with every fault on for ``HEDGEFLOW_SOAK_SECONDS`` (default 600) wall seconds:
 
 - dropped connections (abrupt, every ``DROP_EVERY`` tick frames), duplicates,
   out-of-order ticks, malformed frames, and a short silence every ``SILENCE_EVERY`` s;
@@ -41,12 +41,11 @@ from hedgeflow.config import NetworkSettings, load_settings
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.rest import rest_fetcher
 from hedgeflow.live.runtime import LiveRuntime
-from hedgeflow.live.sink import ThreadedSink
 from hedgeflow.sources.factory import SimulatorSource
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
 from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_simulator import WsSimulator
-from hedgeflow.tasks.live import persist_step
+from hedgeflow.tasks.live import open_live_sink
 from hedgeflow.warehouse import Warehouse
 from tests.reliability.conftest import Tally
 
@@ -150,7 +149,7 @@ def test_live_runtime_soak_with_faults(tmp_path: Path, tally: Tally) -> None:
     tally.trial()
     warehouse = Warehouse(tmp_path / "home")
     agents = _agents(START)
-    sink = ThreadedSink(lambda agent, step: persist_step(warehouse, "soak", agent, step))
+    sink = open_live_sink(warehouse, "soak")
     rest = SimulatorSource(NetworkSettings(), 7)
     sent = SentBars()
     rss: list[tuple[float, int]] = []

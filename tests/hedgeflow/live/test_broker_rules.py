@@ -135,6 +135,11 @@ def test_stop_hit_in_the_fill_bar_and_wait_for_fresh_entry():
     kinds = [(type(e).__name__, getattr(e, "side", None)) for e in run.events[2]]
     assert kinds == [("OrderUpdated", "buy"), ("Fill", "buy"), ("OrderUpdated", "sell"),
                      ("Fill", "sell")]  # fmt: skip
+    # the entry's order and fill carry the quantity bought (not the flat position after
+    # the stop): a qty of 0 is refused by the live_orders / live_fills schemas
+    first = run.trades.iloc[0]
+    assert first.exit_reason == "stop" and first.qty > 0
+    assert [e.qty for e in run.events[2]] == [first.qty] * 4
     assert run.events[3] == [] and run.events[4] == []  # signal still 1: no re-entry
     assert isinstance(run.events[5][0], OrderCreated)  # fresh 0 -> 1
     second = run.trades.iloc[1]

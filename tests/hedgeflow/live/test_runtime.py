@@ -29,13 +29,12 @@ from hedgeflow.live.record import trades_frame
 from hedgeflow.live.rest import rest_fetcher
 from hedgeflow.live.runtime import SHUTDOWN, LiveRuntime, feed_of
 from hedgeflow.live.session import last_session_open
-from hedgeflow.live.sink import ThreadedSink
 from hedgeflow.research import run_agent
 from hedgeflow.sources.factory import SimulatorSource
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
 from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_simulator import WsSimulator
-from hedgeflow.tasks.live import persist_step
+from hedgeflow.tasks.live import open_live_sink
 from hedgeflow.warehouse import Warehouse
 
 DAY = datetime(2024, 9, 3, tzinfo=UTC)  # a Tuesday: all three markets trade
@@ -233,10 +232,7 @@ def stream_with_fault(
     warehouse = Warehouse(tmp_path / "home")
     agents = warmed_agents(settings_, OPEN, days=3)
 
-    def persist(agent: LiveAgent, step: LiveStep) -> None:
-        persist_step(warehouse, RUN, agent, step)
-
-    sink = ThreadedSink(persist)
+    sink = open_live_sink(warehouse, RUN)  # journal + writer thread, as the live flow
     with WsSimulator(seed=7, speed=speed, start=OPEN, tokens=["demo-sim"]) as sim:
         if fault is not None:
             fault(sim)
