@@ -25,20 +25,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from hedgeflow.report import METRIC_LABELS
+
 PROGRESS_LOGGER = "hedgeflow.progress"
-METRIC_LABELS: dict[str, str] = {
-    "total_return": "return",
-    "cagr": "cagr",
-    "ann_vol": "vol",
-    "sharpe": "sharpe",
-    "sortino": "sortino",
-    "max_drawdown": "max dd",
-    "calmar": "calmar",
-    "n_trades": "trades",
-    "win_rate": "win",
-    "profit_factor": "pf",
-    "exposure": "exposure",
-}
 METRIC_FORMATS: dict[str, str] = {
     "total_return": "{:+.2%}",
     "cagr": "{:+.2%}",

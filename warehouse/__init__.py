@@ -19,6 +19,7 @@ holds the DuckDB file (up to ``lock_timeout`` seconds, default 30).
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from hedgeflow.errors import InvalidInputError
 from hedgeflow.schemas.columns import LAKE_QUARANTINE, QUARANTINE, RUN_COLUMNS
 from hedgeflow.warehouse import db, lake, live, results, runs, snapshot
 from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
@@ -39,12 +41,14 @@ from hedgeflow.warehouse.lake import (
     WriteReport,
 )
 from hedgeflow.warehouse.live import LiveRecord
-from hedgeflow.warehouse.paths import WarehousePaths, check_run_id
+from hedgeflow.warehouse.paths import REPORT_HTML, SUMMARY_MD, WarehousePaths, check_run_id
 from hedgeflow.warehouse.runs import code_version, data_fingerprint, to_json
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
+    "REPORT_HTML",
     "SCHEMA_VERSION",
+    "SUMMARY_MD",
     "CorruptPartitionError",
     "HealedPartition",
     "LakeLockTimeout",
@@ -85,6 +89,10 @@ class Warehouse:
         path = self.paths.report_dir(run_id)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def report_file(self, run_id: str) -> Path:
+        """``HOME/reports/<run_id>/report.html``, absolute (not created)."""
+        return self.paths.report_file(run_id)
 
     # ------------------------------------------------------------------ lake
 
@@ -297,6 +305,17 @@ class Warehouse:
         return self.query(
             f"SELECT {cols} FROM {db.STORE}.runs ORDER BY started_at DESC, run_id LIMIT ?",
             [limit],
+        )
+
+    def find_runs(self, prefix: str, limit: int = 5) -> pd.DataFrame:
+        """Runs whose id starts with ``prefix`` (letters, digits, dashes), newest first."""
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", prefix):
+            raise InvalidInputError(f"invalid run id {prefix!r}")
+        cols = ", ".join(db.q(c) for c in RUN_COLUMNS)
+        return self.query(
+            f"SELECT {cols} FROM {db.STORE}.runs WHERE starts_with(run_id, ?) "
+            "ORDER BY started_at DESC, run_id LIMIT ?",
+            [prefix, max(1, int(limit))],
         )
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
