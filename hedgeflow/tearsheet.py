@@ -222,6 +222,26 @@ def window_days(frames: Sequence[pd.DataFrame]) -> float:
     return max(spans, default=0.0)
 
 
+MAX_GAPS = 400  # more closed stretches than this: draw them instead of hiding them
+
+
+def market_gaps(ts: Any) -> list[dict[str, Any]]:
+    """Plotly rangebreaks hiding the stretches with no bars (nights, weekends and
+    holidays of a market that closes), so its chart has no flat lines across them."""
+    t = pd.DatetimeIndex(pd.to_datetime(np.asarray(ts), utc=True))
+    if len(t) < 3:
+        return []
+    spacing = pd.Timedelta(seconds=bar_spacing_seconds(t))
+    diffs = t[1:] - t[:-1]
+    where = np.flatnonzero(diffs > 3 * spacing)
+    if not len(where) or len(where) > MAX_GAPS:
+        return []
+    return [
+        {"bounds": _times([t[i] + spacing, t[i + 1]])}
+        for i in where
+    ]
+
+
 # ------------------------------------------------------------------ formatting
 
 
@@ -472,9 +492,15 @@ def price_figure(agent: AgentSection, max_points: int) -> dict[str, Any]:
                       zip(trades["trade_id"], trades["exit_reason"], trades["return_pct"],
                           strict=True)]}
         )  # fmt: skip
+    breaks = market_gaps(prices[C.TS])
     return {
         "data": data,
-        "layout": _layout(f"{agent.symbol}: price and trades", 420, yaxis={"title": "price"}),
+        "layout": _layout(
+            f"{agent.symbol}: price and trades",
+            420,
+            yaxis={"title": "price"},
+            xaxis={"type": "date", "rangebreaks": breaks},
+        ),
     }
 
 
@@ -483,6 +509,7 @@ def equity_figure(
     curves: Mapping[str, pd.DataFrame],
     max_points: int,
     styles: Mapping[str, Mapping[str, Any]] | None = None,
+    breaks: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Equity lines (top) and their drawdowns (bottom) sharing the time axis."""
     data = []
@@ -496,18 +523,26 @@ def equity_figure(
         data.append(_line(name, ts, eq, line=style, legendgroup=name))
         data.append(
             _line(name, ts, dd * 100, line=style, legendgroup=name, showlegend=False,
-                  yaxis="y2", fill="tozeroy" if len(data) < 3 else None)
+                  yaxis="y2", fill="tozeroy" if len(data) < 3 else "none",
+                  fillcolor="rgba(120,120,120,0.18)")
         )  # fmt: skip
     layout = _layout(
         title,
         460,
-        yaxis={"title": "equity", "domain": [0.36, 1.0]},
+        xaxis={"type": "date", "anchor": "y2", "rangebreaks": breaks},
+        yaxis={"title": "equity", "domain": [0.34, 1.0], "anchor": "x"},
         yaxis2={"title": "drawdown %", "domain": [0.0, 0.28], "anchor": "x"},
     )
     return {"data": data, "layout": layout}
 
 
-def sharpe_figure(title: str, frame: pd.DataFrame, window: int, max_points: int) -> dict[str, Any]:
+def sharpe_figure(
+    title: str,
+    frame: pd.DataFrame,
+    window: int,
+    max_points: int,
+    breaks: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     ts, s = _thin_series(frame[C.TS].to_numpy(), frame["sharpe"].to_numpy(np.float64), max_points)
     return {
         "data": [_line("rolling Sharpe", ts, s, line={"color": "#6a3d9a", "width": 1.2})],
@@ -515,6 +550,7 @@ def sharpe_figure(title: str, frame: pd.DataFrame, window: int, max_points: int)
             f"{title}: rolling Sharpe ({window:,} bars ≈ 1 week, annualised)",
             260,
             yaxis={"zeroline": True},
+            xaxis={"type": "date", "rangebreaks": breaks},
             showlegend=False,
         ),
     }
@@ -657,22 +693,24 @@ def _agent_section(agent: AgentSection, page: _Page, points: int) -> str:
                 {agent.name: agent.equity, f"buy and hold {agent.symbol}": bench},
                 points,
                 {f"buy and hold {agent.symbol}": {"color": "#999", "dash": "dash", "width": 1}},
+                market_gaps(agent.prices[C.TS]),
             )
         ),
+        "<h3>Monthly returns</h3>",
+        _monthly_table(monthly_returns(agent.equity)),
         '<div class="grid2"><div>',
         "<h3>Against buy and hold (no costs)</h3>",
         _table(["", "return", "max drawdown", "Sharpe"], rows, "bench"),
         "<h3>Worst drawdowns</h3>",
         _drawdowns_table(worst_drawdowns(agent.equity)),
         "</div><div>",
-        "<h3>Monthly returns</h3>",
-        _monthly_table(monthly_returns(agent.equity)),
         "<h3>Settings</h3>",
         _kv_table(_settings_pairs(agent)),
         "</div></div>",
     ]
     if window and len(roll):
-        parts.append(page.plot(sharpe_figure(agent.name, roll, window, points)))
+        gaps = market_gaps(agent.prices[C.TS])
+        parts.append(page.plot(sharpe_figure(agent.name, roll, window, points, gaps)))
     else:
         parts.append('<p class="meta">Too few bars for a rolling Sharpe.</p>')
     parts.append("</section>")
@@ -708,14 +746,14 @@ def _portfolio_section(
         page.plot(
             equity_figure("Portfolio and agents: equity and drawdown", curves, points, styles)
         ),
+        "<h3>Monthly returns</h3>",
+        _monthly_table(monthly_returns(port.equity)),
         '<div class="grid2"><div>',
-        "<h3>Weights (last rebalance)</h3>" if weights else "",
-        _table(["method", *map(escape, names)], weights, "weights") if weights else "",
         "<h3>Worst drawdowns</h3>",
         _drawdowns_table(worst_drawdowns(port.equity)),
         "</div><div>",
-        "<h3>Monthly returns</h3>",
-        _monthly_table(monthly_returns(port.equity)),
+        "<h3>Weights (last rebalance)</h3>" if weights else "",
+        _table(["method", *map(escape, names)], weights, "weights") if weights else "",
         "</div></div>",
     ]
     if window and len(roll):
