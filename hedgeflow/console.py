@@ -160,14 +160,20 @@ def print_metrics(metrics: Mapping[str, Any], title: str) -> None:
     stdout.print(metrics_table(title, [("result", metrics)], ""))
 
 
+def print_report_path(path: str | None) -> None:
+    """The run's report.html as the last line: absolute, never wrapped or marked up
+    (a terminal makes it clickable, a script reads it with ``tail -1``)."""
+    if path:
+        stdout.print(f"report: {path}", soft_wrap=True, markup=False, highlight=False)
+
+
 def print_nightly_summary(summary: Any) -> None:
     stdout.print(metrics_table(f"agents (run {summary.run_id})", list(summary.agent_rows), "agent"))
     stdout.print(metrics_table("portfolio", list(summary.portfolio_rows), "method"))
     for name, error in summary.failed_agents.items():
         stderr.print(f"[red]agent {name} failed:[/] {error}")
-    if summary.report_path:
-        stdout.print(f"report: {summary.report_path}")
     stdout.print(f"status: {summary.status}")
+    print_report_path(summary.report_path)
 
 
 def print_sweep_summary(summary: Any) -> None:
@@ -191,9 +197,8 @@ def print_sweep_summary(summary: Any) -> None:
     stdout.print(f"grid: {summary.grid}; task runner: {summary.task_runner}")
     for symbol, error in summary.failed.items():
         stderr.print(f"[red]{symbol} failed:[/] {error}")
-    if summary.report_path:
-        stdout.print(f"report: {summary.report_path}")
     stdout.print(f"status: {summary.status}")
+    print_report_path(summary.report_path)
 
 
 def print_query_result(

@@ -236,10 +236,7 @@ def market_gaps(ts: Any) -> list[dict[str, Any]]:
     where = np.flatnonzero(diffs > 3 * spacing)
     if not len(where) or len(where) > MAX_GAPS:
         return []
-    return [
-        {"bounds": _times([t[i] + spacing, t[i + 1]])}
-        for i in where
-    ]
+    return [{"bounds": _times([t[i] + spacing, t[i + 1]])} for i in where]
 
 
 # ------------------------------------------------------------------ formatting
@@ -333,7 +330,7 @@ def _caveat(days: float) -> str:
 def _monthly_table(table: pd.DataFrame) -> str:
     values = table[list(range(1, 13))].to_numpy(dtype=np.float64)
     scale = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
-    head = ["year", *MONTHS, "year"]
+    head = ["", *MONTHS, "year"]
     rows = []
     for year, row in table.iterrows():
         cells = [f"<th>{year}</th>"]
@@ -841,6 +838,18 @@ class SweepSection:
     costs: Mapping[str, CostSettings]  # asset class -> costs
 
 
+def _params_text(value: Any) -> str:
+    """A combination's parameters (a mapping or its JSON) as ``k=v, ...``."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
 def _heatmap_table(metric: str, row: str, col: str, matrix: pd.DataFrame) -> str:
     values = matrix.to_numpy(dtype=np.float64)
     finite = values[np.isfinite(values)]
@@ -876,7 +885,7 @@ def sweep_tearsheet(
     page = _Page()
     short = days < SHORT_WINDOW_DAYS
     best_rows = [
-        [_cell(str(b.get("symbol")), first=True), _cell(str(b.get("params", "")))]
+        [_cell(str(b.get("symbol")), first=True), _cell(_params_text(b.get("params")))]
         + [_cell(fmt_metric(k, b.get(k)), b.get(k)) for k in METRIC_ORDER]
         for b in best
     ]

@@ -72,7 +72,9 @@ def sections(days: int, only: str | None = None) -> tuple[list[AgentSection], Po
         if method == "inverse_vol":
             equity = e[[C.TS, "equity"]]
     assert equity is not None
-    port = PortfolioSection("inverse_vol", "daily", 0.0, 100_000.0, "crypto", equity, metrics, weights)
+    port = PortfolioSection(
+        "inverse_vol", "daily", 0.0, 100_000.0, "crypto", equity, metrics, weights
+    )
     return agents, port
 
 
