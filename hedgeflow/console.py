@@ -288,6 +288,34 @@ def print_runs(runs: Any) -> None:
     stdout.print(table)
 
 
+# Where the record of a run without a tearsheet is, with a query to start from.
+RUN_RECORDS = {
+    "live": "its record is in the live_bars, live_signals, live_orders and live_fills "
+    "tables, e.g. hedgeflow sql \"select * from live_fills where run_id = '{run_id}'\"",
+    "ingest": "its bars are in the bars view and the rows it refused in quarantine, e.g. "
+    "hedgeflow sql \"select * from quarantine where run_id = '{run_id}'\"",
+}
+
+
+def print_run_card(run: Mapping[str, Any]) -> None:
+    """A run without a tearsheet (live, ingest): what it was and where its record is."""
+    started, finished = run.get("started_at"), run.get("finished_at")
+    flow = str(run.get("flow"))
+    lines = [
+        f"run {run['run_id']} ({flow}): {run.get('status')}",
+        f"started {started:%Y-%m-%d %H:%M:%S} UTC" if started is not None else "started -",
+    ]
+    if finished is not None and finished == finished:
+        lines.append(f"finished {finished:%Y-%m-%d %H:%M:%S} UTC")
+    headline = _headline(run.get("summary"))
+    if headline:
+        lines.append(f"headline: {headline}")
+    where = RUN_RECORDS.get(flow, "its rows carry its run id").format(run_id=run["run_id"])
+    lines.append(f"no HTML report (only nightly and sweep runs have one): {where}")
+    for line in lines:
+        stdout.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
 def _headline(summary: Any) -> str:
     if not summary or not isinstance(summary, str):
         return ""

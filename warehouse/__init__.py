@@ -19,7 +19,6 @@ holds the DuckDB file (up to ``lock_timeout`` seconds, default 30).
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -28,7 +27,6 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from hedgeflow.errors import InvalidInputError
 from hedgeflow.schemas.columns import LAKE_QUARANTINE, QUARANTINE, RUN_COLUMNS
 from hedgeflow.warehouse import db, lake, live, results, runs, snapshot
 from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
@@ -308,9 +306,8 @@ class Warehouse:
         )
 
     def find_runs(self, prefix: str, limit: int = 5) -> pd.DataFrame:
-        """Runs whose id starts with ``prefix`` (letters, digits, dashes), newest first."""
-        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", prefix):
-            raise InvalidInputError(f"invalid run id {prefix!r}")
+        """Runs whose id starts with ``prefix`` (a run id's characters), newest first."""
+        check_run_id(prefix)
         cols = ", ".join(db.q(c) for c in RUN_COLUMNS)
         return self.query(
             f"SELECT {cols} FROM {db.STORE}.runs WHERE starts_with(run_id, ?) "
