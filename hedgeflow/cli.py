@@ -582,7 +582,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from hedgeflow.config import load_settings
     from hedgeflow.console import print_run_card
     from hedgeflow.warehouse import Warehouse
+    from hedgeflow.warehouse.paths import check_run_id
 
+    check_run_id(args.run_id)  # before any I/O
     settings = load_settings()
     warehouse = Warehouse(settings.home)
     runs = warehouse.find_runs(args.run_id) if warehouse.db_path.exists() else None
