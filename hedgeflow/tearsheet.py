@@ -33,6 +33,7 @@ from hedgeflow.report import METRIC_LABELS, METRIC_ORDER, fmt_metric
 __all__ = [
     "ANNUALISED_METRICS",
     "CHART_LIBRARY",
+    "CHART_LIBRARY_BANNER",
     "MAX_CHART_POINTS",
     "METHOD_LABELS",
     "SHORT_WINDOW_DAYS",
@@ -40,12 +41,14 @@ __all__ = [
     "PortfolioSection",
     "SweepSection",
     "buy_and_hold",
+    "market_gaps",
     "monthly_returns",
     "nightly_tearsheet",
     "plotly_js",
     "rolling_sharpe",
     "sweep_tearsheet",
     "thin",
+    "window_days",
     "worst_drawdowns",
 ]
 

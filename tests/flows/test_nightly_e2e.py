@@ -174,6 +174,21 @@ def test_report_renders_in_headless_chromium(
     plots = re.findall(r'<div class="plot[^"]*" id="plot-\d+"[^>]*>(.*?)<script', dom, re.S)
     assert len(plots) == n_plots
     assert all('class="main-svg"' in p for p in plots)
+    # the page fits a 1,400 px window: wide tables scroll inside their box
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        page.read_text().replace(
+            "</body>",
+            "<script>setTimeout(function(){document.body.dataset.scrollWidth="
+            "document.documentElement.scrollWidth;},3000);</script></body>",
+        )
+    )
+    proc = run_chromium(
+        probe, tmp_path / "profile1", "--window-size=1400,2400", "--virtual-time-budget=30000",
+        "--dump-dom",
+    )  # fmt: skip
+    (width,) = re.findall(r'data-scroll-width="(\d+)"', proc.stdout)
+    assert int(width) <= 1400, width
     shot = tmp_path / "report.png"
     proc = run_chromium(
         page, tmp_path / "profile2", "--window-size=1400,2400", "--virtual-time-budget=30000",

@@ -231,3 +231,42 @@ def test_market_gaps_hide_nights_and_weekends_of_stocks_only() -> None:
     assert len(gaps) == sessions - 1
     assert all(len(g["bounds"]) == 2 for g in gaps)
     assert market_gaps(crypto.prices[C.TS]) == []
+
+
+def test_sweep_tearsheet() -> None:
+    from hedgeflow.config import CostSettings, RiskSettings
+    from hedgeflow.sweep import expand_grid
+    from hedgeflow.sweep.report import heatmap_matrix
+    from hedgeflow.tearsheet import SweepSection, sweep_tearsheet
+
+    grid = expand_grid("sma_cross", {"fast": [5, 10], "slow": [20, 50]})
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        [{"fast": f, "slow": s, "params": json.dumps({"fast": f, "slow": s})}
+         for f in (5, 10) for s in (20, 50)]
+    )  # fmt: skip
+    for key in ("total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown"):
+        frame[key] = rng.normal(0, 0.1, len(frame))
+    frame["max_drawdown"] = -frame["max_drawdown"].abs()
+    frame["calmar"], frame["n_trades"], frame["win_rate"] = 1.0, 7, 0.5
+    frame["profit_factor"], frame["exposure"] = 1.2, 0.3
+    frame["rank"] = frame["sharpe"].rank(ascending=False).astype(int)
+    found = heatmap_matrix(frame, grid, "sharpe")
+    assert found is not None
+    section = SweepSection("sma_cross", "sharpe", grid.describe(), ("fast", "slow"),
+                           {"BTC-USD.CC": found}, {"BTC-USD.CC": frame}, RiskSettings(),
+                           {"crypto": CostSettings(fee_bps=10, slippage_bps=2)})  # fmt: skip
+    best = [{"symbol": "BTC-USD.CC", **frame[frame["rank"] == 1].iloc[0].to_dict()}]
+    html = sweep_tearsheet("run-2", "window", section, best, {"AAPL.US": "no bars"}, days=30)
+    text = visible(html)
+    assert html.count(CHART_LIBRARY_BANNER) == 1
+    top = frame[frame["rank"] == 1].iloc[0]
+    assert f"fast={top.fast}, slow={top.slow}" in text  # the best parameters, readable
+    assert text.count('class="heatmap"') == 1 and "fast \\ slow" in text
+    assert "Top 4 of 4 combinations" in text and "crypto: 10 bp fee, 2 bp slippage" in text
+    assert "AAPL.US" in text and "no bars" in text
+    assert 'id="short-window-caveat"' in text
+    (spec,) = [json.loads(raw) for _, raw in SPEC_RE.findall(html)]
+    assert len(spec["data"][0]["x"]) == 4 and spec["data"][0]["text"][0] == "fast=5, slow=20"
+    long_ = sweep_tearsheet("run-2", "window", section, best, {}, days=SHORT_WINDOW_DAYS)
+    assert "short-window-caveat" not in long_
