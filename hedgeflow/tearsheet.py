@@ -301,15 +301,20 @@ def _cell(text: str, value: Any = None, first: bool = False) -> str:
     return f"<{tag}{_sign_class(value)}>{escape(text)}</{tag}>"
 
 
+def metric_heads(short_window: bool) -> list[str]:
+    """Column heads of the metrics (escaped); annualised ones marked † for a short window."""
+    return [
+        escape(METRIC_LABELS[k]) + ("&#8201;†" if short_window and k in ANNUALISED_METRICS else "")
+        for k in METRIC_ORDER
+    ]
+
+
 def metrics_table(
     rows: Sequence[tuple[str, Mapping[str, Any]]], first: str, short_window: bool
 ) -> str:
     """Metrics with convention 6's names shortened; annualised columns flagged with †
     when the window is short."""
-    head = [escape(first)] + [
-        escape(METRIC_LABELS[k]) + ("&#8201;†" if short_window and k in ANNUALISED_METRICS else "")
-        for k in METRIC_ORDER
-    ]
+    head = [escape(first), *metric_heads(short_window)]
     body = []
     for label, metrics in rows:
         cells = [_cell(label, first=True)]
@@ -498,7 +503,7 @@ def price_figure(agent: AgentSection, max_points: int) -> dict[str, Any]:
         "layout": _layout(
             f"{agent.symbol}: price and trades",
             420,
-            yaxis={"title": "price"},
+            yaxis={"title": {"text": "price"}},
             xaxis={"type": "date", "rangebreaks": breaks},
         ),
     }
@@ -530,8 +535,8 @@ def equity_figure(
         title,
         460,
         xaxis={"type": "date", "anchor": "y2", "rangebreaks": breaks},
-        yaxis={"title": "equity", "domain": [0.34, 1.0], "anchor": "x"},
-        yaxis2={"title": "drawdown %", "domain": [0.0, 0.28], "anchor": "x"},
+        yaxis={"title": {"text": "equity"}, "domain": [0.34, 1.0], "anchor": "x"},
+        yaxis2={"title": {"text": "drawdown %"}, "domain": [0.0, 0.28], "anchor": "x"},
     )
     return {"data": data, "layout": layout}
 
@@ -841,15 +846,16 @@ class SweepSection:
     costs: Mapping[str, CostSettings]  # asset class -> costs
 
 
-def _params_text(value: Any) -> str:
-    """A combination's parameters (a mapping or its JSON) as ``k=v, ...``."""
+def _params_text(value: Any, keys: Sequence[str] = ()) -> str:
+    """A combination's parameters (a mapping or its JSON) as ``k=v, ...``: those in
+    ``keys`` (the grid's) when given."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
             return value
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
+        return ", ".join(f"{k}={v}" for k, v in value.items() if not keys or k in keys)
     return "" if value is None else str(value)
 
 
@@ -888,14 +894,14 @@ def sweep_tearsheet(
     page = _Page()
     short = days < SHORT_WINDOW_DAYS
     best_rows = [
-        [_cell(str(b.get("symbol")), first=True), _cell(_params_text(b.get("params")))]
+        [
+            _cell(str(b.get("symbol")), first=True),
+            _cell(_params_text(b.get("params"), sweep.parameters)),
+        ]
         + [_cell(fmt_metric(k, b.get(k)), b.get(k)) for k in METRIC_ORDER]
         for b in best
     ]
-    head = ["symbol", "best parameters"] + [
-        escape(METRIC_LABELS[k]) + ("&#8201;†" if short and k in ANNUALISED_METRICS else "")
-        for k in METRIC_ORDER
-    ]
+    head = ["symbol", "best parameters", *metric_heads(short)]
     scatter = []
     for i, (symbol, frame) in enumerate(sorted(sweep.frames.items())):
         if not len(frame):
@@ -931,8 +937,8 @@ def sweep_tearsheet(
         layout = _layout(
             "Every combination: return against max drawdown",
             440,
-            xaxis={"title": "max drawdown %", "type": "linear"},
-            yaxis={"title": "total return %"},
+            xaxis={"title": {"text": "max drawdown %"}, "type": "linear"},
+            yaxis={"title": {"text": "total return %"}},
             hovermode="closest",
         )
         parts.append(f'<section class="card">{page.plot({"data": scatter, "layout": layout})}')
@@ -953,9 +959,7 @@ def sweep_tearsheet(
             for _, x in ranked.iterrows()
         ]
         parts.append(f"<h3>Top {len(rows)} of {len(frame):,} combinations</h3>")
-        parts.append(
-            _table(["rank", *map(escape, shown), *(METRIC_LABELS[k] for k in METRIC_ORDER)], rows)
-        )
+        parts.append(_table(["rank", *map(escape, shown), *metric_heads(short)], rows))
         parts.append("</section>")
     parts.append('<section class="card" id="run"><h2>Risk and costs used</h2>')
     parts.append(
