@@ -163,13 +163,11 @@ def chart_data_urls(curves: Mapping[str, pd.DataFrame]) -> dict[str, str]:
 
 
 def metrics_markdown(rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) -> str:
-    header = f"| {first} | " + " | ".join(METRIC_ORDER) + " |"
-    rule = "|---|" + "---:|" * len(METRIC_ORDER)
-    lines = [header, rule]
-    for label, metrics in rows:
-        lines.append(
-            f"| {label} | " + " | ".join(fmt_metric(k, metrics.get(k)) for k in METRIC_ORDER) + " |"
-        )
+    """The rows as a markdown table of the artifact columns (``formatted_metrics_rows``)."""
+    table = formatted_metrics_rows(rows, first)
+    heads = list(table[0]) if table else [first, *(METRIC_LABELS[k] for k in ARTIFACT_METRICS)]
+    lines = ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
+    lines += ["| " + " | ".join(row.values()) + " |" for row in table]
     return "\n".join(lines)
 
 
@@ -182,10 +180,13 @@ def summary_markdown(
     data_quality: Mapping[str, Mapping[str, int]],
     chart_links: Mapping[str, str],
     report_path: str | None = None,
+    caution: str | None = None,
 ) -> str:
     parts = [f"# hedgeflow nightly run `{run_id}`", "", f"Window: {window}", ""]
     if report_path:
         parts += [f"Full report (interactive tearsheet): `{report_path}`", ""]
+    if caution:
+        parts += [f"**Caution:** {caution}", ""]
     if agent_rows:
         ranked = sorted(agent_rows, key=lambda r: r[1].get("sharpe") or -math.inf, reverse=True)
         best, worst = ranked[0], ranked[-1]
@@ -221,12 +222,19 @@ def summary_markdown(
     return "\n".join(parts)
 
 
+# The Prefect table artifacts' columns: they must fit the artifact page next to its
+# sidebar (about 850 px at a 1,400 px window), so Sortino stays in the tearsheet.
+ARTIFACT_METRICS = tuple(k for k in METRIC_ORDER if k != "sortino")
+
+
 def formatted_metrics_rows(
     rows: Sequence[tuple[str, Mapping[str, Any]]], first: str
 ) -> list[dict[str, str]]:
     """Metrics rows as short-labelled, formatted strings (a Prefect table artifact shows
-    values as given: raw floats would show as ``0.03488235911084914``)."""
+    values as given: raw floats would show as ``0.03488235911084914``); a metric empty
+    in every row (the portfolio's trade statistics) is left out."""
+    keys = [k for k in ARTIFACT_METRICS if any(fmt_metric(k, m.get(k)) != "–" for _, m in rows)]
     return [
-        {first: label, **{METRIC_LABELS[k]: fmt_metric(k, metrics.get(k)) for k in METRIC_ORDER}}
+        {first: label, **{METRIC_LABELS[k]: fmt_metric(k, metrics.get(k)) for k in keys}}
         for label, metrics in rows
     ]

@@ -20,7 +20,13 @@ from hedgeflow.report import (
 )
 from hedgeflow.tasks.common import run_logger
 from hedgeflow.tasks.research import PORTFOLIO_AGENT, AgentSummary, PortfolioSummary
-from hedgeflow.tearsheet import AgentSection, PortfolioSection, nightly_tearsheet
+from hedgeflow.tearsheet import (
+    SHORT_WINDOW_DAYS,
+    AgentSection,
+    PortfolioSection,
+    nightly_tearsheet,
+    window_days,
+)
 from hedgeflow.warehouse import REPORT_HTML, SUMMARY_MD
 
 
@@ -87,6 +93,12 @@ def publish_report_body(
     ]
     html = nightly_tearsheet(run_id, window, agents, port, failed, data_quality, run_settings)
     html_path.write_text(html, encoding="utf-8")
+    days = window_days(list(curves.values()))
+    caution = (
+        f"annualised figures (cagr, vol, sharpe, calmar) extrapolate {days:.0f} days to a year"
+        if curves and days < SHORT_WINDOW_DAYS
+        else None
+    )
     charts = render_charts(curves, out_dir)
     markdown = summary_markdown(
         run_id,
@@ -97,6 +109,7 @@ def publish_report_body(
         data_quality,
         {name: path.name for name, path in charts.items()},
         str(html_path),
+        caution,
     )
     (out_dir / SUMMARY_MD).write_text(markdown, encoding="utf-8")
     artifact = summary_markdown(
@@ -108,6 +121,7 @@ def publish_report_body(
         data_quality,
         chart_data_urls(curves),
         str(html_path),
+        caution,
     )
     create_markdown_artifact(artifact, key="nightly-summary", description=f"nightly run {run_id}")
     create_table_artifact(
