@@ -3,6 +3,7 @@ the Prefect artifacts (a markdown summary with its charts embedded, metrics tabl
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from hedgeflow.report import (
     render_charts,
     summary_markdown,
 )
+from hedgeflow.strategies import parse_params
 from hedgeflow.tasks.common import run_logger
 from hedgeflow.tasks.research import PORTFOLIO_AGENT, AgentSummary, PortfolioSummary
 from hedgeflow.tearsheet import (
@@ -33,7 +35,8 @@ from hedgeflow.warehouse import REPORT_HTML, SUMMARY_MD
 def tearsheet_sections(
     done: Sequence[AgentSummary], portfolio: PortfolioSummary | None, settings: Settings
 ) -> tuple[list[AgentSection], PortfolioSection | None]:
-    """The tearsheet's inputs: each agent's results with the settings it ran with."""
+    """The tearsheet's inputs: each agent's results with the settings it ran with (every
+    strategy parameter, the defaults of those not configured included)."""
     by_name = {a.name: a for a in settings.agents}
     agents = [
         AgentSection(
@@ -41,7 +44,7 @@ def tearsheet_sections(
             symbol=s.symbol,
             strategy=s.strategy,
             asset_class=s.asset_class,
-            params=dict(by_name[s.agent].params),
+            params=dataclasses.asdict(parse_params(s.strategy, by_name[s.agent].params)),
             risk=by_name[s.agent].risk,
             costs=settings.costs_for(by_name[s.agent]),
             prices=s.prices,
