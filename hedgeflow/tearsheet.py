@@ -615,19 +615,22 @@ window.addEventListener('error',function(e){hedgeflowError(e.message||e);});
 window.addEventListener('unhandledrejection',function(e){hedgeflowError(e.reason);});
 </script>"""
 
+# Charts are drawn one after the other (the page stays responsive with many agents);
+# body[data-charts-rendered] = how many were drawn, once all have been tried.
 _DRAW = """<script>
 (function(){
-  var done=0, divs=document.querySelectorAll('div.plot');
-  divs.forEach(function(div){
+  var divs=Array.prototype.slice.call(document.querySelectorAll('div.plot')), i=0, done=0;
+  function next(){
+    if(i>=divs.length){document.body.dataset.chartsRendered=String(done);return;}
+    var div=divs[i++];
+    function fail(e){hedgeflowError(e&&e.message||e);setTimeout(next,0);}
     try{
       var spec=JSON.parse(document.getElementById(div.dataset.spec).textContent);
       Plotly.newPlot(div,spec.data,spec.layout,{responsive:true,displaylogo:false})
-        .then(function(){div.dataset.rendered='1';done++;
-          if(done===divs.length){document.body.dataset.chartsRendered=String(done);}})
-        .catch(hedgeflowError);
-    }catch(e){hedgeflowError(e&&e.message||e);}
-  });
-  if(!divs.length){document.body.dataset.chartsRendered='0';}
+        .then(function(){div.dataset.rendered='1';done++;setTimeout(next,0);},fail);
+    }catch(e){fail(e);}
+  }
+  next();
 })();
 </script>"""
 
