@@ -31,7 +31,6 @@ from hedgeflow.tasks.common import (
 )
 from hedgeflow.tasks.report import publish_report
 from hedgeflow.tasks.research import (
-    PORTFOLIO_AGENT,
     AgentFailure,
     AgentSummary,
     agent_backtests,
@@ -48,7 +47,7 @@ class NightlySummary:
     agent_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     portfolio_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     failed_agents: dict[str, str] = field(default_factory=dict)
-    report_path: str | None = None
+    report_path: str | None = None  # the run's report.html, absolute
 
 
 @flow(name="nightly-backtests", validate_parameters=False)
@@ -144,18 +143,17 @@ def nightly(
                     done.append(item)
                     summary.agent_rows.append((item.agent, item.metrics))
 
-        curves = {s.agent: s.equity for s in done}
+        port = None
         if done:
             port = combine_portfolio(done, settings, run_id)
             summary.portfolio_rows = list(port.metrics_by_method.items())
-            curves[PORTFOLIO_AGENT] = port.equity
         report = publish_report(
             run_id,
             f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC, "
             f"{settings.interval} bars",
-            curves,
-            summary.agent_rows,
-            summary.portfolio_rows,
+            done,
+            port,
+            settings,
             summary.failed_agents,
             quality,
             warehouse.report_dir(run_id),

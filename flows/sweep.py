@@ -63,7 +63,7 @@ class SweepSummary:
     task_runner: str
     best: list[dict[str, Any]] = field(default_factory=list)  # rank-1 row per symbol
     failed: dict[str, str] = field(default_factory=dict)
-    report_path: str | None = None
+    report_path: str | None = None  # the run's report.html, absolute
 
 
 def missing_symbols(
@@ -198,8 +198,8 @@ def sweep(
             {item.symbol: item.frame for item in done},
             summary.best,
             summary.failed,
-            f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC, "
-            f"{settings.interval} bars",
+            window,
+            settings,
             warehouse.report_dir(run_id),
         )
         summary.report_path = str(report)

@@ -611,28 +611,52 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+# Runs that publish a tearsheet (HOME/reports/<run_id>/report.html).
+REPORTING_FLOWS = ("nightly", "sweep")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    import re
+    """The absolute path of a nightly or sweep run's report.html (0); a short account
+    of a live or ingest run, which have no tearsheet (0); a known run whose report is
+    missing (1); an unknown or ambiguous id (2)."""
     import webbrowser
 
     from hedgeflow.config import load_settings
+    from hedgeflow.console import print_run_card
+    from hedgeflow.warehouse import Warehouse
+    from hedgeflow.warehouse.paths import check_run_id
 
-    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", args.run_id):
-        raise InvalidInputError(f"invalid run id {args.run_id!r}")
+    check_run_id(args.run_id)  # before any I/O
     settings = load_settings()
-    reports = settings.home / "reports"
-    matches = sorted(p for p in reports.glob(f"{args.run_id}*") if p.is_dir())
-    if not matches:
-        raise InvalidInputError(f"no report for run {args.run_id!r} under {reports}")
-    if len(matches) > 1:
-        names = ", ".join(p.name for p in matches[:5])
+    warehouse = Warehouse(settings.home)
+    runs = warehouse.find_runs(args.run_id) if warehouse.db_path.exists() else None
+    if runs is None or runs.empty:
+        raise InvalidInputError(
+            f"no report for run {args.run_id!r}: no such run in {settings.home.resolve()} "
+            "(`hedgeflow runs` lists them)"
+        )
+    if len(runs) > 1:
+        names = ", ".join(str(r) for r in runs["run_id"])
         raise InvalidInputError(f"run id prefix {args.run_id!r} is ambiguous: {names}")
-    folder = matches[0]
-    html = folder / "report.html"
-    target = html if html.exists() else folder / "summary.md"
+    run = runs.iloc[0].to_dict()
+    run_id, flow = str(run["run_id"]), str(run["flow"])
+    if flow not in REPORTING_FLOWS:
+        print_run_card(run)
+        if args.open:
+            print(f"hedgeflow: {flow} runs have no HTML report to open", file=sys.stderr)
+            return 1
+        return 0
+    target = warehouse.report_file(run_id)
+    if not target.is_file():
+        print(
+            f"hedgeflow: {flow} run {run_id} ({run['status']}) has no report: {target} "
+            "was not written (the run failed or is still running)",
+            file=sys.stderr,
+        )
+        return 1
     print(target)
     if args.open:
-        webbrowser.open(target.resolve().as_uri())
+        webbrowser.open(target.as_uri())
     return 0
 
 

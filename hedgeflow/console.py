@@ -25,20 +25,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from hedgeflow.report import METRIC_LABELS
+
 PROGRESS_LOGGER = "hedgeflow.progress"
-METRIC_LABELS: dict[str, str] = {
-    "total_return": "return",
-    "cagr": "cagr",
-    "ann_vol": "vol",
-    "sharpe": "sharpe",
-    "sortino": "sortino",
-    "max_drawdown": "max dd",
-    "calmar": "calmar",
-    "n_trades": "trades",
-    "win_rate": "win",
-    "profit_factor": "pf",
-    "exposure": "exposure",
-}
 METRIC_FORMATS: dict[str, str] = {
     "total_return": "{:+.2%}",
     "cagr": "{:+.2%}",
@@ -171,14 +160,20 @@ def print_metrics(metrics: Mapping[str, Any], title: str) -> None:
     stdout.print(metrics_table(title, [("result", metrics)], ""))
 
 
+def print_report_path(path: str | None) -> None:
+    """The run's report.html as the last line: absolute, never wrapped or marked up
+    (a terminal makes it clickable, a script reads it with ``tail -1``)."""
+    if path:
+        stdout.print(f"report: {path}", soft_wrap=True, markup=False, highlight=False)
+
+
 def print_nightly_summary(summary: Any) -> None:
     stdout.print(metrics_table(f"agents (run {summary.run_id})", list(summary.agent_rows), "agent"))
     stdout.print(metrics_table("portfolio", list(summary.portfolio_rows), "method"))
     for name, error in summary.failed_agents.items():
         stderr.print(f"[red]agent {name} failed:[/] {error}")
-    if summary.report_path:
-        stdout.print(f"report: {summary.report_path}")
     stdout.print(f"status: {summary.status}")
+    print_report_path(summary.report_path)
 
 
 def print_sweep_summary(summary: Any) -> None:
@@ -202,9 +197,8 @@ def print_sweep_summary(summary: Any) -> None:
     stdout.print(f"grid: {summary.grid}; task runner: {summary.task_runner}")
     for symbol, error in summary.failed.items():
         stderr.print(f"[red]{symbol} failed:[/] {error}")
-    if summary.report_path:
-        stdout.print(f"report: {summary.report_path}")
     stdout.print(f"status: {summary.status}")
+    print_report_path(summary.report_path)
 
 
 def print_query_result(
@@ -314,6 +308,34 @@ def print_runs(runs: Any) -> None:
             _headline(row.get("summary")),
         )
     stdout.print(table)
+
+
+# Where the record of a run without a tearsheet is, with a query to start from.
+RUN_RECORDS = {
+    "live": "its record is in the live_bars, live_signals, live_orders and live_fills "
+    "tables, e.g. hedgeflow sql \"select * from live_fills where run_id = '{run_id}'\"",
+    "ingest": "its bars are in the bars view and the rows it refused in quarantine, e.g. "
+    "hedgeflow sql \"select * from quarantine where run_id = '{run_id}'\"",
+}
+
+
+def print_run_card(run: Mapping[str, Any]) -> None:
+    """A run without a tearsheet (live, ingest): what it was and where its record is."""
+    started, finished = run.get("started_at"), run.get("finished_at")
+    flow = str(run.get("flow"))
+    lines = [
+        f"run {run['run_id']} ({flow}): {run.get('status')}",
+        f"started {started:%Y-%m-%d %H:%M:%S} UTC" if started is not None else "started -",
+    ]
+    if finished is not None and finished == finished:
+        lines.append(f"finished {finished:%Y-%m-%d %H:%M:%S} UTC")
+    headline = _headline(run.get("summary"))
+    if headline:
+        lines.append(f"headline: {headline}")
+    where = RUN_RECORDS.get(flow, "its rows carry its run id").format(run_id=run["run_id"])
+    lines.append(f"no HTML report (only nightly and sweep runs have one): {where}")
+    for line in lines:
+        stdout.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def _headline(summary: Any) -> str:

@@ -1,4 +1,6 @@
-"""Run reports: equity and drawdown charts (PNG) and a markdown summary.
+"""Run summaries: equity and drawdown charts (PNG) and a markdown summary (the
+nightly run's summary.md and its Prefect markdown artifact); the interactive HTML
+tearsheet is ``hedgeflow.tearsheet``.
 
 Pure rendering: it writes only into the directory it is given.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,20 @@ from hedgeflow import columns as C
 from hedgeflow.metrics import METRIC_KEYS
 
 METRIC_ORDER = METRIC_KEYS  # the order of DESIGN convention 6
+# Short column labels (tables that fit: the terminal, the tearsheet, Prefect artifacts).
+METRIC_LABELS: dict[str, str] = {
+    "total_return": "return",
+    "cagr": "cagr",
+    "ann_vol": "vol",
+    "sharpe": "sharpe",
+    "sortino": "sortino",
+    "max_drawdown": "max dd",
+    "calmar": "calmar",
+    "n_trades": "trades",
+    "win_rate": "win",
+    "profit_factor": "pf",
+    "exposure": "exposure",
+}
 PERCENT_METRICS = {"total_return", "cagr", "ann_vol", "max_drawdown", "win_rate", "exposure"}
 
 
@@ -76,16 +92,17 @@ def _line_chart(
     lines: Mapping[str, tuple[np.ndarray, np.ndarray]],
     title: str,
     ylabel: str,
-    height: float,
-    path: Path,
-) -> Path:
+    size: tuple[float, float],
+    target: Path | BinaryIO,
+    dpi: int = 110,
+) -> None:
     """One PNG: a line per name (the portfolio thick, black, on top), legend outside."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, height), dpi=110)
+    fig, ax = plt.subplots(figsize=size, dpi=dpi)
     for name, (x, y) in lines.items():
         width = 2.4 if name == "portfolio" else 1.2
         ax.plot(x, y, label=name, linewidth=width, **_style(name))
@@ -96,33 +113,61 @@ def _line_chart(
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(target, format="png")
     plt.close(fig)
-    return path
+
+
+def _chart_lines(
+    curves: Mapping[str, pd.DataFrame],
+) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The lines of the two charts: equity rebased to 100, drawdown in %."""
+    points = {name: chart_points(f) for name, f in chart_selection(curves).items() if len(f)}
+    return {
+        "equity": {name: (ts, 100 * eq / eq[0]) for name, (ts, eq, _) in points.items()},
+        "drawdown": {name: (ts, 100 * dd) for name, (ts, _, dd) in points.items()},
+    }
+
+
+CHART_TITLES = {"equity": ("Equity (rebased to 100)", "equity"), "drawdown": ("Drawdown (%)", "%")}
+CHART_HEIGHTS = {"equity": 4.5, "drawdown": 3.2}
+# Thumbnails for the Prefect markdown artifact (embedded as data URLs, a few tens of kB).
+THUMBNAIL_WIDTH_IN = 8.0
+THUMBNAIL_DPI = 60
 
 
 def render_charts(curves: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str, Path]:
     """Two PNGs: equity rebased to 100 per curve, and drawdown per curve."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    points = {name: chart_points(f) for name, f in chart_selection(curves).items() if len(f)}
-    equity = {name: (ts, 100 * eq / eq[0]) for name, (ts, eq, _) in points.items()}
-    drawdown = {name: (ts, 100 * dd) for name, (ts, _, dd) in points.items()}
-    return {
-        "equity": _line_chart(
-            equity, "Equity (rebased to 100)", "equity", 4.5, out_dir / "equity.png"
-        ),
-        "drawdown": _line_chart(drawdown, "Drawdown (%)", "%", 3.2, out_dir / "drawdown.png"),
-    }
+    out = {}
+    for name, lines in _chart_lines(curves).items():
+        title, ylabel = CHART_TITLES[name]
+        out[name] = out_dir / f"{name}.png"
+        _line_chart(lines, title, ylabel, (10, CHART_HEIGHTS[name]), out[name])
+    return out
+
+
+def chart_data_urls(curves: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """The two charts as small PNG data URLs (what a Prefect markdown artifact can show:
+    its UI renders markdown images, and a ``file://`` image is broken there)."""
+    import base64
+    import io
+
+    out = {}
+    for name, lines in _chart_lines(curves).items():
+        title, ylabel = CHART_TITLES[name]
+        buffer = io.BytesIO()
+        height = CHART_HEIGHTS[name] * THUMBNAIL_WIDTH_IN / 10
+        _line_chart(lines, title, ylabel, (THUMBNAIL_WIDTH_IN, height), buffer, THUMBNAIL_DPI)
+        out[name] = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return out
 
 
 def metrics_markdown(rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) -> str:
-    header = f"| {first} | " + " | ".join(METRIC_ORDER) + " |"
-    rule = "|---|" + "---:|" * len(METRIC_ORDER)
-    lines = [header, rule]
-    for label, metrics in rows:
-        lines.append(
-            f"| {label} | " + " | ".join(fmt_metric(k, metrics.get(k)) for k in METRIC_ORDER) + " |"
-        )
+    """The rows as a markdown table of the artifact columns (``formatted_metrics_rows``)."""
+    table = formatted_metrics_rows(rows, first)
+    heads = list(table[0]) if table else [first, *(METRIC_LABELS[k] for k in ARTIFACT_METRICS)]
+    lines = ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
+    lines += ["| " + " | ".join(row.values()) + " |" for row in table]
     return "\n".join(lines)
 
 
@@ -134,8 +179,14 @@ def summary_markdown(
     failed: Mapping[str, str],
     data_quality: Mapping[str, Mapping[str, int]],
     chart_links: Mapping[str, str],
+    report_path: str | None = None,
+    caution: str | None = None,
 ) -> str:
     parts = [f"# hedgeflow nightly run `{run_id}`", "", f"Window: {window}", ""]
+    if report_path:
+        parts += [f"Full report (interactive tearsheet): `{report_path}`", ""]
+    if caution:
+        parts += [f"**Caution:** {caution}", ""]
     if agent_rows:
         ranked = sorted(agent_rows, key=lambda r: r[1].get("sharpe") or -math.inf, reverse=True)
         best, worst = ranked[0], ranked[-1]
@@ -171,66 +222,19 @@ def summary_markdown(
     return "\n".join(parts)
 
 
-def _html_table(rows: Sequence[tuple[str, Mapping[str, Any]]], first: str) -> str:
-    from html import escape
-
-    head = "".join(f"<th>{escape(k)}</th>" for k in (first, *METRIC_ORDER))
-    body = []
-    for label, metrics in rows:
-        cells = []
-        for k in METRIC_ORDER:
-            value = metrics.get(k)
-            css = ""
-            if isinstance(value, int | float) and k in ("total_return", "cagr", "sharpe"):
-                css = ' class="pos"' if value > 0 else ' class="neg"' if value < 0 else ""
-            cells.append(f"<td{css}>{escape(fmt_metric(k, value))}</td>")
-        body.append(f"<tr><th>{escape(label)}</th>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+# The Prefect table artifacts' columns: they must fit the artifact page next to its
+# sidebar (about 850 px at a 1,400 px window), so Sortino stays in the tearsheet.
+ARTIFACT_METRICS = tuple(k for k in METRIC_ORDER if k != "sortino")
 
 
-def summary_html(
-    run_id: str,
-    window: str,
-    agent_rows: Sequence[tuple[str, Mapping[str, Any]]],
-    portfolio_rows: Sequence[tuple[str, Mapping[str, Any]]],
-    failed: Mapping[str, str],
-    data_quality: Mapping[str, Mapping[str, int]],
-    chart_files: Mapping[str, Path],
-) -> str:
-    """One self-contained HTML page (charts embedded as data URLs)."""
-    import base64
-    from html import escape
-
-    charts = "".join(
-        f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
-        f'{base64.b64encode(path.read_bytes()).decode("ascii")}"></figure>'
-        for name, path in chart_files.items()
-    )
-    failures = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in failed.items())
-    quality = "".join(
-        f"<tr><th>{escape(sym)}</th><td>{c.get('stored', 0):,}</td>"
-        f"<td>{c.get('quarantined', 0):,}</td></tr>"
-        for sym, c in data_quality.items()
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>hedgeflow run {escape(run_id)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1150px;color:#222}}
-table{{border-collapse:collapse;margin:.5rem 0 1.5rem}}
-td,th{{padding:.3rem .7rem;border-bottom:1px solid #ddd;text-align:right}}
-th:first-child{{text-align:left}} thead th{{background:#f3f3f3}}
-.pos{{color:#18794e}} .neg{{color:#c62828}} img{{max-width:100%}}
-.meta{{color:#666}}
-</style></head><body>
-<h1>hedgeflow nightly run</h1>
-<p class="meta">run <code>{escape(run_id)}</code> &middot; {escape(window)}</p>
-<h2>Agents</h2>{_html_table(agent_rows, "agent")}
-<h2>Portfolio</h2>{_html_table(portfolio_rows, "method")}
-{f"<h2>Failed agents</h2><ul>{failures}</ul>" if failures else ""}
-<h2>Charts</h2>{charts}
-<h2>Data quality</h2>
-<table><thead><tr><th>symbol</th><th>bars stored</th><th>quarantined</th></tr></thead>
-<tbody>{quality}</tbody></table>
-</body></html>
-"""
+def formatted_metrics_rows(
+    rows: Sequence[tuple[str, Mapping[str, Any]]], first: str
+) -> list[dict[str, str]]:
+    """Metrics rows as short-labelled, formatted strings (a Prefect table artifact shows
+    values as given: raw floats would show as ``0.03488235911084914``); a metric empty
+    in every row (the portfolio's trade statistics) is left out."""
+    keys = [k for k in ARTIFACT_METRICS if any(fmt_metric(k, m.get(k)) != "–" for _, m in rows)]
+    return [
+        {first: label, **{METRIC_LABELS[k]: fmt_metric(k, metrics.get(k)) for k in keys}}
+        for label, metrics in rows
+    ]

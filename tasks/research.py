@@ -38,6 +38,8 @@ class AgentSummary:
     metrics: dict[str, Any]
     equity: pd.DataFrame  # ts, equity
     n_bars: int
+    prices: pd.DataFrame  # ts, close of the bars traded (the tearsheet's price chart)
+    trades: pd.DataFrame  # engine.TRADE_COLUMNS
     bars_fingerprint: str
 
 
@@ -46,6 +48,7 @@ class PortfolioSummary:
     method: str
     metrics_by_method: dict[str, dict[str, Any]]
     weights_by_method: dict[str, dict[str, float]]
+    asset_class: str  # how its metrics are annualised
     equity: pd.DataFrame  # the configured method's curve: ts, equity, drawdown
 
 
@@ -113,6 +116,8 @@ def backtest_agent(
         metrics=metrics,
         equity=outcome.result.equity[[C.TS, "equity"]].copy(),
         n_bars=len(bars),
+        prices=bars[[C.TS, C.CLOSE]].copy(),
+        trades=outcome.result.trades.copy(),
         bars_fingerprint=data_fingerprint({agent.symbol: bars}),
     )
     return summary, agent_tables(run_id, outcome)
@@ -223,7 +228,7 @@ def combine_portfolio_body(
     }
     Warehouse(settings.home, lock_timeout=settings.lock_timeout).write_results(run_id, tables)
     return PortfolioSummary(
-        settings.portfolio.allocation, metrics_by_method, weights_by_method, chosen_equity
+        settings.portfolio.allocation, metrics_by_method, weights_by_method, klass, chosen_equity
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,18 +9,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from prefect import task
-from prefect.artifacts import create_image_artifact, create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from hedgeflow.config import AgentSettings, Settings
+from hedgeflow.config import AgentSettings, RiskSettings, Settings
 from hedgeflow.engine import EngineConfig
 from hedgeflow.errors import InvalidInputError, out_of_space_as
 from hedgeflow.metrics import METRIC_KEYS
 from hedgeflow.schemas import table_columns
 from hedgeflow.sweep import SweepGrid, sweep_bars
-from hedgeflow.sweep.report import best_markdown, render_heatmaps
+from hedgeflow.sweep.report import (
+    best_markdown,
+    heatmap_data_url,
+    heatmap_matrix,
+    render_heatmaps,
+)
 from hedgeflow.tasks.common import log_healed, progress_log, run_logger
-from hedgeflow.warehouse import Warehouse, data_fingerprint
+from hedgeflow.tearsheet import SweepSection, sweep_tearsheet
+from hedgeflow.warehouse import REPORT_HTML, SUMMARY_MD, Warehouse, data_fingerprint
 from hedgeflow.windows import Window
 
 
@@ -130,8 +135,27 @@ sweep_batch = task(
 )(sweep_batch_body)
 
 
-def _data_url(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def sweep_section(
+    grid: SweepGrid, metric: str, frames: Mapping[str, pd.DataFrame], settings: Settings
+) -> SweepSection:
+    """The sweep tearsheet's inputs: results per symbol, the grid, risk and costs used."""
+    heatmaps = {}
+    for symbol, frame in frames.items():
+        found = heatmap_matrix(frame, grid, metric)
+        if found is not None:
+            heatmaps[symbol] = found
+    risk = settings.agents[0].risk if settings.agents else RiskSettings()
+    classes = sorted({a.asset_class for a in settings.agents})
+    return SweepSection(
+        strategy=grid.strategy,
+        metric=metric,
+        grid=grid.describe(),
+        parameters=tuple(grid.axes),
+        heatmaps=heatmaps,
+        frames=frames,
+        risk=risk,
+        costs={k: settings.costs[k] for k in classes if k in settings.costs},
+    )
 
 
 def publish_sweep_body(
@@ -141,24 +165,34 @@ def publish_sweep_body(
     frames: Mapping[str, pd.DataFrame],
     best: Sequence[Mapping[str, object]],
     failed: Mapping[str, str],
-    window: str,
+    window: Window,
+    settings: Settings,
     out_dir: Path,
 ) -> Path:
-    """summary.md + heatmap.png under the run's report directory, as Prefect artifacts."""
+    """report.html (the tearsheet), summary.md and heatmap.png under the run's report
+    directory; the summary (heatmap embedded) as a Prefect markdown artifact. Returns
+    the absolute path of report.html."""
+    label = f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC, "
+    label += f"{settings.interval} bars"
+    html_path = (out_dir / REPORT_HTML).resolve()
+    days = (window.end - window.start).total_seconds() / 86400
+    section = sweep_section(grid, metric, frames, settings)
     with out_of_space_as(out_dir):  # a full disk: "no space left on <report folder>"
+        html_path.write_text(sweep_tearsheet(run_id, label, section, best, failed, days), "utf-8")
         heatmap = render_heatmaps(frames, grid, metric, out_dir / "heatmap.png")
-        markdown = best_markdown(run_id, grid, metric, best, failed, window)
-        if heatmap is not None:
-            markdown += f"\nHeatmap of {metric}: {heatmap.resolve().as_uri()}\n"
-        summary = out_dir / "summary.md"
-        summary.write_text(markdown, encoding="utf-8")
-    create_markdown_artifact(markdown, key="sweep-summary", description=f"sweep run {run_id}")
-    if heatmap is not None:
-        create_image_artifact(
-            _data_url(heatmap), key="sweep-heatmap", description=f"{metric} heatmap, {heatmap}"
+        markdown = best_markdown(run_id, grid, metric, best, failed, label)
+        markdown += f"\nFull report (interactive tearsheet): `{html_path}`\n"
+        summary = out_dir / SUMMARY_MD
+        summary.write_text(
+            markdown + (f"\n![heatmap of {metric}](heatmap.png)\n" if heatmap is not None else ""),
+            encoding="utf-8",
         )
-    run_logger().info("sweep summary written to %s", summary)
-    return summary
+    thumbnail = heatmap_data_url(frames, grid, metric)
+    if thumbnail is not None:
+        markdown += f"\n![heatmap of {metric}]({thumbnail})\n"
+    create_markdown_artifact(markdown, key="sweep-summary", description=f"sweep run {run_id}")
+    run_logger().info("sweep report written to %s", html_path)
+    return html_path
 
 
 publish_sweep = task(name="publish-sweep", cache_policy=NO_CACHE)(publish_sweep_body)

@@ -154,3 +154,45 @@ def assert_live_bars_are_the_market(bars: pd.DataFrame, seed: int = 7) -> None:
         assert list(got["ts"]) == list(ref["ts"]), f"{symbol}: gaps or extra bars"
         for col in ("open", "high", "low", "close"):
             np.testing.assert_array_equal(got[col], ref[col], err_msg=f"{symbol} {col}")
+
+
+# --------------------------------------------------------------------------- headless browser
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--enable-logging=stderr",
+    "--v=0",
+)
+
+
+def run_chromium(
+    page: Path, profile: Path, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Debian's ``chromium`` on a local page (offline: nothing else is fetched), with a
+    fresh profile; its stderr carries the page's console as ``INFO:CONSOLE`` lines."""
+    import shutil
+
+    exe = shutil.which("chromium")
+    if exe is None:
+        import pytest
+
+        pytest.skip("chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    return subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def console_messages(stderr: str) -> list[str]:
+    """The page's console output (messages, uncaught errors) from chromium's stderr."""
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]

@@ -133,7 +133,9 @@ def test_the_wheel_installs_one_import_name(wheel: Path) -> None:
     assert importable == {"hedgeflow"}, sorted(importable)
     for path in ("hedgeflow/flows/nightly.py", "hedgeflow/tasks/common.py",
                  "hedgeflow/schemas/bars.py", "hedgeflow/warehouse/db.py",
-                 "hedgeflow/__main__.py", "hedgeflow/py.typed"):  # fmt: skip
+                 "hedgeflow/__main__.py", "hedgeflow/py.typed",
+                 "hedgeflow/assets/plotly-basic.min.js",  # the tearsheet's chart library
+                 "hedgeflow/assets/plotly-basic.LICENSE"):  # fmt: skip
         assert path in names, path
     packages = {n.rsplit("/", 1)[0].replace("/", ".") for n in names if n.endswith("/__init__.py")}
     assert packages == _source_packages()
@@ -168,6 +170,8 @@ def test_a_users_own_packages_do_not_collide(
     )  # fmt: skip
     assert_clean(proc)
     assert "status: completed" in proc.stdout
+    report = Path(proc.stdout.strip().splitlines()[-1].removeprefix("report: "))
+    assert report.is_relative_to(home.resolve()) and "plotly.js (basic" in report.read_text()
     import hedgeflow
 
     assert query(home, "select flow, status, code_version from runs") == [

@@ -41,12 +41,14 @@ from hedgeflow.warehouse.lake import (
     WriteReport,
 )
 from hedgeflow.warehouse.live import LiveRecord
-from hedgeflow.warehouse.paths import WarehousePaths, check_run_id
+from hedgeflow.warehouse.paths import REPORT_HTML, SUMMARY_MD, WarehousePaths, check_run_id
 from hedgeflow.warehouse.runs import code_version, data_fingerprint, to_json
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
+    "REPORT_HTML",
     "SCHEMA_VERSION",
+    "SUMMARY_MD",
     "CorruptPartitionError",
     "HealedPartition",
     "LakeLockTimeout",
@@ -101,6 +103,10 @@ class Warehouse:
             raise HedgeflowError(
                 f"warehouse home {home} {problem or f'cannot be created: {exc.strerror or exc}'}"
             ) from exc
+
+    def report_file(self, run_id: str) -> Path:
+        """``HOME/reports/<run_id>/report.html``, absolute (not created)."""
+        return self.paths.report_file(run_id)
 
     # ------------------------------------------------------------------ lake
 
@@ -322,6 +328,16 @@ class Warehouse:
         return self.query(
             f"SELECT {cols} FROM {db.STORE}.runs ORDER BY started_at DESC, run_id LIMIT ?",
             [limit],
+        )
+
+    def find_runs(self, prefix: str, limit: int = 5) -> pd.DataFrame:
+        """Runs whose id starts with ``prefix`` (a run id's characters), newest first."""
+        check_run_id(prefix)
+        cols = ", ".join(db.q(c) for c in RUN_COLUMNS)
+        return self.query(
+            f"SELECT {cols} FROM {db.STORE}.runs WHERE starts_with(run_id, ?) "
+            "ORDER BY started_at DESC, run_id LIMIT ?",
+            [prefix, max(1, int(limit))],
         )
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:

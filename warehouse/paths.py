@@ -7,7 +7,7 @@ Layout under HOME::
     lake/quarantine/bars/interval=5m/symbol=AAPL.US/month=2026-11/part.parquet.<stamp>.json
     lake/.locks/bars-AAPL.US.lock
     hedgeflow.duckdb
-    reports/<run_id>/
+    reports/<run_id>/report.html   (the tearsheet; summary.md and charts beside it)
     journal/live-<run_id>.journal   the live flow's backlog (hedgeflow.live.journal)
     live.lock                       held by the one ``hedgeflow live`` of this home
 
@@ -29,6 +29,9 @@ from hedgeflow.market import normalize_symbol, validate_interval
 from hedgeflow.schemas.columns import RUN_ID_PATTERN
 
 DB_FILE_NAME = "hedgeflow.duckdb"
+# A nightly or sweep run's report folder: the tearsheet and the markdown summary.
+REPORT_HTML = "report.html"
+SUMMARY_MD = "summary.md"
 PART_FILE_NAME = "part.parquet"
 TEMP_SUFFIX = ".tmp"
 # A partition file that could not be read is moved to the quarantine folder under its
@@ -183,6 +186,10 @@ class WarehousePaths:
 
     def report_dir(self, run_id: str) -> Path:
         return self.reports_root / check_run_id(run_id)
+
+    def report_file(self, run_id: str) -> Path:
+        """The run's tearsheet, absolute."""
+        return (self.report_dir(run_id) / REPORT_HTML).absolute()
 
     def months_present(self, symbol: str, interval: str) -> list[str]:
         """The month partitions of a series that hold a file, oldest first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,13 @@ from hedgeflow.report import fmt_metric
 from hedgeflow.sweep.core import RANK_METRICS
 from hedgeflow.sweep.grid import SweepGrid
 
-__all__ = ["MAX_HEATMAPS", "best_markdown", "heatmap_matrix", "render_heatmaps"]
+__all__ = [
+    "MAX_HEATMAPS",
+    "best_markdown",
+    "heatmap_data_url",
+    "heatmap_matrix",
+    "render_heatmaps",
+]
 
 MAX_HEATMAPS = 12  # symbols drawn in one heatmap figure
 BEST_COLUMNS = ("sharpe", "total_return", "max_drawdown", "n_trades", "win_rate")
@@ -41,9 +47,14 @@ def heatmap_matrix(
 
 
 def render_heatmaps(
-    frames: Mapping[str, pd.DataFrame], grid: SweepGrid, metric: str, path: Path
-) -> Path | None:
-    """One heatmap per symbol (at most MAX_HEATMAPS) in one PNG; None for 1-D grids."""
+    frames: Mapping[str, pd.DataFrame],
+    grid: SweepGrid,
+    metric: str,
+    path: Path | BinaryIO,
+    dpi: int = 90,
+) -> Path | BinaryIO | None:
+    """One heatmap per symbol (at most MAX_HEATMAPS) in one PNG (a file, or a binary
+    buffer); None for 1-D grids."""
     symbols = sorted(frames)[:MAX_HEATMAPS]
     mats = {s: heatmap_matrix(frames[s], grid, metric) for s in symbols}
     if not symbols or any(m is None for m in mats.values()):
@@ -78,10 +89,24 @@ def render_heatmaps(
         title += f" - first {len(symbols)} of {len(frames)} symbols"
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
     plt.close(fig)
     return path
+
+
+def heatmap_data_url(
+    frames: Mapping[str, pd.DataFrame], grid: SweepGrid, metric: str, dpi: int = 45
+) -> str | None:
+    """The heatmaps as a small PNG data URL (a Prefect markdown artifact shows it)."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    if render_heatmaps(frames, grid, metric, buffer, dpi) is None:
+        return None
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def best_markdown(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import assert_clean, cli_env, query, run_cli
+from hedgeflow.tearsheet import CHART_LIBRARY_BANNER
+from tests.e2e_helpers import assert_clean, cli_env, console_messages, query, run_chromium, run_cli
 
 pytestmark = pytest.mark.flow
 
@@ -29,11 +31,15 @@ def nightly_home(
 def test_nightly_output_is_clean_and_prints_metrics(
     nightly_home: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
-    _, proc = nightly_home
+    home, proc = nightly_home
     assert_clean(proc)
     for name in ("stocks", "forex", "crypto", "equal", "inverse_vol", "risk_parity", "sharpe"):
         assert name in proc.stdout
     assert "status: completed" in proc.stdout
+    # the last line: the run's tearsheet, absolute
+    (run_id,) = query(home, "select run_id from runs")[0]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last == f"report: {(home / 'reports' / run_id / 'report.html').resolve()}"
 
 
 def test_nightly_fills_every_table(
@@ -63,7 +69,8 @@ def test_nightly_fills_every_table(
     ) == [(0,)]
     report = next((home / "reports").glob("*/summary.md"))
     text = report.read_text()
-    assert "Best agent" in text and "equity.png" in text
+    assert "Best agent" in text and "![equity](equity.png)" in text and "file://" not in text
+    assert f"`{report.parent.resolve() / 'report.html'}`" in text
     assert (report.parent / "equity.png").stat().st_size > 10_000
 
 
@@ -106,7 +113,7 @@ def test_sql_works_while_a_nightly_run_writes(tmp_path: Path) -> None:
 
 
 def test_runs_and_report_commands(
-    nightly_home: tuple[Path, subprocess.CompletedProcess[str]],
+    nightly_home: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
     home, _ = nightly_home
     (run_id,) = query(home, "select run_id from runs")[0]
@@ -118,11 +125,77 @@ def test_runs_and_report_commands(
     assert shown.returncode == 0, shown.stderr
     path = Path(shown.stdout.strip())
     assert path.name == "report.html" and run_id in str(path)
+    assert path.is_absolute() and path.is_file()
     html = path.read_text()
-    assert html.count("data:image/png;base64,") == 2  # self-contained charts
-    assert "stocks" in html and "risk_parity" in html
+    assert html.count(CHART_LIBRARY_BANNER) == 1  # self-contained, the library once
+    assert "stocks" in html and "risk parity" in html
+    assert path.stat().st_size <= 5_000_000  # the default nightly report
     missing = run_cli(home, "report", "ffffffff")
     assert missing.returncode == 2 and "no report for run" in missing.stderr
+    # a run without a tearsheet: an account of it, no traceback; nothing to --open
+    other = tmp_path / "data"
+    ingest = run_cli(other, "ingest", "--days", "1", "--end", END, "--symbols", "BTC-USD.CC")
+    assert ingest.returncode == 0, ingest.stderr
+    (ingest_id,) = query(other, "select run_id from runs where flow = 'ingest'")[0]
+    card = run_cli(other, "report", ingest_id[:8])
+    assert card.returncode == 0 and card.stderr == "", card.stderr
+    assert f"run {ingest_id} (ingest): completed" in card.stdout
+    assert "no HTML report" in card.stdout and "quarantine" in card.stdout
+    opened = run_cli(other, "report", ingest_id, "--open")
+    assert opened.returncode == 1 and "no HTML report to open" in opened.stderr
+    assert "Traceback" not in opened.stderr
+    # a reporting run whose report is gone
+    path.rename(path.with_suffix(".bak"))
+    try:
+        gone = run_cli(home, "report", run_id)
+    finally:
+        path.with_suffix(".bak").rename(path)
+    assert gone.returncode == 1 and "has no report" in gone.stderr
+
+
+def test_report_renders_in_headless_chromium(
+    nightly_home: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """The default nightly tearsheet in a real browser, offline: no JavaScript error,
+    every chart drawn (plotly's SVG in each plot div), tables inside a 1,400 px page."""
+    home, _ = nightly_home
+    (page,) = (home / "reports").glob("*/report.html")
+    n_plots = page.read_text().count('<div class="plot"')
+    assert n_plots == 3 * 3 + 2  # per agent: price, equity, rolling Sharpe; portfolio: 2
+    proc = run_chromium(
+        page, tmp_path / "profile", "--window-size=1400,2400", "--virtual-time-budget=30000",
+        "--dump-dom",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert console_messages(proc.stderr) == [], console_messages(proc.stderr)
+    assert 'class="js-error"' not in dom
+    assert f'data-charts-rendered="{n_plots}"' in dom
+    plots = re.findall(r'<div class="plot[^"]*" id="plot-\d+"[^>]*>(.*?)<script', dom, re.S)
+    assert len(plots) == n_plots
+    assert all('class="main-svg"' in p for p in plots)
+    # the page fits a 1,400 px window: wide tables scroll inside their box
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        page.read_text().replace(
+            "</body>",
+            "<script>setTimeout(function(){document.body.dataset.scrollWidth="
+            "document.documentElement.scrollWidth;},3000);</script></body>",
+        )
+    )
+    proc = run_chromium(
+        probe, tmp_path / "profile1", "--window-size=1400,2400", "--virtual-time-budget=30000",
+        "--dump-dom",
+    )  # fmt: skip
+    (width,) = re.findall(r'data-scroll-width="(\d+)"', proc.stdout)
+    assert int(width) <= 1400, width
+    shot = tmp_path / "report.png"
+    proc = run_chromium(
+        page, tmp_path / "profile2", "--window-size=1400,2400", "--virtual-time-budget=30000",
+        f"--screenshot={shot}",
+    )  # fmt: skip
+    assert proc.returncode == 0 and console_messages(proc.stderr) == []
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 100_000
 
 
 def test_readme_sql_examples_run_and_show_the_latest_run(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -26,7 +31,38 @@ def test_failing_agent_fails_its_branch_and_the_rest_publish(
     assert query(home, "select agent from agent_metrics") == [("crypto",)]
     assert query(home, "select status from runs") == [("partial",)]
     assert query(home, "select count(*) from equity where agent = 'portfolio'")[0][0] == 288
-    assert "Failed agents" in Path(summary.report_path).read_text()
+    report = Path(summary.report_path or "")
+    assert report.is_absolute() and report.name == "report.html"
+    assert '<h3 id="failed">Failed agents</h3>' in report.read_text()
+
+    # its Prefect artifacts: charts visible in the markdown (embedded, no file://),
+    # formatted numbers in the tables, nothing else
+    artifacts = {a.key: a for a in _artifacts(summary.run_id)}
+    assert sorted((k, a.type) for k, a in artifacts.items()) == [
+        ("agent-metrics", "table"),
+        ("nightly-summary", "markdown"),
+        ("portfolio-metrics", "table"),
+    ]
+    markdown = artifacts["nightly-summary"].data
+    assert "file://" not in markdown and f"`{report}`" in markdown
+    images = re.findall(r"!\[(\w+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown)
+    assert [name for name, _ in images] == ["equity", "drawdown"]
+    for _, data in images:
+        assert base64.b64decode(data)[:4] == b"\x89PNG" and len(data) < 150_000
+    rows = artifacts["agent-metrics"].data
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    (crypto,) = rows
+    assert list(crypto) == ["agent", "return", "cagr", "vol", "sharpe", "max dd", "calmar",
+                            "trades", "win", "pf", "exposure"]  # fmt: skip
+    metrics = dict(summary.agent_rows)["crypto"]
+    assert crypto["return"] == f"{metrics['total_return']:.2%}"
+    assert crypto["sharpe"] == f"{metrics['sharpe']:.2f}"
+    assert crypto["trades"] == str(metrics["n_trades"])
+    methods = artifacts["portfolio-metrics"].data
+    methods = json.loads(methods) if isinstance(methods, str) else methods
+    assert [m["method"] for m in methods] == ["equal", "inverse_vol", "risk_parity"]
+    assert "win" not in methods[0] and "trades" in methods[0]  # no all-empty column
+    assert all(re.fullmatch(r"-?\d+\.\d\d%", m["max dd"]) for m in methods)
 
 
 def test_many_agents_run_in_a_bounded_number_of_tasks(
@@ -72,3 +108,12 @@ def test_many_agents_run_in_a_bounded_number_of_tasks(
     assert len(ingest_tasks) == MAX_TASKS_PER_STAGE
     assert len(backtest_tasks) == MAX_TASKS_PER_STAGE
     assert query(hedgeflow_home, "select count(*) from agent_metrics") == [(n_agents + 3,)]
+
+
+def _artifacts(flow_run_id: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    only_this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
+    with get_client(sync_client=True) as client:
+        return list(client.read_artifacts(artifact_filter=only_this_run))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 
+from hedgeflow.tearsheet import CHART_LIBRARY_BANNER
 from tests.e2e_helpers import assert_clean, query, run_cli
 
 pytestmark = pytest.mark.flow
@@ -53,22 +55,29 @@ def test_sweep_writes_ranked_results_and_artifacts(
         ("sweep", "completed")
     ]
     report = Path(summary.report_path or "")
-    assert "best parameters" in report.read_text()
+    assert report.is_absolute() and report.name == "report.html"
+    html = report.read_text()
+    assert "Best parameters per symbol" in html and "Risk and costs used" in html
+    assert html.count(CHART_LIBRARY_BANNER) == 1 and 'class="heatmap"' in html
+    for best in summary.best:
+        params = json.loads(str(best["params"]))
+        assert ", ".join(f"{k}={params[k]}" for k in GRID) + "</td>" in html  # the grid's
+    summary_md = (report.parent / "summary.md").read_text()
+    assert "best parameters" in summary_md and "![heatmap of sharpe](heatmap.png)" in summary_md
     heatmap = (report.parent / "heatmap.png").read_bytes()
     assert heatmap[:4] == b"\x89PNG"
 
-    # the Prefect artifacts of this flow run: the summary and the heatmap, nothing else
+    # the Prefect artifacts of this flow run: the summary, its heatmap embedded (no
+    # file:// image, no image artifact showing a data URI as text)
     artifacts = _artifacts(summary.run_id)
-    assert sorted((a.key, a.type) for a in artifacts) == [
-        ("sweep-heatmap", "image"),
-        ("sweep-summary", "markdown"),
-    ]
-    by_key = {a.key: a for a in artifacts}
-    assert by_key["sweep-heatmap"].data == "data:image/png;base64," + base64.b64encode(
-        heatmap
-    ).decode("ascii")
-    markdown = by_key["sweep-summary"].data
-    assert isinstance(markdown, str) and markdown == report.read_text()
+    assert [(a.key, a.type) for a in artifacts] == [("sweep-summary", "markdown")]
+    markdown = artifacts[0].data
+    assert isinstance(markdown, str) and "file://" not in markdown
+    assert f"`{report}`" in markdown
+    (thumbnail,) = re.findall(r"!\[heatmap of sharpe\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)",
+                              markdown)  # fmt: skip
+    assert base64.b64decode(thumbnail)[:4] == b"\x89PNG"
+    assert 2_000 < len(thumbnail) < 200_000
     assert markdown.startswith(f"# Sweep {summary.run_id}\n")
     assert "ranked by **sharpe**" in markdown
     assert "fast(3) x slow(2) = 6 combinations, 4 valid, 2 skipped" in markdown
@@ -169,6 +178,13 @@ def test_cli_sweep_output_is_clean(tmp_path: Path) -> None:
     assert "best rsi_mean_revert parameters by sharpe" in proc.stdout
     assert "EURUSD.FOREX" in proc.stdout and "status: completed" in proc.stdout
     assert query(home, "select count(*) from sweep_results")[0][0] == 4
+    # it ends with the absolute path of the run's tearsheet
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("report: ")
+    report = Path(last.removeprefix("report: "))
+    assert report.is_absolute() and report.name == "report.html" and report.is_file()
+    (run_id,) = query(home, "select run_id from runs")[0]
+    assert report == (home / "reports" / run_id / "report.html").resolve()
 
 
 def test_cli_sweep_refuses_a_bad_grid_before_any_io(tmp_path: Path) -> None:

@@ -51,3 +51,27 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for command in ("ingest", "nightly", "backtest", "sql"):
         assert command in out
+
+
+def test_a_run_without_a_tearsheet_gets_an_account_of_itself(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import pandas as pd
+
+    from hedgeflow.console import print_run_card
+
+    run = {
+        "run_id": "0f0f0f0f-1111-2222-3333-444455556666",
+        "flow": "live",
+        "status": "completed",
+        "started_at": pd.Timestamp("2026-11-20 14:30:00"),
+        "finished_at": pd.NaT,
+        "summary": None,
+    }
+    print_run_card(run)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"run {run['run_id']} (live): completed"
+    assert out[1] == "started 2026-11-20 14:30:00 UTC"
+    assert len(out) == 3  # not finished: no finish line, no headline
+    assert out[2].startswith("no HTML report (only nightly and sweep runs have one)")
+    assert f"select * from live_fills where run_id = '{run['run_id']}'" in out[2]
