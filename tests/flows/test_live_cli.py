@@ -235,6 +235,7 @@ def _sorted(df: pd.DataFrame, key: list[str], cols: list[str]) -> pd.DataFrame:
     return df.sort_values(key)[cols].reset_index(drop=True)
 
 
+@pytest.mark.slow  # ~29 s; .ci/run runs it in step 3
 def test_a_killed_live_run_continues_where_it_stopped(tmp_path: Path) -> None:
     home = tmp_path / "home"
     proc = subprocess.Popen(

@@ -323,8 +323,16 @@ class DeadFeed:
     ("kind", "reason"),
     [
         ("silent", r"no tick at all for \d+ s \(the silence limit is 4 s\)"),
-        ("close", r"\d+ connections in a row to the crypto feed delivered no tick"),
-        ("oversized", r"\d+ connections in a row to the crypto feed delivered no tick"),
+        pytest.param(
+            "close",
+            r"\d+ connections in a row to the crypto feed delivered no tick",
+            marks=pytest.mark.slow,  # ~7 s each; .ci/run runs them in step 3
+        ),
+        pytest.param(
+            "oversized",
+            r"\d+ connections in a row to the crypto feed delivered no tick",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_a_dead_feed_fails_the_run_with_its_reason(tmp_path: Path, kind: str, reason: str) -> None:

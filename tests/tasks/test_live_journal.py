@@ -62,6 +62,7 @@ def _journal(wh: Warehouse, items: list[dict[str, pd.DataFrame]]) -> Journal:
     return journal
 
 
+@pytest.mark.slow  # ~15 s; .ci/run runs it in step 3
 def test_a_replayed_backlog_stores_every_row_once_in_order(
     tmp_path: Path, items: list[dict[str, pd.DataFrame]]
 ) -> None:
@@ -90,6 +91,7 @@ def test_a_replayed_backlog_stores_every_row_once_in_order(
         pd.testing.assert_frame_equal(got[table], expected[table], check_dtype=False)
 
 
+@pytest.mark.slow  # ~15 s; .ci/run runs it in step 3
 def test_a_reader_in_another_process_delays_the_sink_without_loss(
     tmp_path: Path, items: list[dict[str, pd.DataFrame]], caplog: pytest.LogCaptureFixture
 ) -> None:
