@@ -289,7 +289,10 @@ def render(data: dict[str, Any], command: str, took: float, exit_code: int, quic
             shown = {k: v for k, v in notes.items() if k != "kinds"}
             if "kill delays (s)" in shown:
                 d = shown.pop("kill delays (s)")
-                shown["kill delays (s)"] = f"{len(d)} delays, {min(d):.2f}..{max(d):.2f}"
+                if all(isinstance(x, int | float) for x in d):
+                    shown["kill delays (s)"] = f"{len(d)} delays, {min(d):.2f}..{max(d):.2f}"
+                else:  # "2.23 after launch", ...
+                    shown["kill delays (s)"] = f"{len(d)} delays: " + ", ".join(map(str, d))
             lines.append(f"\n- {what}: " + "; ".join(f"{k}: {v}" for k, v in shown.items()))
     failed = [t for t in tests if t["outcome"] == "failed"]
     if failed:

@@ -609,7 +609,7 @@ def test_full_disk_writing_backtest_outputs(
 
 # --------------------------------------------------------------------------- full disk, real
 
-TMPFS_BYTES = 8 << 20
+TMPFS_BYTES = 32 << 20  # room for the 5 levels of the full campaign (8 MiB ran out)
 
 
 def _mount_tmpfs(where: Path) -> None:

@@ -402,8 +402,11 @@ def test_sql_on_a_home_that_does_not_exist_creates_nothing(
 
 
 def test_sql_table_formats_floats_and_csv_keeps_them_exact(
-    home: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, capsys: pytest.CaptureFixture[str], tally: Tally
 ) -> None:
+    tally.describe(CATEGORY, "`hedgeflow sql` floats: 8 digits in the table, exact in csv")
+    tally.trial(2)
+    tally.outcome("as specified", 2)
     sql = "select 0.03488235911084914::double as x, 43251.37::double as price, 7 as n"
     assert main(["--home", str(home), "sql", sql]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "43251.37" in line)

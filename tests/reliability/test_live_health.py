@@ -44,15 +44,31 @@ from tests.e2e_helpers import (
     run_cli,
     stop_group,
 )
+from tests.reliability.conftest import Tally
 
-pytestmark = pytest.mark.flow
+pytestmark = [pytest.mark.flow, pytest.mark.reliability]
+CATEGORY = "second campaign"
+
+
+@pytest.fixture(autouse=True)
+def _shared_prefect_server(prefect_harness: object) -> None:
+    """The ``hedgeflow`` CLI these tests start reports to the session's Prefect server."""
+
 
 TOKEN = "live-reliability-token"
 # a reader that opens the warehouse read-only (this locks every writer out), says so,
 # and holds it for argv[2] seconds or until its stdin closes
 READER = """
 import sys, time, duckdb, select
-con = duckdb.connect(sys.argv[1], read_only=True)
+deadline = time.monotonic() + 60
+while True:  # the live writer holds the file for a moment per bar: retry until it is free
+    try:
+        con = duckdb.connect(sys.argv[1], read_only=True)
+        break
+    except duckdb.Error:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.005)
 con.execute("SELECT count(*) FROM live_bars").fetchall()
 print("open", flush=True)
 select.select([sys.stdin], [], [], float(sys.argv[2]))
@@ -149,7 +165,8 @@ def journal_files(home: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_a_slow_reader_does_not_make_the_live_run_drop_work(tmp_path: Path) -> None:
+def test_a_slow_reader_does_not_make_the_live_run_drop_work(tmp_path: Path, tally: Tally) -> None:
+    tally.describe(CATEGORY, "`hedgeflow live` while a reader holds the warehouse 38 s")
     home = tmp_path / "home"
     live = start_live(home, "--duration", "75", "--speed", "300")
     try:
@@ -192,6 +209,11 @@ def test_a_slow_reader_does_not_make_the_live_run_drop_work(tmp_path: Path) -> N
     assert sum(a["bars"] for a in reported.values()) == run["summary"]["bars"]
     assert "locked by another process" in out
     assert journal_files(home) == []  # all stored: nothing left to replay
+    tally.trial()
+    tally.note("reader held (s)", round(held, 1))
+    tally.note("largest journaled backlog (steps)", run["summary"]["journal"]["max_backlog"])
+    tally.note("bars stored", run["summary"]["bars"])
+    tally.outcome("streamed on; every bar and fill stored once; completed")
 
 
 # --------------------------------------------------------------------------- SIGKILL
@@ -199,8 +221,9 @@ def test_a_slow_reader_does_not_make_the_live_run_drop_work(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_a_sigkill_with_a_backlog_loses_nothing_and_stores_nothing_twice(
-    tmp_path: Path,
+    tmp_path: Path, tally: Tally
 ) -> None:
+    tally.describe(CATEGORY, "SIGKILL of `hedgeflow live` with a journaled backlog, restart")
     home = tmp_path / "home"
     live = start_live(home, "--duration", "600", "--speed", "1500")
     try:
@@ -245,6 +268,10 @@ def test_a_sigkill_with_a_backlog_loses_nothing_and_stores_nothing_twice(
         assert not fills.duplicated(["run_id", "fill_id"]).any()
         assert set(journaled_fills["fill_id"]) <= set(fills["fill_id"])
     assert journal_files(home) == []
+    tally.trial()
+    tally.fault("SIGKILL")
+    tally.note("journaled steps at the kill", len(pending))
+    tally.outcome("backlog stored once on restart; run completed")
 
 
 # --------------------------------------------------------------------------- dead feeds
@@ -335,7 +362,10 @@ class DeadFeed:
         ),
     ],
 )
-def test_a_dead_feed_fails_the_run_with_its_reason(tmp_path: Path, kind: str, reason: str) -> None:
+def test_a_dead_feed_fails_the_run_with_its_reason(
+    tmp_path: Path, kind: str, reason: str, tally: Tally
+) -> None:
+    tally.describe(CATEGORY, f"dead live feed: {kind}")
     home = tmp_path / "home"
     silence = "4" if kind == "silent" else "60"
     with Simulator(seed=7, tokens=(TOKEN,)) as rest, DeadFeed(kind) as feed:
@@ -363,14 +393,20 @@ def test_a_dead_feed_fails_the_run_with_its_reason(tmp_path: Path, kind: str, re
     if kind == "oversized":
         assert 1009 in codes  # the client refused the frame (message too big) unread
         assert re.search(r"\b[1-9]\d* bad frames", proc.stdout)
+    tally.trial()
+    tally.fault(kind)
+    tally.outcome("run failed with its reason, exit 1")
 
 
-def test_max_silence_is_checked(tmp_path: Path) -> None:
+def test_max_silence_is_checked(tmp_path: Path, tally: Tally) -> None:
+    tally.describe(CATEGORY, "`hedgeflow live --max-silence -1`")
     proc = run_cli(tmp_path / "home", "live", "--max-silence", "-1", timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "hedgeflow: error: --max-silence must be in [0, 10000000] seconds (0: no limit), got -1.0"
     ]
+    tally.trial()
+    tally.outcome("refused (exit 2, one line)")
 
 
 # --------------------------------------------------------------------------- one runner
@@ -378,8 +414,9 @@ def test_max_silence_is_checked(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # three CLI runs, ~35 s (tests/tasks/test_live_journal.py has the fast lock test)
 def test_a_second_live_runner_is_refused_and_a_dead_ones_lock_taken_over(
-    tmp_path: Path,
+    tmp_path: Path, tally: Tally
 ) -> None:
+    tally.describe(CATEGORY, "a second `hedgeflow live` on one warehouse; a dead runner's lock")
     home = tmp_path / "home"
     first = start_live(home, "--duration", "600", "--speed", "1500", **CRYPTO_ONLY)
     try:
@@ -406,3 +443,7 @@ def test_a_second_live_runner_is_refused_and_a_dead_ones_lock_taken_over(
     assert f"its runner (pid {first.pid}) died" in json.loads(dead["summary"])["reason"]
     assert runs.iloc[-1]["status"] == "completed" and runs.iloc[-1]["run_id"] != run_id
     assert (home / "live.lock").read_text() == ""  # released at the end
+    tally.trial(2)
+    tally.fault("SIGKILL")
+    tally.outcome("second runner refused (exit 2) naming the first")
+    tally.outcome("dead runner's lock taken over, its run marked failed")
