@@ -492,6 +492,22 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             _deep_merge(base[key], value)
         else:
             base[key] = copy.deepcopy(value)
+    agents = base.get("agents")
+    if isinstance(agents, dict) and isinstance(extra.get("agents"), Mapping):
+        _drop_params_of_replaced_strategies(base["agents"], extra["agents"])
+
+
+def _drop_params_of_replaced_strategies(
+    merged: dict[str, Any], extra: Mapping[str, Any]
+) -> None:
+    """An agent whose strategy a later layer changes keeps only that layer's params: the
+    earlier strategy's (``fast``/``slow`` of the default sma_cross, say) mean nothing to
+    the new one."""
+    for name, raw in extra.items():
+        agent = merged.get(name)
+        if not isinstance(raw, Mapping) or not isinstance(agent, dict) or "strategy" not in raw:
+            continue
+        agent["params"] = copy.deepcopy(dict(raw.get("params") or {}))
 
 
 def _positive(name: str, value: float, upper: float, upper_open: bool = False) -> None:

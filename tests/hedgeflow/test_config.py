@@ -178,3 +178,29 @@ def test_home_for_writing(tmp_path: Path) -> None:
     assert load_settings(env={"HEDGEFLOW_HOME": "/proc/self"}).home == Path("/proc/self")
     with pytest.raises(ConfigError, match="/proc/self is not writable"):
         check_home(Path("/proc/self"), writable=True)
+
+
+def test_switching_a_default_agents_strategy_drops_the_old_params(tmp_path: Path) -> None:
+    """`[agents.stocks] strategy = "rsi_mean_revert"` alone: the default sma_cross's
+    fast/slow are not merged into the new strategy's params (they were, and failed)."""
+    path = tmp_path / "hedgeflow.toml"
+    path.write_text('[agents.stocks]\nstrategy = "rsi_mean_revert"\n', encoding="utf-8")
+    stocks = next(a for a in load_settings(path, env={}).agents if a.name == "stocks")
+    assert stocks.strategy == "rsi_mean_revert"
+    assert stocks.params == {"period": 14, "entry_rsi": 30.0, "exit_rsi": 50.0}
+    path.write_text(
+        '[agents.stocks]\nstrategy = "rsi_mean_revert"\nparams = { period = 7 }\n', encoding="utf-8"
+    )
+    stocks = next(a for a in load_settings(path, env={}).agents if a.name == "stocks")
+    assert stocks.params["period"] == 7
+    # the environment layer too
+    env = {"HEDGEFLOW_AGENTS__STOCKS__STRATEGY": "donchian_breakout"}
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    stocks = next(
+        a for a in load_settings(tmp_path / "none.toml", env=env).agents if a.name == "stocks"
+    )
+    assert stocks.strategy == "donchian_breakout" and set(stocks.params) == {"window", "exit_rule"}
+    # changing only the params of the default strategy still merges with its defaults
+    path.write_text("[agents.stocks.params]\nfast = 5\n", encoding="utf-8")
+    stocks = next(a for a in load_settings(path, env={}).agents if a.name == "stocks")
+    assert stocks.strategy == "sma_cross" and stocks.params["fast"] == 5
