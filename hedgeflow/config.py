@@ -259,6 +259,7 @@ def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
         if key not in known:
             raise ConfigError(key, f"unknown setting (known: {', '.join(sorted(known))})")
     base_risk = _as_mapping("risk", data.pop("risk", {}))
+    _build(RiskSettings, base_risk, "risk")  # a bad [risk] value is named as the user wrote it
     agents_raw = _as_mapping("agents", data.pop("agents", {}))
     costs_raw = _as_mapping("costs", data.pop("costs", {}))
     costs = dict(DEFAULT_COSTS)

@@ -204,3 +204,16 @@ def test_switching_a_default_agents_strategy_drops_the_old_params(tmp_path: Path
     path.write_text("[agents.stocks.params]\nfast = 5\n", encoding="utf-8")
     stocks = next(a for a in load_settings(path, env={}).agents if a.name == "stocks")
     assert stocks.strategy == "sma_cross" and stocks.params["fast"] == 5
+
+
+def test_errors_name_the_key_the_user_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "hedgeflow.toml"
+    path.write_text("[risk]\nstop_pct = -1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^setting 'risk\.stop_pct': stop_pct must be in"):
+        load_settings(path, env={})
+    path.write_text('[agents.stocks]\nstrategy = "sma_crosss"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^setting 'agents\.stocks\.strategy': unknown strategy"):
+        load_settings(path, env={})
+    path.write_text("[agents.stocks.risk]\nstop_pct = 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^setting 'agents\.stocks\.risk\.stop_pct'"):
+        load_settings(path, env={})
