@@ -325,7 +325,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     require_token(args.source)
     from hedgeflow.flows.nightly import nightly
 
-    with nightly_progress(len(settings.agents)):
+    with nightly_progress(len(settings.symbols), len(settings.agents)):
         summary = nightly(
             days=days,
             source=args.source,
