@@ -32,7 +32,7 @@ import io
 import json
 import os
 import stat
-import tempfile
+import uuid
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -340,9 +340,9 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    """Write a unique temporary file beside ``target``, then rename it into place. The
+    writer creates the file, so it gets the user's umask (mkstemp made it 0600)."""
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         write(tmp)
         os.replace(tmp, target)

@@ -234,3 +234,25 @@ def test_devices_and_fifos_are_not_read(tmp_path):
     for path in (fifo, "/dev/zero"):
         with pytest.raises(InvalidInputError, match="is not a file"):
             read_bars_file(path)
+
+
+def test_outputs_get_the_users_umask(tmp_path):
+    """trades.csv, equity.csv and metrics.json are created as any file would be (they
+    were 0600 whatever the umask), and no temporary file is left behind."""
+    import os
+    import stat
+
+    bars = read_bars_file(write(tmp_path, CSV))
+    res = backtest(bars, np.array([1, 1, 1], dtype=np.int8), EngineConfig())
+    m = compute_metrics(res.equity.equity, res.equity.ts, res.trades, "stock", res.equity.position)
+    for umask, mode in ((0o022, 0o644), (0o002, 0o664)):
+        old = os.umask(umask)
+        try:
+            paths = write_backtest_outputs(res, m, tmp_path / f"out{umask:o}")
+        finally:
+            os.umask(old)
+        for path in paths.values():
+            assert stat.S_IMODE(path.stat().st_mode) == mode, (path, oct(path.stat().st_mode))
+        assert sorted(p.name for p in (tmp_path / f"out{umask:o}").iterdir()) == sorted(
+            p.name for p in paths.values()
+        )
