@@ -498,9 +498,7 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
         _drop_params_of_replaced_strategies(base["agents"], extra["agents"])
 
 
-def _drop_params_of_replaced_strategies(
-    merged: dict[str, Any], extra: Mapping[str, Any]
-) -> None:
+def _drop_params_of_replaced_strategies(merged: dict[str, Any], extra: Mapping[str, Any]) -> None:
     """An agent whose strategy a later layer changes keeps only that layer's params: the
     earlier strategy's (``fast``/``slow`` of the default sma_cross, say) mean nothing to
     the new one."""

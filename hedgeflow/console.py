@@ -108,9 +108,7 @@ def ingest_progress(total: int | None) -> contextlib.AbstractContextManager[Prog
     return _progress("ingesting", total, _describe_ingest)
 
 
-def nightly_progress(
-    n_symbols: int, n_agents: int
-) -> contextlib.AbstractContextManager[Progress]:
+def nightly_progress(n_symbols: int, n_agents: int) -> contextlib.AbstractContextManager[Progress]:
     """One step per symbol ingested and one per agent backtested (it showed 6/3)."""
     return _progress("nightly", n_symbols + n_agents, _describe_nightly)
 
