@@ -83,77 +83,66 @@ def publish_report_body(
     """Write the run's report files under ``out_dir`` and publish its artifacts;
     returns the absolute path of report.html."""
     with out_of_space_as(out_dir):  # a full disk: "no space left on <report folder>"
-        return _publish(run_id, window, done, portfolio, settings, failed, data_quality, out_dir)
-
-
-def _publish(
-    run_id: str,
-    window: str,
-    done: Sequence[AgentSummary],
-    portfolio: PortfolioSummary | None,
-    settings: Settings,
-    failed: Mapping[str, str],
-    data_quality: Mapping[str, Mapping[str, int]],
-    out_dir: Path,
-) -> Path:
-    agents, port = tearsheet_sections(done, portfolio, settings)
-    agent_rows = [(s.agent, s.metrics) for s in done]
-    portfolio_rows: list[tuple[str, Mapping[str, Any]]] = (
-        list(portfolio.metrics_by_method.items()) if portfolio else []
-    )
-    curves = {s.agent: s.equity for s in done}
-    if portfolio is not None:
-        curves[PORTFOLIO_AGENT] = portfolio.equity
-    html_path = (out_dir / REPORT_HTML).resolve()
-    run_settings = [
-        ("source / interval", f"{settings.source} / {settings.interval}"),
-        ("initial equity", f"{settings.portfolio.initial_equity:,.0f}"),
-    ]
-    html = nightly_tearsheet(run_id, window, agents, port, failed, data_quality, run_settings)
-    html_path.write_text(html, encoding="utf-8")
-    days = window_days(list(curves.values()))
-    caution = (
-        f"annualised figures (cagr, vol, sharpe, calmar) extrapolate {days:.0f} days to a year"
-        if curves and days < SHORT_WINDOW_DAYS
-        else None
-    )
-    charts = render_charts(curves, out_dir)
-    markdown = summary_markdown(
-        run_id,
-        window,
-        agent_rows,
-        portfolio_rows,
-        failed,
-        data_quality,
-        {name: path.name for name, path in charts.items()},
-        str(html_path),
-        caution,
-    )
-    (out_dir / SUMMARY_MD).write_text(markdown, encoding="utf-8")
-    artifact = summary_markdown(
-        run_id,
-        window,
-        agent_rows,
-        portfolio_rows,
-        failed,
-        data_quality,
-        chart_data_urls(curves),
-        str(html_path),
-        caution,
-    )
-    create_markdown_artifact(artifact, key="nightly-summary", description=f"nightly run {run_id}")
-    create_table_artifact(
-        formatted_metrics_rows(agent_rows, "agent"),
-        key="agent-metrics",
-        description="per-agent metrics",
-    )
-    create_table_artifact(
-        formatted_metrics_rows(portfolio_rows, "method"),
-        key="portfolio-metrics",
-        description="portfolio metrics per allocation method",
-    )
-    run_logger().info("report written to %s", html_path)
-    return html_path
+        agents, port = tearsheet_sections(done, portfolio, settings)
+        agent_rows = [(s.agent, s.metrics) for s in done]
+        portfolio_rows: list[tuple[str, Mapping[str, Any]]] = (
+            list(portfolio.metrics_by_method.items()) if portfolio else []
+        )
+        curves = {s.agent: s.equity for s in done}
+        if portfolio is not None:
+            curves[PORTFOLIO_AGENT] = portfolio.equity
+        html_path = (out_dir / REPORT_HTML).resolve()
+        run_settings = [
+            ("source / interval", f"{settings.source} / {settings.interval}"),
+            ("initial equity", f"{settings.portfolio.initial_equity:,.0f}"),
+        ]
+        html = nightly_tearsheet(run_id, window, agents, port, failed, data_quality, run_settings)
+        html_path.write_text(html, encoding="utf-8")
+        days = window_days(list(curves.values()))
+        caution = (
+            f"annualised figures (cagr, vol, sharpe, calmar) extrapolate {days:.0f} days to a year"
+            if curves and days < SHORT_WINDOW_DAYS
+            else None
+        )
+        charts = render_charts(curves, out_dir)
+        markdown = summary_markdown(
+            run_id,
+            window,
+            agent_rows,
+            portfolio_rows,
+            failed,
+            data_quality,
+            {name: path.name for name, path in charts.items()},
+            str(html_path),
+            caution,
+        )
+        (out_dir / SUMMARY_MD).write_text(markdown, encoding="utf-8")
+        artifact = summary_markdown(
+            run_id,
+            window,
+            agent_rows,
+            portfolio_rows,
+            failed,
+            data_quality,
+            chart_data_urls(curves),
+            str(html_path),
+            caution,
+        )
+        create_markdown_artifact(
+            artifact, key="nightly-summary", description=f"nightly run {run_id}"
+        )
+        create_table_artifact(
+            formatted_metrics_rows(agent_rows, "agent"),
+            key="agent-metrics",
+            description="per-agent metrics",
+        )
+        create_table_artifact(
+            formatted_metrics_rows(portfolio_rows, "method"),
+            key="portfolio-metrics",
+            description="portfolio metrics per allocation method",
+        )
+        run_logger().info("report written to %s", html_path)
+        return html_path
 
 
 publish_report = task(name="publish-report", cache_policy=NO_CACHE)(publish_report_body)

@@ -53,7 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeAlias
+from typing import BinaryIO, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -212,16 +212,25 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if created:
         _fsync_dir(path.parent.parent)
+    _replace_durably(
+        path,
+        lambda fh: pq.write_table(
+            table,
+            fh,
+            compression=PARQUET_COMPRESSION,
+            use_dictionary=_DICTIONARY_COLUMNS,
+            write_page_checksum=True,  # a garbled page fails its read (_read_partition)
+        ),
+    )
+
+
+def _replace_durably(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` a fsynced temp file beside ``path``, rename it over ``path``, fsync the
+    folder: readers see the old file or the new one, and a crash leaves no half."""
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(
-                table,
-                fh,
-                compression=PARQUET_COMPRESSION,
-                use_dictionary=_DICTIONARY_COLUMNS,
-                write_page_checksum=True,  # a garbled page fails its read (_read_partition)
-            )
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -314,21 +323,6 @@ def check_lake(
     return found
 
 
-def _write_bytes_atomic(data: bytes, path: Path) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
 def _make_dirs(directory: Path) -> None:
     """``mkdir -p`` that makes each new folder durable (its parent fsynced)."""
     missing = []
@@ -385,7 +379,7 @@ def _quarantine_locked(paths: WarehousePaths, path: Path) -> HealedPartition | N
         "bytes": size,
         "reason": reason,
     }
-    _write_bytes_atomic((json.dumps(payload) + "\n").encode(), record)
+    _replace_durably(record, lambda fh: fh.write((json.dumps(payload) + "\n").encode()))
     with contextlib.suppress(OSError):  # only when empty
         path.parent.rmdir()
     log.warning("lake healed: %s", healed.describe())
