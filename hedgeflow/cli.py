@@ -514,7 +514,12 @@ def _sql_once(warehouse: Any, args: argparse.Namespace, memory_limit: str) -> No
             printed = True
             rest = iter(lambda: cursor.fetchmany(SQL_BATCH_ROWS), [])
             print_query_result(columns, itertools.chain([first], rest), args.format, args.max_rows)
-        except duckdb.InterruptException:
+        except (duckdb.InterruptException, RuntimeError) as exc:
+            # Ctrl-C inside a query reaches Python as DuckDB's RuntimeError("Query
+            # interrupted") (it printed a traceback and exited 1); --timeout as an
+            # InterruptException.
+            if not isinstance(exc, duckdb.InterruptException) and "interrupted" not in str(exc):
+                raise
             if not timer.fired:
                 raise KeyboardInterrupt from None
             raise InvalidInputError(

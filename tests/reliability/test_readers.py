@@ -413,3 +413,36 @@ def test_sql_table_formats_floats_and_csv_keeps_them_exact(
     assert row.split("│")[1:4] == [" 0.034882359 ", " 43251.37 ", " 7 "]
     assert main(["--home", str(home), "sql", sql, "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == "0.03488235911084914,43251.37,7"
+
+
+def test_ctrl_c_stops_a_running_query_with_one_line(home: Path, tally: Tally) -> None:
+    """SIGINT to the process group during a long query, as a terminal's Ctrl-C sends it:
+    exit 130 and one line (DuckDB's "Query interrupted" was a traceback and exit 1)."""
+    import os
+    import signal
+
+    tally.describe(CATEGORY, "Ctrl-C during a long `hedgeflow sql` query")
+    slow = "select count(*) from range(1000000000) a, range(1000000000) b"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "hedgeflow.cli", "sql", slow, "--timeout", "300"],
+        env=cli_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=home.parent,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(4)  # the snapshot is taken; the query runs
+        assert child.poll() is None, child.communicate()
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+    assert child.returncode == 130, err
+    assert err == "hedgeflow: interrupted\n"
+    tally.trial()
+    tally.fault("SIGINT")
+    tally.outcome("stopped: exit 130, one line")
