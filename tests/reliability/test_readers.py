@@ -415,6 +415,7 @@ def test_sql_table_formats_floats_and_csv_keeps_them_exact(
     assert capsys.readouterr().out.splitlines()[1] == "0.03488235911084914,43251.37,7"
 
 
+@pytest.mark.slow  # .ci/run step 3 runs this file's slow tests; keeps the suite < 10 min
 def test_ctrl_c_stops_a_running_query_with_one_line(home: Path, tally: Tally) -> None:
     """SIGINT to the process group during a long query, as a terminal's Ctrl-C sends it:
     exit 130 and one line (DuckDB's "Query interrupted" was a traceback and exit 1)."""
