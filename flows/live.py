@@ -65,6 +65,7 @@ from hedgeflow.market import interval_seconds
 from hedgeflow.tasks.common import current_run_id, progress_log, run_logger, thread_pool
 from hedgeflow.tasks.ingest import SourceSpec
 from hedgeflow.tasks.live import open_live_sink, restore_agent, store_live_backlog
+from hedgeflow.tasks.notify import open_notifier, resume_notifications, stop_notifier
 from hedgeflow.warehouse import Warehouse, WarehouseBusyError, code_version
 from hedgeflow.warehouse.live_lock import LiveLock, acquire_live_lock
 from hedgeflow.windows import Window
@@ -94,6 +95,8 @@ class LiveSummary:
     # the warehouse backlog: steps stored, busy_seconds waiting for a locked warehouse,
     # max_backlog steps waiting at once, replayed (left in the journal by a dead run)
     journal: dict[str, float] = field(default_factory=dict)
+    # notifications: delivered, dead, failed_attempts, pending (left for the next start)
+    notify: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -329,6 +332,8 @@ def _live_locked(
         "ticks": summary.feed.get("ticks", 0),
         "journal": summary.journal,
     }
+    if summary.notify:
+        headline["notify"] = summary.notify
     if reason:
         headline["reason"] = reason
     warehouse.finish_run(run_id, status, headline)
@@ -476,7 +481,11 @@ def _live_body(
 
         # Every step goes to the run's journal, then one writer thread stores the steps
         # in order while the loop reads ticks (waiting out a locked warehouse).
-        sink = open_live_sink(warehouse, run_id)
+        # Orders and fills also go to the notification outbox (same transaction); the
+        # notifier delivers them in the background once journaled.
+        notifier = open_notifier(settings.notify)
+        sink = open_live_sink(warehouse, run_id, notifier)
+        resume_notifications(warehouse, notifier)
 
         last_log = [time.monotonic()]
 
@@ -502,12 +511,16 @@ def _live_body(
         # the time-flush grace is in feed time: against the fast simulator it is one
         # wall second, so ticks still in flight on a loaded machine are not late
         grace = max(2.0, 1.0 * speed) if source == "simulator" else 2.0
+        ended = False
         try:
             final = _stream(
                 agents_, settings, sources, stack, source, mode, begin, rate, grace, sink,
                 on_status, status_every, duration,
             )  # fmt: skip
+            ended = True
         finally:
+            # a normal end delivers what is pending (bounded); the rest stays pending
+            notified = stop_notifier(notifier, settings.notify.drain_seconds if ended else 0.0)
             if sink.pending:
                 log.info("live: storing the last %d step(s) of the journal", sink.pending)
             sink.close(settings.live.drain_limit)
@@ -539,6 +552,7 @@ def _live_body(
             "busy_seconds": round(sink.busy_seconds, 1),
             "max_backlog": sink.max_backlog,
         },
+        notify=notified,
     )
 
 

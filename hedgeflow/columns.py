@@ -44,3 +44,8 @@ LIVE_SIGNALS = "live_signals"
 LIVE_ORDERS = "live_orders"
 LIVE_FILLS = "live_fills"
 LIVE_POSITIONS = "live_positions"
+# Live notifications: the outbox (one event per order and fill, stored with them), the
+# delivery state per event and channel, and the view joining them.
+LIVE_OUTBOX = "live_outbox"
+LIVE_DELIVERIES = "live_deliveries"
+LIVE_NOTIFICATIONS = "live_notifications"

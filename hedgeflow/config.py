@@ -144,6 +144,39 @@ class LiveSettings:
         _positive("drain_limit", self.drain_limit, upper=10_000_000)
 
 
+@dataclass(frozen=True)
+class NotifySettings:
+    """Where live orders and fills are announced (``[notify]``; see ``hedgeflow.live.notify``).
+
+    The URLs are secrets (they carry tokens): they are registered for redaction when the
+    settings load, never shown in reprs, errors or files (see :func:`notify_problem`)."""
+
+    webhooks: tuple[str, ...] = field(default=(), repr=False)  # POST one JSON object per event
+    apprise: tuple[str, ...] = field(default=(), repr=False)  # chat and mail services
+    timeout: float = 5.0  # seconds one delivery attempt may take
+    max_attempts: int = 8  # attempts per event and channel before it is marked dead
+    backoff_initial: float = 0.5  # seconds before the 2nd attempt, doubling after (jitter)
+    backoff_max: float = 60.0
+    drain_seconds: float = 10.0  # how long a normal end waits for pending deliveries
+
+    def __post_init__(self) -> None:
+        from hedgeflow.live.channels import check_urls  # local: keeps apprise lazy
+
+        object.__setattr__(self, "webhooks", check_urls("webhooks", self.webhooks, "http"))
+        object.__setattr__(self, "apprise", check_urls("apprise", self.apprise, "apprise"))
+        _positive("timeout", self.timeout, upper=600)
+        if not 1 <= self.max_attempts <= 1000:
+            raise InvalidInputError(f"max_attempts must be in [1, 1000], got {self.max_attempts}")
+        _positive("backoff_initial", self.backoff_initial, upper=3600)
+        _positive("backoff_max", self.backoff_max, upper=86_400)
+        if not 0 <= self.drain_seconds <= 3600:
+            raise InvalidInputError(f"drain_seconds must be in [0, 3600], got {self.drain_seconds}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhooks or self.apprise)
+
+
 DEFAULT_COSTS: dict[str, CostSettings] = {
     "stock": CostSettings(fee_bps=0.5, slippage_bps=1.0),
     "forex": CostSettings(fee_bps=0.2, slippage_bps=0.5),
@@ -163,6 +196,7 @@ class Settings:
     portfolio: PortfolioSettings = field(default_factory=PortfolioSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     # Where the compute stages (nightly backtests, sweeps) run: Prefect's thread
     # pool, or Dask (a LocalCluster of 2 workers, or the scheduler at dask_address).
     task_runner: Literal["threads", "dask"] = "threads"
@@ -204,6 +238,7 @@ DEFAULTS: dict[str, Any] = {
     "portfolio": {},
     "network": {},
     "live": {},
+    "notify": {},
     "agents": {
         "stocks": {
             "symbol": "AAPL.US",

@@ -17,7 +17,15 @@ from hedgeflow.schemas.bars import (
     ensure_valid_bars,
     split_valid_bars,
 )
-from hedgeflow.schemas.live import LiveBars, LiveFills, LiveOrders, LivePositions, LiveSignals
+from hedgeflow.schemas.live import (
+    LiveBars,
+    LiveDeliveries,
+    LiveFills,
+    LiveOrders,
+    LiveOutbox,
+    LivePositions,
+    LiveSignals,
+)
 from hedgeflow.schemas.results import (
     AgentMetrics,
     Equity,
@@ -43,6 +51,8 @@ TABLE_MODELS: dict[str, type[pa.DataFrameModel]] = {
     columns.LIVE_ORDERS: LiveOrders,
     columns.LIVE_FILLS: LiveFills,
     columns.LIVE_POSITIONS: LivePositions,
+    columns.LIVE_OUTBOX: LiveOutbox,
+    columns.LIVE_DELIVERIES: LiveDeliveries,
 }
 
 
@@ -57,8 +67,10 @@ __all__ = [
     "BarsFrame",
     "Equity",
     "LiveBars",
+    "LiveDeliveries",
     "LiveFills",
     "LiveOrders",
+    "LiveOutbox",
     "LivePositions",
     "LiveSignals",
     "PortfolioMetrics",

@@ -19,8 +19,11 @@ from hedgeflow.columns import (
 )
 from hedgeflow.columns import (
     LIVE_BARS,
+    LIVE_DELIVERIES,
     LIVE_FILLS,
+    LIVE_NOTIFICATIONS,
     LIVE_ORDERS,
+    LIVE_OUTBOX,
     LIVE_POSITIONS,
     LIVE_SIGNALS,
 )
@@ -106,6 +109,11 @@ LAST_BAR_TS: Final = "last_bar_ts"
 BAR_CLOSED_BY: tuple[str, ...] = ("tick", "flush")
 ORDER_SIDES: tuple[str, ...] = ("buy", "sell")
 ORDER_STATUSES: tuple[str, ...] = ("pending", "filled", "cancelled", "rejected")
+# Live notifications (hedgeflow.live.notify): event kinds, delivery states.
+NOTIFY_KINDS: tuple[str, ...] = ("order", "fill")
+DELIVERY_STATUSES: tuple[str, ...] = ("pending", "delivered", "dead")
+NOTIFY_TABLES: tuple[str, ...] = (LIVE_OUTBOX, LIVE_DELIVERIES)
+NOTIFY_VIEW: Final = LIVE_NOTIFICATIONS
 # Why an order or fill happened (documented vocabulary, not enforced: the live
 # flow may add reasons).
 ORDER_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end", "flatten")

@@ -1,4 +1,5 @@
-"""The live flow's durable record: bars, signals, orders, fills, positions.
+"""The live flow's durable record: bars, signals, orders, fills, positions, and the
+notification outbox with its delivery states.
 
 Rows are written as they happen (the warehouse shows them immediately, unlike
 backtest results). Orders and fills follow DESIGN.md convention 3: a signal on
@@ -14,8 +15,21 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from hedgeflow.market import INTERVAL_SECONDS
-from hedgeflow.schemas._base import SYMBOL_PATTERN, TableModel, name_field, ts_field
-from hedgeflow.schemas.columns import BAR_CLOSED_BY, ORDER_SIDES, ORDER_STATUSES, RUN_ID_PATTERN
+from hedgeflow.schemas._base import (
+    SYMBOL_PATTERN,
+    TableModel,
+    json_text_check,
+    name_field,
+    ts_field,
+)
+from hedgeflow.schemas.columns import (
+    BAR_CLOSED_BY,
+    DELIVERY_STATUSES,
+    NOTIFY_KINDS,
+    ORDER_SIDES,
+    ORDER_STATUSES,
+    RUN_ID_PATTERN,
+)
 from hedgeflow.schemas.results import Signals
 
 
@@ -101,3 +115,41 @@ class LivePositions(TableModel):
 
     class Config:
         unique = ("agent", "symbol")
+
+
+class LiveOutbox(TableModel):
+    """A notification event (one per live order and fill), stored in the same transaction
+    as the order or fill; ``payload`` is the JSON object the webhooks receive. Rows are
+    never rewritten: the first event of an ``event_id`` stays."""
+
+    event_id: Series[str] = name_field()
+    kind: Series[str] = pa.Field(isin=list(NOTIFY_KINDS))
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    agent: Series[str] = name_field()
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    ts: Series[pd.DatetimeTZDtype] = ts_field()
+    payload: Series[str]
+    created_at: Series[pd.DatetimeTZDtype] = ts_field()
+
+    class Config:
+        unique = ("event_id",)
+
+    @pa.check("payload", name="json_text")
+    def _payload_json(cls, s: pd.Series) -> pd.Series:
+        return json_text_check(s)
+
+
+class LiveDeliveries(TableModel):
+    """The delivery state of an event on one channel (``channel``: a hash of its URL,
+    never the URL); ``last_error`` never contains the URL either."""
+
+    event_id: Series[str] = name_field()
+    channel: Series[str] = name_field()
+    status: Series[str] = pa.Field(isin=list(DELIVERY_STATUSES))
+    attempts: Series[np.int64] = pa.Field(ge=0)
+    last_error: Series[str] = pa.Field(nullable=True)
+    delivered_at: Series[pd.DatetimeTZDtype] = ts_field(nullable=True)
+    updated_at: Series[pd.DatetimeTZDtype] = ts_field()
+
+    class Config:
+        unique = ("event_id", "channel")

@@ -33,9 +33,11 @@ from prefect.cache_policies import NO_CACHE
 from hedgeflow.config import AgentSettings, CostSettings
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.journal import Journal
+from hedgeflow.live.notify import Notifier
 from hedgeflow.live.record import replay_bars, state_from_rows, step_tables
 from hedgeflow.live.sink import BacklogNotStoredError, JournaledSink
 from hedgeflow.tasks.common import run_logger
+from hedgeflow.tasks.notify import attach, on_journaled, step_outbox
 from hedgeflow.warehouse import Warehouse
 from hedgeflow.warehouse.db import busy_holder, is_busy_error
 
@@ -73,28 +75,43 @@ def step_item(
     )
 
 
-def _sink_for(warehouse: Warehouse, journal: Journal, run_id: str | None) -> JournaledSink:
+def _sink_for(
+    warehouse: Warehouse, journal: Journal, run_id: str | None, notifier: Notifier | None = None
+) -> JournaledSink:
     writer = Warehouse(warehouse.home, lock_timeout=WRITE_ATTEMPT_SECONDS)
+    channel_ids = notifier.channel_ids if notifier is not None else []
 
     def store(tables: Mapping[str, pd.DataFrame]) -> Any:
         return writer.write_live_many(tables)
 
     def encode(agent: LiveAgent, step: LiveStep) -> dict[str, pd.DataFrame]:
         assert run_id is not None
-        return step_item(run_id, agent, step)
+        now = _now()
+        item = step_item(run_id, agent, step, now)
+        item.update(step_outbox(run_id, agent, step, channel_ids, now))
+        return item
 
-    return JournaledSink(
+    sink = JournaledSink(
         journal,
         store,
         encode if run_id is not None else None,
         is_busy=is_busy_error,
         describe_busy=busy_holder,
+        on_journaled=on_journaled(notifier) if notifier is not None else None,
     )
+    if notifier is not None:
+        attach(notifier, sink)
+    return sink
 
 
-def open_live_sink(warehouse: Warehouse, run_id: str) -> JournaledSink:
-    """The run's journaled sink (it first stores what the run's journal still holds)."""
-    return _sink_for(warehouse, Journal(warehouse.paths.live_journal(run_id)), run_id)
+def open_live_sink(
+    warehouse: Warehouse, run_id: str, notifier: Notifier | None = None
+) -> JournaledSink:
+    """The run's journaled sink (it first stores what the run's journal still holds).
+    Every step's orders and fills go to the notification outbox in the same item (one
+    transaction); with a ``notifier`` they are delivered once journaled, and the
+    delivery states come back through this sink."""
+    return _sink_for(warehouse, Journal(warehouse.paths.live_journal(run_id)), run_id, notifier)
 
 
 def store_live_backlog(warehouse: Warehouse, limit: float) -> int:

@@ -384,7 +384,7 @@ class Warehouse:
         results.check_live_table(table)
         rows = results.prepare(table, frame)
         with self.write() as con:
-            return results.replace_rows(con, table, rows, results.LIVE_KEYS[table])
+            return results.write_live_rows(con, table, rows)
 
     def live_record(
         self, agent: str, symbol: str, interval: str, run_id: str | None = None
@@ -393,13 +393,17 @@ class Warehouse:
         when it has none; ``run_id`` picks the run (default: the one that stored it)."""
         return live.read_live_record(self.query, agent, symbol, interval, run_id)
 
+    def pending_notifications(self) -> pd.DataFrame:
+        """The deliveries not acknowledged yet (status ``pending``): ``payload`` (the
+        event's JSON), ``channel``, ``attempts``, oldest event first."""
+        if not self.db_path.exists():
+            return pd.DataFrame(columns=["payload", "channel", "attempts"])
+        return self.query(live.PENDING_NOTIFICATIONS_SQL)
+
     def write_live_many(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
         """Upsert rows of several live tables in ONE transaction (all validated first)."""
         for table in tables:
             results.check_live_table(table)
         prepared = {t: results.prepare(t, f) for t, f in tables.items()}
         with self.write() as con:
-            return {
-                t: results.replace_rows(con, t, rows, results.LIVE_KEYS[t])
-                for t, rows in prepared.items()
-            }
+            return {t: results.write_live_rows(con, t, rows) for t, rows in prepared.items()}

@@ -39,8 +39,12 @@ from hedgeflow.schemas.columns import (
     EXTRA_INDICATORS,
     FINISHED_STATUSES,
     LAKE_QUARANTINE,
+    LIVE_DELIVERIES,
+    LIVE_OUTBOX,
     LIVE_SIGNALS,
     LIVE_TABLES,
+    NOTIFY_TABLES,
+    NOTIFY_VIEW,
     QUARANTINE,
     RESULT_TABLES,
     RUNS,
@@ -48,7 +52,7 @@ from hedgeflow.schemas.columns import (
 )
 from hedgeflow.warehouse.paths import WarehousePaths
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STORE = "store"
 # How long a connection waits for another process's lock before it gives up. Flows
 # pass ``Settings.lock_timeout`` (writers wait, they never drop work); 30 s is for
@@ -172,9 +176,31 @@ def static_views() -> dict[str, str]:
             f"SELECT * FROM {STORE}.{q(table)} WHERE {q('run_id')} IN "
             f"(SELECT {q('run_id')} FROM {STORE}.{q(RUNS)} WHERE {q('status')} IN ({finished}))"
         )
-    for table in LIVE_TABLES:
+    for table in (*LIVE_TABLES, *NOTIFY_TABLES):
         views[table] = f"SELECT * FROM {STORE}.{q(table)}"
+    views[NOTIFY_VIEW] = notifications_view_sql()
     return views
+
+
+def notifications_view_sql() -> str:
+    """``live_notifications``: one row per outbox event with its delivery state over
+    the channels it was queued for: ``dead`` when a channel gave up, ``delivered`` when
+    every channel acknowledged it, else ``pending`` (``unrouted``: no channel was
+    configured when it was stored); ``attempts`` the most any channel made."""
+    o, d = f"{STORE}.{q(LIVE_OUTBOX)}", f"{STORE}.{q(LIVE_DELIVERIES)}"
+    return (
+        "SELECT o.event_id, o.kind, "
+        "CASE WHEN count(d.channel) = 0 THEN 'unrouted' "
+        "WHEN bool_or(d.status = 'dead') THEN 'dead' "
+        "WHEN bool_and(d.status = 'delivered') THEN 'delivered' ELSE 'pending' END AS status, "
+        "coalesce(max(d.attempts), 0) AS attempts, "
+        "arg_max(d.last_error, d.updated_at) AS last_error, "
+        "CASE WHEN count(d.channel) > 0 AND bool_and(d.status = 'delivered') "
+        "THEN max(d.delivered_at) END AS delivered_at, "
+        "count(d.channel) AS channels, o.run_id, o.agent, o.symbol, o.ts, o.created_at "
+        f"FROM {o} AS o LEFT JOIN {d} AS d ON d.event_id = o.event_id "
+        "GROUP BY o.event_id, o.kind, o.run_id, o.agent, o.symbol, o.ts, o.created_at"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -342,7 +368,14 @@ def _migration_2(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-MIGRATIONS = {1: _migration_1, 2: _migration_2}
+def _migration_3(con: duckdb.DuckDBPyConnection) -> None:
+    """The live notifications' outbox and delivery states (a new warehouse has them
+    already from migration 1)."""
+    for table in NOTIFY_TABLES:
+        con.execute(table_ddl(table))
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2, 3: _migration_3}
 
 
 def _meta_get(con: duckdb.DuckDBPyConnection, key: str) -> str | None:

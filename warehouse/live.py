@@ -16,10 +16,19 @@ import pandas as pd
 
 from hedgeflow.schemas.columns import (
     LIVE_BARS,
+    LIVE_DELIVERIES,
     LIVE_FILLS,
     LIVE_ORDERS,
+    LIVE_OUTBOX,
     LIVE_POSITIONS,
     LIVE_SIGNALS,
+)
+
+# The notifications a (re)started live flow must (re)send: every pending delivery.
+PENDING_NOTIFICATIONS_SQL = (
+    f"SELECT o.payload, d.channel, d.attempts FROM {LIVE_OUTBOX} AS o "
+    f"JOIN {LIVE_DELIVERIES} AS d ON d.event_id = o.event_id "
+    "WHERE d.status = 'pending' ORDER BY o.created_at, o.event_id, d.channel"
 )
 
 Query = Callable[[str, Sequence[Any]], pd.DataFrame]

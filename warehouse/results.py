@@ -21,8 +21,10 @@ from hedgeflow.schemas.columns import (
     AGENT_METRICS,
     EQUITY_TABLE,
     LIVE_BARS,
+    LIVE_DELIVERIES,
     LIVE_FILLS,
     LIVE_ORDERS,
+    LIVE_OUTBOX,
     LIVE_POSITIONS,
     LIVE_SIGNALS,
     PORTFOLIO_METRICS,
@@ -49,6 +51,11 @@ LIVE_KEYS: dict[str, tuple[str, ...]] = {
     LIVE_ORDERS: ("run_id", "order_id"),
     LIVE_FILLS: ("run_id", "fill_id"),
     LIVE_POSITIONS: ("agent", "symbol"),
+    # never rewritten: a replayed step keeps the first event (see insert_new_rows)
+    LIVE_OUTBOX: ("event_id",),
+    # only moved forward: a row replaces the stored one when it has at least as many
+    # attempts, so a replayed step's `pending` row never resets a delivered event
+    LIVE_DELIVERIES: ("event_id", "channel"),
 }
 
 _counter = itertools.count()
@@ -100,6 +107,55 @@ def replace_rows(
     finally:
         con.unregister(name)
     return rows.num_rows
+
+
+def insert_new_rows(
+    con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, key: tuple[str, ...]
+) -> int:
+    """Insert the rows of ``rows`` whose ``key`` is not stored yet; how many were new."""
+    if rows.num_rows == 0:
+        return 0
+    name = f"_hf_new_{table}_{next(_counter)}"
+    con.register(name, rows)
+    try:
+        match = " AND ".join(f"s.{q(c)} = n.{q(c)}" for c in key)
+        found = con.execute(
+            f"INSERT INTO {STORE}.{q(table)} BY NAME SELECT * FROM {name} AS n "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {STORE}.{q(table)} AS s WHERE {match})"
+        ).fetchall()
+    finally:
+        con.unregister(name)
+    return int(found[0][0]) if found else 0
+
+
+def advance_rows(
+    con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, key: tuple[str, ...]
+) -> int:
+    """Upsert by ``key``, but only over stored rows with at most as many ``attempts``
+    (delivery states move forward; a replayed older state changes nothing)."""
+    if rows.num_rows == 0:
+        return 0
+    name = f"_hf_new_{table}_{next(_counter)}"
+    con.register(name, rows)
+    try:
+        match = " AND ".join(f"s.{q(c)} = n.{q(c)}" for c in key)
+        con.execute(
+            f"DELETE FROM {STORE}.{q(table)} AS s WHERE EXISTS (SELECT 1 FROM {name} AS n "
+            f"WHERE {match} AND n.attempts >= s.attempts)"
+        )
+    finally:
+        con.unregister(name)
+    return insert_new_rows(con, table, rows, key)
+
+
+def write_live_rows(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> int:
+    """Store one live table's rows with that table's rule (upsert; the outbox keeps the
+    first event; delivery states only move forward)."""
+    if table == LIVE_OUTBOX:
+        return insert_new_rows(con, table, rows, LIVE_KEYS[table])
+    if table == LIVE_DELIVERIES:
+        return advance_rows(con, table, rows, LIVE_KEYS[table])
+    return replace_rows(con, table, rows, LIVE_KEYS[table])
 
 
 def check_result_tables(tables: Mapping[str, pd.DataFrame]) -> None:

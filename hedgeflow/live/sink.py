@@ -60,8 +60,10 @@ class JournaledSink:
         describe_busy: Callable[[BaseException], str] = str,
         retry_initial: float = 0.05,
         retry_max: float = 0.5,
+        on_journaled: Callable[[list[Any]], Any] | None = None,
     ) -> None:
         self.journal = journal
+        self._on_journaled = on_journaled
         self._store = store
         self._encode = encode
         self._is_busy = is_busy
@@ -70,7 +72,8 @@ class JournaledSink:
         self._retry_max = float(retry_max)
         self._queue: deque[tuple[int, Any]] = deque(journal.pending())
         self.replayed = len(self._queue)
-        self._inbox: deque[tuple[LiveAgent, LiveStep]] = deque()  # not journaled yet
+        # not journaled yet: (agent, step), or (None, item) for an item encoded already
+        self._inbox: deque[tuple[LiveAgent | None, Any]] = deque()
         self._journaling = 0  # steps taken from the inbox, not yet in the queue
         self._cond = threading.Condition()
         self._closing = False
@@ -97,6 +100,15 @@ class JournaledSink:
             self._inbox.append((agent, step))
             self._cond.notify_all()
 
+    def put(self, item: Any) -> None:
+        """Journal and store an item that is encoded already (e.g. delivery states),
+        in order with the steps. Does nothing once the sink is closing or failed."""
+        with self._cond:
+            if self._closing or self._error is not None:
+                return
+            self._inbox.append((None, item))
+            self._cond.notify_all()
+
     @property
     def pending(self) -> int:
         """Steps not stored yet (queued for the journal, or journaled)."""
@@ -115,8 +127,11 @@ class JournaledSink:
                 self._inbox.clear()
                 self._journaling = len(batch)
             try:
-                assert encode is not None
-                items = [encode(agent, step) for agent, step in batch]
+                assert encode is not None or all(agent is None for agent, _ in batch)
+                items = [
+                    step if agent is None or encode is None else encode(agent, step)
+                    for agent, step in batch
+                ]
                 seqs = self.journal.append_many(items)
             except BaseException as exc:
                 with self._cond:
@@ -129,6 +144,11 @@ class JournaledSink:
                 self._journaling = 0
                 self.max_backlog = max(self.max_backlog, len(self._queue))
                 self._cond.notify_all()
+            if self._on_journaled is not None:
+                try:
+                    self._on_journaled(items)
+                except Exception:  # a listener's bug must not stop the record
+                    log.exception("live: the journal listener failed")
 
     @property
     def busy_for(self) -> float:
