@@ -520,7 +520,9 @@ def _live_body(
             ended = True
         finally:
             # a normal end delivers what is pending (bounded); the rest stays pending
-            notified = stop_notifier(notifier, settings.notify.drain_seconds if ended else 0.0)
+            notified = stop_notifier(
+                notifier, settings.notify.drain_seconds if ended else 0.0, sink
+            )
             if sink.pending:
                 log.info("live: storing the last %d step(s) of the journal", sink.pending)
             sink.close(settings.live.drain_limit)

@@ -18,6 +18,7 @@ is no longer configured are marked ``dead``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,10 +124,16 @@ def resume_notifications(warehouse: Warehouse, notifier: Notifier) -> int:
     return queued
 
 
-def stop_notifier(notifier: Notifier, drain_seconds: float) -> dict[str, int]:
+def stop_notifier(
+    notifier: Notifier, drain_seconds: float, sink: JournaledSink | None = None
+) -> dict[str, int]:
     """Deliver what is pending (waiting up to ``drain_seconds``), stop the workers;
-    the counts for the run's summary."""
-    left = notifier.close(drain_seconds)
+    the counts for the run's summary. With ``sink``, the steps it was handed are
+    journaled first (their events queued), within the same bounded wait."""
+    started = time.monotonic()
+    if sink is not None and drain_seconds > 0:
+        sink.wait_journaled(drain_seconds)
+    left = notifier.close(max(0.0, drain_seconds - (time.monotonic() - started)))
     if left:
         run_logger().warning(
             "notify: %d notification(s) still pending after %.0f s; the next start sends them",

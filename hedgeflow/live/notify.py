@@ -304,6 +304,7 @@ class Notifier:
         backoff_initial: float = 0.5,
         backoff_max: float = 60.0,
         rand: Callable[[], float] = random.random,
+        record_every: float = 0.2,
     ) -> None:
         self.channels = list(channels)
         self._record = record
@@ -322,6 +323,14 @@ class Notifier:
         self._workers = {c.id: _Worker(self, c) for c in self.channels}
         for w in self._workers.values():
             w.thread.start()
+        # delivery states are handed to ``record`` in batches, at most every
+        # ``record_every`` s (one warehouse transaction each, not one per attempt)
+        self.record_every = float(record_every)
+        self._rows: list[dict[str, Any]] = []
+        self._stopped = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name="notify-record", daemon=True)
+        if self.channels:
+            self._flusher.start()
 
     @property
     def channel_ids(self) -> list[str]:
@@ -363,11 +372,30 @@ class Notifier:
             return sum(len(w.heap) + (1 if w.busy else 0) for w in self._workers.values())
 
     def _emit(self, rows: list[dict[str, Any]]) -> None:
+        with self._cond:
+            self._rows.extend(rows)
+        if not self._flusher.is_alive():  # no worker thread: hand them over at once
+            self._flush()
+
+    def _flush_loop(self) -> None:
+        while not self._stopped.wait(self.record_every):
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._cond:
+            rows, self._rows = self._rows, []
+        if rows:
+            self._hand_over(rows)
+
+    def _hand_over(self, rows: list[dict[str, Any]]) -> None:
         record = self._record
         if record is None:
             return
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in rows:  # one row per event and channel: its latest state
+            latest[(row["event_id"], row["channel"])] = row
         try:
-            record(rows)
+            record(list(latest.values()))
         except Exception as exc:  # the record is closed or failed: the next start resends
             self.record_errors += 1
             log.warning("notify: cannot record the delivery state (%s)", redact(str(exc)))
@@ -444,6 +472,10 @@ class Notifier:
             self._cond.notify_all()
         for w in self._workers.values():
             w.thread.join(5.0)
+        self._stopped.set()
+        if self._flusher.is_alive():
+            self._flusher.join(5.0)
+        self._flush()
         for c in self.channels:
             with contextlib.suppress(Exception):
                 c.close()

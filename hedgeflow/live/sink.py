@@ -20,6 +20,7 @@ Sink = Callable[[LiveAgent, LiveStep], Any]
 log = logging.getLogger(__name__)
 
 BUSY_WARN_EVERY_SECONDS = 10.0
+_ENCODED: Any = object()  # in the inbox in place of an agent: the item is encoded already
 
 
 class BacklogNotStoredError(HedgeflowError):
@@ -72,8 +73,8 @@ class JournaledSink:
         self._retry_max = float(retry_max)
         self._queue: deque[tuple[int, Any]] = deque(journal.pending())
         self.replayed = len(self._queue)
-        # not journaled yet: (agent, step), or (None, item) for an item encoded already
-        self._inbox: deque[tuple[LiveAgent | None, Any]] = deque()
+        # not journaled yet: (agent, step), or (_ENCODED, item) for an item encoded already
+        self._inbox: deque[tuple[LiveAgent, Any]] = deque()
         self._journaling = 0  # steps taken from the inbox, not yet in the queue
         self._cond = threading.Condition()
         self._closing = False
@@ -106,8 +107,20 @@ class JournaledSink:
         with self._cond:
             if self._closing or self._error is not None:
                 return
-            self._inbox.append((None, item))
+            self._inbox.append((_ENCODED, item))
             self._cond.notify_all()
+
+    def wait_journaled(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until every step handed over so far is in the journal
+        (and its listener called); False when that did not happen in time."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._inbox or self._journaling) and self._error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
 
     @property
     def pending(self) -> int:
@@ -127,9 +140,9 @@ class JournaledSink:
                 self._inbox.clear()
                 self._journaling = len(batch)
             try:
-                assert encode is not None or all(agent is None for agent, _ in batch)
+                assert encode is not None or all(agent is _ENCODED for agent, _ in batch)
                 items = [
-                    step if agent is None or encode is None else encode(agent, step)
+                    step if agent is _ENCODED or encode is None else encode(agent, step)
                     for agent, step in batch
                 ]
                 seqs = self.journal.append_many(items)
@@ -139,16 +152,16 @@ class JournaledSink:
                     self._journaling = 0
                     self._cond.notify_all()
                 return
-            with self._cond:
-                self._queue.extend(zip(seqs, items, strict=True))
-                self._journaling = 0
-                self.max_backlog = max(self.max_backlog, len(self._queue))
-                self._cond.notify_all()
             if self._on_journaled is not None:
                 try:
                     self._on_journaled(items)
                 except Exception:  # a listener's bug must not stop the record
                     log.exception("live: the journal listener failed")
+            with self._cond:
+                self._queue.extend(zip(seqs, items, strict=True))
+                self._journaling = 0
+                self.max_backlog = max(self.max_backlog, len(self._queue))
+                self._cond.notify_all()
 
     @property
     def busy_for(self) -> float:

@@ -200,6 +200,29 @@ VALID: dict[str, Callable[[], pd.DataFrame]] = {
             "last_bar_ts": [TS3[0], pd.NaT],
         }
     ),
+    "live_outbox": lambda: pd.DataFrame(
+        {
+            "event_id": ["ev-1", "ev-2"],
+            "kind": ["order", "fill"],
+            "run_id": ["r1", "r1"],
+            "agent": ["stocks", "stocks"],
+            "symbol": ["AAPL.US", "AAPL.US"],
+            "ts": TS3[:2],
+            "payload": ['{"event_id": "ev-1"}', '{"event_id": "ev-2"}'],
+            "created_at": TS3[:2],
+        }
+    ),
+    "live_deliveries": lambda: pd.DataFrame(
+        {
+            "event_id": ["ev-1", "ev-2"],
+            "channel": ["webhook-0123456789ab", "webhook-0123456789ab"],
+            "status": ["delivered", "pending"],
+            "attempts": np.array([1, 2], dtype=np.int64),
+            "last_error": [None, "HTTP 500"],
+            "delivered_at": [TS3[0], pd.NaT],
+            "updated_at": TS3[:2],
+        }
+    ),
 }
 
 # (table, column, bad value) -> must fail
@@ -225,6 +248,10 @@ BAD: list[tuple[str, str, object]] = [
     ("live_orders", "status", "open"),
     ("live_fills", "price", -1.0),
     ("live_positions", "stop", 0.0),
+    ("live_outbox", "kind", "trade"),
+    ("live_outbox", "payload", "{not json"),
+    ("live_deliveries", "status", "sent"),
+    ("live_deliveries", "attempts", -1),
 ]
 
 

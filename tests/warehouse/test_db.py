@@ -80,14 +80,22 @@ def test_migration_2_adds_the_indicators_column_and_keeps_rows(tmp_path: Path) -
     with db.read_write(wh.db_path, 5) as con:
         for table in ("signals", "live_signals"):
             con.execute(f"ALTER TABLE store.{table} DROP COLUMN indicators")
-        con.execute("DELETE FROM store.schema_version WHERE version = 2")
+        con.execute("DELETE FROM store.schema_version WHERE version >= 2")
+        con.execute("DROP VIEW live_notifications")
+        for table in ("live_outbox", "live_deliveries"):  # migration 3's
+            con.execute(f"DROP VIEW {table}")
+            con.execute(f"DROP TABLE store.{table}")
+        con.execute("DELETE FROM store.meta")  # the views are recreated
         con.execute(
             "INSERT INTO store.signals (run_id, agent, symbol, ts, close, signal) "
             "VALUES ('r1', 'a', 'AAPL.US', '2026-01-02 15:00+00', 100.0, 1)"
         )
         assert db.installed_version(con) == 1
         db.ensure_schema(con, wh.paths)
-        assert db.installed_version(con) == 2
+        assert db.installed_version(con) == db.SCHEMA_VERSION == 3
+        outbox = [r[0] for r in con.execute("DESCRIBE store.live_outbox").fetchall()]
+        assert tuple(outbox) == table_columns("live_outbox")
+        assert con.execute("SELECT count(*) FROM live_notifications").fetchall() == [(0,)]
         cols = [r[0] for r in con.execute("DESCRIBE store.signals").fetchall()]
         assert cols[-1] == "indicators"
         assert con.execute("SELECT close, indicators FROM store.signals").fetchall() == [
