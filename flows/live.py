@@ -520,9 +520,8 @@ def _live_body(
             ended = True
         finally:
             # a normal end delivers what is pending (bounded); the rest stays pending
-            notified = stop_notifier(
-                notifier, settings.notify.drain_seconds if ended else 0.0, sink
-            )
+            drain = settings.notify.drain_seconds if ended else 0.0
+            notified = stop_notifier(notifier, drain, sink, settings.live.drain_limit)
             if sink.pending:
                 log.info("live: storing the last %d step(s) of the journal", sink.pending)
             sink.close(settings.live.drain_limit)

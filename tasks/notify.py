@@ -2,10 +2,11 @@
 
 The live flow's journaled sink (``hedgeflow.tasks.live.open_live_sink``) adds
 :func:`step_outbox` to every step it journals, so the events are stored in the same
-transaction as their orders and fills. Once a step is journaled (durable), its events
-go to the :class:`~hedgeflow.live.notify.Notifier`, which delivers them in the
-background; the delivery states it reports go back through the same sink (the one
-writer of the warehouse), never through a connection of their own.
+transaction as their orders and fills. The events the outbox stores for the first time
+(a replayed or recomputed step's are not new) go, once committed, to the
+:class:`~hedgeflow.live.notify.Notifier`, which delivers them in the background; the
+delivery states it reports go back through the same sink (the one writer of the
+warehouse), never through a connection of their own.
 
 :func:`resume_notifications` queues what the warehouse still has ``pending`` (a previous
 process died, or its end's bounded wait ran out); pending deliveries of a channel that
@@ -18,7 +19,6 @@ is no longer configured are marked ``dead``.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +33,6 @@ from hedgeflow.live.notify import (
     Notifier,
     deliveries_frame,
     delivery_row,
-    events_in,
     outbox_events,
     outbox_tables,
     run_event,
@@ -79,18 +78,6 @@ def attach(notifier: Notifier, sink: JournaledSink) -> None:
     notifier.set_record(record)
 
 
-def on_journaled(notifier: Notifier) -> Any:
-    """The sink's listener: queue the events of every item once it is journaled."""
-
-    def listener(items: list[Any]) -> None:
-        for item in items:
-            events = events_in(item)
-            if events:
-                notifier.submit(events)
-
-    return listener
-
-
 def resume_notifications(warehouse: Warehouse, notifier: Notifier) -> int:
     """Queue the deliveries the warehouse still has pending; mark those of channels no
     longer configured dead. Returns how many were queued."""
@@ -125,15 +112,18 @@ def resume_notifications(warehouse: Warehouse, notifier: Notifier) -> int:
 
 
 def stop_notifier(
-    notifier: Notifier, drain_seconds: float, sink: JournaledSink | None = None
+    notifier: Notifier,
+    drain_seconds: float,
+    sink: JournaledSink | None = None,
+    store_limit: float = 0.0,
 ) -> dict[str, int]:
     """Deliver what is pending (waiting up to ``drain_seconds``), stop the workers;
-    the counts for the run's summary. With ``sink``, the steps it was handed are
-    journaled first (their events queued), within the same bounded wait."""
-    started = time.monotonic()
-    if sink is not None and drain_seconds > 0:
-        sink.wait_journaled(drain_seconds)
-    left = notifier.close(max(0.0, drain_seconds - (time.monotonic() - started)))
+    the counts for the run's summary. With ``sink``, the steps it was handed are stored
+    first (up to ``store_limit`` s: the sink's own drain limit, which its close would
+    wait anyway), so their events are queued too."""
+    if sink is not None and drain_seconds > 0 and store_limit > 0:
+        sink.wait_stored(store_limit)
+    left = notifier.close(drain_seconds)
     if left:
         run_logger().warning(
             "notify: %d notification(s) still pending after %.0f s; the next start sends them",

@@ -400,10 +400,20 @@ class Warehouse:
             return pd.DataFrame(columns=["payload", "channel", "attempts"])
         return self.query(live.PENDING_NOTIFICATIONS_SQL)
 
-    def write_live_many(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
-        """Upsert rows of several live tables in ONE transaction (all validated first)."""
+    def write_live_many(
+        self, tables: Mapping[str, pd.DataFrame], new_events: list[Any] | None = None
+    ) -> dict[str, int]:
+        """Upsert rows of several live tables in ONE transaction (all validated first).
+        ``new_events`` receives the payloads of the outbox events stored for the first
+        time (after the commit: a rolled-back transaction adds none)."""
         for table in tables:
             results.check_live_table(table)
         prepared = {t: results.prepare(t, f) for t, f in tables.items()}
+        fresh: list[Any] = []
         with self.write() as con:
-            return {t: results.write_live_rows(con, t, rows) for t, rows in prepared.items()}
+            counts = {
+                t: results.write_live_rows(con, t, rows, fresh) for t, rows in prepared.items()
+            }
+        if new_events is not None:
+            new_events.extend(fresh)
+        return counts

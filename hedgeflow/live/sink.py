@@ -61,10 +61,8 @@ class JournaledSink:
         describe_busy: Callable[[BaseException], str] = str,
         retry_initial: float = 0.05,
         retry_max: float = 0.5,
-        on_journaled: Callable[[list[Any]], Any] | None = None,
     ) -> None:
         self.journal = journal
-        self._on_journaled = on_journaled
         self._store = store
         self._encode = encode
         self._is_busy = is_busy
@@ -110,17 +108,17 @@ class JournaledSink:
             self._inbox.append((_ENCODED, item))
             self._cond.notify_all()
 
-    def wait_journaled(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s until every step handed over so far is in the journal
-        (and its listener called); False when that did not happen in time."""
+    def wait_stored(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until every step handed over so far is stored;
+        False when that did not happen in time (or the writer failed)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while (self._inbox or self._journaling) and self._error is None:
+            while (self._inbox or self._journaling or self._queue) and self._error is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._cond.wait(left)
-            return True
+                self._cond.wait(min(left, 0.1))
+            return self._error is None
 
     @property
     def pending(self) -> int:
@@ -152,11 +150,6 @@ class JournaledSink:
                     self._journaling = 0
                     self._cond.notify_all()
                 return
-            if self._on_journaled is not None:
-                try:
-                    self._on_journaled(items)
-                except Exception:  # a listener's bug must not stop the record
-                    log.exception("live: the journal listener failed")
             with self._cond:
                 self._queue.extend(zip(seqs, items, strict=True))
                 self._journaling = 0

@@ -51,7 +51,7 @@ def _run(wh: Warehouse, notify: NotifySettings, bars: pd.DataFrame, k0: int, k1:
         t0 = time.perf_counter()
         sink(agent, step)
         calls.append(time.perf_counter() - t0)
-    counts = stop_notifier(notifier, drain, sink)
+    counts = stop_notifier(notifier, drain, sink, 120.0)
     sink.close(30)
     return counts, calls
 

@@ -99,6 +99,7 @@ def test_delivers_every_event_as_one_json_post() -> None:
         assert n.close(5.0) == 0
     assert sorted(b["event_id"] for b in rx.bodies()) == [f"ev-{i}" for i in range(5)]
     assert all(r.path == f"/hook/{TOKEN}" for r in rx.received)
+    assert sorted(r["event_id"] for r in rows.rows) == [f"ev-{i}" for i in range(5)]
     assert [r["status"] for r in rows.rows] == [DELIVERED] * 5
     assert all(r["attempts"] == 1 and r["delivered_at"] is not None for r in rows.rows)
     assert {r["channel"] for r in rows.rows} == {channel_id("webhook", rx.url)}
@@ -116,11 +117,13 @@ def test_http_500s_are_retried_with_backoff_until_acknowledged() -> None:
     assert [r.answered for r in rx.received] == [500, 500, 200]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.05 and gaps[1] >= 0.1  # 0.1 then 0.2, each with jitter in [1/2, 1]
-    assert [(r["status"], r["attempts"], r["last_error"]) for r in rows.rows] == [
+    # the states handed over (batched: the latest per event), then the final one
+    states = [(r["status"], r["attempts"], r["last_error"]) for r in rows.rows]
+    assert states[-1] == (DELIVERED, 3, None)
+    assert set(states[:-1]) <= {
         (PENDING, 1, "HTTP 500 Internal Server Error"),
         (PENDING, 2, "HTTP 500 Internal Server Error"),
-        (DELIVERED, 3, None),
-    ]
+    }
 
 
 def test_a_receiver_slower_than_the_timeout_ends_dead_after_max_attempts() -> None:
@@ -134,10 +137,9 @@ def test_a_receiver_slower_than_the_timeout_ends_dead_after_max_attempts() -> No
         assert n.close(10.0) == 0
         assert rx.wait_for(3, 5.0)
     assert n.dead == 1 and n.delivered == 0
-    assert [(r["status"], r["attempts"]) for r in rows.rows] == [
-        (PENDING, 1), (PENDING, 2), (DEAD, 3)
-    ]  # fmt: skip
-    assert rows.rows[-1]["last_error"] == "timed out after 0.2 s"
+    states = [(r["status"], r["attempts"], r["last_error"]) for r in rows.rows]
+    assert states[-1] == (DEAD, 3, "timed out after 0.2 s")
+    assert set(states[:-1]) <= {(PENDING, k, "timed out after 0.2 s") for k in (1, 2)}
 
 
 def test_a_closed_port_is_refused_and_the_error_never_shows_the_url() -> None:
