@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import Harness, assert_clean, query_frame, run_cli
+from tests.e2e_helpers import Harness, assert_clean, cli_env, query_frame, run_cli
 from tests.flows.test_live_cli import LIVELY, SPEED
 from tests.webhook_receiver import TOKEN, WebhookReceiver, closed_port
 
