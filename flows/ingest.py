@@ -104,7 +104,7 @@ def ingest(
         overrides["source"] = source
     if interval:
         overrides["interval"] = interval
-    settings = load_settings(overrides=overrides)
+    settings = load_settings(overrides=overrides).without_secrets()
     chosen = resolve_symbols(symbols, settings)
     interval_ = validate_interval(settings.interval)
     window = lookback_window(

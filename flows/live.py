@@ -440,8 +440,9 @@ def _live_body(
             since = min(_missing_from(warehouse, s, interval_, window) for s in symbols)
             if since < window.end:
                 _, failed = ingest_window(
-                    symbols, interval_, Window(since, window.end), sources.spec, settings, run_id
-                )
+                    symbols, interval_, Window(since, window.end), sources.spec,
+                    settings.without_secrets(), run_id,
+                )  # fmt: skip
                 if failed:
                     detail = "; ".join(f"{s}: {e}" for s, e in failed.items())
                     raise SourceError(f"live warm-up: ingest failed for {detail}")

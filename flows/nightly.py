@@ -29,6 +29,7 @@ from hedgeflow.tasks.common import (
     run_logger,
     thread_pool,
 )
+from hedgeflow.tasks.notify import notify_run
 from hedgeflow.tasks.report import publish_report
 from hedgeflow.tasks.research import (
     AgentFailure,
@@ -96,6 +97,8 @@ def nightly(
     window = lookback_window(
         settings.lookback_days if days is None else days, end, interval=settings.interval
     )
+    notify = settings.notify
+    settings = settings.without_secrets()  # tasks and subflows never see the URLs
     run_id = current_run_id()
     warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     params = {
@@ -162,8 +165,9 @@ def nightly(
         summary.status = (
             "completed" if not summary.failed_agents else ("partial" if done else "failed")
         )
-    except BaseException:
+    except BaseException as exc:
         mark_run_failed(warehouse, run_id)
+        notify_run(notify, "nightly", run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     headline = {
         name: {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")}
@@ -180,4 +184,7 @@ def nightly(
         "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
     )
     warehouse.finish_run(run_id, summary.status, headline, fingerprint)
+    if summary.status != "completed":
+        failed = "; ".join(f"{a}: {e}" for a, e in sorted(summary.failed_agents.items()))
+        notify_run(notify, "nightly", run_id, summary.status, f"failed agents: {failed}")
     return summary

@@ -133,7 +133,7 @@ def sweep(
     chosen = resolve_symbols(symbols, load_settings())
     settings = load_settings(
         agents={f"sweep-{i}": {"symbol": s, "strategy": strategy} for i, s in enumerate(chosen)}
-    )
+    ).without_secrets()  # sweeps never notify; subflow parameters are stored
     window = lookback_window(
         settings.lookback_days if days is None else days, end, interval=settings.interval
     )

@@ -225,6 +225,15 @@ class Settings:
     def costs_for(self, agent: AgentSettings) -> CostSettings:
         return agent.costs or self.costs.get(agent.asset_class, CostSettings())
 
+    def without_secrets(self) -> Settings:
+        """These settings without the notification URLs: what may be handed to a
+        subflow or task, whose parameters Prefect stores."""
+        if not self.notify.enabled:
+            return self
+        return dataclasses.replace(
+            self, notify=dataclasses.replace(self.notify, webhooks=(), apprise=())
+        )
+
 
 # The article's configuration (EUR.FOREX there is a typo for EURUSD.FOREX).
 DEFAULTS: dict[str, Any] = {

@@ -12,7 +12,7 @@ warehouse), never through a connection of their own.
 process died, or its end's bounded wait ran out); pending deliveries of a channel that
 is no longer configured are marked ``dead``.
 
-:func:`notify_run_outcome` announces a nightly run that failed or was partial (kind
+:func:`notify_run` announces a nightly run that failed or was partial (kind
 ``run``), waiting at most ``[notify] drain_seconds``.
 """
 
@@ -38,11 +38,12 @@ from hedgeflow.live.notify import (
     run_event,
 )
 from hedgeflow.live.sink import JournaledSink
+from hedgeflow.secrets import redact
 from hedgeflow.tasks.common import run_logger
 from hedgeflow.warehouse import Warehouse
 
 __all__ = [
-    "notify_run_outcome",
+    "notify_run",
     "open_notifier",
     "resume_notifications",
     "step_outbox",
@@ -138,13 +139,22 @@ def stop_notifier(
     }
 
 
-def notify_run_outcome(
+def notify_run(
     notify: NotifySettings, flow: str, run_id: str, status: str, reason: str | None
 ) -> dict[str, int] | None:
     """Announce a run that did not complete (kind ``run``) on every channel, waiting at
-    most ``drain_seconds`` (retries included); None when no channel is configured."""
+    most ``drain_seconds`` (retries included); None when there is nothing to do. Never
+    raises: a notification problem is logged, the run's outcome stands."""
     if not notify.enabled or status == "completed":
         return None
-    notifier = open_notifier(notify)
-    notifier.submit([run_event(flow, run_id, status, reason)])
-    return stop_notifier(notifier, notify.drain_seconds)
+    log = run_logger()
+    try:
+        notifier = open_notifier(notify)
+        notifier.submit([run_event(flow, run_id, status, redact(reason or "")[:500] or None)])
+        counts = stop_notifier(notifier, notify.drain_seconds)
+    except Exception as exc:
+        log.warning("notify: could not announce run %s (%s)", run_id, redact(str(exc)))
+        return None
+    if counts["delivered"]:
+        log.info("notify: announced the %s run %s (%s)", status, run_id, flow)
+    return counts

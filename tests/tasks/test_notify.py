@@ -18,6 +18,7 @@ from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.channels import channel_id
 from hedgeflow.tasks.live import open_live_sink, step_item
 from hedgeflow.tasks.notify import (
+    notify_run,
     open_notifier,
     resume_notifications,
     step_outbox,
@@ -180,3 +181,24 @@ def test_a_slow_receiver_does_not_slow_the_bar_loop(tmp_path: Path, bars: pd.Dat
             timings[name] = (time.perf_counter() - t0, max(calls), sorted(calls)[len(calls) // 2])
     assert timings["slow"][1] < 0.05, timings  # the slowest sink call
     assert timings["slow"][2] < 0.005, timings  # the median one
+
+
+def test_a_run_that_did_not_complete_is_announced_within_the_drain() -> None:
+    with WebhookReceiver() as rx:
+        notify = _notify(rx.url)
+        assert notify_run(notify, "nightly", "run-9", "completed", None) is None
+        counts = notify_run(notify, "nightly", "run-9", "partial", f"x failed {rx.url}")
+    assert counts == {"delivered": 1, "dead": 0, "failed_attempts": 0, "pending": 0}
+    (body,) = rx.bodies()
+    assert (body["kind"], body["status"], body["run_id"]) == ("run", "partial", "run-9")
+    assert TOKEN not in body["reason"]  # a URL in the reason is redacted
+    # a receiver that never answers in time: the flow waits at most drain_seconds
+    with WebhookReceiver(delay=2.0) as slow:
+        t0 = time.monotonic()
+        counts = notify_run(
+            _notify(slow.url, timeout=0.3, drain_seconds=1.0, backoff_initial=0.1),
+            "nightly", "run-9", "failed", "boom",
+        )  # fmt: skip
+        took = time.monotonic() - t0
+    assert counts is not None and counts["delivered"] == 0 and counts["failed_attempts"] >= 2
+    assert took < 2.5, took
