@@ -104,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
                     quick=args.quick,
                 )
             )
+        elif name == "notify":
+            from benchmarks import notify
+
+            body = notify.render(
+                notify.run(
+                    notify.QUICK_BARS if args.quick else notify.FULL_BARS,
+                    command=command,
+                    quick=args.quick,
+                )
+            )
         else:  # pragma: no cover - argparse choices
             raise SystemExit(f"unknown benchmark {name}")
         print(body, flush=True)

@@ -22,7 +22,6 @@ through the strategy. The restarted process continues under the same run id.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +37,7 @@ from hedgeflow.live.notify import Notifier
 from hedgeflow.live.record import replay_bars, state_from_rows, step_tables
 from hedgeflow.live.sink import BacklogNotStoredError, JournaledSink
 from hedgeflow.tasks.common import run_logger
-from hedgeflow.tasks.notify import attach, step_outbox
+from hedgeflow.tasks.notify import attach, on_journaled, step_outbox
 from hedgeflow.warehouse import Warehouse
 from hedgeflow.warehouse.db import busy_holder, is_busy_error
 
@@ -81,21 +80,18 @@ def _sink_for(
 ) -> JournaledSink:
     writer = Warehouse(warehouse.home, lock_timeout=WRITE_ATTEMPT_SECONDS)
     channel_ids = notifier.channel_ids if notifier is not None else []
+    # events this run announced already (stored, or journaled by this process): a step
+    # recomputed after a restart, or an order's later state, is not announced again
+    announced = writer.outbox_event_ids(run_id) if run_id is not None else set()
 
     def store(tables: Mapping[str, pd.DataFrame]) -> Any:
-        if notifier is None:
-            return writer.write_live_many(tables)
-        new: list[str] = []
-        counts = writer.write_live_many(tables, new)
-        if new:  # delivered from the outbox: only the events it stored for the first time
-            notifier.submit([json.loads(p) for p in new])
-        return counts
+        return writer.write_live_many(tables)
 
     def encode(agent: LiveAgent, step: LiveStep) -> dict[str, pd.DataFrame]:
         assert run_id is not None
         now = _now()
         item = step_item(run_id, agent, step, now)
-        item.update(step_outbox(run_id, agent, step, channel_ids, now))
+        item.update(step_outbox(run_id, agent, step, channel_ids, now, announced))
         return item
 
     sink = JournaledSink(
@@ -104,6 +100,7 @@ def _sink_for(
         encode if run_id is not None else None,
         is_busy=is_busy_error,
         describe_busy=busy_holder,
+        on_journaled=on_journaled(notifier) if notifier is not None else None,
     )
     if notifier is not None:
         attach(notifier, sink)
@@ -115,9 +112,10 @@ def open_live_sink(
 ) -> JournaledSink:
     """The run's journaled sink (it first stores what the run's journal still holds).
     Every step's orders and fills go to the notification outbox in the same item (one
-    transaction); with a ``notifier``, the events the outbox stores for the first time
-    are handed to it once committed, and the delivery states come back through this
-    sink."""
+    transaction); with a ``notifier``, a step's new events are handed to it as soon as
+    the step is journaled (durable: the journal is the outbox's write-ahead log, so a
+    warehouse locked by a reader does not hold notifications up), and the delivery
+    states come back through this sink."""
     return _sink_for(warehouse, Journal(warehouse.paths.live_journal(run_id)), run_id, notifier)
 
 

@@ -2,11 +2,13 @@
 
 The live flow's journaled sink (``hedgeflow.tasks.live.open_live_sink``) adds
 :func:`step_outbox` to every step it journals, so the events are stored in the same
-transaction as their orders and fills. The events the outbox stores for the first time
-(a replayed or recomputed step's are not new) go, once committed, to the
-:class:`~hedgeflow.live.notify.Notifier`, which delivers them in the background; the
-delivery states it reports go back through the same sink (the one writer of the
-warehouse), never through a connection of their own.
+transaction as their orders and fills (only events the run has not announced yet: a
+step recomputed after a restart, or an order's later state, adds none). Once a step is
+in the journal (fsynced: the journal is the outbox's write-ahead log, stored in order by
+the writer thread), its events go to the :class:`~hedgeflow.live.notify.Notifier`,
+which delivers them in the background, so a slow or locked warehouse never holds
+notifications up; the delivery states it reports go back through the same sink (the one
+writer of the warehouse), never through a connection of their own.
 
 :func:`resume_notifications` queues what the warehouse still has ``pending`` (a previous
 process died, or its end's bounded wait ran out); pending deliveries of a channel that
@@ -33,6 +35,7 @@ from hedgeflow.live.notify import (
     Notifier,
     deliveries_frame,
     delivery_row,
+    events_in,
     outbox_events,
     outbox_tables,
     run_event,
@@ -52,11 +55,19 @@ __all__ = [
 
 
 def step_outbox(
-    run_id: str, agent: LiveAgent, step: LiveStep, channel_ids: Sequence[str],
+    run_id: str,
+    agent: LiveAgent,
+    step: LiveStep,
+    channel_ids: Sequence[str],
     created_at: pd.Timestamp,
-) -> dict[str, pd.DataFrame]:  # fmt: skip
-    """The outbox and pending-delivery rows of a step's orders and fills."""
+    announced: set[str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The outbox and pending-delivery rows of a step's orders and fills; with
+    ``announced`` (ids announced already, updated here), only the new events."""
     events = outbox_events(run_id, agent.name, agent.symbol, step.events)
+    if announced is not None:
+        events = [e for e in events if e["event_id"] not in announced]
+        announced.update(e["event_id"] for e in events)
     return outbox_tables(events, channel_ids, created_at)
 
 
@@ -77,6 +88,18 @@ def attach(notifier: Notifier, sink: JournaledSink) -> None:
         sink.put({LIVE_DELIVERIES: deliveries_frame(rows)})
 
     notifier.set_record(record)
+
+
+def on_journaled(notifier: Notifier) -> Any:
+    """The sink's listener: queue the new events of every item once it is journaled."""
+
+    def listener(items: list[Any]) -> None:
+        for item in items:
+            events = events_in(item)
+            if events:
+                notifier.submit(events)
+
+    return listener
 
 
 def resume_notifications(warehouse: Warehouse, notifier: Notifier) -> int:

@@ -393,6 +393,13 @@ class Warehouse:
         when it has none; ``run_id`` picks the run (default: the one that stored it)."""
         return live.read_live_record(self.query, agent, symbol, interval, run_id)
 
+    def outbox_event_ids(self, run_id: str) -> set[str]:
+        """The ids of the notification events the outbox holds for ``run_id``."""
+        if not self.db_path.exists():
+            return set()
+        found = self.query(live.OUTBOX_IDS_SQL, [run_id])
+        return set(found["event_id"])
+
     def pending_notifications(self) -> pd.DataFrame:
         """The deliveries not acknowledged yet (status ``pending``): ``payload`` (the
         event's JSON), ``channel``, ``attempts``, oldest event first."""
@@ -400,20 +407,10 @@ class Warehouse:
             return pd.DataFrame(columns=["payload", "channel", "attempts"])
         return self.query(live.PENDING_NOTIFICATIONS_SQL)
 
-    def write_live_many(
-        self, tables: Mapping[str, pd.DataFrame], new_events: list[Any] | None = None
-    ) -> dict[str, int]:
-        """Upsert rows of several live tables in ONE transaction (all validated first).
-        ``new_events`` receives the payloads of the outbox events stored for the first
-        time (after the commit: a rolled-back transaction adds none)."""
+    def write_live_many(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
+        """Upsert rows of several live tables in ONE transaction (all validated first)."""
         for table in tables:
             results.check_live_table(table)
         prepared = {t: results.prepare(t, f) for t, f in tables.items()}
-        fresh: list[Any] = []
         with self.write() as con:
-            counts = {
-                t: results.write_live_rows(con, t, rows, fresh) for t, rows in prepared.items()
-            }
-        if new_events is not None:
-            new_events.extend(fresh)
-        return counts
+            return {t: results.write_live_rows(con, t, rows) for t, rows in prepared.items()}

@@ -31,6 +31,8 @@ PENDING_NOTIFICATIONS_SQL = (
     "WHERE d.status = 'pending' ORDER BY o.created_at, o.event_id, d.channel"
 )
 
+OUTBOX_IDS_SQL = f"SELECT event_id FROM {LIVE_OUTBOX} WHERE run_id = ?"
+
 Query = Callable[[str, Sequence[Any]], pd.DataFrame]
 
 

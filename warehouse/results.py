@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from typing import Any
 
 import duckdb
 import pandas as pd
@@ -111,30 +110,19 @@ def replace_rows(
 
 
 def insert_new_rows(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    rows: pa.Table,
-    key: tuple[str, ...],
-    returning: list[Any] | None = None,
-    returning_column: str | None = None,
+    con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, key: tuple[str, ...]
 ) -> int:
-    """Insert the rows of ``rows`` whose ``key`` is not stored yet; how many were new.
-    With ``returning``, the new rows' ``returning_column`` values are appended to it."""
+    """Insert the rows of ``rows`` whose ``key`` is not stored yet; how many were new."""
     if rows.num_rows == 0:
         return 0
     name = f"_hf_new_{table}_{next(_counter)}"
     con.register(name, rows)
     try:
         match = " AND ".join(f"s.{q(c)} = n.{q(c)}" for c in key)
-        sql = (
+        found = con.execute(
             f"INSERT INTO {STORE}.{q(table)} BY NAME SELECT * FROM {name} AS n "
             f"WHERE NOT EXISTS (SELECT 1 FROM {STORE}.{q(table)} AS s WHERE {match})"
-        )
-        if returning is not None and returning_column is not None:
-            new = con.execute(f"{sql} RETURNING {q(returning_column)}").fetchall()
-            returning.extend(r[0] for r in new)
-            return len(new)
-        found = con.execute(sql).fetchall()
+        ).fetchall()
     finally:
         con.unregister(name)
     return int(found[0][0]) if found else 0
@@ -160,17 +148,11 @@ def advance_rows(
     return insert_new_rows(con, table, rows, key)
 
 
-def write_live_rows(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    rows: pa.Table,
-    new_events: list[Any] | None = None,
-) -> int:
+def write_live_rows(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> int:
     """Store one live table's rows with that table's rule (upsert; the outbox keeps the
-    first event, and appends the payloads of the events it did not have to
-    ``new_events``; delivery states only move forward)."""
+    first event; delivery states only move forward)."""
     if table == LIVE_OUTBOX:
-        return insert_new_rows(con, table, rows, LIVE_KEYS[table], new_events, "payload")
+        return insert_new_rows(con, table, rows, LIVE_KEYS[table])
     if table == LIVE_DELIVERIES:
         return advance_rows(con, table, rows, LIVE_KEYS[table])
     return replace_rows(con, table, rows, LIVE_KEYS[table])

@@ -6,9 +6,9 @@
   process recomputes it). The live flow stores them in the warehouse's outbox in the
   same transaction as the order and fill rows, with one ``pending`` delivery row per
   configured channel (``hedgeflow.tasks.notify``).
-* :class:`Notifier` delivers the events the outbox stored for the first time: one
-  worker thread per channel (a slow or dead receiver delays only its own channel,
-  never the bar loop, which only queues), each
+* :class:`Notifier` delivers them (once journaled): one worker thread per channel (a
+  slow or dead receiver delays only its own channel, never the bar loop, which only
+  queues), each
   attempt bounded by the channel's timeout, failures retried with exponential backoff
   and jitter, an event marked ``dead`` after ``max_attempts``. Every attempt's outcome
   goes to ``record`` as a delivery-state row (the live flow hands them to its journaled
@@ -193,6 +193,14 @@ def outbox_tables(
             [delivery_row(ev["event_id"], cid, PENDING, 0) for ev in events for cid in channel_ids]
         )
     return tables
+
+
+def events_in(item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The events of a journaled item's outbox frame (as the webhooks receive them)."""
+    frame = item.get(LIVE_OUTBOX) if isinstance(item, Mapping) else None
+    if frame is None or len(frame) == 0:
+        return []
+    return [json.loads(p) for p in frame["payload"]]
 
 
 def run_event(flow: str, run_id: str, status: str, reason: str | None) -> dict[str, Any]:

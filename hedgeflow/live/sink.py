@@ -61,8 +61,10 @@ class JournaledSink:
         describe_busy: Callable[[BaseException], str] = str,
         retry_initial: float = 0.05,
         retry_max: float = 0.5,
+        on_journaled: Callable[[list[Any]], Any] | None = None,
     ) -> None:
         self.journal = journal
+        self._on_journaled = on_journaled
         self._store = store
         self._encode = encode
         self._is_busy = is_busy
@@ -150,6 +152,11 @@ class JournaledSink:
                     self._journaling = 0
                     self._cond.notify_all()
                 return
+            if self._on_journaled is not None:  # durable now: e.g. notify
+                try:
+                    self._on_journaled(items)
+                except Exception:  # a listener's bug must not stop the record
+                    log.exception("live: the journal listener failed")
             with self._cond:
                 self._queue.extend(zip(seqs, items, strict=True))
                 self._journaling = 0
