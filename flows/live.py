@@ -58,14 +58,20 @@ from hedgeflow.flows.params import AgentParam, IntervalName, agents_mapping
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.clock import SimulatedClock
 from hedgeflow.live.rest import BarFetcher, rest_fetcher
-from hedgeflow.live.runtime import SHUTDOWN
+from hedgeflow.live.runtime import SHUTDOWN, shutdown_reason
 from hedgeflow.live.session import last_session_open
 from hedgeflow.live.status import RuntimeStatus, live_verdict
 from hedgeflow.market import interval_seconds
-from hedgeflow.tasks.common import current_run_id, progress_log, run_logger, thread_pool
+from hedgeflow.tasks.common import (
+    current_run_id,
+    mark_run_ended,
+    progress_log,
+    run_logger,
+    thread_pool,
+)
 from hedgeflow.tasks.ingest import SourceSpec
 from hedgeflow.tasks.live import open_live_sink, restore_agent, store_live_backlog
-from hedgeflow.warehouse import Warehouse, WarehouseBusyError, code_version
+from hedgeflow.warehouse import Warehouse, code_version
 from hedgeflow.warehouse.live_lock import LiveLock, acquire_live_lock
 from hedgeflow.windows import Window
 
@@ -316,12 +322,13 @@ def _live_locked(
         )  # fmt: skip
     except BaseException as exc:
         # a warehouse still locked: the run stays `running`, the next start resumes it
-        with contextlib.suppress(WarehouseBusyError):
-            warehouse.finish_run(run_id, "failed", {"reason": _one_line(exc)})
+        mark_run_ended(warehouse, run_id, exc)
         raise
     summary.seconds = time.monotonic() - began
     summary.journal["replayed"] = replayed
     status, reason = _verdict(summary)
+    if shutdown_reason() is not None:  # SIGINT / SIGTERM: stopped cleanly, on request
+        status, reason = "cancelled", shutdown_reason()
     headline: dict[str, Any] = {
         "bars": sum(int(a["bars"]) for a in summary.agents),
         "fills": sum(int(a["fills"]) for a in summary.agents),
@@ -331,7 +338,7 @@ def _live_locked(
     }
     if reason:
         headline["reason"] = reason
-    warehouse.finish_run(run_id, status, headline)
+    warehouse.finish_run(run_id, status, headline, reason=reason)
     summary.status, summary.reason = status, reason
     (log.info if status == "completed" else log.warning)(
         "live run %s stopped after %.0f s: %d bars, %d fills, status %s%s",

@@ -24,7 +24,7 @@ from hedgeflow.tasks.common import (
     batch_label,
     batches,
     current_run_id,
-    mark_run_failed,
+    mark_run_ended,
     raise_if_out_of_space,
     run_logger,
     thread_pool,
@@ -162,8 +162,8 @@ def nightly(
         summary.status = (
             "completed" if not summary.failed_agents else ("partial" if done else "failed")
         )
-    except BaseException:
-        mark_run_failed(warehouse, run_id)
+    except BaseException as exc:
+        mark_run_ended(warehouse, run_id, exc)
         raise
     headline = {
         name: {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")}
@@ -179,5 +179,6 @@ def nightly(
     fingerprint = (
         "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
     )
-    warehouse.finish_run(run_id, summary.status, headline, fingerprint)
+    reason = "; ".join(f"{a}: {e}" for a, e in summary.failed_agents.items()) or None
+    warehouse.finish_run(run_id, summary.status, headline, fingerprint, reason=reason)
     return summary

@@ -284,10 +284,11 @@ def _json_ready(value: Any) -> Any:
 
 
 def print_runs(runs: Any) -> None:
-    """Recent runs: id, flow, status, start, duration and the headline numbers."""
+    """Recent runs: id, flow, status, start, duration and the headline numbers, or why a
+    failed, crashed or cancelled run ended."""
     table = Table(title="recent runs", title_justify="left")
-    for name in ("run_id", "flow", "status", "started (UTC)", "took", "headline"):
-        table.add_column(name, no_wrap=name != "headline")
+    for name in ("run_id", "flow", "status", "started (UTC)", "took", "headline / reason"):
+        table.add_column(name, no_wrap=name != "headline / reason")
     for row in runs.to_dict("records"):
         started, finished = row.get("started_at"), row.get("finished_at")
         took = "-"
@@ -299,14 +300,20 @@ def print_runs(runs: Any) -> None:
             "partial": "yellow",
             "degraded": "yellow",
             "failed": "red",
+            "crashed": "red",
+            "cancelled": "magenta",
         }.get(status, "cyan")
+        reason = row.get("reason")
+        shown: str | Text = _headline(row.get("summary"))
+        if isinstance(reason, str) and reason and status not in ("completed", "running"):
+            shown = Text(reason)  # literal: a reason may hold [brackets]
         table.add_row(
             str(row["run_id"])[:8],
             str(row.get("flow")),
-            f"[{colour}]{status}[/]",
+            Text(status, style=colour),
             f"{started:%Y-%m-%d %H:%M:%S}" if started is not None else "-",
             took,
-            _headline(row.get("summary")),
+            shown,
         )
     stdout.print(table)
 
@@ -493,7 +500,13 @@ def print_live_summary(summary: Any) -> None:
     )
     if summary.resumed:
         stdout.print(f"continued from the record: {', '.join(summary.resumed)}")
-    stdout.print("open positions stay open: see live_positions (hedgeflow sql)")
+    open_positions = [a["name"] for a in summary.agents if a.get("position")]
+    if open_positions:
+        stdout.print(
+            f"open positions stay open ({', '.join(map(str, open_positions))}): "
+            "see live_positions (hedgeflow sql)",
+            markup=False,
+        )
     reason = getattr(summary, "reason", None)
     stdout.print(f"status: {summary.status}" + (f" ({reason})" if reason else ""), highlight=False)
     journal = getattr(summary, "journal", None) or {}
