@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import signal
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -58,7 +59,7 @@ from hedgeflow.flows.params import AgentParam, IntervalName, agents_mapping
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.clock import SimulatedClock
 from hedgeflow.live.rest import BarFetcher, rest_fetcher
-from hedgeflow.live.runtime import SHUTDOWN, shutdown_reason
+from hedgeflow.live.runtime import SHUTDOWN, request_shutdown, shutdown_reason
 from hedgeflow.live.session import last_session_open
 from hedgeflow.live.status import RuntimeStatus, live_verdict
 from hedgeflow.market import interval_seconds
@@ -607,6 +608,29 @@ def _stream(
             max_idle_connections=settings.live.max_idle_connections,
         )
     try:
-        return _run_coroutine(runtime.run(duration, stop=SHUTDOWN))
+        with _sigterm_stops_cleanly():
+            return _run_coroutine(runtime.run(duration, stop=SHUTDOWN))
     except KeyboardInterrupt:  # Ctrl-C without the CLI's handler: a clean stop too
         return runtime.status()
+
+
+@contextlib.contextmanager
+def _sigterm_stops_cleanly() -> Iterator[None]:
+    """While streaming, SIGTERM (a terminal's kill, a Prefect worker cancelling the run)
+    stops the run cleanly like Ctrl-C: the last bars stored, the run ``cancelled``.
+    Prefect's own handler would raise TerminationSignal in the middle of the event loop.
+    A second SIGTERM stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        if SHUTDOWN.is_set():
+            raise KeyboardInterrupt
+        request_shutdown("stopped by SIGTERM", signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

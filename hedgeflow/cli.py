@@ -508,20 +508,23 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise InvalidInputError("--start needs --source simulator")
     load_settings()  # a bad setting fails here, before Prefect starts
     from hedgeflow.console import live_status_display, print_live_summary
-    from hedgeflow.live.runtime import SHUTDOWN, clear_shutdown, request_shutdown
+    from hedgeflow.live.runtime import (
+        SHUTDOWN,
+        clear_shutdown,
+        request_shutdown,
+        shutdown_signal,
+    )
 
     prepare_prefect(args.verbose)
     require_token(args.source)
     from hedgeflow.flows.live import live
 
     clear_shutdown()
-    stopped_by: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
         if SHUTDOWN.is_set():  # a second Ctrl-C: stop now
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
-        stopped_by.append(signum)
-        request_shutdown(f"stopped by {signal_words(signum)}")
+        request_shutdown(f"stopped by {signal_words(signum)}", signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -540,12 +543,13 @@ def cmd_live(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print_live_summary(summary)
-    if summary.status == "cancelled" and stopped_by:
+    signum = shutdown_signal()
+    if summary.status == "cancelled" and signum is not None:
         from hedgeflow.tasks.common import cancel_flow_runs
 
         cancel_flow_runs(str(summary.reason))
         print(f"hedgeflow: {summary.reason}; run {summary.run_id} cancelled", file=sys.stderr)
-        return 128 + stopped_by[0]
+        return 128 + signum
     return 0 if summary.status == "completed" else 1
 
 

@@ -453,6 +453,20 @@ class Warehouse:
         when it has none; ``run_id`` picks the run (default: the one that stored it)."""
         return live.read_live_record(self.query, agent, symbol, interval, run_id)
 
+    def write_live_steps(self, steps: Sequence[Mapping[str, pd.DataFrame]]) -> int:
+        """Upsert several live steps (each as ``write_live_many`` takes it) in order, in
+        ONE transaction (all validated first); how many steps."""
+        prepared = []
+        for tables in steps:
+            for table in tables:
+                results.check_live_table(table)
+            prepared.append({t: results.prepare(t, f) for t, f in tables.items()})
+        with self.write() as con:
+            for step in prepared:
+                for t, rows in step.items():
+                    results.replace_rows(con, t, rows, results.LIVE_KEYS[t])
+        return len(prepared)
+
     def write_live_many(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
         """Upsert rows of several live tables in ONE transaction (all validated first)."""
         for table in tables:

@@ -60,20 +60,25 @@ __all__ = ["SHUTDOWN", "LiveRuntime", "feed_of", "request_shutdown", "shutdown_r
 
 # Set by a Ctrl-C / SIGTERM handler (the CLI's): every running runtime stops cleanly.
 SHUTDOWN = threading.Event()
-_SHUTDOWN_REASON: list[str] = []
+_SHUTDOWN_REASON: list[tuple[str, int | None]] = []
 
 
-def request_shutdown(reason: str) -> None:
+def request_shutdown(reason: str, signum: int | None = None) -> None:
     """Stop every running runtime cleanly; the run then ends ``cancelled`` with ``reason``
-    (e.g. "stopped by SIGINT (Ctrl-C)")."""
+    (e.g. "stopped by SIGINT (Ctrl-C)"), and ``signum`` is the signal that asked."""
     if not _SHUTDOWN_REASON:
-        _SHUTDOWN_REASON.append(reason)
+        _SHUTDOWN_REASON.append((reason, signum))
     SHUTDOWN.set()
 
 
 def shutdown_reason() -> str | None:
     """Why a shutdown was requested (None: none was, or it was cleared)."""
-    return _SHUTDOWN_REASON[0] if SHUTDOWN.is_set() and _SHUTDOWN_REASON else None
+    return _SHUTDOWN_REASON[0][0] if SHUTDOWN.is_set() and _SHUTDOWN_REASON else None
+
+
+def shutdown_signal() -> int | None:
+    """The signal that requested the shutdown, if one did."""
+    return _SHUTDOWN_REASON[0][1] if SHUTDOWN.is_set() and _SHUTDOWN_REASON else None
 
 
 def clear_shutdown() -> None:
