@@ -101,6 +101,9 @@ class LiveSummary:
     # the warehouse backlog: steps stored, busy_seconds waiting for a locked warehouse,
     # max_backlog steps waiting at once, replayed (left in the journal by a dead run)
     journal: dict[str, float] = field(default_factory=dict)
+    # the paper equity a fresh agent starts with ([portfolio] initial_equity); agents in
+    # ``resumed`` carry their cash and position over from the run's record instead
+    initial_equity: float = 0.0
 
 
 @dataclass
@@ -522,6 +525,7 @@ def _live_body(
     return LiveSummary(
         run_id=run_id,
         status="running",
+        initial_equity=settings.portfolio.initial_equity,
         source=source,
         mode=mode,
         speed=rate,

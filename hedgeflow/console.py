@@ -478,6 +478,23 @@ def live_status_display() -> Iterator[None]:
         logger.removeHandler(handler)
 
 
+def paper_equity_line(summary: Any) -> str:
+    """Where each agent's paper equity started: the stated initial equity, or (for
+    agents continuing the run's record) their carried-over cash and position."""
+    start = f"{float(getattr(summary, 'initial_equity', 0.0) or 0.0):,.0f}"
+    resumed = list(summary.resumed)
+    if not resumed:
+        return f"paper equity: every agent started this run at {start} ([portfolio] initial_equity)"
+    fresh = [str(a["name"]) for a in summary.agents if a["name"] not in resumed]
+    line = (
+        f"paper equity: {', '.join(resumed)} continue live run {summary.run_id} "
+        "(cash and positions carried over from its record, not reset)"
+    )
+    if fresh:
+        line += f"; {', '.join(fresh)} started at {start}"
+    return line + f"; `hedgeflow live --fresh` starts every agent at {start}"
+
+
 def print_live_summary(summary: Any) -> None:
     """The final table of a live run (``hedgeflow.flows.live.LiveSummary``)."""
     stdout.print(
@@ -498,8 +515,7 @@ def print_live_summary(summary: Any) -> None:
         f"{feed.get('reconnects', 0):,} reconnects",
         highlight=False,
     )
-    if summary.resumed:
-        stdout.print(f"continued from the record: {', '.join(summary.resumed)}")
+    stdout.print(paper_equity_line(summary), markup=False, highlight=False)
     open_positions = [a["name"] for a in summary.agents if a.get("position")]
     if open_positions:
         stdout.print(
