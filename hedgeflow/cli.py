@@ -270,9 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Commands that read or write the warehouse: each first marks runs whose process died
-# ``crashed`` (a killed run must never stay ``running``).
+# ``crashed`` (a killed run must never stay ``running``). ``sql`` shows them crashed in
+# its snapshot instead (it opens no second database: its memory is the query's).
 WAREHOUSE_COMMANDS = frozenset(
-    {"ingest", "nightly", "sweep", "live", "sql", "runs", "report", "reconcile"}
+    {"ingest", "nightly", "sweep", "live", "runs", "report", "reconcile"}
 )
 
 

@@ -349,13 +349,9 @@ class Warehouse:
             con.close()
         marked: list[str] = []
         for run_id, process in dead:
-            reason = (
-                f"its process ({process}) ended without finishing the run: killed, "
-                "or the machine stopped"
-            )
             try:
                 with Warehouse(self.home, lock_timeout=wait).write() as con:
-                    marked += runs.end_runs(con, [run_id], "crashed", reason)
+                    marked += runs.end_runs(con, [run_id], "crashed", runs.crashed_reason(process))
             except db.WarehouseBusyError:
                 break
         return marked

@@ -238,6 +238,12 @@ def process_ended(process: str | None, started_at: dt.datetime | pd.Timestamp) -
         return False
 
 
+def crashed_reason(process: str | None) -> str:
+    return (
+        f"its process ({process}) ended without finishing the run: killed, or the machine stopped"
+    )
+
+
 def running_runs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None, Any]]:
     """(run_id, process, started_at) of the runs marked ``running``."""
     rows = con.execute(

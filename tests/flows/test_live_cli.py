@@ -79,8 +79,15 @@ def test_live_cli_streams_all_three_markets_cleanly(tmp_path: Path) -> None:
     status_lines = [line for line in out.splitlines() if line.startswith("[") and "UTC" in line]
     assert len(status_lines) >= 3, out
     assert "forex EURUSD.FOREX" in status_lines[-1]
-    for name in ("stocks", "forex", "crypto", "status: completed", "live_positions"):
+    for name in ("stocks", "forex", "crypto", "status: completed"):
         assert name in out
+    # a fresh run says where its paper equity starts; open positions only when there are
+    assert "paper equity: every agent started this run at 100,000" in out
+    holding = query_frame(home, "SELECT agent FROM live_positions WHERE qty <> 0")
+    if holding.empty:
+        assert "open positions stay open" not in out
+    else:
+        assert f"open positions stay open ({', '.join(holding['agent'])})" in out
     bars = assert_bars_are_synthetic(home)
     assert set(bars["symbol"]) == SYMBOLS
     assert bars.groupby("symbol").size().min() >= 20

@@ -172,6 +172,11 @@ def test_a_killed_run_shows_crashed_after_the_next_command(
     _interrupt(proc, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     assert query(home, "select status from runs") == [("running",)]  # as the kill left it
+    # sql reads a snapshot: it shows the run crashed without writing the warehouse
+    seen = run_cli(home, "sql", "select status, reason from runs", "--format", "csv")
+    assert seen.returncode == 0, seen.stderr
+    assert seen.stdout.splitlines()[1].startswith('crashed,"its process (')
+    assert query(home, "select status from runs") == [("running",)]
     listed = run_cli(home, "runs")
     assert listed.returncode == 0, listed.stderr
     (run_id, status, reason, process) = query(
