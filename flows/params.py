@@ -163,7 +163,7 @@ StrategyName = Annotated[str, Field(min_length=1, max_length=500), _StrategySche
 class RiskParam(BaseModel):
     """Risk overrides of one agent; a field left out takes the [risk] settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", title="overrides")  # the form's label
 
     risk_per_trade: float | None = Field(
         default=None, gt=0, le=1, description="Fraction of equity risked per trade"

@@ -23,6 +23,7 @@ from hedgeflow.flows.params import AgentParam, IntervalName, RiskParam
 from hedgeflow.flows.runners import TaskRunnerName
 from hedgeflow.strategies import strategy_names
 from hedgeflow.sweep import RankMetric
+from tests.flows.run_form import enum_of, form_problems, null_choice
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,41 +44,6 @@ def schema_of(deployment: str) -> dict[str, Any]:
         flow = load_flow_from_entrypoint(f"{REPO / path}:{name}")
         _SCHEMAS[deployment] = parameter_schema(flow).model_dump_for_openapi()
     return _SCHEMAS[deployment]
-
-
-def null_choice(prop: dict[str, Any]) -> dict[str, Any] | None:
-    return next((c for c in prop.get("anyOf", []) if c.get("type") == "null"), None)
-
-
-def enum_of(prop: dict[str, Any]) -> list[Any]:
-    if "enum" in prop:
-        return list(prop["enum"])
-    (choice,) = [c for c in prop.get("anyOf", []) if "enum" in c]
-    return list(choice["enum"])
-
-
-def form_problems(schema: dict[str, Any]) -> list[str]:
-    """What the UI would show bare: a parameter without a one-line description, or an
-    optional one whose only default is None without saying what None means (the UI
-    then puts its type toggle on an unlabelled "None")."""
-    problems = []
-    for name, prop in schema["properties"].items():
-        text = prop.get("description") or ""
-        if not text.strip():
-            problems.append(f"{name}: no description")
-        elif "\n" in text or len(text) > 240:
-            problems.append(f"{name}: description is not one line: {text!r}")
-        if name in schema.get("required", []) or prop.get("default") is not None:
-            continue
-        choice = null_choice(prop)
-        if "default" not in prop or choice is None:
-            problems.append(f"{name}: optional without a default or a None choice")
-            continue
-        if choice.get("title") in (None, "None", "null"):
-            problems.append(f"{name}: its None choice is not named")
-        if "; empty: " not in text:
-            problems.append(f"{name}: the description does not say what empty does")
-    return problems
 
 
 @pytest.mark.parametrize("deployment", ["nightly-backtest", "backfill", "parameter-sweep",
