@@ -231,9 +231,9 @@ def test_nightly_custom_run_form_in_a_browser(
 
     _, env = prefect_server
     api_url = env["PREFECT_API_URL"]
-    pools = _run([*PREFECT, "work-pool", "ls"], env)
-    if "hedgeflow-pool" not in pools:  # this test alone (-k): nothing deployed yet
-        _run([*PREFECT, "work-pool", "create", "hedgeflow-pool", "--type", "process"], env)
+    # deployed by the test above; again, so that this test also runs alone (-k)
+    _run([*PREFECT, "work-pool", "create", "hedgeflow-pool", "--type", "process",
+          "--overwrite"], env)  # fmt: skip
     _run([*PREFECT, "--no-prompt", "deploy", "--all"], env)
     nightly = deployment(api_url, "nightly-backtest")
     schema = nightly["parameter_openapi_schema"]
