@@ -7,12 +7,21 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Literal
+from typing import Annotated
 
 from prefect import flow
 
 from hedgeflow.config import Settings, load_settings
 from hedgeflow.errors import InvalidInputError, SourceError
+from hedgeflow.flows.params import (
+    DAYS_DOC,
+    END_DOC,
+    INTERVAL_DOC,
+    SOURCE_DOC,
+    SYMBOLS_DOC,
+    IntervalName,
+    SourceName,
+)
 from hedgeflow.market import normalize_symbol, validate_interval
 from hedgeflow.tasks.common import (
     batch_label,
@@ -26,8 +35,6 @@ from hedgeflow.tasks.common import (
 from hedgeflow.tasks.ingest import IngestResult, SourceSpec, ingest_symbols
 from hedgeflow.warehouse import Warehouse, code_version
 from hedgeflow.windows import Window, lookback_window
-
-SourceName = Literal["synthetic", "eodhd", "simulator"]
 
 
 @contextlib.contextmanager
@@ -91,11 +98,11 @@ def ingest_window(
 
 @flow(name="ingest", task_runner=thread_pool())
 def ingest(
-    symbols: list[str] | None = None,
-    days: int | None = None,
-    interval: Literal["1m", "5m", "1h"] | None = None,
-    source: SourceName | None = None,
-    end: datetime | None = None,
+    symbols: Annotated[list[str] | None, SYMBOLS_DOC] = None,
+    days: Annotated[int | None, DAYS_DOC] = None,
+    interval: Annotated[IntervalName | None, INTERVAL_DOC] = None,
+    source: Annotated[SourceName | None, SOURCE_DOC] = None,
+    end: Annotated[datetime | None, END_DOC] = None,
 ) -> list[IngestResult]:
     """Fetch bars for ``symbols`` over the ``days`` before ``end`` (default: the start
     of today, UTC), validate them and store them in the lake."""

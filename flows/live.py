@@ -47,7 +47,7 @@ import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pandas as pd
 from prefect import flow
@@ -55,7 +55,14 @@ from prefect import flow
 from hedgeflow.config import AgentSettings, Settings, load_settings
 from hedgeflow.errors import InvalidInputError, SourceError
 from hedgeflow.flows.ingest import ingest_window
-from hedgeflow.flows.params import AgentParam, IntervalName, agents_mapping
+from hedgeflow.flows.params import (
+    AGENTS_DOC,
+    INTERVAL_DOC,
+    AgentParam,
+    Doc,
+    IntervalName,
+    agents_mapping,
+)
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.clock import SimulatedClock
 from hedgeflow.live.rest import BarFetcher, rest_fetcher
@@ -217,16 +224,39 @@ def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 
 @flow(name="live", task_runner=thread_pool())
 def live(
-    source: LiveSource = "simulator",
-    mode: LiveMode = "ws",
-    speed: float = 300.0,
-    duration: float | None = None,
-    start: datetime | None = None,
-    fresh: bool = False,
-    interval: IntervalName | None = None,
-    agents: list[AgentParam] | None = None,
-    status_every: float = 2.0,
-    max_silence: float | None = None,
+    source: Annotated[
+        LiveSource, Doc("Feeds: {choices} (eodhd needs the EODHD token)")
+    ] = "simulator",
+    mode: Annotated[
+        LiveMode, Doc("{choices}: WebSocket ticks built into bars, or REST bars")
+    ] = "ws",
+    speed: Annotated[
+        float, Doc("Simulated market seconds per wall second (simulator only)")
+    ] = 300.0,
+    duration: Annotated[
+        float | None,
+        Doc("Wall seconds to run", empty="until the run is cancelled", empty_title="forever"),
+    ] = None,
+    start: Annotated[
+        datetime | None,
+        Doc(
+            "Start of the simulated clock, UTC (simulator only)",
+            empty="the open of the last complete US session",
+            detail="Or where the continued run stopped, whichever is later.",
+            empty_title="last session",
+        ),
+    ] = None,
+    fresh: Annotated[bool, Doc("Start a new live run instead of continuing the last")] = False,
+    interval: Annotated[IntervalName | None, INTERVAL_DOC] = None,
+    agents: Annotated[list[AgentParam] | None, AGENTS_DOC] = None,
+    status_every: Annotated[float, Doc("Wall seconds between status updates")] = 2.0,
+    max_silence: Annotated[
+        float | None,
+        Doc(
+            "Wall seconds without a tick before the run stops degraded (0: no limit)",
+            "live.max_silence",
+        ),
+    ] = None,
 ) -> LiveSummary:
     """Live signals and paper trades for the configured agents (see the module doc).
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
 
 from hedgeflow.config import AgentSettings, Settings, load_settings
 from hedgeflow.flows.ingest import ingest_window, open_source_spec
 from hedgeflow.flows.params import (
+    AGENTS_DOC,
+    DASK_ADDRESS_DOC,
+    DAYS_DOC,
+    END_DOC,
+    INTERVAL_DOC,
+    SOURCE_DOC,
+    TASK_RUNNER_DOC,
     AgentParam,
     Allocation,
+    Doc,
     IntervalName,
     Rebalance,
     SourceName,
@@ -71,22 +79,29 @@ def nightly_backtests(
 
 @flow(name="nightly", task_runner=thread_pool())
 def nightly(
-    days: int | None = None,
-    source: SourceName | None = None,
-    end: datetime | None = None,
-    interval: IntervalName | None = None,
-    agents: list[AgentParam] | None = None,
-    allocation: Allocation | None = None,
-    rebalance: Rebalance | None = None,
-    initial_equity: float | None = None,
-    task_runner: TaskRunnerName | None = None,
-    dask_address: str | None = None,
+    days: Annotated[int | None, DAYS_DOC] = None,
+    source: Annotated[SourceName | None, SOURCE_DOC] = None,
+    end: Annotated[datetime | None, END_DOC] = None,
+    interval: Annotated[IntervalName | None, INTERVAL_DOC] = None,
+    agents: Annotated[list[AgentParam] | None, AGENTS_DOC] = None,
+    allocation: Annotated[
+        Allocation | None, Doc("How the portfolio weights the agents", "portfolio.allocation")
+    ] = None,
+    rebalance: Annotated[
+        Rebalance | None, Doc("When the portfolio rebalances", "portfolio.rebalance")
+    ] = None,
+    initial_equity: Annotated[
+        float | None, Doc("Starting equity of the portfolio", "portfolio.initial_equity")
+    ] = None,
+    task_runner: Annotated[TaskRunnerName | None, TASK_RUNNER_DOC] = None,
+    dask_address: Annotated[str | None, DASK_ADDRESS_DOC] = None,
 ) -> NightlySummary:
     """Ingest the lookback window, backtest every agent (one mapped task each),
     combine them into a portfolio and publish the results.
 
     Every parameter defaults to the settings (hedgeflow.toml, HEDGEFLOW_* variables);
-    ``agents`` replaces the configured agents for this run."""
+    ``agents`` replaces the configured agents for this run. The run form's text of
+    each parameter is its ``Doc``."""
     overrides: dict[str, Any] = {"source": source, "interval": interval}
     portfolio = {"allocation": allocation, "rebalance": rebalance, "initial_equity": initial_equity}
     overrides["portfolio"] = {k: v for k, v in portfolio.items() if v is not None}
