@@ -27,6 +27,7 @@ warm-up closed before ``live_start`` are not part of the live record.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -192,6 +193,7 @@ class AgentReconciliation:
     bars: int = 0  # live bars the agent processed
     history_bars: int = 0  # warm-up bars the engine replayed first
     revised_bars: int = 0  # live bars the vendor's (lake) bars differ from
+    signal_mismatches: int = 0  # live bars whose recorded signal the engine's differs from
     drifts: list[Drift] = field(default_factory=list)
 
     @property
@@ -260,6 +262,7 @@ class ReconcileResult:
                 "engine_fills": a.engine_fills,
                 "matched": a.matched,
                 "revised_bars": a.revised_bars,
+                "signal_mismatches": a.signal_mismatches,
                 "differences": len(a.drifts),
                 "unexplained": a.unexplained,
             }
@@ -367,6 +370,11 @@ def engine_fills(bars: pd.DataFrame, spec: LiveAgentSpec) -> pd.DataFrame:
     """The fills the engine makes over ``bars`` (history + live, sorted) that the live
     record holds: every fill of a round trip still open at ``live_start`` or opened
     after it, but the ``end`` close-out of a position open after the last bar."""
+    return _engine_run(bars, spec)[0]
+
+
+def _engine_run(bars: pd.DataFrame, spec: LiveAgentSpec) -> tuple[pd.DataFrame, np.ndarray]:
+    """(:func:`engine_fills`, the strategy's signal at every bar)."""
     params = parse_params(spec.strategy, spec.params)
     signals = compute_signals(bars, spec.strategy, params)
     config = spec.config
@@ -381,7 +389,7 @@ def engine_fills(bars: pd.DataFrame, spec: LiveAgentSpec) -> pd.DataFrame:
         if t.exit_reason != "end":
             fee = float(rules.fee(qty, exit_, p))
             rows.append((t.exit_ts, "sell", qty, exit_, fee, str(t.exit_reason)))
-    return _fills_frame(rows)
+    return _fills_frame(rows), signals["signal"].to_numpy()
 
 
 def _fills_frame(rows: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
@@ -443,13 +451,17 @@ def reconcile_agent(
     live_bars: pd.DataFrame,
     live_fills: pd.DataFrame,
     lake_bars: pd.DataFrame | None = None,
+    live_signals: pd.DataFrame | None = None,
 ) -> AgentReconciliation:
     """Re-run the engine for one agent and classify every difference with its live fills.
 
     ``history``: the lake's bars of ``[warmup_start, live_start)``; ``live_bars``: the
     bars the agent processed live (ts, open, high, low, close); ``live_fills``: its
     fills (:data:`FILL_COLUMNS`); ``lake_bars``: the lake's bars over the live span
-    (None or empty: no vendor bars to compare with)."""
+    (None or empty: no vendor bars to compare with); ``live_signals``: the signals live
+    recorded (ts, signal), a diagnostic: on the same live bars the engine's signals
+    differ from them only when the warm-up history differs from the one live replayed
+    (the lake's history revised since), which the unexplained differences then say."""
     out = AgentReconciliation(spec.name, spec.symbol)
     cols = [C.TS, *_OHLC]
     live = live_bars.sort_values(C.TS)[cols].reset_index(drop=True)
@@ -464,9 +476,20 @@ def reconcile_agent(
     hist = hist[hist[C.TS] < live[C.TS].iloc[0]]
     out.history_bars = len(hist)
     bars = pd.concat([hist, live], ignore_index=True)
-    engine = engine_fills(bars, spec)
+    engine, signal = _engine_run(bars, spec)
     out.engine_fills = len(engine)
     drifts = compare_fills(fills, engine, agent=spec.name, symbol=spec.symbol)
+    if live_signals is not None and len(live_signals):
+        mine = pd.Series(signal[len(hist) :], index=live[C.TS].to_numpy())
+        theirs = live_signals.set_index(C.TS)["signal"]
+        both = mine.index.intersection(theirs.index)
+        out.signal_mismatches = int((mine[both].to_numpy() != theirs[both].to_numpy()).sum())
+        if out.signal_mismatches:
+            note = (
+                f"; {out.signal_mismatches} live signal(s) differ from the engine's on the "
+                "same bars (the warm-up history may have been revised since the live run)"
+            )
+            drifts = [dataclasses.replace(d, detail=d.detail + note) for d in drifts]
     unexplained = {(d.ts, d.side) for d in drifts}
     revised = (
         revised_bars(live, lake_bars) if lake_bars is not None else revised_bars(live, live[:0])
@@ -513,11 +536,12 @@ def markdown_summary(run_id: str, result: ReconcileResult, max_unexplained: int)
         *(f"| {kind} | {n} |" for kind, n in counts.items()),
         "",
         "| agent | symbol | live bars | live fills | engine fills | matched | revised bars "
-        "| unexplained |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| signal mismatches | unexplained |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         *(
             f"| {r['agent']} | {r['symbol']} | {r['bars']} | {r['live_fills']} | "
-            f"{r['engine_fills']} | {r['matched']} | {r['revised_bars']} | {r['unexplained']} |"
+            f"{r['engine_fills']} | {r['matched']} | {r['revised_bars']} | "
+            f"{r['signal_mismatches']} | {r['unexplained']} |"
             for r in result.agent_rows()
         ),
     ]
@@ -551,6 +575,7 @@ def summary_lines(run_id: str, result: ReconcileResult, max_unexplained: int) ->
             f"  {r['agent']:<10} {r['symbol']:<14} {r['bars']:>5} bars  "
             f"{r['live_fills']:>3} live fills  {r['engine_fills']:>3} engine fills  "
             f"{r['unexplained']} unexplained"
+            + (f" ({r['signal_mismatches']} signals differ)" if r["signal_mismatches"] else "")
         )
     if result.skipped:
         yield f"  not started in the live run: {', '.join(result.skipped)}"

@@ -55,14 +55,16 @@ def reconcile_agent_task(
             live_bars["ts"].iloc[-1] + step,
             on_heal=log_healed,
         )
-    result = reconcile_agent(spec, history, live_bars, fills, lake)
+    signals = warehouse.agent_live_signals(live_run_id, spec.name)
+    result = reconcile_agent(spec, history, live_bars, fills, lake, signals)
     run_logger().info(
-        "agent %s: %d live fills, %d engine fills, %d revised bars, %d difference(s), "
-        "%d unexplained",
+        "agent %s: %d live fills, %d engine fills, %d revised bars, %d signal mismatches, "
+        "%d difference(s), %d unexplained",
         spec.name,
         result.live_fills,
         result.engine_fills,
         result.revised_bars,
+        result.signal_mismatches,
         len(result.drifts),
         result.unexplained,
     )

@@ -461,6 +461,10 @@ class Warehouse:
         """The bars ``agent`` processed in live run ``run_id`` (ts, open, high, low, close)."""
         return reconcile.agent_live_bars(self.query, run_id, agent, symbol, interval)
 
+    def agent_live_signals(self, run_id: str, agent: str) -> pd.DataFrame:
+        """``agent``'s recorded signals in live run ``run_id`` (ts, signal)."""
+        return reconcile.agent_live_signals(self.query, run_id, agent)
+
     def agent_live_fills(self, run_id: str, agent: str) -> pd.DataFrame:
         """``agent``'s fills in live run ``run_id`` (ts, side, qty, price, fee, reason)."""
         return reconcile.agent_live_fills(self.query, run_id, agent)

@@ -93,3 +93,11 @@ def agent_live_fills(query: Query, run_id: str, agent: str) -> pd.DataFrame:
         "WHERE run_id = ? AND agent = ? ORDER BY ts, side",
         [run_id, agent],
     )
+
+
+def agent_live_signals(query: Query, run_id: str, agent: str) -> pd.DataFrame:
+    """The signals the agent recorded in the run, by ts (ts, signal)."""
+    return query(
+        f"SELECT ts, signal FROM {LIVE_SIGNALS} WHERE run_id = ? AND agent = ? ORDER BY ts",
+        [run_id, agent],
+    )

@@ -125,6 +125,9 @@ def test_a_fill_price_changed_by_hand_is_an_unexplained_difference(home: Path) -
     assert (summary.unexplained, summary.explained) == (1, 0)
     assert summary.counts["fill_price"] == 1 and sum(summary.counts.values()) == 1
     assert summary.notify  # over the default threshold of 0
+    # the signals live recorded are the engine's on the same bars, for every agent
+    assert [a["signal_mismatches"] for a in summary.agents] == [0, 0, 0]
+    assert all(a["bars"] >= 20 for a in summary.agents)
     drift = query_frame(home, "SELECT * FROM live_drift")
     assert len(drift) == 1
     row = drift.iloc[0]

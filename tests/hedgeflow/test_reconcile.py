@@ -133,6 +133,13 @@ def market_bars(n: int = 400) -> pd.DataFrame:
 
 def live_fills_of(spec: LiveAgentSpec, history: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
     """What the live agent records: shadow warm-up on the history, then bar by bar."""
+    return live_record_of(spec, history, live)[0]
+
+
+def live_record_of(
+    spec: LiveAgentSpec, history: pd.DataFrame, live: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fills, signals) the live agent records."""
     agent = LiveAgent.from_settings(
         AgentSettings(spec.name, spec.symbol, spec.strategy, spec.params, spec.risk, spec.costs),
         spec.costs,
@@ -141,9 +148,11 @@ def live_fills_of(spec: LiveAgentSpec, history: pd.DataFrame, live: pd.DataFrame
     )
     agent.warm_up(history, "shadow")
     rows = []
+    signals = []
     for bar in live.itertuples(index=False):
         step = agent.on_bar(bar)
         assert step is not None
+        signals.append((step.ts, int(step.signal or 0)))
         rows += [
             (e.ts, e.side, e.qty, e.price, e.fee, e.reason)
             for e in step.events
@@ -151,7 +160,7 @@ def live_fills_of(spec: LiveAgentSpec, history: pd.DataFrame, live: pd.DataFrame
         ]
     frame = pd.DataFrame(rows, columns=list(FILL_COLUMNS))
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.as_unit("us")
-    return frame
+    return frame, pd.DataFrame(signals, columns=["ts", "signal"])
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +184,27 @@ def test_paper_trading_reconciles_with_no_difference(paper) -> None:
     # (the engine's end-of-data close of it is not a difference)
     assert result.engine_fills == result.live_fills == result.matched == len(got) >= 6
     assert (result.bars, result.history_bars, result.revised_bars) == (len(live), 200, 0)
+
+
+def test_live_signals_the_engine_does_not_give_are_counted_and_said(paper) -> None:
+    spec, history, live, got = paper
+    _, signals = live_record_of(spec, history, live)
+    clean = reconcile_agent(spec, history, live, got, live_signals=signals)
+    assert clean.signal_mismatches == 0 and clean.drifts == []
+    assert signals["signal"].nunique() == 2  # the strategy traded: a real comparison
+    flipped = signals.copy()
+    flipped.loc[3, "signal"] = 1 - flipped.loc[3, "signal"]
+    edited = got.copy()
+    edited.loc[0, "fee"] += 1.0
+    result = reconcile_agent(spec, history, live, edited, live_signals=flipped)
+    assert result.signal_mismatches == 1
+    (drift,) = result.drifts
+    assert drift.kind == "costs"
+    assert drift.detail.endswith(
+        "; 1 live signal(s) differ from the engine's on the same bars (the warm-up history "
+        "may have been revised since the live run)"
+    )
+    assert ReconcileResult("live-1", [result]).agent_rows()[0]["signal_mismatches"] == 1
 
 
 def test_a_fill_price_changed_by_hand_is_unexplained(paper) -> None:
