@@ -56,7 +56,9 @@ def reconcile(run: str | None = None) -> ReconcileSummary:
     warehouse.start_run(run_id, "reconcile", params, code_version())
     log = run_logger()
     try:
-        result = ReconcileResult(live_run_id, skipped=skipped)
+        result = ReconcileResult(
+            live_run_id, skipped=skipped, live_status=str(live_run.get("status") or "")
+        )
         for spec in specs:
             result.agents.append(reconcile_agent_task(warehouse, live_run_id, spec))
         store_drift(warehouse, run_id, result)

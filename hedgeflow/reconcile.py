@@ -206,6 +206,7 @@ class ReconcileResult:
     live_run_id: str
     agents: list[AgentReconciliation] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # agents the live run never started
+    live_status: str = ""  # the live run's status (``running``: its record may still grow)
 
     @property
     def drifts(self) -> list[Drift]:
@@ -569,7 +570,8 @@ def drift_table_rows(result: ReconcileResult, limit: int = 500) -> list[dict[str
 
 def summary_lines(run_id: str, result: ReconcileResult, max_unexplained: int) -> Iterable[str]:
     """The CLI's short summary (plain text)."""
-    yield f"reconciled live run {result.live_run_id} (reconcile run {run_id})"
+    status = f", {result.live_status}" if result.live_status else ""
+    yield f"reconciled live run {result.live_run_id}{status} (reconcile run {run_id})"
     for r in result.agent_rows():
         yield (
             f"  {r['agent']:<10} {r['symbol']:<14} {r['bars']:>5} bars  "

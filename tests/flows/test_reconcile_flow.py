@@ -79,7 +79,7 @@ def test_a_clean_live_run_reconciles_with_no_difference(
     out = captured.out
     assert code == 0, captured.err
     assert not [x for x in captured.err.splitlines() if "ERROR" in x or "Traceback" in x]
-    assert f"reconciled live run {live_run_id(home)}" in out
+    assert f"reconciled live run {live_run_id(home)}, completed (reconcile run " in out
     assert "differences: missed_signal 0, extra_signal 0, fill_price 0, qty 0, costs 0, " \
         "vendor_revision 0" in out  # fmt: skip
     assert "unexplained: 0 (within [reconcile] max_unexplained = 0)" in out
