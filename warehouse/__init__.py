@@ -443,11 +443,11 @@ class Warehouse:
         if found:
             names = ", ".join(str(r["run_id"]) for r in found)
             raise InvalidInputError(f"live run id prefix {run!r} is ambiguous: {names}")
-        other = self.find_runs(run, limit=1)
-        if not other.empty and str(other["run_id"].iloc[0]) == run:
+        other = self.find_runs(run, limit=2)
+        if len(other) == 1:
             raise InvalidInputError(
-                f"run {run} is a {other['flow'].iloc[0]} run, not a live run "
-                "(`hedgeflow runs` lists the runs)"
+                f"run {other['run_id'].iloc[0]} is a {other['flow'].iloc[0]} run, not a live "
+                "run (`hedgeflow runs` lists the runs)"
             )
         raise InvalidInputError(f"no live run {run!r} in {home} (`hedgeflow runs` lists the runs)")
 

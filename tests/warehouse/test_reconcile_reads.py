@@ -35,8 +35,9 @@ def test_the_live_run_to_reconcile(tmp_path: Path) -> None:
     assert wh.find_live_run("live-a")["run_id"] == "live-a1"  # a unique prefix
     with pytest.raises(InvalidInputError, match="prefix 'live-' is ambiguous: live-b1, live-a1"):
         wh.find_live_run("live-")
-    with pytest.raises(InvalidInputError, match="run night-1 is a nightly run, not a live run"):
-        wh.find_live_run("night-1")
+    for ref in ("night-1", "nig"):  # an id or a prefix of a run of another flow
+        with pytest.raises(InvalidInputError, match="run night-1 is a nightly run, not a live"):
+            wh.find_live_run(ref)
     with pytest.raises(InvalidInputError, match=f"no live run 'zzz' in {home} "):
         wh.find_live_run("zzz")
 
