@@ -18,7 +18,7 @@ from hedgeflow.tasks.common import (
     batch_label,
     batches,
     current_run_id,
-    mark_run_failed,
+    mark_run_ended,
     raise_if_out_of_space,
     run_logger,
     thread_pool,
@@ -131,12 +131,12 @@ def ingest(
     try:
         with open_source_spec(settings) as spec:
             results, failed = ingest_window(chosen, interval_, window, spec, settings, run_id)
-    except BaseException:
-        mark_run_failed(warehouse, run_id)
+    except BaseException as exc:
+        mark_run_ended(warehouse, run_id, exc)
         raise
     if failed:
-        warehouse.finish_run(run_id, "failed", {"failed": failed})
         detail = "; ".join(f"{symbol}: {error}" for symbol, error in failed.items())
+        warehouse.finish_run(run_id, "failed", {"failed": failed}, reason=detail)
         raise SourceError(f"ingest failed for {len(failed)} of {len(chosen)} symbols: {detail}")
     summary = {
         "fetched": sum(r.fetched for r in results),

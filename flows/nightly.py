@@ -25,7 +25,7 @@ from hedgeflow.tasks.common import (
     batch_label,
     batches,
     current_run_id,
-    mark_run_failed,
+    mark_run_ended,
     raise_if_out_of_space,
     run_logger,
     thread_pool,
@@ -167,8 +167,8 @@ def nightly(
             "completed" if not summary.failed_agents else ("partial" if done else "failed")
         )
         summary.reconcile = _reconcile_live(warehouse)
-    except BaseException:
-        mark_run_failed(warehouse, run_id)
+    except BaseException as exc:
+        mark_run_ended(warehouse, run_id, exc)
         raise
     headline: dict[str, Any] = {
         name: {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")}
@@ -188,7 +188,8 @@ def nightly(
     fingerprint = (
         "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
     )
-    warehouse.finish_run(run_id, summary.status, headline, fingerprint)
+    reason = "; ".join(f"{a}: {e}" for a, e in summary.failed_agents.items()) or None
+    warehouse.finish_run(run_id, summary.status, headline, fingerprint, reason=reason)
     return summary
 
 

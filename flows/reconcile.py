@@ -17,7 +17,7 @@ from prefect import flow
 
 from hedgeflow.config import load_settings
 from hedgeflow.reconcile import ReconcileResult, live_agent_specs, summary_lines
-from hedgeflow.tasks.common import current_run_id, mark_run_failed, run_logger, thread_pool
+from hedgeflow.tasks.common import current_run_id, mark_run_ended, run_logger, thread_pool
 from hedgeflow.tasks.reconcile import (
     on_reconciled,
     publish_reconcile,
@@ -64,8 +64,8 @@ def reconcile(run: str | None = None) -> ReconcileSummary:
         store_drift(warehouse, run_id, result)
         publish_reconcile(run_id, result, limit)
         event = on_reconciled(run_id, result, settings)
-    except BaseException:
-        mark_run_failed(warehouse, run_id)
+    except BaseException as exc:
+        mark_run_ended(warehouse, run_id, exc)
         raise
     summary = ReconcileSummary(
         run_id=run_id,

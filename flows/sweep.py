@@ -34,7 +34,7 @@ from hedgeflow.tasks.common import (
     batch_label,
     batches,
     current_run_id,
-    mark_run_failed,
+    mark_run_ended,
     raise_if_out_of_space,
     run_logger,
     thread_pool,
@@ -204,8 +204,8 @@ def sweep(
         )
         summary.report_path = str(report)
         summary.status = "completed" if not summary.failed else ("partial" if done else "failed")
-    except BaseException:
-        mark_run_failed(warehouse, run_id)
+    except BaseException as exc:
+        mark_run_ended(warehouse, run_id, exc)
         raise
     headline = {
         row["symbol"]: {
@@ -219,5 +219,6 @@ def sweep(
     fingerprint = (
         "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
     )
-    warehouse.finish_run(run_id, summary.status, headline, fingerprint)
+    reason = "; ".join(f"{sym}: {e}" for sym, e in summary.failed.items()) or None
+    warehouse.finish_run(run_id, summary.status, headline, fingerprint, reason=reason)
     return summary

@@ -186,6 +186,10 @@ class Settings:
     # Seconds a flow's write waits for the DuckDB file while another process (a
     # reader's notebook, another flow) holds it, saying so every 10 s, before it fails.
     lock_timeout: float = 3600.0
+    # "resident": with no PREFECT_API_URL, flows report to one local Prefect server that
+    # hedgeflow starts on first use and reuses (hedgeflow/prefect_server.py);
+    # "ephemeral": Prefect's own temporary server for every command.
+    prefect_server: Literal["resident", "ephemeral"] = "resident"
 
     def __post_init__(self) -> None:
         if not 1 <= self.lookback_days <= 20_000:

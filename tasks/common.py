@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -12,6 +14,8 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
 from hedgeflow.errors import OutOfSpaceError, TransientSourceError
+from hedgeflow.warehouse import Warehouse
+from hedgeflow.warehouse.db import WarehouseBusyError
 
 T = TypeVar("T")
 
@@ -91,10 +95,47 @@ def current_run_id() -> str:
 
         run_id = flow_run.get_id()
         if run_id:
+            FLOW_RUNS_STARTED.append(str(run_id))
             return str(run_id)
     except Exception:
         pass
     return str(uuid.uuid4())
+
+
+# The Prefect flow runs this process's flows started (current_run_id records them), so
+# that the command can mark them Cancelled after a SIGINT / SIGTERM.
+FLOW_RUNS_STARTED: list[str] = []
+
+
+def cancel_flow_runs(reason: str, timeout: float = 5.0) -> None:
+    """Set the flow runs this process started (and their subflow runs) to Cancelled with
+    ``reason``, whatever state Prefect's engine left them in (Crashed after an
+    interrupt, Completed after a live run's clean stop). Best effort, at most about
+    ``timeout`` seconds: a server that does not answer leaves them as they are."""
+    ids = list(dict.fromkeys(FLOW_RUNS_STARTED))
+    if not ids:
+        return
+
+    def cancel() -> None:
+        from uuid import UUID
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+        from prefect.states import Cancelled
+
+        with get_client(sync_client=True) as client:
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(i) for i in ids])
+                )
+            )
+            targets = [UUID(i) for i in ids] + [c.id for c in children]
+            for flow_run_id in targets:
+                client.set_flow_run_state(flow_run_id, Cancelled(message=reason), force=True)
+
+    worker = threading.Thread(target=cancel, name="cancel-flow-runs", daemon=True)
+    worker.start()
+    worker.join(timeout)
 
 
 def raise_if_out_of_space(outcome: object) -> None:
@@ -105,9 +146,40 @@ def raise_if_out_of_space(outcome: object) -> None:
         raise outcome
 
 
-def mark_run_failed(warehouse: Any, run_id: str) -> None:
-    """Record a failed run; on a full disk the row cannot be written and stays
-    ``running`` (readers never show its results), and the original error is the one
-    the caller re-raises."""
-    with contextlib.suppress(OutOfSpaceError):
-        warehouse.finish_run(run_id, "failed", None)
+def interruption(exc: BaseException) -> str | None:
+    """``SIGINT`` / ``SIGTERM`` when ``exc`` is how a signal stopped the run (Ctrl-C's
+    KeyboardInterrupt, the CLI's ``Terminated``, Prefect's TerminationSignal), else None."""
+    from prefect.exceptions import TerminationSignal
+
+    if isinstance(exc, TerminationSignal):
+        return signal.Signals(exc.signal).name
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+    return None
+
+
+def end_reason(exc: BaseException) -> tuple[str, str]:
+    """(status, reason) of a run that ``exc`` ended: ``cancelled`` by a signal, else
+    ``failed`` with the error on one line."""
+    name = interruption(exc)
+    if name is not None:
+        return "cancelled", f"stopped by {name}" + (" (Ctrl-C)" if name == "SIGINT" else "")
+    text = str(exc).strip().splitlines()
+    return "failed", f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def mark_run_ended(warehouse: Any, run_id: str, exc: BaseException) -> None:
+    """Record a run that ``exc`` ended: ``cancelled`` by SIGINT / SIGTERM, else
+    ``failed``, with the reason. On a full disk (or a warehouse locked past the
+    interruption's patience) the row cannot be written and stays ``running`` (readers
+    never show its results; the next command marks it crashed), and the original error
+    is the one the caller re-raises."""
+    status, reason = end_reason(exc)
+    if status == "cancelled":  # stop within seconds, even while a reader holds the file
+        warehouse = Warehouse(warehouse.home, lock_timeout=INTERRUPT_LOCK_WAIT)
+    with contextlib.suppress(OutOfSpaceError, WarehouseBusyError):
+        warehouse.finish_run(run_id, status, None, reason=reason)
+
+
+# Seconds an interrupted run waits for the warehouse to record that it was cancelled.
+INTERRUPT_LOCK_WAIT = 5.0

@@ -322,10 +322,70 @@ class Warehouse:
         status: str,
         summary: Mapping[str, Any] | None = None,
         data_fingerprint: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        """Mark the run ``completed``, ``partial`` or ``failed`` with headline numbers."""
+        """Mark the run ``completed``, ``partial``, ``failed``, ``cancelled``... with
+        headline numbers, and why when it did not complete (``reason``)."""
         with self.write() as con:
-            runs.finish_run(con, run_id, status, summary, data_fingerprint)
+            runs.finish_run(con, run_id, status, summary, data_fingerprint, reason)
+
+    def mark_crashed_runs(self, wait: float = 0.5) -> list[str]:
+        """Runs still marked ``running`` whose process is gone (killed, or its machine
+        rebooted) become ``crashed``, with the reason; the ids marked. Cheap when there is
+        nothing to do (one read); skipped (empty) while another process holds the file
+        for longer than ``wait`` s: that process will be the one to do it."""
+        if not self.paths.db.exists():
+            return []
+        try:
+            con = db.open_connection(self.paths.db, read_only=True, timeout=wait)
+        except db.WarehouseBusyError:
+            return []
+        try:
+            if db.installed_version(con) is None:
+                return []
+            columns = {r[0] for r in con.execute(f"DESCRIBE {db.STORE}.runs").fetchall()}
+            if "process" not in columns:
+                return []  # an older warehouse: no process recorded yet
+            dead = [
+                (run_id, process)
+                for run_id, process, started in runs.running_runs(con)
+                if runs.process_ended(process, started)
+            ]
+        finally:
+            con.close()
+        marked: list[str] = []
+        for run_id, process in dead:
+            reason = (
+                f"its process ({process}) ended without finishing the run: killed, "
+                "or the machine stopped"
+            )
+            try:
+                with Warehouse(self.home, lock_timeout=wait).write() as con:
+                    marked += runs.end_runs(con, [run_id], "crashed", reason)
+            except db.WarehouseBusyError:
+                break
+        return marked
+
+    def end_runs_of_this_process(self, status: str, reason: str) -> list[str]:
+        """Runs this process started that are still ``running`` get ``status`` (e.g.
+        ``cancelled`` on SIGINT) and ``reason``; the ids marked."""
+        if not self.paths.db.exists():
+            return []
+        with self.write() as con:
+            mine = [
+                run_id
+                for run_id, process, _ in runs.running_runs(con)
+                if process == runs.this_process()
+            ]
+            return runs.end_runs(con, mine, status, reason)
+
+    def runs_of_this_process(self, since: Any) -> pd.DataFrame:
+        """Runs this process started at or after ``since`` (their ids and statuses)."""
+        return self.query(
+            f"SELECT run_id, flow, status, reason FROM {db.STORE}.runs "
+            "WHERE process = ? AND started_at >= ?",
+            [runs.this_process(), since],
+        )
 
     def list_runs(self, limit: int = 20) -> pd.DataFrame:
         """The latest runs, newest first."""
@@ -398,6 +458,20 @@ class Warehouse:
         """One agent's live record at its last processed bar (for a restart), or None
         when it has none; ``run_id`` picks the run (default: the one that stored it)."""
         return live.read_live_record(self.query, agent, symbol, interval, run_id)
+
+    def write_live_steps(self, steps: Sequence[Mapping[str, pd.DataFrame]]) -> int:
+        """Upsert several live steps (each as ``write_live_many`` takes it) in order, in
+        ONE transaction (all validated first); how many steps."""
+        prepared = []
+        for tables in steps:
+            for table in tables:
+                results.check_live_table(table)
+            prepared.append({t: results.prepare(t, f) for t, f in tables.items()})
+        with self.write() as con:
+            for step in prepared:
+                for t, rows in step.items():
+                    results.replace_rows(con, t, rows, results.LIVE_KEYS[t])
+        return len(prepared)
 
     def write_live_many(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
         """Upsert rows of several live tables in ONE transaction (all validated first)."""

@@ -274,7 +274,7 @@ def test_a_killed_live_run_continues_where_it_stopped(tmp_path: Path) -> None:
 
     again = run_cli(home, "live", "--duration", "8", "--speed", SPEED, timeout=180, **LIVELY)
     assert_clean(again)
-    assert "continued from the record" in again.stdout
+    assert f"continue live run {run_id} (cash and positions carried over" in again.stdout
 
     runs = query_frame(home, "SELECT run_id, status FROM runs")
     assert list(runs["run_id"]) == [run_id] and list(runs["status"]) == ["completed"]

@@ -83,6 +83,8 @@ VALID: dict[str, Callable[[], pd.DataFrame]] = {
             "code_version": "git:abc",
             "data_fingerprint": [None, "sha256:x"],
             "summary": [None, '{"sharpe": 1}'],
+            "reason": [None, None],
+            "process": ["host:1", None],
         }
     ),
     "signals": _signals,
