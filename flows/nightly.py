@@ -194,8 +194,8 @@ def nightly(
 
 
 def _reconcile_live(warehouse: Warehouse) -> dict[str, Any] | None:
-    """The nightly's reconcile step: the latest finished live run that no reconcile run
-    covers yet, reconciled by the reconcile flow (a subflow with its own ``runs`` row);
+    """The nightly's reconcile step: the live run that ended last, when no reconcile run
+    covers it yet, reconciled by the reconcile flow (a subflow with its own ``runs`` row);
     None when there is none. A failure is reported, never failing the night."""
     live_run = warehouse.unreconciled_live_run()
     if live_run is None:

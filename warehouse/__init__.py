@@ -526,7 +526,7 @@ class Warehouse:
         raise InvalidInputError(f"no live run {run!r} in {home} (`hedgeflow runs` lists the runs)")
 
     def unreconciled_live_run(self) -> dict[str, Any] | None:
-        """The latest finished live run no finished reconcile run covers yet, or None."""
+        """The live run that ended last if no finished reconcile run covers it yet, or None."""
         if not self.db_path.exists():
             return None
         return reconcile.unreconciled_live_run(self.query)

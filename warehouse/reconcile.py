@@ -49,21 +49,23 @@ def live_runs(query: Query, prefix: str | None = None, limit: int = 5) -> list[d
 
 
 def unreconciled_live_run(query: Query) -> dict[str, Any] | None:
-    """The latest finished live run, unless a finished reconcile run started after it
-    finished already covers it."""
-    finished = tuple(FINISHED_STATUSES)
-    marks = ", ".join("?" for _ in finished)
+    """The live run that ended last (any status but ``running``: a run stopped with
+    Ctrl-C is ``cancelled``, and its record is whole), unless a finished reconcile run
+    started after it ended already covers it."""
     live = query(
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE flow = ? AND status IN ({marks}) "
-        "ORDER BY finished_at DESC, run_id LIMIT 1",
-        [LIVE_FLOW, *finished],
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE flow = ? AND status <> 'running' "
+        "ORDER BY coalesce(finished_at, started_at) DESC, run_id LIMIT 1",
+        [LIVE_FLOW],
     )
     if live.empty:
         return None
     run = _run(live.iloc[0].to_dict())
+    ended = run["finished_at"] if pd.notna(run["finished_at"]) else run["started_at"]
+    finished = tuple(FINISHED_STATUSES)
+    marks = ", ".join("?" for _ in finished)
     done = query(
         f"SELECT params FROM runs WHERE flow = ? AND status IN ({marks}) AND started_at >= ?",
-        [RECONCILE_FLOW, *finished, run["finished_at"]],
+        [RECONCILE_FLOW, *finished, ended],
     )
     for text in done["params"]:
         try:

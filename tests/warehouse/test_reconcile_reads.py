@@ -52,7 +52,7 @@ def test_the_nightly_reconciles_each_finished_live_run_once(tmp_path: Path) -> N
     assert wh.unreconciled_live_run()["run_id"] == "live-1"  # not finished yet
     wh.finish_run("rec-1", "completed", {})
     assert wh.unreconciled_live_run() is None
-    # the live run continued (a restart) and finished again: reconcile it again
+    # the live run continued (a restart) and stopped again, with Ctrl-C: reconcile it again
     wh.start_run("live-1", "live", {}, "v")
-    wh.finish_run("live-1", "degraded", {})
+    wh.finish_run("live-1", "cancelled", {}, reason="stopped by SIGINT (Ctrl-C)")
     assert wh.unreconciled_live_run()["run_id"] == "live-1"
