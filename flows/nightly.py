@@ -27,6 +27,7 @@ from hedgeflow.flows.params import (
     SourceName,
     agents_mapping,
 )
+from hedgeflow.flows.reconcile import reconcile
 from hedgeflow.flows.runners import TaskRunnerName, api_for_workers, task_runner_for
 from hedgeflow.tasks.common import (
     batch_label,
@@ -56,6 +57,9 @@ class NightlySummary:
     portfolio_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     failed_agents: dict[str, str] = field(default_factory=dict)
     report_path: str | None = None  # the run's report.html, absolute
+    # the live run this night reconciled (hedgeflow.flows.reconcile): live_run_id, run_id,
+    # unexplained, explained, counts; or error. None: no live run to reconcile.
+    reconcile: dict[str, Any] | None = None
 
 
 @flow(name="nightly-backtests", validate_parameters=False)
@@ -177,10 +181,11 @@ def nightly(
         summary.status = (
             "completed" if not summary.failed_agents else ("partial" if done else "failed")
         )
+        summary.reconcile = _reconcile_live(warehouse)
     except BaseException as exc:
         mark_run_ended(warehouse, run_id, exc)
         raise
-    headline = {
+    headline: dict[str, Any] = {
         name: {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")}
         for name, m in summary.agent_rows
     }
@@ -190,6 +195,10 @@ def nightly(
             for k, m in summary.portfolio_rows
         }
     )
+    if summary.reconcile is not None:
+        headline["reconcile"] = {
+            k: summary.reconcile.get(k) for k in ("live_run_id", "unexplained", "error")
+        }
     parts = sorted(f"{s.symbol}={s.bars_fingerprint}" for s in done)
     fingerprint = (
         "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
@@ -197,3 +206,27 @@ def nightly(
     reason = "; ".join(f"{a}: {e}" for a, e in summary.failed_agents.items()) or None
     warehouse.finish_run(run_id, summary.status, headline, fingerprint, reason=reason)
     return summary
+
+
+def _reconcile_live(warehouse: Warehouse) -> dict[str, Any] | None:
+    """The nightly's reconcile step: the live run that ended last, when no reconcile run
+    covers it yet, reconciled by the reconcile flow (a subflow with its own ``runs`` row);
+    None when there is none. A failure is reported, never failing the night."""
+    live_run = warehouse.unreconciled_live_run()
+    if live_run is None:
+        return None
+    live_run_id = str(live_run["run_id"])
+    log = run_logger()
+    try:
+        done = reconcile(run=live_run_id)
+    except Exception as exc:
+        log.error("reconcile of live run %s failed: %s", live_run_id, exc)
+        return {"live_run_id": live_run_id, "error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "live_run_id": live_run_id,
+        "run_id": done.run_id,
+        "unexplained": done.unexplained,
+        "explained": done.explained,
+        "counts": done.counts,
+        "notify": done.notify,
+    }

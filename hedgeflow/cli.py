@@ -35,6 +35,7 @@ examples:
   hedgeflow backtest --bars my.csv --strategy my_strategy.py:Bollinger --out results/
   hedgeflow strategies check my_strategy.py:Bollinger
   hedgeflow live --duration 30               live signals and paper trades, simulator
+  hedgeflow reconcile                        the last live run's fills vs the engine's
   hedgeflow sql "select agent, n_trades, sharpe from agent_metrics"
   hedgeflow runs && hedgeflow report RUN_ID
 
@@ -188,6 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop the run as degraded (failed without any tick) when no tick arrives for "
         "SECONDS of wall time; 0: no limit (default: [live] max_silence, 60)",
+    )
+
+    p = sub.add_parser(
+        "reconcile",
+        help="compare a live run's fills with the backtest engine re-run on its bars",
+        description="Re-run the engine over the bars a live run recorded (with the settings "
+        "it ran with) and compare its fills with the live fills, fill by fill. Every "
+        "difference is stored in live_drift and classified: missed_signal, extra_signal, "
+        "fill_price, qty, costs (unexplained), or vendor_revision (explained: the vendor's "
+        "bar differs from the live one). Exit status: 0 when no difference is "
+        "unexplained, 1 otherwise, 2 on bad input.",
+    )
+    p.add_argument(
+        "--run", metavar="RUN_ID", help="the live run (an id or unique prefix; default: the latest)"
     )
 
     p = sub.add_parser("runs", help="list recent runs with status and headline metrics")
@@ -554,6 +569,23 @@ def cmd_live(args: argparse.Namespace) -> int:
     return 0 if summary.status == "completed" else 1
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """0: every difference explained (or none); 1: unexplained differences; 2: bad input
+    (no warehouse, no live run, an unknown --run), before Prefect starts."""
+    from hedgeflow.config import load_settings
+    from hedgeflow.warehouse import Warehouse
+
+    settings = load_settings()
+    Warehouse(settings.home).find_live_run(args.run)  # creates nothing
+    prepare_prefect(args.verbose)
+    from hedgeflow.flows.reconcile import reconcile
+
+    summary = reconcile(run=args.run)
+    for line in summary.lines:
+        print(line)
+    return 0 if summary.unexplained == 0 else 1
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from hedgeflow.config import load_settings
 
@@ -836,6 +868,7 @@ _COMMANDS = {
     "backtest": cmd_backtest,
     "sweep": cmd_sweep,
     "live": cmd_live,
+    "reconcile": cmd_reconcile,
     "sql": cmd_sql,
     "strategies": cmd_strategies,
     "runs": cmd_runs,

@@ -173,6 +173,16 @@ def print_nightly_summary(summary: Any) -> None:
     stdout.print(metrics_table("portfolio", list(summary.portfolio_rows), "method"))
     for name, error in summary.failed_agents.items():
         stderr.print(f"[red]agent {name} failed:[/] {error}")
+    rec = getattr(summary, "reconcile", None)
+    if rec:  # the nightly's reconcile step (hedgeflow reconcile) ran
+        if rec.get("error"):
+            text = f"reconcile of live run {rec['live_run_id']} failed: {rec['error']}"
+        else:
+            text = (
+                f"reconciled live run {rec['live_run_id']}: {rec['unexplained']} unexplained "
+                f"difference(s), {rec['explained']} explained by vendor revisions"
+            )
+        stdout.print(text, markup=False, highlight=False)
     stdout.print(f"status: {summary.status}")
     print_report_path(summary.report_path)
 

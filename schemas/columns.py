@@ -12,6 +12,9 @@ from typing import Final
 
 # defined in the core (the live flow's pure record names them), re-exported here
 from hedgeflow.columns import (
+    DRIFT_KINDS as DRIFT_KINDS,
+)
+from hedgeflow.columns import (
     EXTRA_INDICATORS as EXTRA_INDICATORS,
 )
 from hedgeflow.columns import (
@@ -146,6 +149,8 @@ EQUITY_TABLE: Final = "equity"
 AGENT_METRICS: Final = "agent_metrics"
 PORTFOLIO_METRICS: Final = "portfolio_metrics"
 SWEEP_RESULTS: Final = "sweep_results"
+# hedgeflow reconcile's differences (a result of a reconcile run, shown once it finished)
+LIVE_DRIFT: Final = "live_drift"
 
 # Tables a run writes with Warehouse.write_results.
 RESULT_TABLES: tuple[str, ...] = (

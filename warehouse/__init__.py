@@ -27,10 +27,16 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from hedgeflow.errors import HedgeflowError, OutOfSpaceError, is_out_of_space, out_of_space_as
+from hedgeflow.errors import (
+    HedgeflowError,
+    InvalidInputError,
+    OutOfSpaceError,
+    is_out_of_space,
+    out_of_space_as,
+)
 from hedgeflow.fsutil import directory_problem
 from hedgeflow.schemas.columns import LAKE_QUARANTINE, QUARANTINE, RUN_COLUMNS
-from hedgeflow.warehouse import db, lake, live, results, runs, snapshot
+from hedgeflow.warehouse import db, lake, live, reconcile, results, runs, snapshot
 from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
 from hedgeflow.warehouse.lake import (
     CorruptPartitionError,
@@ -473,3 +479,62 @@ class Warehouse:
                 t: results.replace_rows(con, t, rows, results.LIVE_KEYS[t])
                 for t, rows in prepared.items()
             }
+
+    # -------------------------------------------------------------- reconcile
+
+    def live_runs(self, prefix: str | None = None, limit: int = 5) -> list[dict[str, Any]]:
+        """Live runs (params parsed), newest first; ``prefix``: ids starting with it.
+        None of them without a database (nothing is created)."""
+        if prefix is not None:
+            check_run_id(prefix)
+        if not self.db_path.exists():
+            return []
+        return reconcile.live_runs(self.query, prefix, limit)
+
+    def find_live_run(self, run: str | None = None) -> dict[str, Any]:
+        """The live run to reconcile: ``run`` (an id or a unique prefix of one), else the
+        latest. One-line InvalidInputError when the warehouse, or such a live run, does
+        not exist; nothing is created."""
+        home = self.paths.home
+        if not self.db_path.is_file():
+            raise InvalidInputError(
+                f"no warehouse at {home} (check --home / HEDGEFLOW_HOME): run hedgeflow live first"
+            )
+        if run is None:
+            found = self.live_runs(limit=1)
+            if not found:
+                raise InvalidInputError(f"no live run recorded in {home}: run hedgeflow live first")
+            return found[0]
+        found = self.live_runs(run)
+        if found and found[0]["run_id"] == run:
+            return found[0]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(str(r["run_id"]) for r in found)
+            raise InvalidInputError(f"live run id prefix {run!r} is ambiguous: {names}")
+        other = self.find_runs(run, limit=2)
+        if len(other) == 1:
+            raise InvalidInputError(
+                f"run {other['run_id'].iloc[0]} is a {other['flow'].iloc[0]} run, not a live "
+                "run (`hedgeflow runs` lists the runs)"
+            )
+        raise InvalidInputError(f"no live run {run!r} in {home} (`hedgeflow runs` lists the runs)")
+
+    def unreconciled_live_run(self) -> dict[str, Any] | None:
+        """The live run that ended last if no finished reconcile run covers it yet, or None."""
+        if not self.db_path.exists():
+            return None
+        return reconcile.unreconciled_live_run(self.query)
+
+    def agent_live_bars(self, run_id: str, agent: str, symbol: str, interval: str) -> pd.DataFrame:
+        """The bars ``agent`` processed in live run ``run_id`` (ts, open, high, low, close)."""
+        return reconcile.agent_live_bars(self.query, run_id, agent, symbol, interval)
+
+    def agent_live_signals(self, run_id: str, agent: str) -> pd.DataFrame:
+        """``agent``'s recorded signals in live run ``run_id`` (ts, signal)."""
+        return reconcile.agent_live_signals(self.query, run_id, agent)
+
+    def agent_live_fills(self, run_id: str, agent: str) -> pd.DataFrame:
+        """``agent``'s fills in live run ``run_id`` (ts, side, qty, price, fee, reason)."""
+        return reconcile.agent_live_fills(self.query, run_id, agent)

@@ -39,6 +39,7 @@ from hedgeflow.schemas.columns import (
     EXTRA_INDICATORS,
     FINISHED_STATUSES,
     LAKE_QUARANTINE,
+    LIVE_DRIFT,
     LIVE_SIGNALS,
     LIVE_TABLES,
     PROCESS,
@@ -50,7 +51,7 @@ from hedgeflow.schemas.columns import (
 )
 from hedgeflow.warehouse.paths import WarehousePaths
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STORE = "store"
 # How long a connection waits for another process's lock before it gives up. Flows
 # pass ``Settings.lock_timeout`` (writers wait, they never drop work); 30 s is for
@@ -63,7 +64,7 @@ _log = logging.getLogger(LOCK_LOGGER)
 # Tables stored in DuckDB (bars live in the lake).
 STORED_TABLES: tuple[str, ...] = tuple(t for t in TABLE_MODELS if t != BARS)
 # Views that hide rows of unfinished runs.
-FINISHED_ONLY_TABLES: tuple[str, ...] = (*RESULT_TABLES, QUARANTINE)
+FINISHED_ONLY_TABLES: tuple[str, ...] = (*RESULT_TABLES, QUARANTINE, LIVE_DRIFT)
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {RUNS: ("run_id",)}
 
 _DUCK_TYPES = {
@@ -351,7 +352,13 @@ def _migration_3(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE {STORE}.{q(RUNS)} ADD COLUMN IF NOT EXISTS {q(column)} VARCHAR")
 
 
-MIGRATIONS = {1: _migration_1, 2: _migration_2, 3: _migration_3}
+def _migration_4(con: duckdb.DuckDBPyConnection) -> None:
+    """``live_drift``: the differences ``hedgeflow reconcile`` finds (a new warehouse
+    has it already from migration 1)."""
+    con.execute(table_ddl(LIVE_DRIFT))
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2, 3: _migration_3, 4: _migration_4}
 
 
 def _meta_get(con: duckdb.DuckDBPyConnection, key: str) -> str | None:

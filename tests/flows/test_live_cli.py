@@ -1,6 +1,7 @@
 """``hedgeflow live`` for real, in subprocesses (Prefect ephemeral mode, local simulators):
 
-* a short run fills live_bars / live_signals / live_positions for the three markets,
+* a short run (``live_cli_run`` in tests/flows/conftest.py, shared with the reconcile
+  tests) fills live_bars / live_signals / live_positions for the three markets,
   prints the status line and the summary, and its output is clean;
 * a run killed with SIGKILL mid-stream and restarted continues its record: the fills,
   orders, signals and positions equal those of an uninterrupted replay of the same
@@ -70,9 +71,10 @@ def assert_bars_are_synthetic(home: Path) -> pd.DataFrame:
     return bars
 
 
-def test_live_cli_streams_all_three_markets_cleanly(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    proc = run_cli(home, "live", "--duration", "15", "--speed", SPEED, timeout=180)
+def test_live_cli_streams_all_three_markets_cleanly(
+    live_cli_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, proc = live_cli_run
     assert_clean(proc)
     out = proc.stdout
     # a status line every few seconds (not a TTY), then the summary table

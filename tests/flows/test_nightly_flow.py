@@ -30,6 +30,7 @@ def test_failing_agent_fails_its_branch_and_the_rest_publish(
     home = hedgeflow_home
     assert query(home, "select agent from agent_metrics") == [("crypto",)]
     assert query(home, "select status from runs") == [("partial",)]
+    assert summary.reconcile is None  # no live record: no reconcile step, no reconcile run
     assert query(home, "select count(*) from equity where agent = 'portfolio'")[0][0] == 288
     report = Path(summary.report_path or "")
     assert report.is_absolute() and report.name == "report.html"

@@ -94,7 +94,7 @@ def test_migrations_2_and_3_add_their_columns_and_keep_rows(tmp_path: Path) -> N
         )
         assert db.installed_version(con) == 1
         db.ensure_schema(con, wh.paths)
-        assert db.installed_version(con) == SCHEMA_VERSION == 3
+        assert db.installed_version(con) == SCHEMA_VERSION
         # migration 3: runs gain reason and process, at the end, rows kept
         runs_cols = [r[0] for r in con.execute("DESCRIBE store.runs").fetchall()]
         assert runs_cols[-2:] == ["reason", "process"]
@@ -108,6 +108,23 @@ def test_migrations_2_and_3_add_their_columns_and_keep_rows(tmp_path: Path) -> N
         ]
         live = [r[0] for r in con.execute("DESCRIBE store.live_signals").fetchall()]
         assert live[-1] == "indicators"
+
+
+def test_migration_4_adds_live_drift_and_keeps_rows(tmp_path: Path) -> None:
+    """A version-3 warehouse (no ``live_drift``) gains the table and its view."""
+    wh = Warehouse(tmp_path / "home")
+    wh.start_run("r1", "nightly", {}, "v")
+    with db.read_write(wh.db_path, 5) as con:
+        con.execute("DROP VIEW main.live_drift")
+        con.execute("DELETE FROM store.meta WHERE key = 'view:live_drift'")
+        con.execute("DROP TABLE store.live_drift")
+        con.execute("DELETE FROM store.schema_version WHERE version = 4")
+        assert db.installed_version(con) == 3
+    again = Warehouse(wh.home)
+    assert again.query("SELECT count(*) AS n FROM live_drift")["n"][0] == 0
+    assert list(again.list_runs()["run_id"]) == ["r1"]
+    with db.read_write(wh.db_path, 5) as con:
+        assert db.installed_version(con) == SCHEMA_VERSION == 4
 
 
 def test_store_tables_follow_the_models(wh: Warehouse) -> None:
