@@ -244,8 +244,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _skip_pandera_dask_probe() -> None:
+    """pandera, at the first schema it builds, imports ``dask.dataframe`` just to learn
+    whether Dask is installed (0.4-0.7 s of every command's start, as Dask is a
+    dependency here). hedgeflow validates pandas frames only, so the command tells
+    pandera that its Dask typing is absent. Only in the ``hedgeflow`` process: a
+    program importing hedgeflow keeps pandera as it is."""
+    name = "pandera.typing.dask"
+    if name not in sys.modules:
+        import types
+
+        probe = types.ModuleType(name, "hedgeflow CLI: pandera's Dask typing, not loaded")
+        probe.DASK_INSTALLED = False  # type: ignore[attr-defined]
+        sys.modules[name] = probe
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     line_buffered()
+    if __name__ == "__main__" or Path(sys.argv[0]).name in ("hedgeflow", "__main__.py"):
+        _skip_pandera_dask_probe()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.home is not None:
