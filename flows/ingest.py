@@ -1,5 +1,5 @@
 """The ingest flow: one mapped task per symbol (fetch -> validate -> write); large
-universes are split into at most MAX_TASKS_PER_STAGE batches of symbols."""
+universes are split into batches of symbols (tasks/common.py ``max_tasks_per_stage``)."""
 
 from __future__ import annotations
 

@@ -66,7 +66,8 @@ class NightlySummary:
 def nightly_backtests(
     agents: list[AgentSettings], settings: Settings, window: Window, run_id: str
 ) -> list[AgentSummary | AgentFailure]:
-    """Every agent's backtest: at most MAX_TASKS_PER_STAGE tasks on this run's runner."""
+    """Every agent's backtest: one task run each on a Prefect server (batches past
+    SERVER_TASKS_PER_STAGE, or EPHEMERAL_TASKS_PER_STAGE in ephemeral mode)."""
     groups = batches(agents)
     labels = [batch_label([a.name for a in g], i, len(groups)) for i, g in enumerate(groups)]
     futures = agent_backtests.map(labels, groups, settings=settings, window=window, run_id=run_id)

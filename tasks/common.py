@@ -52,9 +52,22 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 # Prefect's ephemeral server loses task-run records (and prints ERROR tracebacks at
-# exit) when many task runs finish at once (PREFECT.md); flows make at most this
-# many task runs per stage and give each a batch when the universe is larger.
-MAX_TASKS_PER_STAGE = 8
+# exit) when many task runs finish at once (PREFECT.md): with it, flows make at most
+# EPHEMERAL_TASKS_PER_STAGE task runs per stage and give each a batch when the universe
+# is larger. A real server (hedgeflow's resident one, or PREFECT_API_URL) keeps every
+# record, so each agent / symbol gets its own task run, up to SERVER_TASKS_PER_STAGE:
+# measured on 30 agents, one task each cost 10-20 % more wall time than 8 batches (a
+# task run and a warehouse transaction each), so larger universes still batch.
+EPHEMERAL_TASKS_PER_STAGE = 8
+SERVER_TASKS_PER_STAGE = 32
+MAX_TASKS_PER_STAGE = EPHEMERAL_TASKS_PER_STAGE  # the ephemeral mode's bound
+
+
+def max_tasks_per_stage() -> int:
+    """Task runs per stage: one per item on a Prefect server, batches in ephemeral mode."""
+    from prefect.settings import PREFECT_API_URL
+
+    return SERVER_TASKS_PER_STAGE if PREFECT_API_URL.value() else EPHEMERAL_TASKS_PER_STAGE
 
 
 # Threads per flow run: the work is CPU-bound numpy/numba on 2 cores; more threads
@@ -69,8 +82,11 @@ def thread_pool() -> Any:
     return ThreadPoolTaskRunner(max_workers=TASK_THREADS)
 
 
-def batches(items: Sequence[T], max_batches: int = MAX_TASKS_PER_STAGE) -> list[list[T]]:
-    """Split ``items`` into at most ``max_batches`` batches of near-equal size, in order."""
+def batches(items: Sequence[T], max_batches: int | None = None) -> list[list[T]]:
+    """Split ``items`` into at most ``max_batches`` batches of near-equal size, in order
+    (default: ``max_tasks_per_stage()``)."""
+    if max_batches is None:
+        max_batches = max_tasks_per_stage()
     n = len(items)
     if n == 0:
         return []
