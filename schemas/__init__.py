@@ -26,6 +26,7 @@ from hedgeflow.schemas.live import (
     LivePositions,
     LiveSignals,
 )
+from hedgeflow.schemas.reconcile import LiveDrift
 from hedgeflow.schemas.results import (
     AgentMetrics,
     Equity,
@@ -53,6 +54,7 @@ TABLE_MODELS: dict[str, type[pa.DataFrameModel]] = {
     columns.LIVE_POSITIONS: LivePositions,
     columns.LIVE_OUTBOX: LiveOutbox,
     columns.LIVE_DELIVERIES: LiveDeliveries,
+    columns.LIVE_DRIFT: LiveDrift,
 }
 
 
@@ -68,6 +70,7 @@ __all__ = [
     "Equity",
     "LiveBars",
     "LiveDeliveries",
+    "LiveDrift",
     "LiveFills",
     "LiveOrders",
     "LiveOutbox",

@@ -87,6 +87,9 @@ def _sink_for(
     def store(tables: Mapping[str, pd.DataFrame]) -> Any:
         return writer.write_live_many(tables)
 
+    def store_many(items: list[Mapping[str, pd.DataFrame]]) -> Any:
+        return writer.write_live_steps(items)
+
     def encode(agent: LiveAgent, step: LiveStep) -> dict[str, pd.DataFrame]:
         assert run_id is not None
         now = _now()
@@ -100,6 +103,7 @@ def _sink_for(
         encode if run_id is not None else None,
         is_busy=is_busy_error,
         describe_busy=busy_holder,
+        store_many=store_many,
         on_journaled=on_journaled(notifier) if notifier is not None else None,
     )
     if notifier is not None:

@@ -46,6 +46,7 @@ from hedgeflow.tasks.common import run_logger
 from hedgeflow.warehouse import Warehouse
 
 __all__ = [
+    "notify_event",
     "notify_run",
     "open_notifier",
     "resume_notifications",
@@ -168,16 +169,24 @@ def notify_run(
     """Announce a run that did not complete (kind ``run``) on every channel, waiting at
     most ``drain_seconds`` (retries included); None when there is nothing to do. Never
     raises: a notification problem is logged, the run's outcome stands."""
-    if not notify.enabled or status == "completed":
+    if status == "completed":
+        return None
+    return notify_event(notify, run_event(flow, run_id, status, redact(reason or "")[:500] or None))
+
+
+def notify_event(notify: NotifySettings, event: dict[str, Any]) -> dict[str, int] | None:
+    """Send one event (with its ``event_id``) on every channel, waiting at most
+    ``drain_seconds``; None without channels. Never raises."""
+    if not notify.enabled:
         return None
     log = run_logger()
     try:
         notifier = open_notifier(notify)
-        notifier.submit([run_event(flow, run_id, status, redact(reason or "")[:500] or None)])
+        notifier.submit([event])
         counts = stop_notifier(notifier, notify.drain_seconds)
     except Exception as exc:
-        log.warning("notify: could not announce run %s (%s)", run_id, redact(str(exc)))
+        log.warning("notify: could not send event %s (%s)", event.get("event_id"), redact(str(exc)))
         return None
     if counts["delivered"]:
-        log.info("notify: announced the %s run %s (%s)", status, run_id, flow)
+        log.info("notify: sent %s event %s", event.get("kind"), event.get("event_id"))
     return counts

@@ -245,6 +245,10 @@ def message_text(event: Mapping[str, Any]) -> tuple[str, str]:
         title = f"hedgeflow {event.get('flow')} run {event.get('status')}"
         body = f"run {event.get('run_id')}: {event.get('reason') or event.get('status')}"
         return title, body
+    if kind not in ("order", "fill"):
+        title = f"hedgeflow {kind} {event.get('run_id')}"
+        body = ", ".join(f"{k} {v}" for k, v in event.items() if k not in ("kind",))
+        return title, body[:2000]
     side = str(event.get("side", "")).upper()
     what = "fill" if kind == "fill" else "order"
     title = f"hedgeflow {event.get('agent')}: {side} {event.get('symbol')} ({what})"
