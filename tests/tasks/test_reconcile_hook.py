@@ -68,3 +68,17 @@ def test_the_event_and_the_threshold() -> None:
     lenient = load_settings(env={"HEDGEFLOW_RECONCILE__MAX_UNEXPLAINED": "2"})
     assert not on_reconciled("rec-3", result(2, 0), lenient)["notify"]
     assert on_reconciled("rec-4", result(3, 0), lenient)["notify"]
+
+
+def test_over_the_threshold_the_event_reaches_the_notify_channels() -> None:
+    import json
+
+    from tests.webhook_receiver import WebhookReceiver
+
+    with WebhookReceiver() as rx:
+        env = {"HEDGEFLOW_NOTIFY__WEBHOOKS": json.dumps([rx.url])}
+        settings = load_settings(env=env)
+        on_reconciled("rec-5", result(0, 2), settings)  # explained only: not sent
+        event = on_reconciled("rec-6", result(1, 0), settings)
+    (body,) = rx.bodies()
+    assert body == event and body["event_id"] == "reconcile-rec-6"
