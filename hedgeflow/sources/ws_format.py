@@ -199,7 +199,8 @@ def _bad(reason: str, raw: Any) -> BadFrame:
 
 
 def _loads(raw: Any) -> Any:
-    """The frame decoded with orjson (~3x the standard library's speed on a frame);
+    """The frame decoded with orjson (a crypto trade frame parses in ~0.6x the time it
+    took with json.loads);
     what orjson refuses goes to ``json.loads``, so that the results are the standard
     library's: it also takes NaN/Infinity (a non-finite price, not garbage), numbers
     beyond a double (1e400 is inf), integers over 64 bits, lone surrogates and UTF-16/32

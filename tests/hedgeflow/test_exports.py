@@ -203,3 +203,44 @@ def test_cli_parquet_writes_parquet(tmp_path: Path, capsys) -> None:
     assert f"wrote {out / 'trades.parquet'}, {out / 'equity.parquet'}" in capsys.readouterr().out
     equity = pq.read_table(out / "equity.parquet").to_pandas()
     assert equity.ts.tolist() == bars.ts.tolist()
+
+
+def test_out_checks_follow_the_format(result, tmp_path: Path) -> None:
+    from hedgeflow.backtest_io import check_out_dir
+    from hedgeflow.errors import InvalidInputError
+
+    res, m = result
+    (tmp_path / "trades.parquet").mkdir()
+    check_out_dir(tmp_path, "csv")  # trades.csv is free
+    with pytest.raises(InvalidInputError, match=r"trades.parquet there is a directory"):
+        write_backtest_outputs(res, m, tmp_path, "parquet")
+    assert not (tmp_path / "equity.parquet").exists()
+
+
+@pytest.mark.parametrize("fmt", EXPORT_FORMATS)
+def test_full_disk_leaves_earlier_outputs_and_no_temp_file(
+    result, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """pyarrow's own out-of-space error (an ArrowIOError naming errno 28) becomes the
+    one-line OutOfSpaceError on --out; the files of the earlier run stay as they were."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    from hedgeflow.errors import NO_SPACE_TEXT, OutOfSpaceError
+
+    res, m = result
+    out = tmp_path / "out"
+    paths = write_backtest_outputs(res, m, out, fmt)  # type: ignore[arg-type]
+    before = {p.name: p.read_bytes() for p in paths.values()}
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise pa.lib.ArrowIOError(
+            f"error writing bytes to file. Detail: [errno 28] {NO_SPACE_TEXT}"
+        )
+
+    monkeypatch.setattr(pa_csv, "write_csv", full)
+    monkeypatch.setattr(pq, "write_table", full)
+    with pytest.raises(OutOfSpaceError) as exc:
+        write_backtest_outputs(res, m, out, fmt)  # type: ignore[arg-type]
+    assert str(out) in str(exc.value)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
