@@ -330,7 +330,7 @@ def test_nesting_deeper_than_pythons_recursion_limit_is_decoded() -> None:
     assert isinstance(tick, Tick) and tick.price == 227.31
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(raw=frames)
 def test_orjson_gives_the_stdlib_results_on_any_frame(raw: str | bytes) -> None:
     with pytest.MonkeyPatch.context() as monkeypatch:
