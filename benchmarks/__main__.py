@@ -115,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
                     quick=args.quick,
                 )
             )
+        elif name == "commands":
+            from benchmarks import commands
+
+            body = commands.render(
+                commands.run(
+                    warm_runs=commands.QUICK_WARM_RUNS if args.quick else commands.WARM_RUNS,
+                    command=command,
+                    quick=args.quick,
+                )
+            )
         else:  # pragma: no cover - argparse choices
             raise SystemExit(f"unknown benchmark {name}")
         print(body, flush=True)

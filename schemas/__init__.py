@@ -18,6 +18,7 @@ from hedgeflow.schemas.bars import (
     split_valid_bars,
 )
 from hedgeflow.schemas.live import LiveBars, LiveFills, LiveOrders, LivePositions, LiveSignals
+from hedgeflow.schemas.reconcile import LiveDrift
 from hedgeflow.schemas.results import (
     AgentMetrics,
     Equity,
@@ -43,6 +44,7 @@ TABLE_MODELS: dict[str, type[pa.DataFrameModel]] = {
     columns.LIVE_ORDERS: LiveOrders,
     columns.LIVE_FILLS: LiveFills,
     columns.LIVE_POSITIONS: LivePositions,
+    columns.LIVE_DRIFT: LiveDrift,
 }
 
 
@@ -57,6 +59,7 @@ __all__ = [
     "BarsFrame",
     "Equity",
     "LiveBars",
+    "LiveDrift",
     "LiveFills",
     "LiveOrders",
     "LivePositions",

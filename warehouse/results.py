@@ -21,6 +21,7 @@ from hedgeflow.schemas.columns import (
     AGENT_METRICS,
     EQUITY_TABLE,
     LIVE_BARS,
+    LIVE_DRIFT,
     LIVE_FILLS,
     LIVE_ORDERS,
     LIVE_POSITIONS,
@@ -40,6 +41,7 @@ RESULT_SCOPES: dict[str, tuple[str, ...]] = {
     AGENT_METRICS: ("run_id", "agent"),
     PORTFOLIO_METRICS: ("run_id", "method"),
     SWEEP_RESULTS: ("run_id", "symbol", "strategy"),
+    LIVE_DRIFT: ("run_id", "agent"),
 }
 QUARANTINE_SCOPE: tuple[str, ...] = ("run_id", "symbol", "interval")  # table QUARANTINE
 # Live tables are upserted by their key.

@@ -73,21 +73,34 @@ def test_schema_is_created_lazily_and_idempotently(tmp_path: Path) -> None:
     assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
 
-def test_migration_2_adds_the_indicators_column_and_keeps_rows(tmp_path: Path) -> None:
-    """A version-1 warehouse (signals without ``indicators``) with rows in it."""
+def test_migrations_2_and_3_add_their_columns_and_keep_rows(tmp_path: Path) -> None:
+    """A version-1 warehouse (signals without ``indicators``, runs without ``reason`` and
+    ``process``) with rows in it."""
     wh = Warehouse(tmp_path / "home")
     wh.list_runs()
     with db.read_write(wh.db_path, 5) as con:
         for table in ("signals", "live_signals"):
             con.execute(f"ALTER TABLE store.{table} DROP COLUMN indicators")
-        con.execute("DELETE FROM store.schema_version WHERE version = 2")
+        for column in ("reason", "process"):
+            con.execute(f"ALTER TABLE store.runs DROP COLUMN {column}")
+        con.execute("DELETE FROM store.schema_version WHERE version > 1")
         con.execute(
             "INSERT INTO store.signals (run_id, agent, symbol, ts, close, signal) "
             "VALUES ('r1', 'a', 'AAPL.US', '2026-01-02 15:00+00', 100.0, 1)"
         )
+        con.execute(
+            "INSERT INTO store.runs (run_id, flow, started_at, status, params, code_version) "
+            "VALUES ('r1', 'nightly', '2026-01-02 15:00+00', 'running', '{}', 'v')"
+        )
         assert db.installed_version(con) == 1
         db.ensure_schema(con, wh.paths)
-        assert db.installed_version(con) == 2
+        assert db.installed_version(con) == SCHEMA_VERSION
+        # migration 3: runs gain reason and process, at the end, rows kept
+        runs_cols = [r[0] for r in con.execute("DESCRIBE store.runs").fetchall()]
+        assert runs_cols[-2:] == ["reason", "process"]
+        assert con.execute("SELECT run_id, reason, process FROM store.runs").fetchall() == [
+            ("r1", None, None)
+        ]
         cols = [r[0] for r in con.execute("DESCRIBE store.signals").fetchall()]
         assert cols[-1] == "indicators"
         assert con.execute("SELECT close, indicators FROM store.signals").fetchall() == [
@@ -95,6 +108,23 @@ def test_migration_2_adds_the_indicators_column_and_keeps_rows(tmp_path: Path) -
         ]
         live = [r[0] for r in con.execute("DESCRIBE store.live_signals").fetchall()]
         assert live[-1] == "indicators"
+
+
+def test_migration_4_adds_live_drift_and_keeps_rows(tmp_path: Path) -> None:
+    """A version-3 warehouse (no ``live_drift``) gains the table and its view."""
+    wh = Warehouse(tmp_path / "home")
+    wh.start_run("r1", "nightly", {}, "v")
+    with db.read_write(wh.db_path, 5) as con:
+        con.execute("DROP VIEW main.live_drift")
+        con.execute("DELETE FROM store.meta WHERE key = 'view:live_drift'")
+        con.execute("DROP TABLE store.live_drift")
+        con.execute("DELETE FROM store.schema_version WHERE version = 4")
+        assert db.installed_version(con) == 3
+    again = Warehouse(wh.home)
+    assert again.query("SELECT count(*) AS n FROM live_drift")["n"][0] == 0
+    assert list(again.list_runs()["run_id"]) == ["r1"]
+    with db.read_write(wh.db_path, 5) as con:
+        assert db.installed_version(con) == SCHEMA_VERSION == 4
 
 
 def test_store_tables_follow_the_models(wh: Warehouse) -> None:
