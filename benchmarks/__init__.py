@@ -11,6 +11,7 @@ from __future__ import annotations
 BENCHMARKS: tuple[str, ...] = (
     "ingest",
     "engine",
+    "backtest",
     "sweep",
     "universe",
     "live",

@@ -1,4 +1,4 @@
-"""``python -m benchmarks [ingest|engine|all] [--quick] [--repeat N] [--output PATH]``.
+"""``python -m benchmarks [ingest|engine|backtest|...|all] [--quick] [--repeat N] [--output PATH]``.
 
 Runs the chosen benchmarks in this one process, prints each section, and rewrites
 only those sections of BENCHMARKS.md (``--quick`` runs small sizes and writes
@@ -66,6 +66,17 @@ def main(argv: list[str] | None = None) -> int:
                     days=engine.QUICK_DAYS if args.quick else engine.FULL_DAYS,
                     bt_bars=engine.QUICK_BT_BARS if args.quick else engine.BT_BARS,
                     repeat=repeat,
+                    command=command,
+                    quick=args.quick,
+                )
+            )
+        elif name == "backtest":
+            from benchmarks import backtest
+
+            body = backtest.render(
+                backtest.run(
+                    days=backtest.QUICK_DAYS if args.quick else backtest.FULL_DAYS,
+                    repeat=min(repeat, 3),
                     command=command,
                     quick=args.quick,
                 )

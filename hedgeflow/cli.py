@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fee-bps", type=float, default=0.0)
     p.add_argument("--slippage-bps", type=float, default=0.0)
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    p.add_argument(
+        "--format",
+        # hedgeflow.exports.EXPORT_FORMATS, not imported here so that the command starts
+        # without numba and pyarrow (tests/hedgeflow/test_exports.py checks they agree)
+        choices=("csv", "parquet"),
+        default="csv",
+        help="trades and equity files: csv (ISO times) or parquet (default csv)",
+    )
 
     p = sub.add_parser(
         "sweep", help="sweep a strategy's parameter grid, best parameters per symbol"
@@ -468,7 +476,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from hedgeflow.backtest_io import OUTPUT_FILES
+    from hedgeflow.backtest_io import output_files
     from hedgeflow.console import print_metrics
     from hedgeflow.research import backtest_file
 
@@ -485,9 +493,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         fee_bps=args.fee_bps,
         slippage_bps=args.slippage_bps,
         out_dir=args.out,
+        out_format=args.format,
     )
     print_metrics(metrics, title=f"{args.strategy} on {args.bars.name}")
-    print("wrote " + ", ".join(str(args.out / name) for name in OUTPUT_FILES.values()))
+    names = output_files(args.format).values()
+    print("wrote " + ", ".join(str(args.out / name) for name in names))
     return 0
 
 

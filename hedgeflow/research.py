@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import AssetClass, validate_asset_class
 from hedgeflow.metrics import compute_metrics
 from hedgeflow.strategies import get_strategy, params_from_strings, parse_params
+
+if TYPE_CHECKING:
+    from hedgeflow.exports import ExportFormat
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def backtest_file(
     fee_bps: float,
     slippage_bps: float,
     out_dir: Path,
+    out_format: ExportFormat = "csv",
 ) -> dict[str, Any]:
     """``hedgeflow backtest --bars FILE``: every input checked before the file is read."""
     from hedgeflow.backtest_io import check_out_dir, read_bars_file, write_backtest_outputs
@@ -128,7 +132,7 @@ def backtest_file(
         max_leverage=max_leverage,
     )
     costs = CostSettings(fee_bps=fee_bps, slippage_bps=slippage_bps)
-    check_out_dir(out_dir)
+    check_out_dir(out_dir, out_format)
     bars = read_bars_file(bars_path)
     signals = compute_signals(bars, strategy, parsed)
     config = EngineConfig.from_settings(risk_settings, costs, klass, equity)
@@ -140,7 +144,7 @@ def backtest_file(
         klass,
         result.equity["position"].to_numpy() if "position" in result.equity else None,
     )
-    write_backtest_outputs(result, metrics, out_dir)
+    write_backtest_outputs(result, metrics, out_dir, out_format)
     return metrics
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from typing import Any, TypeVar
 
@@ -55,11 +57,21 @@ def json_text_check(series: pd.Series) -> pd.Series:
 M = TypeVar("M", bound=pa.DataFrameModel)
 
 
-def validate_frame(model: type[pa.DataFrameModel], frame: pd.DataFrame, table: str) -> pd.DataFrame:
+@functools.cache
+def _without_unique(model: type[pa.DataFrameModel]) -> Any:
+    schema = copy.deepcopy(model.to_schema())
+    schema.unique = None
+    return schema
+
+
+def validate_frame(
+    model: type[pa.DataFrameModel], frame: pd.DataFrame, table: str, *, unique: bool = True
+) -> pd.DataFrame:
     """Validate (and coerce) ``frame`` with ``model``; any failure is a DataValidationError.
 
     The message names the table and summarises pandera's failure cases (a few
-    rows at most), so a bad frame is never silently stored.
+    rows at most), so a bad frame is never silently stored. ``unique=False`` skips the
+    model's key uniqueness (rows of several upserts, later ones replacing earlier).
     """
     if not isinstance(frame, pd.DataFrame):
         kind = type(frame).__name__
@@ -68,7 +80,8 @@ def validate_frame(model: type[pa.DataFrameModel], frame: pd.DataFrame, table: s
         # pandera's failure report cannot reshape cases of a duplicated index.
         frame = frame.reset_index(drop=True)
     try:
-        out = model.validate(frame, lazy=True)
+        validator = model if unique else _without_unique(model)
+        out = validator.validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as exc:
         raise DataValidationError(f"{table}: {_summarise(exc)}") from exc
     except pandera.errors.SchemaError as exc:  # pragma: no cover - lazy=True collects

@@ -470,18 +470,22 @@ class Warehouse:
         return self.query(live.PENDING_NOTIFICATIONS_SQL)
 
     def write_live_steps(self, steps: Sequence[Mapping[str, pd.DataFrame]]) -> int:
-        """Upsert several live steps (each as ``write_live_many`` takes it) in order, in
-        ONE transaction (all validated first); how many steps."""
-        prepared = []
+        """Upsert several live steps (each as ``write_live_many`` takes it) in ONE
+        transaction; how many steps. The same as upserting them one after the other:
+        each table's rows of all the steps are validated together and, where a later
+        step has a row with an earlier one's key (an order filled, a position moved),
+        the later row is the one stored."""
+        merged: dict[str, list[pd.DataFrame]] = {}
         for tables in steps:
-            for table in tables:
+            for table, frame in tables.items():
                 results.check_live_table(table)
-            prepared.append({t: results.prepare(t, f) for t, f in tables.items()})
+                merged.setdefault(table, []).append(frame)
+        prepared = {t: results.prepare_upserts(t, frames) for t, frames in merged.items()}
         with self.write() as con:
-            for step in prepared:
-                for t, rows in step.items():
-                    results.write_live_rows(con, t, rows)
-        return len(prepared)
+            for table, rows in prepared.items():
+                if rows is not None:
+                    results.write_live_rows(con, table, rows)
+        return len(steps)
 
     def write_live_many(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
         """Upsert rows of several live tables in ONE transaction (all validated first)."""

@@ -9,7 +9,7 @@ instead of duplicating them.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import duckdb
 import pandas as pd
@@ -80,6 +80,28 @@ def prepare(table: str, frame: pd.DataFrame, run_id: str | None = None) -> pa.Ta
                 )
     model = TABLE_MODELS[table]
     valid = validate_frame(model, frame, table)
+    ordered = valid[list(model.to_schema().columns)]
+    return pa.Table.from_pandas(ordered, preserve_index=False)
+
+
+def prepare_upserts(table: str, frames: Sequence[pd.DataFrame]) -> pa.Table | None:
+    """The rows of several upserts of a live table (in order) as ONE validated Arrow
+    table: every row is validated (a bad row fails it, even one a later row replaces),
+    then a key's last row wins, as upserting them one after the other would store (the
+    outbox: its first row; delivery states: the one with the most attempts)."""
+    rows = [f for f in frames if len(f)]
+    if not rows:
+        return None
+    frame = rows[0] if len(rows) == 1 else pd.concat(rows, ignore_index=True)
+    model = TABLE_MODELS[table]
+    valid = validate_frame(model, frame, table, unique=False)
+    keys = list(LIVE_KEYS[table])
+    if table == LIVE_OUTBOX:  # the outbox keeps an event's first row
+        valid = valid.drop_duplicates(keys, keep="first")
+    elif table == LIVE_DELIVERIES:  # delivery states only move forward
+        valid = valid.sort_values("attempts", kind="stable").drop_duplicates(keys, keep="last")
+    else:
+        valid = valid.drop_duplicates(keys, keep="last")
     ordered = valid[list(model.to_schema().columns)]
     return pa.Table.from_pandas(ordered, preserve_index=False)
 

@@ -72,6 +72,7 @@ class JournaledSink:
         # the final flush of a run, costs one connection, not one per step)
         self._store_many = store_many
         self._batch_max = max(1, int(batch_max)) if store_many is not None else 1
+        self._single_until = -1  # journal seq up to which steps are stored one by one
         self._encode = encode
         self._is_busy = is_busy
         self._describe_busy = describe_busy
@@ -234,13 +235,14 @@ class JournaledSink:
                     self._cond.wait()
                 if not self._queue:
                     return
-                batch = [self._queue[i] for i in range(min(self._batch_max, len(self._queue)))]
+                size = self._batch_max if self._queue[0][0] > self._single_until else 1
+                batch = [self._queue[i] for i in range(min(size, len(self._queue)))]
             stored = self._store_one([item for _, item in batch])
             if not stored and len(batch) > 1 and self._error is not None:
-                # a step the warehouse refuses: store the batch one by one, so that every
+                # a step the warehouse refuses: store this batch one by one, so that every
                 # step before it is stored and the journal keeps it (and what follows)
                 self._error = None
-                self._batch_max = 1
+                self._single_until = batch[-1][0]
                 continue
             if not stored:
                 with self._cond:

@@ -6,12 +6,17 @@ The answer is a JSON array of
 with ``timestamp`` the bar's start in Unix seconds UTC. Values may be null.
 
 Parsing is the ingest hot path: a numba byte scanner reads the expected shape
-straight into columns (numbers are converted exactly, with the Clinger fast
-path; the rare number it cannot convert exactly is handed to Python's
-``float``). Anything unexpected (a syntax error, an error object, a missing
-field, a nested value, a string where a number belongs) sends the body to the
-careful pure-Python parser, which either succeeds or raises ``DataFormatError``
-with a clear, redacted message.
+straight into columns. Numbers are converted exactly: Clinger's fast path
+(mantissa <= 2**53, |exponent| <= 22), else the Eisel-Lemire algorithm on the
+first 19 significant digits (as in fast_float: a 128-bit truncated power of five,
+correctly rounded; full-precision prices of 17 digits take this path); the rare
+number neither converts (more than 19 digits, Eisel-Lemire's ambiguous case) is
+handed to Python's ``float``, in bulk with ``orjson``. Anything unexpected (a
+syntax error, an error object, a missing field, a nested value, a string where a
+number belongs) sends the body to the careful parser (decoded with ``orjson``;
+the standard library's ``json`` when orjson refuses, for its lenience and its error
+positions), which either succeeds or raises ``DataFormatError`` with a clear,
+redacted message.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 import numba
 import numpy as np
+import orjson
 import pandas as pd
 
 from hedgeflow.columns import CLOSE, HIGH, LOW, OPEN, TS, VOLUME
@@ -81,6 +87,37 @@ _TOO_MANY_SLOW = 2
 
 _POW10 = np.array([10.0**i for i in range(23)], dtype=np.float64)  # exact doubles
 
+# Eisel-Lemire: 5**q for q in [-342, 308], normalized to 128 bits (the top bit set),
+# truncated (q >= 0) or rounded up (q < 0), as two 64-bit halves (fast_float's table,
+# computed here with Python's integers).
+_Q_MIN, _Q_MAX = -342, 308
+
+
+def _pow5_128(q: int) -> int:
+    if q >= 0:
+        p = 5**q
+        shift = 128 - p.bit_length()
+        return p << shift if shift >= 0 else p >> -shift
+    p = 5**-q
+    z = (p - 1).bit_length()  # smallest z with 2**z >= p
+    c = (1 << (z + 127 if q >= -27 else 2 * z + 128)) // p + 1
+    return c >> max(c.bit_length() - 128, 0)
+
+
+_POW5 = np.array(
+    [[_pow5_128(q) >> 64, _pow5_128(q) & (2**64 - 1)] for q in range(_Q_MIN, _Q_MAX + 1)],
+    dtype=np.uint64,
+)
+_M32 = np.uint64(0xFFFFFFFF)
+_U32 = np.uint64(32)
+_U1 = np.uint64(1)
+_U0 = np.uint64(0)
+_ALL64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_PRECISION_MASK = np.uint64(0x1FF)  # the 64 - 55 low bits of the high half
+_MAX_MANT = np.uint64(10**18)  # 19 digits fit an uint64: accumulate while below this
+_EXACT_INT = np.uint64(1 << 53)
+_NO_VALUE = -1.0  # compute_float's "cannot tell": the caller hands the text to float()
+
 # Field codes: 0 timestamp, 1-4 open/high/low/close, 5 volume, -1 other.
 _KEYS = [b"timestamp", b"open", b"high", b"low", b"close", b"volume"]
 _KEY_LENS = np.array([len(k) for k in _KEYS], dtype=np.int64)
@@ -115,6 +152,75 @@ def _key_code(buf: np.ndarray, s: int, e: int, keys: np.ndarray, lens: np.ndarra
         if same:
             return k
     return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _mul128(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """The full product a * b as (high, low) 64-bit halves (32-bit pieces: no
+    intermediate overflows, so the uncompiled function gives the same bits)."""
+    a_lo, a_hi = a & _M32, a >> _U32
+    b_lo, b_hi = b & _M32, b >> _U32
+    p0 = a_lo * b_lo
+    p1 = a_lo * b_hi
+    p2 = a_hi * b_lo
+    p3 = a_hi * b_hi
+    mid = (p0 >> _U32) + (p1 & _M32) + (p2 & _M32)
+    low = (p0 & _M32) | ((mid & _M32) << _U32)
+    high = p3 + (p1 >> _U32) + (p2 >> _U32) + (mid >> _U32)
+    return high, low
+
+
+@numba.njit(cache=True, nogil=True)
+def _add64(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """(a + b) mod 2**64 and its carry, without overflowing (see _mul128)."""
+    lo = (a & _M32) + (b & _M32)
+    hi = (a >> _U32) + (b >> _U32) + (lo >> _U32)
+    return ((hi & _M32) << _U32) | (lo & _M32), hi >> _U32
+
+
+@numba.njit(cache=True, nogil=True)
+def _eisel_lemire(w: np.uint64, q: int, pow5: np.ndarray) -> float:
+    """The double nearest to w * 10**q (w < 10**19, ties to even), or _NO_VALUE when
+    the 128-bit product cannot tell (never, per Mushtak & Lemire 2023, but checked as
+    fast_float once did). fast_float's ``compute_float<binary64>``."""
+    if w == _U0 or q < _Q_MIN:
+        return 0.0
+    if q > _Q_MAX:
+        return np.inf
+    lz = 0
+    probe = w
+    while probe < np.uint64(1 << 63):
+        probe = probe << _U1
+        lz += 1
+    w = probe
+    index = q - _Q_MIN
+    high, low = _mul128(w, pow5[index, 0])
+    if (high & _PRECISION_MASK) == _PRECISION_MASK:
+        high2, _ = _mul128(w, pow5[index, 1])
+        low, carry = _add64(low, high2)
+        high = high + carry
+    if low == _ALL64 and not (-27 <= q <= 55):
+        return _NO_VALUE
+    upperbit = np.int64(high >> np.uint64(63))
+    shift = np.uint64(upperbit + 9)
+    mantissa = high >> shift
+    power2 = (((152170 + 65536) * q) >> 16) + 63 + upperbit - lz + 1023
+    if power2 <= 0:  # subnormal
+        if -power2 + 1 >= 64:
+            return 0.0
+        mantissa = mantissa >> np.uint64(-power2 + 1)
+        mantissa = (mantissa + (mantissa & _U1)) >> _U1
+        return math.ldexp(float(mantissa), -1074)
+    tie = low <= _U1 and -4 <= q <= 23 and (mantissa & np.uint64(3)) == _U1
+    if tie and (mantissa << shift) == high:  # exactly halfway: round to even
+        mantissa = mantissa & ~_U1
+    mantissa = (mantissa + (mantissa & _U1)) >> _U1
+    if mantissa >= np.uint64(2 << 52):
+        mantissa = np.uint64(1 << 52)
+        power2 += 1
+    if power2 >= 0x7FF:
+        return np.inf
+    return math.ldexp(float(mantissa), int(power2) - 1075)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -214,7 +320,7 @@ def _scan(
                 int_digits = 0
                 lead = i
                 while i < n and 48 <= buf[i] <= 57:
-                    if mant < np.uint64(900719925474099):
+                    if mant < _MAX_MANT:
                         mant = mant * np.uint64(10) + np.uint64(buf[i] - 48)
                     else:
                         exact = False
@@ -226,7 +332,7 @@ def _scan(
                 if i < n and buf[i] == 46:  # .
                     i += 1
                     while i < n and 48 <= buf[i] <= 57:
-                        if mant < np.uint64(900719925474099):
+                        if mant < _MAX_MANT:
                             mant = mant * np.uint64(10) + np.uint64(buf[i] - 48)
                             frac += 1
                         else:
@@ -266,9 +372,13 @@ def _scan(
                     seen |= 1
                 elif code > 0:
                     e10 = exp - frac
-                    if exact and -22 <= e10 <= 22:
+                    x = _NO_VALUE
+                    if exact and mant <= _EXACT_INT and -22 <= e10 <= 22:
                         x = np.float64(mant)
                         x = x / pow10[-e10] if e10 < 0 else x * pow10[e10]
+                    elif exact:
+                        x = _eisel_lemire(mant, e10, _POW5)
+                    if x != _NO_VALUE:
                         vals[code - 1, row] = -x if neg else x
                     else:
                         if n_slow >= slow_pos.shape[0]:
@@ -336,11 +446,25 @@ def parse_intraday_json(body: bytes) -> pd.DataFrame:
     code, rows, n_slow = _scan(buf, ts, vals, slow, _POW10, _KEY_BYTES, _KEY_LENS)
     if code != _OK:
         return _parse_careful(body)
-    for r, f, s, e in slow[:n_slow].tolist():
-        vals[f, r] = float(body[s:e])
+    if n_slow:
+        _convert_slow(body, vals, slow[:n_slow])
     if rows == 0:
         return empty_bars()
     return bars_frame(ts[:rows] * 1_000_000, *vals[:, :rows])
+
+
+def _convert_slow(body: bytes, vals: np.ndarray, slow: np.ndarray) -> None:
+    """The numbers the scanner left (row, field, start, end): Python's float, in bulk:
+    their texts joined into one JSON array for orjson (exact, like float()); numbers
+    orjson refuses (beyond double range, which float() makes inf) one by one."""
+    texts = [body[s:e] for s, e in slow[:, 2:].tolist()]
+    try:
+        values = np.array(orjson.loads(b"[" + b",".join(texts) + b"]"), dtype=np.float64)
+    except (orjson.JSONDecodeError, OverflowError, TypeError):
+        values = np.array([float(t) for t in texts], dtype=np.float64)
+    if values.shape != (len(texts),):
+        values = np.array([float(t) for t in texts], dtype=np.float64)
+    vals[slow[:, 1], slow[:, 0]] = values
 
 
 # -- careful parse (and error messages) -----------------------------------------------
@@ -374,6 +498,16 @@ def _vendor_message(obj: dict[str, Any]) -> str:
     return "keys " + excerpt(", ".join(map(str, list(obj)[:8])).encode("utf-8"), 80)
 
 
+def _decode(body: bytes, text: str) -> Any:
+    """``json.loads(text)``, through orjson when it accepts the body (the same values:
+    floats exact; it refuses what json.loads allows beyond strict JSON, such as
+    integers over 64 bits, NaN or lone surrogates: those go to json.loads)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _parse_careful(body: bytes) -> pd.DataFrame:
     if not body.strip():
         raise DataFormatError("EODHD returned an empty response body instead of a JSON array")
@@ -388,7 +522,7 @@ def _parse_careful(body: bytes) -> pd.DataFrame:
             f"EODHD returned a body that is not UTF-8 JSON (starts with {excerpt(body)!r})"
         ) from None
     try:
-        data = json.loads(text)
+        data = _decode(body, text)
     except json.JSONDecodeError as exc:
         # A complete array or object ends with its closing bracket.
         cut = not body.rstrip().endswith((b"]", b"}")) or exc.pos >= len(text.rstrip())

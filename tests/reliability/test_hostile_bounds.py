@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.csv as pa_csv
 import pytest
 
 from hedgeflow.cli import main
@@ -598,7 +599,7 @@ def test_full_disk_writing_backtest_outputs(
     before = _digest(out)
     other = tmp_path / "other.csv"
     _bars(seed=9).to_csv(other, index=False)
-    with _patched(pd.DataFrame, "to_csv", enospc):
+    with _patched(pa_csv, "write_csv", enospc):
         code, err = _backtest(other, out, capsys)
     _assert_one_line(code, err, f"no space left on {out}")
     assert _digest(out) == before

@@ -186,3 +186,22 @@ def test_a_journal_the_warehouse_refuses_is_set_aside(
     aside = wh.paths.live_journal(RUN).with_name(wh.paths.live_journal(RUN).name + ".refused")
     assert [seq for seq, _ in Journal.peek(aside)] == [1, 2, 3]
     assert len(wh.query("SELECT * FROM live_bars")) == 1
+
+
+def test_a_batch_of_steps_stores_what_the_steps_one_by_one_store(
+    tmp_path: Path, items: list[dict[str, pd.DataFrame]]
+) -> None:
+    """The writer stores its queue in batches (one transaction): the same rows as
+    upserting each step in turn (an order's later state, a position's last values)."""
+    one_by_one, batched = Warehouse(tmp_path / "a"), Warehouse(tmp_path / "b")
+    for item in items:
+        one_by_one.write_live_many(item)
+    assert batched.write_live_steps(items) == len(items)
+    assert len(items) >= 10
+    for table in ("live_bars", "live_signals", "live_orders", "live_fills", "live_positions"):
+        sql = f"SELECT * FROM {table} ORDER BY ALL"
+        a, b = one_by_one.query(sql), batched.query(sql)
+        assert len(a) > 0, table
+        pd.testing.assert_frame_equal(a, b, obj=table)
+    # an order stored pending, then filled by a later step of the same batch
+    assert len(one_by_one.query("SELECT * FROM live_orders WHERE status = 'filled'")) > 0

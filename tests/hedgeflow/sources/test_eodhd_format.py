@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import struct
 from collections.abc import Callable
 
@@ -178,6 +179,88 @@ def test_scanner_uncompiled_agrees_on_any_json_number(numbers: list[str]) -> Non
         assert {_bits(v) for v in vals[:, k].tolist()} == {_bits(float(x))}, x
 
 
+# -- full-precision prices (17 significant digits): compiled, exact, no float() ---------
+
+
+def _full_precision_numbers(seed: int, n: int) -> list[str]:
+    """Prices as repr writes them (16-17 significant digits), 1e-6 to 1e7, plus random
+    doubles of any magnitude and 16-19 digit mantissas over the whole exponent range."""
+    rng = np.random.default_rng(seed)
+    prices = np.exp(rng.uniform(np.log(1e-6), np.log(1e7), n)) * (1 + rng.random(n) * 1e-9)
+    anything = rng.integers(0, 0x7FF0000000000000, n, dtype=np.int64).view(np.float64)
+    pick = random.Random(seed)
+    sizes = rng.integers(16, 20, n).tolist()
+    mantissas = [str(pick.randrange(10 ** (d - 1), 10**d)) for d in sizes]
+    exponents = rng.integers(-345, 312, n)
+    return [
+        *(repr(float(x)) for x in prices),
+        *(repr(float(x)) for x in anything),
+        *(f"{m}e{e}" for m, e in zip(mantissas, exponents, strict=True)),
+    ]
+
+
+def test_full_precision_numbers_convert_in_the_scanner_exactly() -> None:
+    """17-digit prices are no longer handed to float() (they were: ~5 s per 1M bars
+    through the careful parser); every one equals float(text) and json.loads."""
+    numbers = _full_precision_numbers(21, 4000)
+    body = _body(numbers)
+    (code, rows, n_slow), _, vals, _ = _run_scan(eodhd_format._scan, body)
+    assert code == eodhd_format._OK and rows == len(numbers)
+    assert n_slow == 0
+    expected = np.array([float(x) for x in numbers])
+    loaded = np.array([row["open"] for row in json.loads(body)], dtype=np.float64)
+    assert expected.tobytes() == loaded.tobytes()
+    for f in range(5):
+        assert vals[f].tobytes() == expected.tobytes()
+    parsed = parse_intraday_json(body)
+    for col in ("open", "high", "low", "close", "volume"):
+        assert parsed[col].to_numpy().tobytes() == expected.tobytes(), col
+
+
+def test_full_precision_uncompiled_scanner_agrees() -> None:
+    _assert_scanners_agree(_full_precision_numbers(5, 150))
+
+
+def test_ties_and_near_ties_round_to_even_like_float() -> None:
+    """Decimal texts exactly halfway between two doubles (and one digit either side),
+    with up to 19 significant digits: the Eisel-Lemire tie rule."""
+    from decimal import Decimal, localcontext
+
+    rng = np.random.default_rng(8)
+    numbers: list[str] = []
+    with localcontext() as ctx:
+        ctx.prec = 60
+        for x in np.exp(rng.uniform(np.log(2.0**44), np.log(1e18), 400)):
+            mid = (Decimal(float(x)) + Decimal(float(np.nextafter(x, np.inf)))) / 2
+            text = format(mid.normalize(), "f")
+            digits = len(text.replace(".", "").lstrip("0"))
+            if digits > 19:
+                continue
+            last = Decimal(1).scaleb(mid.as_tuple().exponent)
+            numbers += [text, format(mid - last, "f"), format(mid + last, "f")]
+    numbers += ["9007199254740993", "9007199254740995", "18014398509481989"]
+    assert len(numbers) > 100
+    body = _body(numbers)
+    (code, _, n_slow), _, vals, _ = _run_scan(eodhd_format._scan, body)
+    assert code == eodhd_format._OK and n_slow == 0
+    assert vals[0].tobytes() == np.array([float(x) for x in numbers]).tobytes()
+    _assert_scanners_agree(numbers[:60])
+
+
+def test_many_long_numbers_are_converted_in_bulk_exactly() -> None:
+    """More than 19 digits: handed to float() semantics in bulk (orjson, or float()
+    one by one when orjson refuses a text, e.g. a 100-digit integer)."""
+    rng = np.random.default_rng(4)
+    numbers = [f"{int(rng.integers(1, 10**9))}{'3' * 15}.{'6' * 9}" for _ in range(300)]
+    numbers += ["7" * 100, "1" + "0" * 40, "0." + "1" * 30]
+    parsed = parse_intraday_json(_body(numbers))
+    expected = np.array([float(x) for x in numbers])
+    for col in ("open", "close", "volume"):
+        assert parsed[col].to_numpy().tobytes() == expected.tobytes(), col
+    (code, _, n_slow), _, _, _ = _run_scan(eodhd_format._scan, _body(numbers))
+    assert code == eodhd_format._OK and n_slow == 5 * len(numbers)
+
+
 def test_parse_dtypes_and_empty() -> None:
     for body in (b"[]", b" [ ]\n", b"[\n]"):
         df = parse_intraday_json(body)
@@ -270,3 +353,21 @@ def test_error_messages_are_short_and_redacted() -> None:
     with pytest.raises(DataFormatError) as info:
         parse_intraday_json(huge)
     assert len(str(info.value)) < 300
+
+
+def test_careful_parser_decodes_full_precision_and_what_orjson_refuses() -> None:
+    """The careful parser (here: prices as strings, which the scanner leaves to it)
+    gives json.loads' exact values; a body orjson refuses (an integer over 64 bits)
+    still parses, through the standard library."""
+    numbers = _full_precision_numbers(3, 50)
+    rows = [
+        f'{{"timestamp":{60 * k},"open":"{x}","high":{x},"low":{x},"close":{x}}}'
+        for k, x in enumerate(numbers)
+    ]
+    body = ("[" + ",".join(rows) + "]").encode()
+    parsed = parse_intraday_json(body)
+    expected = np.array([float(x) for x in numbers])
+    for col in ("open", "high", "low", "close"):
+        assert parsed[col].to_numpy().tobytes() == expected.tobytes(), col
+    big = b'[{"timestamp":60,"open":"1","high":' + b"9" * 30 + b',"low":1,"close":1}]'
+    assert parse_intraday_json(big)["high"].tolist() == [float("9" * 30)]

@@ -251,3 +251,89 @@ def test_any_frame_never_raises_and_never_gives_a_bad_price(raw: str | bytes) ->
             assert 946_684_800_000 <= result.ts_ms < 4_102_444_800_000
             assert not result.bid > result.ask
             assert result.symbol in SYMBOLS.values()
+
+
+# -- orjson decodes the frames: the same results as the standard library's json ---------
+
+ODD_FRAMES: list[str | bytes | bytearray] = [
+    '{"s": "AAPL", "p": 227.31000000000001, "v": 100, "t": 1725198451165}',
+    '{"s": "AAPL", "p": 0.30000000000000004, "v": 1.0000000000000002, "t": 1725198451165}',
+    '{"s": "BTC-USD", "p": "63012.512345678912", "q": "0.0041000000000000000003", "t": 1'
+    "725198451165}",
+    '{"s": "EURUSD", "a": 1.1052300000000001, "b": 1.1051899999999999, "t": 1725198451000}',
+    '{"s": "AAPL", "ap": 2.2250738585072011e-308, "bp": 5e-324, "t": 1725198451165}',
+    '{"s": "AAPL", "p": 1.7976931348623157e308, "t": 1725198451165}',
+    '{"s": "AAPL", "p": 1e400, "t": 1725198451165}',
+    '{"s": "AAPL", "p": -1e400, "t": 1725198451165}',
+    '{"s": "AAPL", "p": 1e-400, "t": 1725198451165}',
+    '{"s": "AAPL", "p": NaN, "t": 1725198451165}',
+    '{"s": "AAPL", "p": -Infinity, "t": 1725198451165}',
+    '{"s": "AAPL", "p": 1180591620717411303424, "t": 1725198451165}',
+    '{"s": "AAPL", "p": 227.31, "t": 1725198451165000000000000}',
+    '{"s": "AAPL", "p": 227.31, "t": 1.725198451165e12}',
+    '{"s": "AAPL", "p": 227.31, "t": 1725198451165.5}',
+    '{"s": "AAPL", "p": -0.0, "t": 1725198451165}',
+    '{"s": "AAPL", "p": 1, "p": 2, "t": 1725198451165}',
+    '{"s": "\\ud800", "p": 227.31, "t": 1725198451165}',
+    '{"s": "A\\u0041PL", "p": 227.31, "t": 1725198451165}',
+    '  {"s": "AAPL", "p": 227.31, "t": 1725198451165}\n',
+    '{"s": "AAPL", "p": 227.31, "t": 1725198451165} x',
+    '\ufeff{"s": "AAPL", "p": 227.31, "t": 1725198451165}',
+    b'\xef\xbb\xbf{"s": "AAPL", "p": 227.31, "t": 1725198451165}',
+    '{"s": "AAPL", "p": 227.31, "t": 1725198451165}'.encode("utf-16"),
+    bytearray(b'{"s": "BTC-USD", "p": 63012.51234567891, "q": 3, "t": 1725198451165}'),
+    b'{"s": "AAPL", "p": 227.31, "t": \xff}',
+    '{"status_code": 200, "message": "Authorized"}',
+    "",
+    "null",
+    "1e5",
+]
+
+
+def _stdlib_results(monkeypatch: pytest.MonkeyPatch, frames: list) -> list[str]:
+    from hedgeflow.sources import ws_format
+
+    with monkeypatch.context() as m:
+        m.setattr(ws_format, "_loads", json.loads)
+        return [repr(parse_frame(f, raw, SYMBOLS)) for raw in frames for f in FEEDS]
+
+
+FEEDS = ("us", "us-quote", "forex", "crypto")
+
+
+def test_orjson_gives_the_stdlib_results_on_full_precision_and_odd_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ours = [repr(parse_frame(f, raw, SYMBOLS)) for raw in ODD_FRAMES for f in FEEDS]
+    assert ours == _stdlib_results(monkeypatch, ODD_FRAMES)
+    # full precision is kept to the last bit
+    tick = parse_frame("us", ODD_FRAMES[0], SYMBOLS)
+    assert isinstance(tick, Tick) and tick.price == 227.31000000000001
+    tick = parse_frame("crypto", ODD_FRAMES[2], SYMBOLS)
+    assert isinstance(tick, Tick) and tick.price == float("63012.512345678912")
+    # what orjson refuses still gets the stdlib's answer, not "not_json"
+    nan = parse_frame("us", ODD_FRAMES[9], SYMBOLS)
+    assert isinstance(nan, BadFrame) and nan.reason == "non_finite_price"
+    big = parse_frame("us", ODD_FRAMES[11], SYMBOLS)
+    assert isinstance(big, Tick) and big.price == float(2**70)
+
+
+def test_nesting_deeper_than_pythons_recursion_limit_is_decoded() -> None:
+    """The one difference from json.loads: orjson decodes valid JSON nested deeper than
+    Python's recursion limit (json.loads raised RecursionError: "not_json"). A deep
+    array is "not_object"; a trade with a deep extra field is the trade."""
+    deep = "[" * 100_000 + "]" * 100_000
+    result = parse_frame("us", deep, SYMBOLS)
+    assert isinstance(result, BadFrame) and result.reason == "not_object"
+    trade = '{"s": "AAPL", "p": 227.31, "t": 1725198451165, "x": ' + deep + "}"
+    tick = parse_frame("us", trade, SYMBOLS)
+    assert isinstance(tick, Tick) and tick.price == 227.31
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=frames)
+def test_orjson_gives_the_stdlib_results_on_any_frame(raw: str | bytes) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert [repr(parse_frame(f, raw, SYMBOLS)) for f in FEEDS] == _stdlib_results(
+            monkeypatch, [raw]
+        )
