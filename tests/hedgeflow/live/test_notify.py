@@ -162,7 +162,7 @@ def test_a_slow_receiver_never_blocks_submit_and_the_drain_is_bounded() -> None:
             t0 = time.perf_counter()
             n.submit([ev])
             took.append(time.perf_counter() - t0)
-        assert max(took) < 0.05, max(took)  # queued, never sent on the caller's thread
+        assert max(took) < 0.25, max(took)  # queued: never waits for a 0.5 s answer
         t0 = time.monotonic()
         left = n.close(1.2)
         waited = time.monotonic() - t0
