@@ -32,9 +32,8 @@ import io
 import json
 import os
 import stat
-import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ import pyarrow.parquet as pq
 from hedgeflow.columns import BAR_COLUMNS, TS_DTYPE
 from hedgeflow.engine import TRADE_COLUMNS, BacktestResult
 from hedgeflow.errors import InvalidInputError, out_of_space_as
-from hedgeflow.fsutil import directory_problem, file_kind
+from hedgeflow.fsutil import atomic_write, directory_problem, file_kind
 from hedgeflow.metrics import METRIC_KEYS, json_safe
 
 __all__ = ["OUTPUT_FILES", "check_out_dir", "read_bars_file", "write_backtest_outputs"]
@@ -339,18 +338,6 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- outputs
 
 
-def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    """Write a unique temporary file beside ``target``, then rename it into place. The
-    writer creates the file, so it gets the user's umask (mkstemp made it 0600)."""
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _iso(series: pd.Series) -> pd.Series:
     return series.dt.strftime("%Y-%m-%dT%H:%M:%S.%f%z").str.replace(
         r"(\d\d)(\d\d)$", r"\1:\2", regex=True
@@ -380,13 +367,13 @@ def write_backtest_outputs(
     paths = {key: out / name for key, name in OUTPUT_FILES.items()}
     with out_of_space_as(out):  # a full disk: "no space left on <DIR>", no partial file
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(
+        atomic_write(
             paths["trades"], lambda tmp: trades.to_csv(tmp, index=False, float_format="%.17g")
         )
-        _atomic_write(
+        atomic_write(
             paths["equity"], lambda tmp: equity.to_csv(tmp, index=False, float_format="%.17g")
         )
-        _atomic_write(paths["metrics"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        atomic_write(paths["metrics"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return paths
 
 
