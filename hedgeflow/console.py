@@ -195,6 +195,9 @@ def print_sweep_summary(summary: Any) -> None:
         text = " ".join(f"{k}={v}" for k, v in params.items())
         table.add_row(row["symbol"], text, *(format_metric(k, row.get(k)) for k in METRIC_FORMATS))
     stdout.print(table)
+    for row in summary.best:
+        if row.get("overfit_text"):
+            stdout.print(f"{row['symbol']}: {row['overfit_text']}", markup=False, highlight=False)
     stdout.print(f"grid: {summary.grid}; task runner: {summary.task_runner}")
     for symbol, error in summary.failed.items():
         stderr.print(f"[red]{symbol} failed:[/] {error}")

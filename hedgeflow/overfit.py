@@ -236,6 +236,7 @@ class OverfitStats:
 
     n_trials: int
     n_obs: int
+    n_blocks: int  # S
     best: int  # index of the best trial (highest full-sample SR, first on ties)
     sharpe_best: float
     psr: float  # NaN when the best trial's returns are constant
@@ -404,6 +405,7 @@ def overfit_from_moments(
     return OverfitStats(
         n_trials=n_trials,
         n_obs=n_obs,
+        n_blocks=blocks,
         best=best,
         sharpe_best=sr,
         psr=psr,

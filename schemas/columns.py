@@ -123,6 +123,7 @@ EQUITY_TABLE: Final = "equity"
 AGENT_METRICS: Final = "agent_metrics"
 PORTFOLIO_METRICS: Final = "portfolio_metrics"
 SWEEP_RESULTS: Final = "sweep_results"
+SWEEP_OVERFIT: Final = "sweep_overfit"
 
 # Tables a run writes with Warehouse.write_results.
 RESULT_TABLES: tuple[str, ...] = (
@@ -132,5 +133,6 @@ RESULT_TABLES: tuple[str, ...] = (
     AGENT_METRICS,
     PORTFOLIO_METRICS,
     SWEEP_RESULTS,
+    SWEEP_OVERFIT,
 )
 LIVE_TABLES: tuple[str, ...] = (LIVE_BARS, LIVE_SIGNALS, LIVE_ORDERS, LIVE_FILLS, LIVE_POSITIONS)

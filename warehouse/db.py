@@ -45,10 +45,11 @@ from hedgeflow.schemas.columns import (
     RESULT_TABLES,
     RUNS,
     SIGNALS,
+    SWEEP_OVERFIT,
 )
 from hedgeflow.warehouse.paths import WarehousePaths
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STORE = "store"
 # How long a connection waits for another process's lock before it gives up. Flows
 # pass ``Settings.lock_timeout`` (writers wait, they never drop work); 30 s is for
@@ -342,7 +343,13 @@ def _migration_2(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-MIGRATIONS = {1: _migration_1, 2: _migration_2}
+def _migration_3(con: duckdb.DuckDBPyConnection) -> None:
+    """The ``sweep_overfit`` table: a sweep's overfitting statistics per symbol (a new
+    warehouse has it already from migration 1)."""
+    con.execute(table_ddl(SWEEP_OVERFIT))
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2, 3: _migration_3}
 
 
 def _meta_get(con: duckdb.DuckDBPyConnection, key: str) -> str | None:

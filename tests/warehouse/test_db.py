@@ -80,14 +80,14 @@ def test_migration_2_adds_the_indicators_column_and_keeps_rows(tmp_path: Path) -
     with db.read_write(wh.db_path, 5) as con:
         for table in ("signals", "live_signals"):
             con.execute(f"ALTER TABLE store.{table} DROP COLUMN indicators")
-        con.execute("DELETE FROM store.schema_version WHERE version = 2")
+        con.execute("DELETE FROM store.schema_version WHERE version >= 2")
         con.execute(
             "INSERT INTO store.signals (run_id, agent, symbol, ts, close, signal) "
             "VALUES ('r1', 'a', 'AAPL.US', '2026-01-02 15:00+00', 100.0, 1)"
         )
         assert db.installed_version(con) == 1
         db.ensure_schema(con, wh.paths)
-        assert db.installed_version(con) == 2
+        assert db.installed_version(con) == SCHEMA_VERSION
         cols = [r[0] for r in con.execute("DESCRIBE store.signals").fetchall()]
         assert cols[-1] == "indicators"
         assert con.execute("SELECT close, indicators FROM store.signals").fetchall() == [
@@ -95,6 +95,29 @@ def test_migration_2_adds_the_indicators_column_and_keeps_rows(tmp_path: Path) -
         ]
         live = [r[0] for r in con.execute("DESCRIBE store.live_signals").fetchall()]
         assert live[-1] == "indicators"
+
+
+def test_migration_3_adds_sweep_overfit_and_keeps_rows(tmp_path: Path) -> None:
+    """A version-2 warehouse (no ``sweep_overfit``) with a sweep in it."""
+    wh = Warehouse(tmp_path / "home")
+    wh.list_runs()
+    with db.read_write(wh.db_path, 5) as con:
+        con.execute("DROP VIEW main.sweep_overfit")
+        con.execute("DROP TABLE store.sweep_overfit")
+        con.execute("DELETE FROM store.meta WHERE key = 'view:sweep_overfit'")
+        con.execute("DELETE FROM store.schema_version WHERE version = 3")
+        con.execute(
+            "INSERT INTO store.sweep_results (run_id, symbol, strategy, params, n_trades, rank) "
+            "VALUES ('r1', 'AAPL.US', 'sma_cross', '{}', 3, 1)"
+        )
+        assert db.installed_version(con) == 2
+    # the next reader migrates: the table and its finished-runs-only view appear
+    assert Warehouse(wh.home).query("SELECT count(*) FROM sweep_overfit").iloc[0, 0] == 0
+    with db.read_write(wh.db_path, 5) as con:
+        assert db.installed_version(con) == 3
+        cols = [r[0] for r in con.execute("DESCRIBE store.sweep_overfit").fetchall()]
+        assert tuple(cols) == table_columns("sweep_overfit")
+        assert con.execute("SELECT n_trades FROM store.sweep_results").fetchall() == [(3,)]
 
 
 def test_store_tables_follow_the_models(wh: Warehouse) -> None:
