@@ -33,6 +33,7 @@ import numba
 import numpy as np
 
 from hedgeflow.errors import InvalidInputError
+from hedgeflow.parallel import KERNEL_LOCK
 
 __all__ = [
     "DEFAULT_BLOCKS",
@@ -139,18 +140,115 @@ def _moments_of_rows(x: np.ndarray, means: np.ndarray, starts: np.ndarray, out: 
 
 
 @numba.njit(cache=True)
-def _sharpe(s1: float, s2: float, n: int, mean: float, constant: bool) -> float:
-    """Per-period SR of a stretch of ``n`` rows from its sums about ``mean``."""
-    if constant or n < 2:
-        return 0.0
-    mu = s1 / n
-    var = (s2 - s1 * mu) / (n - 1)
-    if not var > 0.0:
-        return 0.0
-    return (mean + mu) / np.sqrt(var)
+def _sharpes(s1: np.ndarray, s2: np.ndarray, n: int, means: np.ndarray, out: np.ndarray) -> None:
+    """Per-period SR of every trial over a stretch of ``n`` rows from its sums about
+    its full-sample mean (0 where the variance is not positive; constant stretches are
+    set to 0 by the caller), branch-free so that it vectorises."""
+    if n < 2:
+        out[:] = 0.0
+        return
+    for j in range(s1.shape[0]):
+        mu = s1[j] / n
+        var = (s2[j] - s1[j] * mu) / (n - 1)
+        ok = var > 0.0
+        sr = (means[j] + mu) / np.sqrt(var if ok else 1.0)
+        out[j] = sr if ok else 0.0
 
 
 @numba.njit(cache=True)
+def _cscv_range(
+    s1_b: np.ndarray,
+    s2_b: np.ndarray,
+    lo_b: np.ndarray,
+    hi_b: np.ndarray,
+    tot1: np.ndarray,
+    tot2: np.ndarray,
+    any_const: bool,
+    means: np.ndarray,
+    starts: np.ndarray,
+    splits: np.ndarray,
+    first: int,
+    last: int,
+    is_sr: np.ndarray,
+    oos_sr: np.ndarray,
+    logit: np.ndarray,
+) -> None:
+    """Splits ``first:last`` of :func:`_cscv` (their own scratch arrays)."""
+    nb, n_trials = s1_b.shape
+    half = splits.shape[1]
+    n_all = starts[nb] - starts[0]
+    chosen = np.zeros(nb, dtype=np.bool_)
+    s1 = np.empty(n_trials)
+    s2 = np.empty(n_trials)
+    lo_in = np.empty(n_trials)
+    hi_in = np.empty(n_trials)
+    lo_out = np.empty(n_trials)
+    hi_out = np.empty(n_trials)
+    sr_in = np.empty(n_trials)
+    sr_out = np.empty(n_trials)
+    for k in range(first, last):
+        chosen[:] = False
+        n_in = 0
+        for q in range(half):
+            b = splits[k, q]
+            chosen[b] = True
+            n_in += starts[b + 1] - starts[b]
+        n_out = n_all - n_in
+        s1[:] = 0.0
+        s2[:] = 0.0
+        for q in range(half):
+            b = splits[k, q]
+            for j in range(n_trials):
+                s1[j] += s1_b[b, j]
+                s2[j] += s2_b[b, j]
+        if any_const:
+            lo_in[:] = np.inf
+            hi_in[:] = -np.inf
+            lo_out[:] = np.inf
+            hi_out[:] = -np.inf
+            for b in range(nb):
+                if chosen[b]:
+                    for j in range(n_trials):
+                        lo_in[j] = min(lo_in[j], lo_b[b, j])
+                        hi_in[j] = max(hi_in[j], hi_b[b, j])
+                else:
+                    for j in range(n_trials):
+                        lo_out[j] = min(lo_out[j], lo_b[b, j])
+                        hi_out[j] = max(hi_out[j], hi_b[b, j])
+        _sharpes(s1, s2, n_in, means, sr_in)
+        for j in range(n_trials):
+            s1[j] = tot1[j] - s1[j]
+            s2[j] = tot2[j] - s2[j]
+        _sharpes(s1, s2, n_out, means, sr_out)
+        if any_const:
+            for j in range(n_trials):
+                if lo_in[j] == hi_in[j]:
+                    sr_in[j] = 0.0
+                if lo_out[j] == hi_out[j]:
+                    sr_out[j] = 0.0
+        best = 0
+        for j in range(1, n_trials):
+            if sr_in[j] > sr_in[best]:
+                best = j
+        target = sr_out[best]
+        below = 0
+        equal = 0
+        for j in range(n_trials):
+            if sr_out[j] < target:
+                below += 1
+            elif sr_out[j] == target:
+                equal += 1
+        rank = below + (equal + 1) / 2.0  # scipy.stats.rankdata(method="average")
+        w = rank / (n_trials + 1)
+        is_sr[k] = sr_in[best]
+        oos_sr[k] = target
+        logit[k] = np.log(w / (1.0 - w))
+
+
+CSCV_CHUNKS = 64  # split ranges run in parallel
+
+
+@numba.njit(cache=True, parallel=True)
 def _cscv(
     moments: np.ndarray,
     means: np.ndarray,
@@ -161,73 +259,36 @@ def _cscv(
     logit: np.ndarray,
 ) -> None:
     """For every split: n* (the best in-sample SR, first on ties), its in- and
-    out-of-sample SR and the logit of its out-of-sample relative rank."""
+    out-of-sample SR and the logit of its out-of-sample relative rank.
+
+    The moments are laid out block-major (each block's values of every trial
+    contiguous), so each split is a few vector passes over the trials; ranges of
+    splits run in parallel (each writes only its own splits)."""
     n_trials = moments.shape[0]
     nb = moments.shape[1]
-    half = splits.shape[1]
-    # per trial: totals over all blocks, and whether any block is constant
+    s1_b = np.ascontiguousarray(moments[:, :, M_S1].T)
+    s2_b = np.ascontiguousarray(moments[:, :, M_S2].T)
+    lo_b = np.ascontiguousarray(moments[:, :, M_MIN].T)
+    hi_b = np.ascontiguousarray(moments[:, :, M_MAX].T)
     tot1 = np.zeros(n_trials)
     tot2 = np.zeros(n_trials)
-    has_const = np.zeros(n_trials, dtype=np.bool_)
-    for j in range(n_trials):
-        for b in range(nb):
-            tot1[j] += moments[j, b, M_S1]
-            tot2[j] += moments[j, b, M_S2]
-            if moments[j, b, M_MIN] == moments[j, b, M_MAX]:
-                has_const[j] = True
-    n_all = starts[nb] - starts[0]
-    chosen = np.zeros(nb, dtype=np.bool_)
-    oos = np.empty(n_trials)
-    for k in range(splits.shape[0]):
-        chosen[:] = False
-        n_in = 0
-        for q in range(half):
-            b = splits[k, q]
-            chosen[b] = True
-            n_in += starts[b + 1] - starts[b]
-        n_out = n_all - n_in
-        best = -1
-        best_sr = -np.inf
+    any_const = False
+    for b in range(nb):
         for j in range(n_trials):
-            s1 = 0.0
-            s2 = 0.0
-            for q in range(half):
-                b = splits[k, q]
-                s1 += moments[j, b, M_S1]
-                s2 += moments[j, b, M_S2]
-            const_in = False
-            const_out = False
-            if has_const[j]:
-                lo_in, hi_in, lo_out, hi_out = np.inf, -np.inf, np.inf, -np.inf
-                for b in range(nb):
-                    lo = moments[j, b, M_MIN]
-                    hi = moments[j, b, M_MAX]
-                    if chosen[b]:
-                        lo_in = min(lo_in, lo)
-                        hi_in = max(hi_in, hi)
-                    else:
-                        lo_out = min(lo_out, lo)
-                        hi_out = max(hi_out, hi)
-                const_in = lo_in == hi_in
-                const_out = lo_out == hi_out
-            sr_in = _sharpe(s1, s2, n_in, means[j], const_in)
-            oos[j] = _sharpe(tot1[j] - s1, tot2[j] - s2, n_out, means[j], const_out)
-            if best < 0 or sr_in > best_sr:
-                best = j
-                best_sr = sr_in
-        target = oos[best]
-        below = 0
-        equal = 0
-        for j in range(n_trials):
-            if oos[j] < target:
-                below += 1
-            elif oos[j] == target:
-                equal += 1
-        rank = below + (equal + 1) / 2.0  # scipy.stats.rankdata(method="average")
-        w = rank / (n_trials + 1)
-        is_sr[k] = best_sr
-        oos_sr[k] = target
-        logit[k] = np.log(w / (1.0 - w))
+            tot1[j] += s1_b[b, j]
+            tot2[j] += s2_b[b, j]
+            if lo_b[b, j] == hi_b[b, j]:
+                any_const = True
+    n_splits = splits.shape[0]
+    step = (n_splits + CSCV_CHUNKS - 1) // CSCV_CHUNKS
+    for c in numba.prange(CSCV_CHUNKS):
+        first = c * step
+        last = min(n_splits, first + step)
+        if first < last:
+            _cscv_range(
+                s1_b, s2_b, lo_b, hi_b, tot1, tot2, any_const, means, starts, splits,
+                first, last, is_sr, oos_sr, logit,
+            )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -394,7 +455,8 @@ def overfit_from_moments(
     splits = split_blocks(blocks)
     k = splits.shape[0]
     is_sr, oos_sr, logit = np.empty(k), np.empty(k), np.empty(k)
-    _cscv(moments, mean, starts, splits, is_sr, oos_sr, logit)
+    with KERNEL_LOCK:
+        _cscv(moments, mean, starts, splits, is_sr, oos_sr, logit)
     dx = is_sr - is_sr.mean()
     sxx = float(dx @ dx)
     if sxx > 0:

@@ -9,8 +9,8 @@ normal path gives for each combination: ``strategy.signals`` ->
 ``engine.run_arrays`` -> ``metrics.compute_metrics`` (the tests check equality).
 
 Parallel numba kernels may not be entered by two Python threads at once under
-numba's default ``workqueue`` threading layer, so calls are serialised by a lock
-(the kernel already uses every core).
+numba's ``workqueue`` threading layer, so calls are serialised by
+``hedgeflow.parallel.KERNEL_LOCK`` (the kernel already uses every core).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -38,6 +37,7 @@ from hedgeflow.overfit import (
     check_dimensions,
     overfit_from_moments,
 )
+from hedgeflow.parallel import KERNEL_LOCK
 from hedgeflow.rules import Settings
 from hedgeflow.strategies import Strategy, get_strategy
 from hedgeflow.sweep import kernels as K
@@ -82,7 +82,7 @@ RANK_METRICS: dict[str, bool] = {
     "ann_vol": False,
 }
 
-_KERNEL_LOCK = threading.Lock()
+_KERNEL_LOCK = KERNEL_LOCK
 
 
 def params_json(params: Any) -> str:
