@@ -8,4 +8,4 @@ sections of ``BENCHMARKS.md`` (see ``benchmarks.report``).
 
 from __future__ import annotations
 
-BENCHMARKS: tuple[str, ...] = ("ingest", "engine", "sweep", "universe", "live")
+BENCHMARKS: tuple[str, ...] = ("ingest", "engine", "sweep", "universe", "live", "overfit")

@@ -82,9 +82,17 @@ def read_returns_file(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarr
         )
     trials = [c for c in df.columns if c != time_col]
     names = [str(c) for c in trials]
+    data = df[trials]
+    plain = all(
+        pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in data.dtypes
+    )
+    if plain and len(trials):  # one copy of the numbers, then one finiteness check
+        matrix = data.to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.isfinite(matrix).all():
+            return names, matrix
     matrix = np.empty((len(df), len(trials)), dtype=np.float64, order="F")
-    for j, col in enumerate(trials):
-        raw = df[col]
+    for j in range(len(trials)):
+        raw = data.iloc[:, j]
         if pd.api.types.is_bool_dtype(raw.dtype):
             raise _fail(p, f"column {names[j]!r} holds true/false values, not returns")
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)

@@ -597,7 +597,7 @@ thead th{background:#f0f2f5;font-weight:600;position:sticky;top:0}
 td.left{text-align:left;white-space:normal}
 table.scroll-y{display:block;max-height:340px;overflow-y:auto}
 .pos{color:#18794e}.neg{color:#c62828}
-td.verdict{white-space:normal;min-width:22rem;max-width:36rem}
+ul.verdicts{margin:.2rem 0 .6rem;padding-left:1.2rem}
 .meta{color:#5f6670}
 .caveat{background:#fff6e0;border:1px solid #f0c36d;border-radius:6px;padding:.5rem .8rem}
 .plot{width:100%;min-height:260px}
@@ -865,17 +865,32 @@ def _fmt_stat(value: Any, digits: int = 3) -> str:
 
 
 def _verdict_cells(stats: OverfitStats | None) -> list[str]:
-    """PBO, DSR and the plain verdict of a rank-1 row."""
+    """A rank-1 row's verdict (short, in words), PBO and DSR."""
     if stats is None:
-        return [_cell("–"), _cell("–"), "<td class='left meta'>too few bars or combinations "
-                "for overfitting statistics</td>"]  # fmt: skip
-    overfit, text = overfit_verdict(stats.pbo, stats.dsr)
+        return [_cell("no statistics"), _cell("–"), _cell("–")]
+    overfit = overfit_verdict(stats.pbo, stats.dsr)[0]
+    label = "probably overfit" if overfit else "no sign of overfitting"
     klass = "neg" if overfit else "pos"
     return [
+        f'<td class="verdict {klass}"><b>{label}</b></td>',
         _cell(_fmt_stat(stats.pbo)),
         _cell(_fmt_stat(stats.dsr)),
-        f'<td class="left verdict {klass}">{escape(text)}</td>',
     ]
+
+
+def _verdict_list(symbols: Sequence[str], overfit: Mapping[str, OverfitStats]) -> str:
+    """Each symbol's verdict in a sentence (why the winner is, or is not, suspect)."""
+    items = []
+    for symbol in symbols:
+        stats = overfit.get(symbol)
+        if stats is None:
+            text = "too few bars or combinations for overfitting statistics."
+            klass = "meta"
+        else:
+            bad, text = overfit_verdict(stats.pbo, stats.dsr)
+            klass = "neg" if bad else "pos"
+        items.append(f'<li class="{klass}"><b>{escape(symbol)}</b>: {escape(text)}</li>')
+    return f'<ul class="verdicts">{"".join(items)}</ul>'
 
 
 def logit_histogram(stats: OverfitStats, symbol: str) -> dict[str, Any]:
@@ -894,10 +909,12 @@ def logit_histogram(stats: OverfitStats, symbol: str) -> dict[str, Any]:
     return {
         "data": [bars],
         "layout": _layout(
-            f"{symbol}: logits of the winner's out-of-sample rank over {stats.n_splits:,} "
-            f"splits (PBO = share at or below 0 = {stats.pbo:.3f})",
+            f"{symbol}: CSCV logits, {stats.n_splits:,} splits (PBO {stats.pbo:.3f})",
             300,
-            xaxis={"type": "linear", "title": {"text": "logit ln(w / (1 - w))"}},
+            xaxis={
+                "type": "linear",
+                "title": {"text": "logit of n*'s out-of-sample rank (<= 0: bottom half)"},
+            },
             yaxis={"title": {"text": "splits"}},
             hovermode="closest",
             showlegend=False,
@@ -925,16 +942,16 @@ def degradation_scatter(stats: OverfitStats, symbol: str) -> dict[str, Any]:
              "x": _num(ends), "y": _num(intercept + slope * ends),
              "line": {"color": "#c62828", "width": 2}}
         )  # fmt: skip
-    title = f"{symbol}: the in-sample winner's Sharpe (per bar), in vs out of sample"
+    title = f"{symbol}: Sharpe of n*, in vs out of sample"
     if len(idx) < len(stats.is_sharpe):
-        title += f" ({len(idx):,} of {len(stats.is_sharpe):,} splits drawn)"
+        title += f" ({len(idx):,} of {len(stats.is_sharpe):,} splits)"
     return {
         "data": data,
         "layout": _layout(
             title,
             340,
-            xaxis={"type": "linear", "title": {"text": "in-sample Sharpe of n*"}},
-            yaxis={"title": {"text": "out-of-sample Sharpe of n*"}, "zeroline": True},
+            xaxis={"type": "linear", "title": {"text": "in-sample Sharpe (per bar)"}},
+            yaxis={"title": {"text": "out-of-sample Sharpe"}, "zeroline": True},
             hovermode="closest",
         ),
     }
@@ -1026,11 +1043,11 @@ def sweep_tearsheet(
             _cell(str(b.get("symbol")), first=True),
             _cell(_params_text(b.get("params"), sweep.parameters)),
         ]
-        + [_cell(fmt_metric(k, b.get(k)), b.get(k)) for k in METRIC_ORDER]
         + _verdict_cells(sweep.overfit.get(str(b.get("symbol"))))
+        + [_cell(fmt_metric(k, b.get(k)), b.get(k)) for k in METRIC_ORDER]
         for b in best
     ]
-    head = ["symbol", "best parameters", *metric_heads(short), "PBO", "DSR", "overfit?"]
+    head = ["symbol", "best parameters", "overfit?", "PBO", "DSR", *metric_heads(short)]
     scatter = []
     for i, (symbol, frame) in enumerate(sorted(sweep.frames.items())):
         if not len(frame):
@@ -1057,6 +1074,7 @@ def sweep_tearsheet(
         _caveat(days) if short else "",
         '<section class="card" id="best"><h2>Best parameters per symbol</h2>',
         _table(head, best_rows, "metrics"),
+        _verdict_list([str(b.get("symbol")) for b in best], sweep.overfit),
         '<p class="meta">PBO: probability of backtest overfitting, the share of the '
         "combinatorially symmetric cross-validation splits in which the combination with the "
         "best in-sample Sharpe ranks in the bottom half out of sample. DSR: the probability "

@@ -106,9 +106,8 @@ def test_sweep_writes_ranked_results_and_artifacts(
     # the report's rank-1 rows say it too, and draw the logits and the degradation
     for symbol in SYMBOLS:
         assert escape(expected[sorted(SYMBOLS).index(symbol)][-1]) in html
-    assert html.count("logits of the winner&#x27;s out-of-sample rank") == 0  # JSON, not text
-    assert html.count("logits of the winner's out-of-sample rank") == len(SYMBOLS)
-    assert html.count("in vs out of sample") == len(SYMBOLS)
+    assert html.count(": CSCV logits, 12,870 splits (PBO") == len(SYMBOLS)
+    assert html.count("Sharpe of n*, in vs out of sample") == len(SYMBOLS)
 
 
 def _overfit_rows(home: Path, run_id: str) -> list[dict[str, Any]]:
