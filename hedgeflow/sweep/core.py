@@ -220,12 +220,13 @@ def sweep_symbol_bars(
     config: EngineConfig,
     asset_class: str,
     metric: str = "sharpe",
-    blocks: int = DEFAULT_BLOCKS,
+    blocks: int | None = DEFAULT_BLOCKS,
 ) -> SymbolResult:
     """Sweep ``grid`` on one symbol's bars: one row per combination with the grid
     parameters, ``params`` (JSON), the metrics and ``rank`` (1 = best by ``metric``),
-    and the overfitting statistics of the combinations' bar returns (trials in grid
-    order), from block moments the sweep kernel computes as it goes."""
+    and the overfitting statistics of the combinations' bar returns over ``blocks``
+    CSCV blocks (trials in grid order; ``None``: none), from block moments the sweep
+    kernel computes as it goes."""
     ac = validate_asset_class(asset_class)
     if bars.empty:
         raise InvalidInputError("no bars to sweep")
@@ -235,12 +236,13 @@ def sweep_symbol_bars(
     spec = get_strategy(grid.strategy)
     c = _f64("close", c, n)
     o, h, lo = _f64("open", o, n), _f64("high", h, n), _f64("low", lo, n)
-    note = None
-    try:
-        check_dimensions(n - 1, grid.size, blocks)
-    except InvalidInputError as exc:
-        note = f"no overfitting statistics: {exc}"
-    starts = block_starts(n - 1, blocks) if note is None else None
+    note = None if blocks is not None else "no overfitting statistics asked for"
+    if blocks is not None:
+        try:
+            check_dimensions(n - 1, grid.size, blocks)
+        except InvalidInputError as exc:
+            note = f"no overfitting statistics: {exc}"
+    starts = block_starts(n - 1, blocks) if note is None and blocks is not None else None
     stats, moments = _raw_stats(spec, grid.params, o, h, lo, c, config, starts)
     metrics = [finish_metrics(stats[j], n, n_per_year) for j in range(grid.size)]
     frame = pd.DataFrame([dataclasses.asdict(p) for p in grid.params])[list(grid.axes)]
@@ -249,7 +251,7 @@ def sweep_symbol_bars(
     metric_frame["n_trades"] = metric_frame["n_trades"].astype(np.int64)
     out = pd.concat([frame.reset_index(drop=True), metric_frame], axis=1)
     overfit = None
-    if note is None:
+    if starts is not None:
         overfit = overfit_from_moments(stats[:, K.S_MEAN], stats[:, K.S_STD], moments, n - 1)
     return SymbolResult(rank_results(out, metric), overfit, note)
 
@@ -263,18 +265,7 @@ def sweep_bars(
 ) -> pd.DataFrame:
     """Sweep ``grid`` on one symbol's bars: one row per combination with the grid
     parameters, ``params`` (JSON), the metrics and ``rank`` (1 = best by ``metric``)."""
-    ac = validate_asset_class(asset_class)
-    if bars.empty:
-        raise InvalidInputError("no bars to sweep")
-    n_per_year = bars_per_year(ac, bar_spacing_seconds(bars[C.TS])) if len(bars) >= 2 else math.nan
-    o, h, lo, c = (bars[col].to_numpy(np.float64) for col in C.PRICE_COLUMNS)
-    metrics = sweep_arrays(o, h, lo, c, grid.strategy, grid.params, config, n_per_year)
-    frame = pd.DataFrame([dataclasses.asdict(p) for p in grid.params])[list(grid.axes)]
-    frame["params"] = [params_json(p) for p in grid.params]
-    metric_frame = pd.DataFrame(metrics, columns=list(METRIC_KEYS))
-    metric_frame["n_trades"] = metric_frame["n_trades"].astype(np.int64)
-    out = pd.concat([frame.reset_index(drop=True), metric_frame], axis=1)
-    return rank_results(out, metric)
+    return sweep_symbol_bars(bars, grid, config, asset_class, metric, blocks=None).frame
 
 
 def sweep_returns(bars: pd.DataFrame, grid: SweepGrid, config: EngineConfig) -> np.ndarray:
