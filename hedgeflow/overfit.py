@@ -39,11 +39,13 @@ __all__ = [
     "DEFAULT_BLOCKS",
     "DSR_LIMIT",
     "EULER_GAMMA",
+    "MAX_BLOCKS",
     "N_MOMENTS",
     "PBO_LIMIT",
     "OverfitStats",
     "block_moments",
     "block_starts",
+    "check_blocks",
     "check_dimensions",
     "overfit_from_moments",
     "overfit_stats",
@@ -53,6 +55,8 @@ __all__ = [
 ]
 
 DEFAULT_BLOCKS = 16
+# C(24, 12) = 2,704,156 splits: more blocks would take hours and gigabytes of splits
+MAX_BLOCKS = 24
 EULER_GAMMA = 0.5772156649015329
 # The winner is called probably overfit when PBO exceeds PBO_LIMIT or DSR is below
 # DSR_LIMIT (the deflated Sharpe does not reject "no skill" at 95%).
@@ -69,10 +73,18 @@ M_MAX = 5  # max r
 N_MOMENTS = 6
 
 
+def check_blocks(blocks: int) -> None:
+    """S must be even, from 2 to MAX_BLOCKS."""
+    if blocks < 2 or blocks % 2 or blocks > MAX_BLOCKS:
+        raise InvalidInputError(
+            f"--blocks must be an even number from 2 to {MAX_BLOCKS}, got {blocks}"
+        )
+
+
 def check_dimensions(n_obs: int, n_trials: int, blocks: int) -> None:
-    """The matrix and S must allow CSCV: S even and >= 2, at least S rows, two trials."""
-    if blocks < 2 or blocks % 2:
-        raise InvalidInputError(f"--blocks must be an even number of at least 2, got {blocks}")
+    """The matrix and S must allow CSCV: S even (2 to MAX_BLOCKS), at least S rows, two
+    trials."""
+    check_blocks(blocks)
     if n_trials < 2:
         raise InvalidInputError(
             f"{n_trials} trial{'s' if n_trials != 1 else ''}: overfitting statistics compare "

@@ -24,7 +24,13 @@ from hedgeflow.backtest_io import TIME_NAMES, _parse_times
 from hedgeflow.errors import InvalidInputError, out_of_space_as
 from hedgeflow.fsutil import atomic_write, directory_problem, file_kind
 from hedgeflow.metrics import json_safe
-from hedgeflow.overfit import DEFAULT_BLOCKS, OverfitStats, check_dimensions, overfit_stats
+from hedgeflow.overfit import (
+    DEFAULT_BLOCKS,
+    OverfitStats,
+    check_blocks,
+    check_dimensions,
+    overfit_stats,
+)
 
 __all__ = ["OVERFIT_JSON", "overfit_file", "read_returns_file", "write_overfit_json"]
 
@@ -149,8 +155,7 @@ def overfit_file(
 ) -> tuple[dict[str, Any], Path]:
     """Read ``returns``, compute the statistics, write ``DIR/overfit.json``: (its
     fields, its path). Arguments are checked before the file is read."""
-    if blocks < 2 or blocks % 2:
-        raise InvalidInputError(f"--blocks must be an even number of at least 2, got {blocks}")
+    check_blocks(blocks)
     check_overfit_out(out_dir)
     names, matrix = read_returns_file(returns)
     try:

@@ -68,7 +68,9 @@ def _bad(tmp_path: Path, name: str, write) -> Path:  # type: ignore[no-untyped-d
         ("unsorted", "rows must be in time order: row 6"),
         ("garbled", "cannot be read"),
         ("missing", "does not exist"),
-        ("odd", "--blocks must be an even number of at least 2, got 15"),
+        ("odd", "--blocks must be an even number from 2 to 24, got 15"),
+        ("huge", "--blocks must be an even number from 2 to 24, got 1000"),
+        ("directory", "is not a file"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(
@@ -91,9 +93,13 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
         frame.iloc[5, 0] = frame.iloc[1, 0]
     elif case == "odd":
         blocks = "15"
+    elif case == "huge":
+        blocks = "1000"
     src = tmp_path / ("returns.parquet" if case == "garbled" else "returns.csv")
     if case == "garbled":
         src.write_bytes(b"PAR1 this is not parquet")
+    elif case == "directory":
+        src.mkdir()
     elif case != "missing":
         frame.to_csv(src, index=False)
     out = tmp_path / "out"
@@ -119,3 +125,15 @@ def test_a_failed_run_keeps_the_previous_result(
     assert "column 'fast=7 [x]' has inf in row 8" in capsys.readouterr().err
     assert (out / "overfit.json").read_text() == '{"kept": true}\n'
     assert [p.name for p in out.iterdir()] == ["overfit.json"]
+
+
+def test_out_must_be_a_directory_checked_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    out.write_text("a file")
+    src = tmp_path / "missing.csv"  # never read: --out is refused first
+    assert main(["overfit", "--returns", str(src), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"hedgeflow: error: --out {str(out)!r} is a regular file, not a directory\n"
+    assert out.read_text() == "a file"

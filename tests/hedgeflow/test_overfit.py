@@ -203,8 +203,9 @@ def test_verdict_wording() -> None:
     [
         ((100, 1), 16, "1 trial: overfitting statistics compare at least 2 trials"),
         ((15, 4), 16, "15 rows of returns, fewer than the 16 blocks"),
-        ((100, 4), 7, "--blocks must be an even number of at least 2, got 7"),
-        ((100, 4), 0, "--blocks must be an even number of at least 2, got 0"),
+        ((100, 4), 7, "--blocks must be an even number from 2 to 24, got 7"),
+        ((100, 4), 0, "--blocks must be an even number from 2 to 24, got 0"),
+        ((100, 4), 26, "--blocks must be an even number from 2 to 24, got 26"),
     ],
 )
 def test_bad_dimensions(shape: tuple[int, int], blocks: int, problem: str) -> None:
