@@ -56,6 +56,10 @@ class OverfitBenchResult:
     summary: dict[str, Any]
     agreement: float  # max |difference| on the small input
     machine: dict[str, Any]
+    sweep_bars: int = 0
+    sweep_combos: int = 0
+    sweep_plain: list[tuple[float, float]] | None = None  # (wall, cpu) without statistics
+    sweep_overfit: list[tuple[float, float]] | None = None  # (wall, cpu) with them
 
     @property
     def ref_total(self) -> float:
@@ -122,6 +126,35 @@ def _agreement() -> float:
     return diff
 
 
+def sweep_overhead(
+    quick: bool, repeat: int
+) -> tuple[int, int, list[tuple[float, float]], list[tuple[float, float]]]:
+    """The sweep benchmark's grid and bars swept without and with the overfitting
+    statistics, alternately: (bars, combinations, [(wall, cpu)] plain, with)."""
+    from benchmarks import sweep as sweep_bench
+    from benchmarks._common import synthetic_bars
+    from benchmarks.engine import engine_config
+    from hedgeflow.sweep import expand_grid, sweep_bars, sweep_symbol_bars
+
+    days, fast, slow = (
+        (sweep_bench.QUICK_DAYS, sweep_bench.QUICK_FAST, sweep_bench.QUICK_SLOW)
+        if quick
+        else (sweep_bench.FULL_DAYS, sweep_bench.FAST, sweep_bench.SLOW)
+    )
+    bars = synthetic_bars(sweep_bench.SYMBOL, "5m", sweep_bench.START, days)
+    grid = expand_grid("sma_cross", {"fast": list(fast), "slow": list(slow)})
+    cfg = engine_config()
+    sweep_bars(bars.head(3_000), grid, cfg, "crypto")  # warm-up: compile
+    sweep_symbol_bars(bars.head(3_000), grid, cfg, "crypto")
+    plain, with_stats = [], []
+    for _ in range(repeat):
+        for out, fn in ((plain, sweep_bars), (with_stats, sweep_symbol_bars)):
+            w, c = time.perf_counter(), time.process_time()
+            fn(bars, grid, cfg, "crypto")
+            out.append((time.perf_counter() - w, time.process_time() - c))
+    return len(bars), grid.size, plain, with_stats
+
+
 def run(rows: int, trials: int, repeat: int, command: str, quick: bool) -> OverfitBenchResult:
     from hedgeflow.overfit import overfit_stats
     from hedgeflow.overfit_io import overfit_file
@@ -152,6 +185,7 @@ def run(rows: int, trials: int, repeat: int, command: str, quick: bool) -> Overf
     for chosen in picks:
         reference_split(r, parts, chosen)
     ref_split = (time.perf_counter() - t0) / len(picks)
+    n_bars, n_combos, plain, with_stats = sweep_overhead(quick, repeat)
     return OverfitBenchResult(
         command=command,
         quick=quick,
@@ -165,6 +199,10 @@ def run(rows: int, trials: int, repeat: int, command: str, quick: bool) -> Overf
         summary=summary,
         agreement=agreement,
         machine=machine_info(),
+        sweep_bars=n_bars,
+        sweep_combos=n_combos,
+        sweep_plain=plain,
+        sweep_overfit=with_stats,
     )
 
 
@@ -207,11 +245,40 @@ def render(res: OverfitBenchResult) -> str:
         f"Result on this input (noise, trial_7 with a small edge): best {s['best_trial']}, "
         f"PSR {s['psr']:.3f}, DSR {s['dsr']:.3f}, PBO {s['pbo']:.3f}.",
         "",
+        *_overhead_lines(res),
         machine_line(res.machine),
         "",
         f"Reproduce: `{res.command}`",
     ]
     return "\n".join(lines)
+
+
+def _overhead_lines(res: OverfitBenchResult) -> list[str]:
+    if not res.sweep_plain or not res.sweep_overfit:
+        return []
+
+    def stat(xs: list[tuple[float, float]], i: int) -> float:
+        return float(np.median([x[i] for x in xs]))
+
+    rows = [
+        [name, fmt_seconds(stat(xs, 0)), fmt_seconds(stat(xs, 1)), str(len(xs))]
+        for name, xs in (
+            ("sweep_bars (metrics only, as before)", res.sweep_plain),
+            ("sweep_symbol_bars (metrics + overfitting statistics)", res.sweep_overfit),
+        )
+    ]
+    cpu = stat(res.sweep_overfit, 1) / stat(res.sweep_plain, 1) - 1
+    wall = stat(res.sweep_overfit, 0) / stat(res.sweep_plain, 0) - 1
+    return [
+        f"Cost on every sweep: the sweep benchmark's {res.sweep_combos:,} `sma_cross` "
+        f"combinations x {res.sweep_bars:,} bars, without and with the statistics "
+        "(alternating; the kernel adds each combination's block moments, then CSCV):",
+        "",
+        table(["sweep", "median wall", "median CPU", "runs"], rows),
+        "",
+        f"Overhead: {cpu:+.0%} CPU time, {wall:+.0%} wall time.",
+        "",
+    ]
 
 
 def main() -> int:
