@@ -8,4 +8,12 @@ sections of ``BENCHMARKS.md`` (see ``benchmarks.report``).
 
 from __future__ import annotations
 
-BENCHMARKS: tuple[str, ...] = ("ingest", "engine", "sweep", "universe", "live", "overfit")
+BENCHMARKS: tuple[str, ...] = (
+    "ingest",
+    "engine",
+    "sweep",
+    "universe",
+    "live",
+    "commands",
+    "overfit",
+)

@@ -104,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
                     quick=args.quick,
                 )
             )
+        elif name == "commands":
+            from benchmarks import commands
+
+            body = commands.render(
+                commands.run(
+                    warm_runs=commands.QUICK_WARM_RUNS if args.quick else commands.WARM_RUNS,
+                    command=command,
+                    quick=args.quick,
+                )
+            )
         elif name == "overfit":
             from benchmarks import overfit
 

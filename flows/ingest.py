@@ -1,5 +1,5 @@
 """The ingest flow: one mapped task per symbol (fetch -> validate -> write); large
-universes are split into at most MAX_TASKS_PER_STAGE batches of symbols."""
+universes are split into batches of symbols (tasks/common.py ``max_tasks_per_stage``)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,27 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Literal
+from typing import Annotated
 
 from prefect import flow
 
 from hedgeflow.config import Settings, load_settings
 from hedgeflow.errors import InvalidInputError, SourceError
+from hedgeflow.flows.params import (
+    DAYS_DOC,
+    END_DOC,
+    INTERVAL_DOC,
+    SOURCE_DOC,
+    SYMBOLS_DOC,
+    IntervalName,
+    SourceName,
+)
 from hedgeflow.market import normalize_symbol, validate_interval
 from hedgeflow.tasks.common import (
     batch_label,
     batches,
     current_run_id,
-    mark_run_failed,
+    mark_run_ended,
     raise_if_out_of_space,
     run_logger,
     thread_pool,
@@ -26,8 +35,6 @@ from hedgeflow.tasks.common import (
 from hedgeflow.tasks.ingest import IngestResult, SourceSpec, ingest_symbols
 from hedgeflow.warehouse import Warehouse, code_version
 from hedgeflow.windows import Window, lookback_window
-
-SourceName = Literal["synthetic", "eodhd", "simulator"]
 
 
 @contextlib.contextmanager
@@ -91,11 +98,11 @@ def ingest_window(
 
 @flow(name="ingest", task_runner=thread_pool())
 def ingest(
-    symbols: list[str] | None = None,
-    days: int | None = None,
-    interval: Literal["1m", "5m", "1h"] | None = None,
-    source: SourceName | None = None,
-    end: datetime | None = None,
+    symbols: Annotated[list[str] | None, SYMBOLS_DOC] = None,
+    days: Annotated[int | None, DAYS_DOC] = None,
+    interval: Annotated[IntervalName | None, INTERVAL_DOC] = None,
+    source: Annotated[SourceName | None, SOURCE_DOC] = None,
+    end: Annotated[datetime | None, END_DOC] = None,
 ) -> list[IngestResult]:
     """Fetch bars for ``symbols`` over the ``days`` before ``end`` (default: the start
     of today, UTC), validate them and store them in the lake."""
@@ -131,12 +138,12 @@ def ingest(
     try:
         with open_source_spec(settings) as spec:
             results, failed = ingest_window(chosen, interval_, window, spec, settings, run_id)
-    except BaseException:
-        mark_run_failed(warehouse, run_id)
+    except BaseException as exc:
+        mark_run_ended(warehouse, run_id, exc)
         raise
     if failed:
-        warehouse.finish_run(run_id, "failed", {"failed": failed})
         detail = "; ".join(f"{symbol}: {error}" for symbol, error in failed.items())
+        warehouse.finish_run(run_id, "failed", {"failed": failed}, reason=detail)
         raise SourceError(f"ingest failed for {len(failed)} of {len(chosen)} symbols: {detail}")
     summary = {
         "fetched": sum(r.fetched for r in results),

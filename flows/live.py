@@ -41,12 +41,13 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import signal
 import threading
 import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pandas as pd
 from prefect import flow
@@ -54,18 +55,31 @@ from prefect import flow
 from hedgeflow.config import AgentSettings, Settings, load_settings
 from hedgeflow.errors import InvalidInputError, SourceError
 from hedgeflow.flows.ingest import ingest_window
-from hedgeflow.flows.params import AgentParam, IntervalName, agents_mapping
+from hedgeflow.flows.params import (
+    AGENTS_DOC,
+    INTERVAL_DOC,
+    AgentParam,
+    Doc,
+    IntervalName,
+    agents_mapping,
+)
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.clock import SimulatedClock
 from hedgeflow.live.rest import BarFetcher, rest_fetcher
-from hedgeflow.live.runtime import SHUTDOWN
+from hedgeflow.live.runtime import SHUTDOWN, request_shutdown, shutdown_reason
 from hedgeflow.live.session import last_session_open
 from hedgeflow.live.status import RuntimeStatus, live_verdict
 from hedgeflow.market import interval_seconds
-from hedgeflow.tasks.common import current_run_id, progress_log, run_logger, thread_pool
+from hedgeflow.tasks.common import (
+    current_run_id,
+    mark_run_ended,
+    progress_log,
+    run_logger,
+    thread_pool,
+)
 from hedgeflow.tasks.ingest import SourceSpec
 from hedgeflow.tasks.live import open_live_sink, restore_agent, store_live_backlog
-from hedgeflow.warehouse import Warehouse, WarehouseBusyError, code_version
+from hedgeflow.warehouse import Warehouse, code_version
 from hedgeflow.warehouse.live_lock import LiveLock, acquire_live_lock
 from hedgeflow.windows import Window
 
@@ -94,6 +108,9 @@ class LiveSummary:
     # the warehouse backlog: steps stored, busy_seconds waiting for a locked warehouse,
     # max_backlog steps waiting at once, replayed (left in the journal by a dead run)
     journal: dict[str, float] = field(default_factory=dict)
+    # the paper equity a fresh agent starts with ([portfolio] initial_equity); agents in
+    # ``resumed`` carry their cash and position over from the run's record instead
+    initial_equity: float = 0.0
 
 
 @dataclass
@@ -207,16 +224,39 @@ def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 
 @flow(name="live", task_runner=thread_pool())
 def live(
-    source: LiveSource = "simulator",
-    mode: LiveMode = "ws",
-    speed: float = 300.0,
-    duration: float | None = None,
-    start: datetime | None = None,
-    fresh: bool = False,
-    interval: IntervalName | None = None,
-    agents: list[AgentParam] | None = None,
-    status_every: float = 2.0,
-    max_silence: float | None = None,
+    source: Annotated[
+        LiveSource, Doc("Feeds: {choices} (eodhd needs the EODHD token)")
+    ] = "simulator",
+    mode: Annotated[
+        LiveMode, Doc("{choices}: WebSocket ticks built into bars, or REST bars")
+    ] = "ws",
+    speed: Annotated[
+        float, Doc("Simulated market seconds per wall second (simulator only)")
+    ] = 300.0,
+    duration: Annotated[
+        float | None,
+        Doc("Wall seconds to run", empty="until the run is cancelled", empty_title="forever"),
+    ] = None,
+    start: Annotated[
+        datetime | None,
+        Doc(
+            "Start of the simulated clock, UTC (simulator only)",
+            empty="the open of the last complete US session",
+            detail="Or where the continued run stopped, whichever is later.",
+            empty_title="last session",
+        ),
+    ] = None,
+    fresh: Annotated[bool, Doc("Start a new live run instead of continuing the last")] = False,
+    interval: Annotated[IntervalName | None, INTERVAL_DOC] = None,
+    agents: Annotated[list[AgentParam] | None, AGENTS_DOC] = None,
+    status_every: Annotated[float, Doc("Wall seconds between status updates")] = 2.0,
+    max_silence: Annotated[
+        float | None,
+        Doc(
+            "Wall seconds without a tick before the run stops degraded (0: no limit)",
+            "live.max_silence",
+        ),
+    ] = None,
 ) -> LiveSummary:
     """Live signals and paper trades for the configured agents (see the module doc).
 
@@ -316,12 +356,13 @@ def _live_locked(
         )  # fmt: skip
     except BaseException as exc:
         # a warehouse still locked: the run stays `running`, the next start resumes it
-        with contextlib.suppress(WarehouseBusyError):
-            warehouse.finish_run(run_id, "failed", {"reason": _one_line(exc)})
+        mark_run_ended(warehouse, run_id, exc)
         raise
     summary.seconds = time.monotonic() - began
     summary.journal["replayed"] = replayed
     status, reason = _verdict(summary)
+    if shutdown_reason() is not None:  # SIGINT / SIGTERM: stopped cleanly, on request
+        status, reason = "cancelled", shutdown_reason()
     headline: dict[str, Any] = {
         "bars": sum(int(a["bars"]) for a in summary.agents),
         "fills": sum(int(a["fills"]) for a in summary.agents),
@@ -331,7 +372,7 @@ def _live_locked(
     }
     if reason:
         headline["reason"] = reason
-    warehouse.finish_run(run_id, status, headline)
+    warehouse.finish_run(run_id, status, headline, reason=reason)
     summary.status, summary.reason = status, reason
     (log.info if status == "completed" else log.warning)(
         "live run %s stopped after %.0f s: %d bars, %d fills, status %s%s",
@@ -514,6 +555,7 @@ def _live_body(
     return LiveSummary(
         run_id=run_id,
         status="running",
+        initial_equity=settings.portfolio.initial_equity,
         source=source,
         mode=mode,
         speed=rate,
@@ -600,6 +642,29 @@ def _stream(
             max_idle_connections=settings.live.max_idle_connections,
         )
     try:
-        return _run_coroutine(runtime.run(duration, stop=SHUTDOWN))
+        with _sigterm_stops_cleanly():
+            return _run_coroutine(runtime.run(duration, stop=SHUTDOWN))
     except KeyboardInterrupt:  # Ctrl-C without the CLI's handler: a clean stop too
         return runtime.status()
+
+
+@contextlib.contextmanager
+def _sigterm_stops_cleanly() -> Iterator[None]:
+    """While streaming, SIGTERM (a terminal's kill, a Prefect worker cancelling the run)
+    stops the run cleanly like Ctrl-C: the last bars stored, the run ``cancelled``.
+    Prefect's own handler would raise TerminationSignal in the middle of the event loop.
+    A second SIGTERM stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        if SHUTDOWN.is_set():
+            raise KeyboardInterrupt
+        request_shutdown("stopped by SIGTERM", signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -5,26 +5,35 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
 
 from hedgeflow.config import AgentSettings, Settings, load_settings
 from hedgeflow.flows.ingest import ingest_window, open_source_spec
 from hedgeflow.flows.params import (
+    AGENTS_DOC,
+    DASK_ADDRESS_DOC,
+    DAYS_DOC,
+    END_DOC,
+    INTERVAL_DOC,
+    SOURCE_DOC,
+    TASK_RUNNER_DOC,
     AgentParam,
     Allocation,
+    Doc,
     IntervalName,
     Rebalance,
     SourceName,
     agents_mapping,
 )
+from hedgeflow.flows.reconcile import reconcile
 from hedgeflow.flows.runners import TaskRunnerName, api_for_workers, task_runner_for
 from hedgeflow.tasks.common import (
     batch_label,
     batches,
     current_run_id,
-    mark_run_failed,
+    mark_run_ended,
     raise_if_out_of_space,
     run_logger,
     thread_pool,
@@ -48,13 +57,17 @@ class NightlySummary:
     portfolio_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     failed_agents: dict[str, str] = field(default_factory=dict)
     report_path: str | None = None  # the run's report.html, absolute
+    # the live run this night reconciled (hedgeflow.flows.reconcile): live_run_id, run_id,
+    # unexplained, explained, counts; or error. None: no live run to reconcile.
+    reconcile: dict[str, Any] | None = None
 
 
 @flow(name="nightly-backtests", validate_parameters=False)
 def nightly_backtests(
     agents: list[AgentSettings], settings: Settings, window: Window, run_id: str
 ) -> list[AgentSummary | AgentFailure]:
-    """Every agent's backtest: at most MAX_TASKS_PER_STAGE tasks on this run's runner."""
+    """Every agent's backtest: one task run each on a Prefect server (batches past
+    SERVER_TASKS_PER_STAGE, or EPHEMERAL_TASKS_PER_STAGE in ephemeral mode)."""
     groups = batches(agents)
     labels = [batch_label([a.name for a in g], i, len(groups)) for i, g in enumerate(groups)]
     futures = agent_backtests.map(labels, groups, settings=settings, window=window, run_id=run_id)
@@ -71,22 +84,29 @@ def nightly_backtests(
 
 @flow(name="nightly", task_runner=thread_pool())
 def nightly(
-    days: int | None = None,
-    source: SourceName | None = None,
-    end: datetime | None = None,
-    interval: IntervalName | None = None,
-    agents: list[AgentParam] | None = None,
-    allocation: Allocation | None = None,
-    rebalance: Rebalance | None = None,
-    initial_equity: float | None = None,
-    task_runner: TaskRunnerName | None = None,
-    dask_address: str | None = None,
+    days: Annotated[int | None, DAYS_DOC] = None,
+    source: Annotated[SourceName | None, SOURCE_DOC] = None,
+    end: Annotated[datetime | None, END_DOC] = None,
+    interval: Annotated[IntervalName | None, INTERVAL_DOC] = None,
+    agents: Annotated[list[AgentParam] | None, AGENTS_DOC] = None,
+    allocation: Annotated[
+        Allocation | None, Doc("How the portfolio weights the agents", "portfolio.allocation")
+    ] = None,
+    rebalance: Annotated[
+        Rebalance | None, Doc("When the portfolio rebalances", "portfolio.rebalance")
+    ] = None,
+    initial_equity: Annotated[
+        float | None, Doc("Starting equity of the portfolio", "portfolio.initial_equity")
+    ] = None,
+    task_runner: Annotated[TaskRunnerName | None, TASK_RUNNER_DOC] = None,
+    dask_address: Annotated[str | None, DASK_ADDRESS_DOC] = None,
 ) -> NightlySummary:
     """Ingest the lookback window, backtest every agent (one mapped task each),
     combine them into a portfolio and publish the results.
 
     Every parameter defaults to the settings (hedgeflow.toml, HEDGEFLOW_* variables);
-    ``agents`` replaces the configured agents for this run."""
+    ``agents`` replaces the configured agents for this run. The run form's text of
+    each parameter is its ``Doc``."""
     overrides: dict[str, Any] = {"source": source, "interval": interval}
     portfolio = {"allocation": allocation, "rebalance": rebalance, "initial_equity": initial_equity}
     overrides["portfolio"] = {k: v for k, v in portfolio.items() if v is not None}
@@ -162,10 +182,11 @@ def nightly(
         summary.status = (
             "completed" if not summary.failed_agents else ("partial" if done else "failed")
         )
-    except BaseException:
-        mark_run_failed(warehouse, run_id)
+        summary.reconcile = _reconcile_live(warehouse)
+    except BaseException as exc:
+        mark_run_ended(warehouse, run_id, exc)
         raise
-    headline = {
+    headline: dict[str, Any] = {
         name: {"sharpe": m.get("sharpe"), "total_return": m.get("total_return")}
         for name, m in summary.agent_rows
     }
@@ -175,9 +196,38 @@ def nightly(
             for k, m in summary.portfolio_rows
         }
     )
+    if summary.reconcile is not None:
+        headline["reconcile"] = {
+            k: summary.reconcile.get(k) for k in ("live_run_id", "unexplained", "error")
+        }
     parts = sorted(f"{s.symbol}={s.bars_fingerprint}" for s in done)
     fingerprint = (
         "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
     )
-    warehouse.finish_run(run_id, summary.status, headline, fingerprint)
+    reason = "; ".join(f"{a}: {e}" for a, e in summary.failed_agents.items()) or None
+    warehouse.finish_run(run_id, summary.status, headline, fingerprint, reason=reason)
     return summary
+
+
+def _reconcile_live(warehouse: Warehouse) -> dict[str, Any] | None:
+    """The nightly's reconcile step: the live run that ended last, when no reconcile run
+    covers it yet, reconciled by the reconcile flow (a subflow with its own ``runs`` row);
+    None when there is none. A failure is reported, never failing the night."""
+    live_run = warehouse.unreconciled_live_run()
+    if live_run is None:
+        return None
+    live_run_id = str(live_run["run_id"])
+    log = run_logger()
+    try:
+        done = reconcile(run=live_run_id)
+    except Exception as exc:
+        log.error("reconcile of live run %s failed: %s", live_run_id, exc)
+        return {"live_run_id": live_run_id, "error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "live_run_id": live_run_id,
+        "run_id": done.run_id,
+        "unexplained": done.unexplained,
+        "explained": done.explained,
+        "counts": done.counts,
+        "notify": done.notify,
+    }

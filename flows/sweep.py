@@ -22,13 +22,22 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
 
 from hedgeflow.config import AgentSettings, Settings, load_settings
 from hedgeflow.flows.ingest import ingest_window, open_source_spec, resolve_symbols
-from hedgeflow.flows.params import StrategyName
+from hedgeflow.flows.params import (
+    DASK_ADDRESS_DOC,
+    DAYS_DOC,
+    END_DOC,
+    REFERENCE_FORMS,
+    SYMBOLS_DOC,
+    TASK_RUNNER_DOC,
+    Doc,
+    StrategyName,
+)
 from hedgeflow.flows.runners import TaskRunnerName, api_for_workers, task_runner_for
 from hedgeflow.market import interval_seconds
 from hedgeflow.sweep import RankMetric, SweepGrid, expand_grid
@@ -36,7 +45,7 @@ from hedgeflow.tasks.common import (
     batch_label,
     batches,
     current_run_id,
-    mark_run_failed,
+    mark_run_ended,
     raise_if_out_of_space,
     run_logger,
     thread_pool,
@@ -123,14 +132,23 @@ def _best_row(item: SymbolSweep) -> dict[str, Any]:
 
 @flow(name="sweep", task_runner=thread_pool())
 def sweep(
-    symbols: list[str] | None = None,
-    strategy: StrategyName = "sma_cross",
-    grid: dict[str, list[float | int | bool | str]] | None = None,
-    days: int | None = None,
-    end: datetime | None = None,
-    metric: RankMetric = "sharpe",
-    task_runner: TaskRunnerName | None = None,
-    dask_address: str | None = None,
+    symbols: Annotated[list[str] | None, SYMBOLS_DOC] = None,
+    strategy: Annotated[
+        StrategyName, Doc("Strategy to sweep: {choices}, or " + REFERENCE_FORMS)
+    ] = ("sma_cross"),
+    grid: Annotated[
+        dict[str, list[float | int | bool | str]] | None,
+        Doc(
+            'Values per parameter, e.g. {"fast": [5, 10], "slow": [20, 50]}',
+            empty="the strategy's own grid",
+            empty_title="strategy's grid",
+        ),
+    ] = None,
+    days: Annotated[int | None, DAYS_DOC] = None,
+    end: Annotated[datetime | None, END_DOC] = None,
+    metric: Annotated[RankMetric, Doc("Metric that ranks the combinations per symbol")] = "sharpe",
+    task_runner: Annotated[TaskRunnerName | None, TASK_RUNNER_DOC] = None,
+    dask_address: Annotated[str | None, DASK_ADDRESS_DOC] = None,
 ) -> SweepSummary:
     """Sweep ``strategy`` over ``grid`` (default: the strategy's own grid) on
     ``symbols`` (default: the configured agents' symbols) over the ``days`` before
@@ -213,8 +231,8 @@ def sweep(
         )
         summary.report_path = str(report)
         summary.status = "completed" if not summary.failed else ("partial" if done else "failed")
-    except BaseException:
-        mark_run_failed(warehouse, run_id)
+    except BaseException as exc:
+        mark_run_ended(warehouse, run_id, exc)
         raise
     headline = {
         row["symbol"]: {
@@ -230,5 +248,6 @@ def sweep(
     fingerprint = (
         "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
     )
-    warehouse.finish_run(run_id, summary.status, headline, fingerprint)
+    reason = "; ".join(f"{sym}: {e}" for sym, e in summary.failed.items()) or None
+    warehouse.finish_run(run_id, summary.status, headline, fingerprint, reason=reason)
     return summary

@@ -12,7 +12,9 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ examples:
   hedgeflow backtest --bars my.csv --strategy my_strategy.py:Bollinger --out results/
   hedgeflow strategies check my_strategy.py:Bollinger
   hedgeflow live --duration 30               live signals and paper trades, simulator
+  hedgeflow reconcile                        the last live run's fills vs the engine's
   hedgeflow sql "select agent, n_trades, sharpe from agent_metrics"
   hedgeflow runs && hedgeflow report RUN_ID
 
@@ -204,12 +207,32 @@ def build_parser() -> argparse.ArgumentParser:
         "SECONDS of wall time; 0: no limit (default: [live] max_silence, 60)",
     )
 
+    p = sub.add_parser(
+        "reconcile",
+        help="compare a live run's fills with the backtest engine re-run on its bars",
+        description="Re-run the engine over the bars a live run recorded (with the settings "
+        "it ran with) and compare its fills with the live fills, fill by fill. Every "
+        "difference is stored in live_drift and classified: missed_signal, extra_signal, "
+        "fill_price, qty, costs (unexplained), or vendor_revision (explained: the vendor's "
+        "bar differs from the live one). Exit status: 0 when no difference is "
+        "unexplained, 1 otherwise, 2 on bad input.",
+    )
+    p.add_argument(
+        "--run", metavar="RUN_ID", help="the live run (an id or unique prefix; default: the latest)"
+    )
+
     p = sub.add_parser("runs", help="list recent runs with status and headline metrics")
     p.add_argument("--limit", type=int, default=15, help="how many runs (default 15)")
 
     p = sub.add_parser("report", help="print (or open) a run's report")
     p.add_argument("run_id", help="a run id from `hedgeflow runs` (a unique prefix is enough)")
     p.add_argument("--open", action="store_true", help="open the HTML report in a browser")
+
+    p = sub.add_parser(
+        "server",
+        help="the local Prefect server hedgeflow starts on first use: status or stop",
+    )
+    p.add_argument("action", choices=("status", "stop"))
 
     p = sub.add_parser("strategies", help="list strategies, or check that one is sound")
     strat = p.add_subparsers(dest="strategies_command", metavar="check")
@@ -237,8 +260,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _skip_pandera_dask_probe() -> None:
+    """pandera, at the first schema it builds, imports ``dask.dataframe`` just to learn
+    whether Dask is installed (0.4-0.7 s of every command's start, as Dask is a
+    dependency here). hedgeflow validates pandas frames only, so the command tells
+    pandera that its Dask typing is absent. Only in the ``hedgeflow`` process: a
+    program importing hedgeflow keeps pandera as it is."""
+    name = "pandera.typing.dask"
+    if name not in sys.modules:
+        import types
+
+        probe = types.ModuleType(name, "hedgeflow CLI: pandera's Dask typing, not loaded")
+        probe.DASK_INSTALLED = False  # type: ignore[attr-defined]
+        sys.modules[name] = probe
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     line_buffered()
+    if __name__ == "__main__" or Path(sys.argv[0]).name in ("hedgeflow", "__main__.py"):
+        _skip_pandera_dask_probe()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.home is not None:
@@ -248,15 +288,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hedgeflow.secrets import install_redaction
 
     install_redaction()
+    began = time.time()
+    previous_term = _terminate_as_interrupt()
     try:
+        if args.command in WAREHOUSE_COMMANDS:
+            _mark_crashed_runs()
         handler = _COMMANDS[args.command]
         return handler(args)
     except HedgeflowError as exc:
         print(f"hedgeflow: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("hedgeflow: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        print(_end_interrupted(signum, began), file=sys.stderr)
+        return 128 + signum
     except Exception as exc:
         if not _out_of_memory(exc):
             raise
@@ -267,6 +312,91 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    finally:
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+# Commands that read or write the warehouse: each first marks runs whose process died
+# ``crashed`` (a killed run must never stay ``running``). ``sql`` shows them crashed in
+# its snapshot instead (it opens no second database: its memory is the query's).
+WAREHOUSE_COMMANDS = frozenset(
+    {"ingest", "nightly", "sweep", "live", "runs", "report", "reconcile"}
+)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every command stops the
+    same way (a final flush, the run ``cancelled``), but exits 143."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM raises ``Terminated`` (in the main thread); the previous handler."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (a test calling main() from a thread)
+        return signal.getsignal(signal.SIGTERM)
+
+
+def signal_words(signum: int) -> str:
+    name = signal.Signals(signum).name
+    return f"{name} (Ctrl-C)" if signum == signal.SIGINT else name
+
+
+def _mark_crashed_runs() -> None:
+    """Runs whose process died become ``crashed`` (said once on stderr)."""
+    from hedgeflow.config import load_settings
+
+    try:
+        home = load_settings().home
+    except HedgeflowError:
+        return  # the command itself reports a bad setting
+    from hedgeflow.warehouse import Warehouse
+
+    try:
+        marked = Warehouse(home).mark_crashed_runs()
+    except HedgeflowError:
+        return  # an unreadable warehouse: the command says so
+    if marked:
+        print(
+            f"hedgeflow: marked {len(marked)} run(s) whose process died as crashed: "
+            + ", ".join(marked),
+            file=sys.stderr,
+        )
+
+
+def _end_interrupted(signum: int, began: float) -> str:
+    """After SIGINT / SIGTERM: the runs this process left ``running`` become
+    ``cancelled``, and so do their Prefect flow runs; the one line to print."""
+    reason = f"stopped by {signal_words(signum)}"
+    cancelled: list[str] = []
+    with contextlib.suppress(Exception):
+        from hedgeflow.config import load_settings
+        from hedgeflow.tasks.common import INTERRUPT_LOCK_WAIT
+        from hedgeflow.warehouse import Warehouse
+
+        warehouse = Warehouse(load_settings().home, lock_timeout=INTERRUPT_LOCK_WAIT)
+        warehouse.end_runs_of_this_process("cancelled", reason)
+        mine = warehouse.runs_of_this_process(pd_timestamp(began))
+        cancelled = [str(r) for r in mine.loc[mine["status"] == "cancelled", "run_id"]]
+    if "prefect" in sys.modules:  # a flow ran: its flow run(s) end Cancelled too
+        from hedgeflow.tasks.common import cancel_flow_runs
+
+        cancel_flow_runs(reason)
+    runs = f"; run {', '.join(cancelled)} cancelled" if cancelled else ""
+    return f"hedgeflow: {reason}{runs}"
+
+
+def pd_timestamp(epoch: float) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(epoch, unit="s", tz="UTC")
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -418,8 +548,6 @@ def cmd_overfit(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    import signal
-
     from hedgeflow.config import load_settings
 
     if not 0 < args.speed <= 1_000_000:
@@ -438,20 +566,24 @@ def cmd_live(args: argparse.Namespace) -> int:
     if start is not None and args.source != "simulator":
         raise InvalidInputError("--start needs --source simulator")
     load_settings()  # a bad setting fails here, before Prefect starts
-    from hedgeflow.console import live_status_display, print_live_summary, stderr
-    from hedgeflow.live.runtime import SHUTDOWN
+    from hedgeflow.console import live_status_display, print_live_summary
+    from hedgeflow.live.runtime import (
+        SHUTDOWN,
+        clear_shutdown,
+        request_shutdown,
+        shutdown_signal,
+    )
 
     prepare_prefect(args.verbose)
     require_token(args.source)
     from hedgeflow.flows.live import live
 
-    SHUTDOWN.clear()
+    clear_shutdown()
 
     def on_signal(signum: int, frame: Any) -> None:
         if SHUTDOWN.is_set():  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        SHUTDOWN.set()
-        stderr.print("stopping (positions stay open) ...")
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        request_shutdown(f"stopped by {signal_words(signum)}", signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -470,7 +602,31 @@ def cmd_live(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print_live_summary(summary)
+    signum = shutdown_signal()
+    if summary.status == "cancelled" and signum is not None:
+        from hedgeflow.tasks.common import cancel_flow_runs
+
+        cancel_flow_runs(str(summary.reason))
+        print(f"hedgeflow: {summary.reason}; run {summary.run_id} cancelled", file=sys.stderr)
+        return 128 + signum
     return 0 if summary.status == "completed" else 1
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """0: every difference explained (or none); 1: unexplained differences; 2: bad input
+    (no warehouse, no live run, an unknown --run), before Prefect starts."""
+    from hedgeflow.config import load_settings
+    from hedgeflow.warehouse import Warehouse
+
+    settings = load_settings()
+    Warehouse(settings.home).find_live_run(args.run)  # creates nothing
+    prepare_prefect(args.verbose)
+    from hedgeflow.flows.reconcile import reconcile
+
+    summary = reconcile(run=args.run)
+    for line in summary.lines:
+        print(line)
+    return 0 if summary.unexplained == 0 else 1
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -722,6 +878,33 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_server(args: argparse.Namespace) -> int:
+    """``status``: where the resident Prefect server runs (0), or that none runs (1);
+    ``stop``: stop it (0, also when none was running)."""
+    from hedgeflow.prefect_server import configured_api_url, server_status, stop_server
+
+    if args.action == "stop":
+        stopped = stop_server()
+        if stopped is None:
+            print("no hedgeflow Prefect server is running")
+        else:
+            print(f"stopped the Prefect server at {stopped.url} (pid {stopped.pid})")
+        return 0
+    state, ok = server_status()
+    own = configured_api_url()
+    if own is not None:
+        print(f"PREFECT_API_URL is set ({own}): hedgeflow's flows report there")
+    if state is None:
+        print("no hedgeflow Prefect server is running (the next flow command starts one)")
+        return 1
+    import datetime as dt
+
+    since = dt.datetime.fromtimestamp(state.started_at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    health = "healthy" if ok else "NOT answering"
+    print(f"Prefect server at {state.url} (UI), pid {state.pid}, since {since}, {health}")
+    return 0 if ok else 1
+
+
 _COMMANDS = {
     "ingest": cmd_ingest,
     "nightly": cmd_nightly,
@@ -729,10 +912,12 @@ _COMMANDS = {
     "sweep": cmd_sweep,
     "overfit": cmd_overfit,
     "live": cmd_live,
+    "reconcile": cmd_reconcile,
     "sql": cmd_sql,
     "strategies": cmd_strategies,
     "runs": cmd_runs,
     "report": cmd_report,
+    "server": cmd_server,
 }
 
 
@@ -771,6 +956,24 @@ def prepare_prefect(verbose: bool) -> None:
         handler.hedgeflow_cli = True  # type: ignore[attr-defined]
         waits.addHandler(handler)
         waits.propagate = False
+    _use_resident_server()
+
+
+def _use_resident_server() -> None:
+    """Point Prefect at hedgeflow's resident local server (started on first use), unless
+    the user has a server of their own (PREFECT_API_URL, in the environment or the active
+    profile) or chose Prefect's ephemeral mode (``prefect_server = "ephemeral"``)."""
+    from hedgeflow.config import load_settings
+    from hedgeflow.prefect_server import configured_api_url, ensure_server
+
+    if load_settings().prefect_server != "resident" or configured_api_url() is not None:
+        return
+    if "prefect" in sys.modules:  # imported already (a notebook, a test harness): its
+        from prefect.settings import PREFECT_API_URL  # settings may name a server
+
+        if PREFECT_API_URL.value():
+            return
+    ensure_server(announce=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -44,3 +44,20 @@ LIVE_SIGNALS = "live_signals"
 LIVE_ORDERS = "live_orders"
 LIVE_FILLS = "live_fills"
 LIVE_POSITIONS = "live_positions"
+
+# Reconciliation (``hedgeflow reconcile``): the classes of a live-vs-engine difference,
+# defined once (the core classifies, ``live_drift.kind`` stores them).
+MISSED_SIGNAL = "missed_signal"  # the engine trades where live did not
+EXTRA_SIGNAL = "extra_signal"  # live traded where the engine did not
+FILL_PRICE = "fill_price"  # both traded, at different prices (or for another reason)
+FILL_QTY = "qty"  # same price, different quantity (sizing on a different equity)
+COSTS = "costs"  # same price and quantity, different fee
+VENDOR_REVISION = "vendor_revision"  # explained: the vendor's bar differs from the live one
+DRIFT_KINDS: tuple[str, ...] = (
+    MISSED_SIGNAL,
+    EXTRA_SIGNAL,
+    FILL_PRICE,
+    FILL_QTY,
+    COSTS,
+    VENDOR_REVISION,
+)

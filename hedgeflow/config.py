@@ -144,6 +144,21 @@ class LiveSettings:
         _positive("drain_limit", self.drain_limit, upper=10_000_000)
 
 
+@dataclass(frozen=True)
+class ReconcileSettings:
+    """``hedgeflow reconcile`` (``[reconcile]``): how many unexplained live-vs-engine
+    differences a reconciliation tolerates before it asks to be notified
+    (``hedgeflow.tasks.reconcile.on_reconciled``)."""
+
+    max_unexplained: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_unexplained <= 1_000_000:
+            raise InvalidInputError(
+                f"max_unexplained must be in [0, 1000000], got {self.max_unexplained}"
+            )
+
+
 DEFAULT_COSTS: dict[str, CostSettings] = {
     "stock": CostSettings(fee_bps=0.5, slippage_bps=1.0),
     "forex": CostSettings(fee_bps=0.2, slippage_bps=0.5),
@@ -163,6 +178,7 @@ class Settings:
     portfolio: PortfolioSettings = field(default_factory=PortfolioSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     # Where the compute stages (nightly backtests, sweeps) run: Prefect's thread
     # pool, or Dask (a LocalCluster of 2 workers, or the scheduler at dask_address).
     task_runner: Literal["threads", "dask"] = "threads"
@@ -170,6 +186,10 @@ class Settings:
     # Seconds a flow's write waits for the DuckDB file while another process (a
     # reader's notebook, another flow) holds it, saying so every 10 s, before it fails.
     lock_timeout: float = 3600.0
+    # "resident": with no PREFECT_API_URL, flows report to one local Prefect server that
+    # hedgeflow starts on first use and reuses (hedgeflow/prefect_server.py);
+    # "ephemeral": Prefect's own temporary server for every command.
+    prefect_server: Literal["resident", "ephemeral"] = "resident"
 
     def __post_init__(self) -> None:
         if not 1 <= self.lookback_days <= 20_000:
@@ -204,6 +224,7 @@ DEFAULTS: dict[str, Any] = {
     "portfolio": {},
     "network": {},
     "live": {},
+    "reconcile": {},
     "agents": {
         "stocks": {
             "symbol": "AAPL.US",

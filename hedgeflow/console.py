@@ -173,6 +173,16 @@ def print_nightly_summary(summary: Any) -> None:
     stdout.print(metrics_table("portfolio", list(summary.portfolio_rows), "method"))
     for name, error in summary.failed_agents.items():
         stderr.print(f"[red]agent {name} failed:[/] {error}")
+    rec = getattr(summary, "reconcile", None)
+    if rec:  # the nightly's reconcile step (hedgeflow reconcile) ran
+        if rec.get("error"):
+            text = f"reconcile of live run {rec['live_run_id']} failed: {rec['error']}"
+        else:
+            text = (
+                f"reconciled live run {rec['live_run_id']}: {rec['unexplained']} unexplained "
+                f"difference(s), {rec['explained']} explained by vendor revisions"
+            )
+        stdout.print(text, markup=False, highlight=False)
     stdout.print(f"status: {summary.status}")
     print_report_path(summary.report_path)
 
@@ -287,10 +297,11 @@ def _json_ready(value: Any) -> Any:
 
 
 def print_runs(runs: Any) -> None:
-    """Recent runs: id, flow, status, start, duration and the headline numbers."""
+    """Recent runs: id, flow, status, start, duration and the headline numbers, or why a
+    failed, crashed or cancelled run ended."""
     table = Table(title="recent runs", title_justify="left")
-    for name in ("run_id", "flow", "status", "started (UTC)", "took", "headline"):
-        table.add_column(name, no_wrap=name != "headline")
+    for name in ("run_id", "flow", "status", "started (UTC)", "took", "headline / reason"):
+        table.add_column(name, no_wrap=name != "headline / reason")
     for row in runs.to_dict("records"):
         started, finished = row.get("started_at"), row.get("finished_at")
         took = "-"
@@ -302,14 +313,20 @@ def print_runs(runs: Any) -> None:
             "partial": "yellow",
             "degraded": "yellow",
             "failed": "red",
+            "crashed": "red",
+            "cancelled": "magenta",
         }.get(status, "cyan")
+        reason = row.get("reason")
+        shown: str | Text = _headline(row.get("summary"))
+        if isinstance(reason, str) and reason and status not in ("completed", "running"):
+            shown = Text(reason)  # literal: a reason may hold [brackets]
         table.add_row(
             str(row["run_id"])[:8],
             str(row.get("flow")),
-            f"[{colour}]{status}[/]",
+            Text(status, style=colour),
             f"{started:%Y-%m-%d %H:%M:%S}" if started is not None else "-",
             took,
-            _headline(row.get("summary")),
+            shown,
         )
     stdout.print(table)
 
@@ -474,6 +491,23 @@ def live_status_display() -> Iterator[None]:
         logger.removeHandler(handler)
 
 
+def paper_equity_line(summary: Any) -> str:
+    """Where each agent's paper equity started: the stated initial equity, or (for
+    agents continuing the run's record) their carried-over cash and position."""
+    start = f"{float(getattr(summary, 'initial_equity', 0.0) or 0.0):,.0f}"
+    resumed = list(summary.resumed)
+    if not resumed:
+        return f"paper equity: every agent started this run at {start} ([portfolio] initial_equity)"
+    fresh = [str(a["name"]) for a in summary.agents if a["name"] not in resumed]
+    line = (
+        f"paper equity: {', '.join(resumed)} continue live run {summary.run_id} "
+        "(cash and positions carried over from its record, not reset)"
+    )
+    if fresh:
+        line += f"; {', '.join(fresh)} started at {start}"
+    return line + f"; `hedgeflow live --fresh` starts every agent at {start}"
+
+
 def print_live_summary(summary: Any) -> None:
     """The final table of a live run (``hedgeflow.flows.live.LiveSummary``)."""
     stdout.print(
@@ -494,9 +528,14 @@ def print_live_summary(summary: Any) -> None:
         f"{feed.get('reconnects', 0):,} reconnects",
         highlight=False,
     )
-    if summary.resumed:
-        stdout.print(f"continued from the record: {', '.join(summary.resumed)}")
-    stdout.print("open positions stay open: see live_positions (hedgeflow sql)")
+    stdout.print(paper_equity_line(summary), markup=False, highlight=False)
+    open_positions = [a["name"] for a in summary.agents if a.get("position")]
+    if open_positions:
+        stdout.print(
+            f"open positions stay open ({', '.join(map(str, open_positions))}): "
+            "see live_positions (hedgeflow sql)",
+            markup=False,
+        )
     reason = getattr(summary, "reason", None)
     stdout.print(f"status: {summary.status}" + (f" ({reason})" if reason else ""), highlight=False)
     journal = getattr(summary, "journal", None) or {}

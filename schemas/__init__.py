@@ -18,6 +18,7 @@ from hedgeflow.schemas.bars import (
     split_valid_bars,
 )
 from hedgeflow.schemas.live import LiveBars, LiveFills, LiveOrders, LivePositions, LiveSignals
+from hedgeflow.schemas.reconcile import LiveDrift
 from hedgeflow.schemas.results import (
     AgentMetrics,
     Equity,
@@ -45,6 +46,7 @@ TABLE_MODELS: dict[str, type[pa.DataFrameModel]] = {
     columns.LIVE_ORDERS: LiveOrders,
     columns.LIVE_FILLS: LiveFills,
     columns.LIVE_POSITIONS: LivePositions,
+    columns.LIVE_DRIFT: LiveDrift,
 }
 
 
@@ -59,6 +61,7 @@ __all__ = [
     "BarsFrame",
     "Equity",
     "LiveBars",
+    "LiveDrift",
     "LiveFills",
     "LiveOrders",
     "LivePositions",

@@ -12,6 +12,9 @@ from typing import Final
 
 # defined in the core (the live flow's pure record names them), re-exported here
 from hedgeflow.columns import (
+    DRIFT_KINDS as DRIFT_KINDS,
+)
+from hedgeflow.columns import (
     EXTRA_INDICATORS as EXTRA_INDICATORS,
 )
 from hedgeflow.columns import (
@@ -35,6 +38,10 @@ PARAMS: Final = "params"
 CODE_VERSION: Final = "code_version"
 DATA_FINGERPRINT: Final = "data_fingerprint"
 SUMMARY: Final = "summary"
+# why a run failed, crashed or was cancelled (one line), and the process that ran it
+# ("host:pid", so a later command can tell a dead run from a running one)
+REASON: Final = "reason"
+PROCESS: Final = "process"
 
 RUN_COLUMNS: tuple[str, ...] = (
     "run_id",
@@ -46,14 +53,33 @@ RUN_COLUMNS: tuple[str, ...] = (
     CODE_VERSION,
     DATA_FINGERPRINT,
     SUMMARY,
+    REASON,
+    PROCESS,
 )
 
-RUN_STATUSES: tuple[str, ...] = ("running", "completed", "partial", "degraded", "failed")
+RUN_STATUSES: tuple[str, ...] = (
+    "running",
+    "completed",
+    "partial",
+    "degraded",
+    "failed",
+    "cancelled",
+    "crashed",
+)
 # A run whose results the user-facing views show. ``degraded``: a live run that stored
 # what it got but whose feed went silent or kept failing (the reason is in its summary).
 FINISHED_STATUSES: tuple[str, ...] = ("completed", "partial", "degraded")
 # Statuses finish_run accepts.
-FINAL_STATUSES: tuple[str, ...] = ("completed", "partial", "degraded", "failed")
+# ``cancelled``: stopped by SIGINT / SIGTERM; ``crashed``: its process died (found by a
+# later command); both keep their results hidden, like ``failed``.
+FINAL_STATUSES: tuple[str, ...] = (
+    "completed",
+    "partial",
+    "degraded",
+    "failed",
+    "cancelled",
+    "crashed",
+)
 
 # A run id is used as a directory name (HOME/reports/<run_id>/): keep it plain.
 RUN_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
@@ -124,6 +150,8 @@ AGENT_METRICS: Final = "agent_metrics"
 PORTFOLIO_METRICS: Final = "portfolio_metrics"
 SWEEP_RESULTS: Final = "sweep_results"
 SWEEP_OVERFIT: Final = "sweep_overfit"
+# hedgeflow reconcile's differences (a result of a reconcile run, shown once it finished)
+LIVE_DRIFT: Final = "live_drift"
 
 # Tables a run writes with Warehouse.write_results.
 RESULT_TABLES: tuple[str, ...] = (

@@ -22,6 +22,8 @@ class Runs(TableModel):
     code_version: Series[str]
     data_fingerprint: Series[str] = pa.Field(nullable=True)
     summary: Series[str] = pa.Field(nullable=True)
+    reason: Series[str] = pa.Field(nullable=True)
+    process: Series[str] = pa.Field(nullable=True)
 
     @pa.check("params", "summary", name="json_text")
     def _json(cls, s: pd.Series) -> pd.Series:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -12,6 +14,8 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
 from hedgeflow.errors import OutOfSpaceError, TransientSourceError
+from hedgeflow.warehouse import Warehouse
+from hedgeflow.warehouse.db import WarehouseBusyError
 
 T = TypeVar("T")
 
@@ -48,9 +52,22 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 # Prefect's ephemeral server loses task-run records (and prints ERROR tracebacks at
-# exit) when many task runs finish at once (PREFECT.md); flows make at most this
-# many task runs per stage and give each a batch when the universe is larger.
-MAX_TASKS_PER_STAGE = 8
+# exit) when many task runs finish at once (PREFECT.md): with it, flows make at most
+# EPHEMERAL_TASKS_PER_STAGE task runs per stage and give each a batch when the universe
+# is larger. A real server (hedgeflow's resident one, or PREFECT_API_URL) keeps every
+# record, so each agent / symbol gets its own task run, up to SERVER_TASKS_PER_STAGE:
+# measured on 30 agents, one task each cost 10-20 % more wall time than 8 batches (a
+# task run and a warehouse transaction each), so larger universes still batch.
+EPHEMERAL_TASKS_PER_STAGE = 8
+SERVER_TASKS_PER_STAGE = 32
+MAX_TASKS_PER_STAGE = EPHEMERAL_TASKS_PER_STAGE  # the ephemeral mode's bound
+
+
+def max_tasks_per_stage() -> int:
+    """Task runs per stage: one per item on a Prefect server, batches in ephemeral mode."""
+    from prefect.settings import PREFECT_API_URL
+
+    return SERVER_TASKS_PER_STAGE if PREFECT_API_URL.value() else EPHEMERAL_TASKS_PER_STAGE
 
 
 # Threads per flow run: the work is CPU-bound numpy/numba on 2 cores; more threads
@@ -65,8 +82,11 @@ def thread_pool() -> Any:
     return ThreadPoolTaskRunner(max_workers=TASK_THREADS)
 
 
-def batches(items: Sequence[T], max_batches: int = MAX_TASKS_PER_STAGE) -> list[list[T]]:
-    """Split ``items`` into at most ``max_batches`` batches of near-equal size, in order."""
+def batches(items: Sequence[T], max_batches: int | None = None) -> list[list[T]]:
+    """Split ``items`` into at most ``max_batches`` batches of near-equal size, in order
+    (default: ``max_tasks_per_stage()``)."""
+    if max_batches is None:
+        max_batches = max_tasks_per_stage()
     n = len(items)
     if n == 0:
         return []
@@ -91,10 +111,47 @@ def current_run_id() -> str:
 
         run_id = flow_run.get_id()
         if run_id:
+            FLOW_RUNS_STARTED.append(str(run_id))
             return str(run_id)
     except Exception:
         pass
     return str(uuid.uuid4())
+
+
+# The Prefect flow runs this process's flows started (current_run_id records them), so
+# that the command can mark them Cancelled after a SIGINT / SIGTERM.
+FLOW_RUNS_STARTED: list[str] = []
+
+
+def cancel_flow_runs(reason: str, timeout: float = 5.0) -> None:
+    """Set the flow runs this process started (and their subflow runs) to Cancelled with
+    ``reason``, whatever state Prefect's engine left them in (Crashed after an
+    interrupt, Completed after a live run's clean stop). Best effort, at most about
+    ``timeout`` seconds: a server that does not answer leaves them as they are."""
+    ids = list(dict.fromkeys(FLOW_RUNS_STARTED))
+    if not ids:
+        return
+
+    def cancel() -> None:
+        from uuid import UUID
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+        from prefect.states import Cancelled
+
+        with get_client(sync_client=True) as client:
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(i) for i in ids])
+                )
+            )
+            targets = [UUID(i) for i in ids] + [c.id for c in children]
+            for flow_run_id in targets:
+                client.set_flow_run_state(flow_run_id, Cancelled(message=reason), force=True)
+
+    worker = threading.Thread(target=cancel, name="cancel-flow-runs", daemon=True)
+    worker.start()
+    worker.join(timeout)
 
 
 def raise_if_out_of_space(outcome: object) -> None:
@@ -105,9 +162,40 @@ def raise_if_out_of_space(outcome: object) -> None:
         raise outcome
 
 
-def mark_run_failed(warehouse: Any, run_id: str) -> None:
-    """Record a failed run; on a full disk the row cannot be written and stays
-    ``running`` (readers never show its results), and the original error is the one
-    the caller re-raises."""
-    with contextlib.suppress(OutOfSpaceError):
-        warehouse.finish_run(run_id, "failed", None)
+def interruption(exc: BaseException) -> str | None:
+    """``SIGINT`` / ``SIGTERM`` when ``exc`` is how a signal stopped the run (Ctrl-C's
+    KeyboardInterrupt, the CLI's ``Terminated``, Prefect's TerminationSignal), else None."""
+    from prefect.exceptions import TerminationSignal
+
+    if isinstance(exc, TerminationSignal):
+        return signal.Signals(exc.signal).name
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+    return None
+
+
+def end_reason(exc: BaseException) -> tuple[str, str]:
+    """(status, reason) of a run that ``exc`` ended: ``cancelled`` by a signal, else
+    ``failed`` with the error on one line."""
+    name = interruption(exc)
+    if name is not None:
+        return "cancelled", f"stopped by {name}" + (" (Ctrl-C)" if name == "SIGINT" else "")
+    text = str(exc).strip().splitlines()
+    return "failed", f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def mark_run_ended(warehouse: Any, run_id: str, exc: BaseException) -> None:
+    """Record a run that ``exc`` ended: ``cancelled`` by SIGINT / SIGTERM, else
+    ``failed``, with the reason. On a full disk (or a warehouse locked past the
+    interruption's patience) the row cannot be written and stays ``running`` (readers
+    never show its results; the next command marks it crashed), and the original error
+    is the one the caller re-raises."""
+    status, reason = end_reason(exc)
+    if status == "cancelled":  # stop within seconds, even while a reader holds the file
+        warehouse = Warehouse(warehouse.home, lock_timeout=INTERRUPT_LOCK_WAIT)
+    with contextlib.suppress(OutOfSpaceError, WarehouseBusyError):
+        warehouse.finish_run(run_id, status, None, reason=reason)
+
+
+# Seconds an interrupted run waits for the warehouse to record that it was cancelled.
+INTERRUPT_LOCK_WAIT = 5.0

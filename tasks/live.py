@@ -79,6 +79,9 @@ def _sink_for(warehouse: Warehouse, journal: Journal, run_id: str | None) -> Jou
     def store(tables: Mapping[str, pd.DataFrame]) -> Any:
         return writer.write_live_many(tables)
 
+    def store_many(items: list[Mapping[str, pd.DataFrame]]) -> Any:
+        return writer.write_live_steps(items)
+
     def encode(agent: LiveAgent, step: LiveStep) -> dict[str, pd.DataFrame]:
         assert run_id is not None
         return step_item(run_id, agent, step)
@@ -89,6 +92,7 @@ def _sink_for(warehouse: Warehouse, journal: Journal, run_id: str | None) -> Jou
         encode if run_id is not None else None,
         is_busy=is_busy_error,
         describe_busy=busy_holder,
+        store_many=store_many,
     )
 
 

@@ -54,6 +54,10 @@ def cli_env(home: Path, *, ephemeral: bool = False, **extra: str) -> dict[str, s
     shared = os.environ.get(SHARED_PREFECT_API_ENV)
     if shared and not ephemeral:
         env["PREFECT_API_URL"] = shared
+    if "PREFECT_API_URL" not in env:
+        # Prefect's temporary server unless a test asks for hedgeflow's resident one
+        # (HEDGEFLOW_PREFECT_SERVER="resident" with its own PREFECT_HOME, stopped after)
+        env["HEDGEFLOW_PREFECT_SERVER"] = "ephemeral"
     env.update(extra)
     return env
 

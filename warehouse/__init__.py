@@ -27,10 +27,16 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from hedgeflow.errors import HedgeflowError, OutOfSpaceError, is_out_of_space, out_of_space_as
+from hedgeflow.errors import (
+    HedgeflowError,
+    InvalidInputError,
+    OutOfSpaceError,
+    is_out_of_space,
+    out_of_space_as,
+)
 from hedgeflow.fsutil import directory_problem
 from hedgeflow.schemas.columns import LAKE_QUARANTINE, QUARANTINE, RUN_COLUMNS
-from hedgeflow.warehouse import db, lake, live, results, runs, snapshot
+from hedgeflow.warehouse import db, lake, live, reconcile, results, runs, snapshot
 from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
 from hedgeflow.warehouse.lake import (
     CorruptPartitionError,
@@ -316,10 +322,66 @@ class Warehouse:
         status: str,
         summary: Mapping[str, Any] | None = None,
         data_fingerprint: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        """Mark the run ``completed``, ``partial`` or ``failed`` with headline numbers."""
+        """Mark the run ``completed``, ``partial``, ``failed``, ``cancelled``... with
+        headline numbers, and why when it did not complete (``reason``)."""
         with self.write() as con:
-            runs.finish_run(con, run_id, status, summary, data_fingerprint)
+            runs.finish_run(con, run_id, status, summary, data_fingerprint, reason)
+
+    def mark_crashed_runs(self, wait: float = 0.5) -> list[str]:
+        """Runs still marked ``running`` whose process is gone (killed, or its machine
+        rebooted) become ``crashed``, with the reason; the ids marked. Cheap when there is
+        nothing to do (one read); skipped (empty) while another process holds the file
+        for longer than ``wait`` s: that process will be the one to do it."""
+        if not self.paths.db.exists():
+            return []
+        try:
+            con = db.open_connection(self.paths.db, read_only=True, timeout=wait)
+        except db.WarehouseBusyError:
+            return []
+        try:
+            if db.installed_version(con) is None:
+                return []
+            columns = {r[0] for r in con.execute(f"DESCRIBE {db.STORE}.runs").fetchall()}
+            if "process" not in columns:
+                return []  # an older warehouse: no process recorded yet
+            dead = [
+                (run_id, process)
+                for run_id, process, started in runs.running_runs(con)
+                if runs.process_ended(process, started)
+            ]
+        finally:
+            con.close()
+        marked: list[str] = []
+        for run_id, process in dead:
+            try:
+                with Warehouse(self.home, lock_timeout=wait).write() as con:
+                    marked += runs.end_runs(con, [run_id], "crashed", runs.crashed_reason(process))
+            except db.WarehouseBusyError:
+                break
+        return marked
+
+    def end_runs_of_this_process(self, status: str, reason: str) -> list[str]:
+        """Runs this process started that are still ``running`` get ``status`` (e.g.
+        ``cancelled`` on SIGINT) and ``reason``; the ids marked."""
+        if not self.paths.db.exists():
+            return []
+        with self.write() as con:
+            mine = [
+                run_id
+                for run_id, process, _ in runs.running_runs(con)
+                if process == runs.this_process()
+            ]
+            return runs.end_runs(con, mine, status, reason)
+
+    def runs_of_this_process(self, since: Any) -> pd.DataFrame:
+        """Runs this process started at or after ``since`` (their ids and statuses)."""
+        return self.query(
+            f"SELECT run_id, flow, status, reason FROM {db.STORE}.runs "
+            "WHERE process = ? AND started_at >= ?",
+            [runs.this_process(), since],
+        )
 
     def list_runs(self, limit: int = 20) -> pd.DataFrame:
         """The latest runs, newest first."""
@@ -394,6 +456,20 @@ class Warehouse:
         when it has none; ``run_id`` picks the run (default: the one that stored it)."""
         return live.read_live_record(self.query, agent, symbol, interval, run_id)
 
+    def write_live_steps(self, steps: Sequence[Mapping[str, pd.DataFrame]]) -> int:
+        """Upsert several live steps (each as ``write_live_many`` takes it) in order, in
+        ONE transaction (all validated first); how many steps."""
+        prepared = []
+        for tables in steps:
+            for table in tables:
+                results.check_live_table(table)
+            prepared.append({t: results.prepare(t, f) for t, f in tables.items()})
+        with self.write() as con:
+            for step in prepared:
+                for t, rows in step.items():
+                    results.replace_rows(con, t, rows, results.LIVE_KEYS[t])
+        return len(prepared)
+
     def write_live_many(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, int]:
         """Upsert rows of several live tables in ONE transaction (all validated first)."""
         for table in tables:
@@ -404,3 +480,62 @@ class Warehouse:
                 t: results.replace_rows(con, t, rows, results.LIVE_KEYS[t])
                 for t, rows in prepared.items()
             }
+
+    # -------------------------------------------------------------- reconcile
+
+    def live_runs(self, prefix: str | None = None, limit: int = 5) -> list[dict[str, Any]]:
+        """Live runs (params parsed), newest first; ``prefix``: ids starting with it.
+        None of them without a database (nothing is created)."""
+        if prefix is not None:
+            check_run_id(prefix)
+        if not self.db_path.exists():
+            return []
+        return reconcile.live_runs(self.query, prefix, limit)
+
+    def find_live_run(self, run: str | None = None) -> dict[str, Any]:
+        """The live run to reconcile: ``run`` (an id or a unique prefix of one), else the
+        latest. One-line InvalidInputError when the warehouse, or such a live run, does
+        not exist; nothing is created."""
+        home = self.paths.home
+        if not self.db_path.is_file():
+            raise InvalidInputError(
+                f"no warehouse at {home} (check --home / HEDGEFLOW_HOME): run hedgeflow live first"
+            )
+        if run is None:
+            found = self.live_runs(limit=1)
+            if not found:
+                raise InvalidInputError(f"no live run recorded in {home}: run hedgeflow live first")
+            return found[0]
+        found = self.live_runs(run)
+        if found and found[0]["run_id"] == run:
+            return found[0]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(str(r["run_id"]) for r in found)
+            raise InvalidInputError(f"live run id prefix {run!r} is ambiguous: {names}")
+        other = self.find_runs(run, limit=2)
+        if len(other) == 1:
+            raise InvalidInputError(
+                f"run {other['run_id'].iloc[0]} is a {other['flow'].iloc[0]} run, not a live "
+                "run (`hedgeflow runs` lists the runs)"
+            )
+        raise InvalidInputError(f"no live run {run!r} in {home} (`hedgeflow runs` lists the runs)")
+
+    def unreconciled_live_run(self) -> dict[str, Any] | None:
+        """The live run that ended last if no finished reconcile run covers it yet, or None."""
+        if not self.db_path.exists():
+            return None
+        return reconcile.unreconciled_live_run(self.query)
+
+    def agent_live_bars(self, run_id: str, agent: str, symbol: str, interval: str) -> pd.DataFrame:
+        """The bars ``agent`` processed in live run ``run_id`` (ts, open, high, low, close)."""
+        return reconcile.agent_live_bars(self.query, run_id, agent, symbol, interval)
+
+    def agent_live_signals(self, run_id: str, agent: str) -> pd.DataFrame:
+        """``agent``'s recorded signals in live run ``run_id`` (ts, signal)."""
+        return reconcile.agent_live_signals(self.query, run_id, agent)
+
+    def agent_live_fills(self, run_id: str, agent: str) -> pd.DataFrame:
+        """``agent``'s fills in live run ``run_id`` (ts, side, qty, price, fee, reason)."""
+        return reconcile.agent_live_fills(self.query, run_id, agent)

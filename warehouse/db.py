@@ -39,9 +39,12 @@ from hedgeflow.schemas.columns import (
     EXTRA_INDICATORS,
     FINISHED_STATUSES,
     LAKE_QUARANTINE,
+    LIVE_DRIFT,
     LIVE_SIGNALS,
     LIVE_TABLES,
+    PROCESS,
     QUARANTINE,
+    REASON,
     RESULT_TABLES,
     RUNS,
     SIGNALS,
@@ -49,7 +52,7 @@ from hedgeflow.schemas.columns import (
 )
 from hedgeflow.warehouse.paths import WarehousePaths
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 STORE = "store"
 # How long a connection waits for another process's lock before it gives up. Flows
 # pass ``Settings.lock_timeout`` (writers wait, they never drop work); 30 s is for
@@ -62,7 +65,7 @@ _log = logging.getLogger(LOCK_LOGGER)
 # Tables stored in DuckDB (bars live in the lake).
 STORED_TABLES: tuple[str, ...] = tuple(t for t in TABLE_MODELS if t != BARS)
 # Views that hide rows of unfinished runs.
-FINISHED_ONLY_TABLES: tuple[str, ...] = (*RESULT_TABLES, QUARANTINE)
+FINISHED_ONLY_TABLES: tuple[str, ...] = (*RESULT_TABLES, QUARANTINE, LIVE_DRIFT)
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {RUNS: ("run_id",)}
 
 _DUCK_TYPES = {
@@ -344,12 +347,31 @@ def _migration_2(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _migration_3(con: duckdb.DuckDBPyConnection) -> None:
+    """runs gain ``reason`` (why a run failed, crashed or was cancelled) and ``process``
+    (host:pid of the process running it, to tell a dead run from a running one)."""
+    for column in (REASON, PROCESS):
+        con.execute(f"ALTER TABLE {STORE}.{q(RUNS)} ADD COLUMN IF NOT EXISTS {q(column)} VARCHAR")
+
+
+def _migration_4(con: duckdb.DuckDBPyConnection) -> None:
+    """``live_drift``: the differences ``hedgeflow reconcile`` finds (a new warehouse
+    has it already from migration 1)."""
+    con.execute(table_ddl(LIVE_DRIFT))
+
+
+def _migration_5(con: duckdb.DuckDBPyConnection) -> None:
     """The ``sweep_overfit`` table: a sweep's overfitting statistics per symbol (a new
     warehouse has it already from migration 1)."""
     con.execute(table_ddl(SWEEP_OVERFIT))
 
 
-MIGRATIONS = {1: _migration_1, 2: _migration_2, 3: _migration_3}
+MIGRATIONS = {
+    1: _migration_1,
+    2: _migration_2,
+    3: _migration_3,
+    4: _migration_4,
+    5: _migration_5,
+}
 
 
 def _meta_get(con: duckdb.DuckDBPyConnection, key: str) -> str | None:

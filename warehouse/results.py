@@ -21,6 +21,7 @@ from hedgeflow.schemas.columns import (
     AGENT_METRICS,
     EQUITY_TABLE,
     LIVE_BARS,
+    LIVE_DRIFT,
     LIVE_FILLS,
     LIVE_ORDERS,
     LIVE_POSITIONS,
@@ -42,6 +43,7 @@ RESULT_SCOPES: dict[str, tuple[str, ...]] = {
     PORTFOLIO_METRICS: ("run_id", "method"),
     SWEEP_RESULTS: ("run_id", "symbol", "strategy"),
     SWEEP_OVERFIT: ("run_id", "symbol", "strategy"),
+    LIVE_DRIFT: ("run_id", "agent"),
 }
 QUARANTINE_SCOPE: tuple[str, ...] = ("run_id", "symbol", "interval")  # table QUARANTINE
 # Live tables are upserted by their key.

@@ -8,6 +8,8 @@ import functools
 import hashlib
 import json
 import math
+import os
+import socket
 import subprocess
 from collections.abc import Iterable, Mapping
 from importlib import metadata
@@ -17,6 +19,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import psutil
 
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.schemas import Runs, validate_frame
@@ -134,6 +137,8 @@ def start_run(
                 "code_version": code_version,
                 "data_fingerprint": data_fingerprint,
                 "summary": None,
+                "reason": None,
+                "process": this_process(),
             }
         ],
         columns=list(RUN_COLUMNS),
@@ -147,14 +152,30 @@ def start_run(
             )
         con.execute(
             f"UPDATE {_RUNS} SET started_at = ?, finished_at = NULL, status = 'running', "
-            "params = ?, code_version = ?, data_fingerprint = ?, summary = NULL "
-            "WHERE run_id = ?",
-            [now.to_pydatetime(), row.at[0, "params"], code_version, data_fingerprint, run_id],
+            "params = ?, code_version = ?, data_fingerprint = ?, summary = NULL, "
+            "reason = NULL, process = ? WHERE run_id = ?",
+            [
+                now.to_pydatetime(),
+                row.at[0, "params"],
+                code_version,
+                data_fingerprint,
+                row.at[0, "process"],
+                run_id,
+            ],
         )
         return
     con.execute(
-        f"INSERT INTO {_RUNS} VALUES (?, ?, ?, NULL, 'running', ?, ?, ?, NULL)",
-        [run_id, flow, now.to_pydatetime(), row.at[0, "params"], code_version, data_fingerprint],
+        f"INSERT INTO {_RUNS} (run_id, flow, started_at, status, params, code_version, "
+        "data_fingerprint, process) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+        [
+            run_id,
+            flow,
+            now.to_pydatetime(),
+            row.at[0, "params"],
+            code_version,
+            data_fingerprint,
+            row.at[0, "process"],
+        ],
     )
 
 
@@ -164,9 +185,11 @@ def finish_run(
     status: str,
     summary: Mapping[str, Any] | None = None,
     data_fingerprint: str | None = None,
+    reason: str | None = None,
 ) -> None:
     """Mark the run finished: completed / partial show its results, failed keeps them hidden.
-    A fingerprint known only at the end (of the bars the run read) is recorded here."""
+    A fingerprint known only at the end (of the bars the run read) is recorded here, and
+    ``reason`` says why a run failed or was cancelled (one line)."""
     check_run_id(run_id)
     if status not in FINAL_STATUSES:
         raise InvalidInputError(
@@ -177,9 +200,73 @@ def finish_run(
     text = None if summary is None else to_json(dict(summary))
     con.execute(
         f"UPDATE {_RUNS} SET finished_at = current_timestamp, status = ?, summary = ?, "
-        "data_fingerprint = coalesce(?, data_fingerprint) WHERE run_id = ?",
-        [status, text, data_fingerprint, run_id],
+        "data_fingerprint = coalesce(?, data_fingerprint), reason = ? WHERE run_id = ?",
+        [status, text, data_fingerprint, one_line(reason), run_id],
     )
+
+
+def one_line(text: str | None, limit: int = 300) -> str | None:
+    """A reason as one short line (None stays None)."""
+    if text is None:
+        return None
+    words = " ".join(str(text).split())
+    return words if len(words) <= limit else words[: limit - 3] + "..."
+
+
+def this_process() -> str:
+    """``host:pid`` of this process, recorded with every run it starts."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_ended(process: str | None, started_at: dt.datetime | pd.Timestamp) -> bool:
+    """Whether the process that started a run (``host:pid``) is gone: it ran on this
+    host and no process with that pid exists, or the one that does started after the
+    run did (a reused pid). A run of another host (or with no process) is not judged."""
+    if not process or ":" not in process:
+        return False
+    host, _, pid_text = process.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        proc = psutil.Process(int(pid_text))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return True
+        return bool(proc.create_time() > pd.Timestamp(started_at).timestamp() + 1.0)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def crashed_reason(process: str | None) -> str:
+    return (
+        f"its process ({process}) ended without finishing the run: killed, or the machine stopped"
+    )
+
+
+def running_runs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None, Any]]:
+    """(run_id, process, started_at) of the runs marked ``running``."""
+    rows = con.execute(
+        f"SELECT run_id, process, started_at FROM {_RUNS} WHERE status = 'running'"
+    ).fetchall()
+    return [(str(r[0]), r[1], r[2]) for r in rows]
+
+
+def end_runs(
+    con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], status: str, reason: str
+) -> list[str]:
+    """Mark these runs (those still ``running``) ``status`` with ``reason``; the ids marked."""
+    if status not in FINAL_STATUSES:
+        raise InvalidInputError(f"invalid final status {status!r}")
+    done: list[str] = []
+    for run_id in run_ids:
+        changed = con.execute(
+            f"UPDATE {_RUNS} SET finished_at = current_timestamp, status = ?, reason = ? "
+            "WHERE run_id = ? AND status = 'running' RETURNING run_id",
+            [status, one_line(reason), run_id],
+        ).fetchall()
+        done.extend(str(r[0]) for r in changed)
+    return done
 
 
 def require_run(con: duckdb.DuckDBPyConnection, run_id: str) -> str:

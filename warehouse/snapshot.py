@@ -35,7 +35,7 @@ from pathlib import Path
 import duckdb
 
 from hedgeflow.schemas.columns import RUNS
-from hedgeflow.warehouse import db
+from hedgeflow.warehouse import db, runs
 from hedgeflow.warehouse.db import STORE, STORED_TABLES, q, sql_string
 from hedgeflow.warehouse.paths import WarehousePaths
 
@@ -106,6 +106,18 @@ def _copy_tables(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> None:
         raise
 
 
+def _show_crashed(con: duckdb.DuckDBPyConnection) -> None:
+    """Runs still ``running`` whose process is gone read as ``crashed`` in the snapshot
+    (the next command that writes the warehouse records it; ``sql`` itself opens no
+    second database for that)."""
+    columns = {r[0] for r in con.execute(f"DESCRIBE {STORE}.runs").fetchall()}
+    if "process" not in columns:
+        return
+    for run_id, process, started in runs.running_runs(con):
+        if runs.process_ended(process, started):
+            runs.end_runs(con, [run_id], "crashed", runs.crashed_reason(process))
+
+
 def _create_views(con: duckdb.DuckDBPyConnection, paths: WarehousePaths) -> None:
     views = {**db.static_views(), **db.lake_views(paths)}
     for name, select in views.items():
@@ -150,6 +162,7 @@ def snapshot(
                 con.execute(f"DETACH {_SOURCE}")
             con.execute(f"USE {_SNAPSHOT}")
             con.execute("DETACH memory")
+            _show_crashed(con)
             _create_views(con, paths)
             if sandboxed:
                 sandbox(con, paths.lake)

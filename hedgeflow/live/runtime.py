@@ -56,10 +56,35 @@ from hedgeflow.market import normalize_symbol
 from hedgeflow.sources.eodhd_ws import MAX_SYMBOLS_PER_CONNECTION, EodhdWsClient
 from hedgeflow.sources.tick import Tick
 
-__all__ = ["SHUTDOWN", "LiveRuntime", "feed_of"]
+__all__ = ["SHUTDOWN", "LiveRuntime", "feed_of", "request_shutdown", "shutdown_reason"]
 
 # Set by a Ctrl-C / SIGTERM handler (the CLI's): every running runtime stops cleanly.
 SHUTDOWN = threading.Event()
+_SHUTDOWN_REASON: list[tuple[str, int | None]] = []
+
+
+def request_shutdown(reason: str, signum: int | None = None) -> None:
+    """Stop every running runtime cleanly; the run then ends ``cancelled`` with ``reason``
+    (e.g. "stopped by SIGINT (Ctrl-C)"), and ``signum`` is the signal that asked."""
+    if not _SHUTDOWN_REASON:
+        _SHUTDOWN_REASON.append((reason, signum))
+    SHUTDOWN.set()
+
+
+def shutdown_reason() -> str | None:
+    """Why a shutdown was requested (None: none was, or it was cleared)."""
+    return _SHUTDOWN_REASON[0][0] if SHUTDOWN.is_set() and _SHUTDOWN_REASON else None
+
+
+def shutdown_signal() -> int | None:
+    """The signal that requested the shutdown, if one did."""
+    return _SHUTDOWN_REASON[0][1] if SHUTDOWN.is_set() and _SHUTDOWN_REASON else None
+
+
+def clear_shutdown() -> None:
+    SHUTDOWN.clear()
+    _SHUTDOWN_REASON.clear()
+
 
 _FEED_OF_EXCHANGE = {"US": "us", "FOREX": "forex", "CC": "crypto"}
 

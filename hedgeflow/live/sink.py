@@ -60,9 +60,15 @@ class JournaledSink:
         describe_busy: Callable[[BaseException], str] = str,
         retry_initial: float = 0.05,
         retry_max: float = 0.5,
+        store_many: Callable[[list[Any]], Any] | None = None,
+        batch_max: int = 256,
     ) -> None:
         self.journal = journal
         self._store = store
+        # stores several queued items in one go (one warehouse transaction: a backlog, or
+        # the final flush of a run, costs one connection, not one per step)
+        self._store_many = store_many
+        self._batch_max = max(1, int(batch_max)) if store_many is not None else 1
         self._encode = encode
         self._is_busy = is_busy
         self._describe_busy = describe_busy
@@ -140,15 +146,19 @@ class JournaledSink:
     def error(self) -> BaseException | None:
         return self._error
 
-    def _store_one(self, item: Any) -> bool:
-        """Store ``item``, waiting out a busy warehouse; False when aborted or failed."""
+    def _store_one(self, items: list[Any]) -> bool:
+        """Store ``items`` (one, or a batch with ``store_many``), waiting out a busy
+        warehouse; False when aborted or failed."""
         delay = self._retry_initial
         waited_since: float | None = None
         next_warn = 0.0
         while True:
             attempt = time.monotonic()
             try:
-                self._store(item)
+                if self._store_many is not None:
+                    self._store_many(items)
+                else:
+                    self._store(items[0])
             except BaseException as exc:
                 if not self._is_busy(exc):
                     self._error = exc
@@ -191,15 +201,23 @@ class JournaledSink:
                     self._cond.wait()
                 if not self._queue:
                     return
-                seq, item = self._queue[0]
-            if not self._store_one(item):
+                batch = [self._queue[i] for i in range(min(self._batch_max, len(self._queue)))]
+            stored = self._store_one([item for _, item in batch])
+            if not stored and len(batch) > 1 and self._error is not None:
+                # a step the warehouse refuses: store the batch one by one, so that every
+                # step before it is stored and the journal keeps it (and what follows)
+                self._error = None
+                self._batch_max = 1
+                continue
+            if not stored:
                 with self._cond:
                     self._cond.notify_all()
                 return
-            self.journal.mark_done(seq)
+            self.journal.mark_done(batch[-1][0])
             with self._cond:
-                self._queue.popleft()
-                self.stored += 1
+                for _ in batch:
+                    self._queue.popleft()
+                self.stored += len(batch)
                 self._cond.notify_all()
 
     def close(self, timeout: float | None = None) -> None:

@@ -214,3 +214,59 @@ def test_deploy_start_worker_and_run_every_deployment(
     ended = [ln for ln in logs.splitlines() if "Finished in state" in ln]
     assert all("Completed" in ln for ln in ended), ended
     assert "Received SIGINT" in logs
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_nightly_custom_run_form_in_a_browser(
+    prefect_server: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Issue 14: the nightly-backtest "Custom run" page of the UI (the default, v2), in
+    headless chromium: every parameter with its description and its None choice named
+    (not a bare "(Optional)" on "None"), from the schema the server stored; and the
+    server still refuses a wrong type before a run is created."""
+    import html
+
+    from tests.flows.run_form import chromium, deployment, form_problems, run_form_url
+
+    _, env = prefect_server
+    api_url = env["PREFECT_API_URL"]
+    try:
+        nightly = deployment(api_url, "nightly-backtest")  # deployed by the test above
+    except ValueError:  # this test alone (-k)
+        _run([*PREFECT, "work-pool", "create", "hedgeflow-pool", "--type", "process"], env)
+        _run([*PREFECT, "--no-prompt", "deploy", "--all"], env)
+        nightly = deployment(api_url, "nightly-backtest")
+    schema = nightly["parameter_openapi_schema"]
+    assert form_problems(schema) == []
+    assert "Scheduled on cron" in nightly["description"]
+
+    proc = chromium(run_form_url(api_url, nightly["id"]), tmp_path / "profile", "--dump-dom")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    for name, prop in schema["properties"].items():
+        assert f">{name} (Optional)<" in dom, name
+        assert html.escape(prop["description"], quote=False) in dom, name
+    # the None choices are named for what they mean, and no bare "None" toggle is left
+    assert dom.count(">configured<") == len(schema["properties"]) - 1  # all but end
+    assert ">today<" in dom and ">None<" not in dom
+    assert "Set by HEDGEFLOW_LOOKBACK_DAYS or in hedgeflow.toml" in dom
+
+    def runs() -> int:
+        answer = urllib.request.urlopen(
+            urllib.request.Request(
+                f"{api_url}/flow_runs/count", data=b"{}", method="POST",
+                headers={"content-type": "application/json"},
+            ),
+            timeout=30,
+        )  # fmt: skip
+        return int(json.load(answer))
+
+    before = runs()
+    refused = subprocess.run(
+        [*PREFECT, "deployment", "run", "nightly/nightly-backtest", "--params", '{"days": "ten"}'],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0, refused.stdout
+    assert "days" in refused.stdout + refused.stderr
+    assert runs() == before

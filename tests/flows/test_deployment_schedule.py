@@ -54,6 +54,19 @@ def test_nightly_schedule_entry_is_exact() -> None:
     assert {name for name, d in found.items() if d.get("schedules")} == {"nightly-backtest"}
 
 
+def test_nightly_description_shows_its_cron() -> None:
+    """The UI shows a schedule only as prose ("At 05:30 PM, Monday through Friday",
+    no time zone): the deployment's description carries the cron and the zone, equal
+    to the schedule's."""
+    nightly = deployments()["nightly-backtest"]
+    (entry,) = nightly["schedules"]
+    description = " ".join(nightly["description"].split())
+    assert f'cron "{entry["cron"]}" in {entry["timezone"]}' in description
+    assert "weekdays at 17:30" in description  # the prose matches the cron
+    schedule = nightly_schedule()
+    assert schedule.cron.split()[:2] == ["30", "17"] and schedule.cron.endswith("1-5")
+
+
 def z(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
 

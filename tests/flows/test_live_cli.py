@@ -1,6 +1,7 @@
 """``hedgeflow live`` for real, in subprocesses (Prefect ephemeral mode, local simulators):
 
-* a short run fills live_bars / live_signals / live_positions for the three markets,
+* a short run (``live_cli_run`` in tests/flows/conftest.py, shared with the reconcile
+  tests) fills live_bars / live_signals / live_positions for the three markets,
   prints the status line and the summary, and its output is clean;
 * a run killed with SIGKILL mid-stream and restarted continues its record: the fills,
   orders, signals and positions equal those of an uninterrupted replay of the same
@@ -70,17 +71,25 @@ def assert_bars_are_synthetic(home: Path) -> pd.DataFrame:
     return bars
 
 
-def test_live_cli_streams_all_three_markets_cleanly(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    proc = run_cli(home, "live", "--duration", "15", "--speed", SPEED, timeout=180)
+def test_live_cli_streams_all_three_markets_cleanly(
+    live_cli_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, proc = live_cli_run
     assert_clean(proc)
     out = proc.stdout
     # a status line every few seconds (not a TTY), then the summary table
     status_lines = [line for line in out.splitlines() if line.startswith("[") and "UTC" in line]
     assert len(status_lines) >= 3, out
     assert "forex EURUSD.FOREX" in status_lines[-1]
-    for name in ("stocks", "forex", "crypto", "status: completed", "live_positions"):
+    for name in ("stocks", "forex", "crypto", "status: completed"):
         assert name in out
+    # a fresh run says where its paper equity starts; open positions only when there are
+    assert "paper equity: every agent started this run at 100,000" in out
+    holding = query_frame(home, "SELECT agent FROM live_positions WHERE qty <> 0")
+    if holding.empty:
+        assert "open positions stay open" not in out
+    else:
+        assert f"open positions stay open ({', '.join(holding['agent'])})" in out
     bars = assert_bars_are_synthetic(home)
     assert set(bars["symbol"]) == SYMBOLS
     assert bars.groupby("symbol").size().min() >= 20
@@ -272,7 +281,7 @@ def test_a_killed_live_run_continues_where_it_stopped(tmp_path: Path) -> None:
 
     again = run_cli(home, "live", "--duration", "8", "--speed", SPEED, timeout=180, **LIVELY)
     assert_clean(again)
-    assert "continued from the record" in again.stdout
+    assert f"continue live run {run_id} (cash and positions carried over" in again.stdout
 
     runs = query_frame(home, "SELECT run_id, status FROM runs")
     assert list(runs["run_id"]) == [run_id] and list(runs["status"]) == ["completed"]

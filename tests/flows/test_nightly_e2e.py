@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 
+from hedgeflow.prefect_server import healthy, is_running, read_state
 from hedgeflow.tearsheet import CHART_LIBRARY_BANNER
 from tests.e2e_helpers import assert_clean, cli_env, console_messages, query, run_chromium, run_cli
 
@@ -18,14 +24,86 @@ pytestmark = pytest.mark.flow
 END = "2026-11-20"
 
 
+@dataclass(frozen=True)
+class Resident:
+    """hedgeflow's resident Prefect server of this module (its own PREFECT_HOME)."""
+
+    prefect_home: Path
+
+    def cli(self, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        """The ``hedgeflow`` command with no PREFECT_API_URL, on this server."""
+        return run_cli(
+            home,
+            *args,
+            ephemeral=True,
+            PREFECT_HOME=str(self.prefect_home),
+            HEDGEFLOW_PREFECT_SERVER="resident",
+        )
+
+
+@pytest.fixture(scope="module")
+def resident(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Resident]:
+    """As a new user runs hedgeflow: no PREFECT_API_URL, so the first flow command starts
+    hedgeflow's resident Prefect server and later ones reuse it; stopped at the end
+    (``hedgeflow server stop``), and no process of it may remain."""
+    prefect_home = tmp_path_factory.mktemp("prefect-home")
+    server = Resident(prefect_home)
+    yield server
+    stop = server.cli(prefect_home / "unused", "server", "stop")
+    assert stop.returncode == 0, stop.stderr
+    left = [
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if "server" in (p.info["cmdline"] or [])
+        and any(str(prefect_home) in str(v) for v in _environ(p).values())
+    ]
+    assert not left, f"Prefect server processes left: {left}"
+
+
+def _environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return dict(proc.environ())
+    except psutil.Error:
+        return {}
+
+
 @pytest.fixture(scope="module")
 def nightly_home(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, resident: Resident
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     home = tmp_path_factory.mktemp("nightly") / "data"
-    # as the Quickstart runs it: Prefect's temporary server, no PREFECT_API_URL
-    proc = run_cli(home, "nightly", "--end", END, ephemeral=True)
+    proc = resident.cli(home, "nightly", "--end", END)
     return home, proc
+
+
+def test_the_resident_prefect_server_starts_once_and_is_reused(
+    nightly_home: tuple[Path, subprocess.CompletedProcess[str]], resident: Resident
+) -> None:
+    """The first command started it (said once, with the UI address), detached in its own
+    session; the next command reuses it (faster, silent); ``server status`` shows it."""
+    home, first = nightly_home
+    started = [line for line in first.stderr.splitlines() if "started a local Prefect" in line]
+    assert len(started) == 1, first.stderr[-2000:]
+    state = read_state(resident.prefect_home)
+    assert state is not None and f"UI at {state.url}" in started[0]
+    assert os.getsid(state.pid) == state.pid != os.getsid(0)  # out of the terminal's group
+    assert is_running(state) and healthy(state.url)
+    other = home.parent / "other"  # not the nightly's warehouse: other tests read its runs
+    again = resident.cli(other, "ingest", "--days", "1", "--end", END, "--symbols", "BTC-USD.CC")
+    assert_clean(again)
+    assert "started a local Prefect" not in again.stderr
+    after = read_state(resident.prefect_home)
+    assert after is not None and after.pid == state.pid  # the same server, reused
+    status = resident.cli(home, "server", "status")
+    assert status.returncode == 0, status.stderr
+    assert f"Prefect server at {state.url} (UI), pid {state.pid}" in status.stdout
+    assert "healthy" in status.stdout
+    # the flow runs are on that server, complete
+    runs = httpx.post(f"{state.api_url}/flow_runs/filter", json={"limit": 10}, timeout=10)
+    states = sorted(
+        (r["name"], r["state_type"]) for r in runs.json() if not r["parent_task_run_id"]
+    )
+    assert len(states) == 2 and {s for _, s in states} == {"COMPLETED"}, states
 
 
 def test_nightly_output_is_clean_and_prints_metrics(

@@ -30,6 +30,7 @@ def test_failing_agent_fails_its_branch_and_the_rest_publish(
     home = hedgeflow_home
     assert query(home, "select agent from agent_metrics") == [("crypto",)]
     assert query(home, "select status from runs") == [("partial",)]
+    assert summary.reconcile is None  # no live record: no reconcile step, no reconcile run
     assert query(home, "select count(*) from equity where agent = 'portfolio'")[0][0] == 288
     report = Path(summary.report_path or "")
     assert report.is_absolute() and report.name == "report.html"
@@ -65,13 +66,13 @@ def test_failing_agent_fails_its_branch_and_the_rest_publish(
     assert all(re.fullmatch(r"-?\d+\.\d\d%", m["max dd"]) for m in methods)
 
 
-def test_many_agents_run_in_a_bounded_number_of_tasks(
+def test_many_agents_run_one_task_each_on_a_server(
     prefect_harness: None, hedgeflow_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prefect.client.orchestration import get_client
 
     from hedgeflow.flows.nightly import nightly
-    from hedgeflow.tasks.common import MAX_TASKS_PER_STAGE
+    from hedgeflow.tasks.common import EPHEMERAL_TASKS_PER_STAGE, max_tasks_per_stage
 
     n_agents = 20
     for i in range(n_agents):
@@ -105,8 +106,14 @@ def test_many_agents_run_in_a_bounded_number_of_tasks(
     names = asyncio.run(task_run_names())
     ingest_tasks = [n for n in names if n.startswith("ingest-")]
     backtest_tasks = [n for n in names if n.startswith("backtest-")]
-    assert len(ingest_tasks) == MAX_TASKS_PER_STAGE
-    assert len(backtest_tasks) == MAX_TASKS_PER_STAGE
+    # on a server (this harness, like hedgeflow's resident one) every task run is kept:
+    # one per symbol and one per agent, more than ephemeral mode's batches
+    assert max_tasks_per_stage() > n_agents + 3 > EPHEMERAL_TASKS_PER_STAGE
+    assert len(ingest_tasks) == n_agents + 3
+    assert sorted(backtest_tasks) == sorted(
+        ["backtest-stocks", "backtest-forex", "backtest-crypto"]
+        + [f"backtest-c{i:02d}" for i in range(n_agents)]
+    )
     assert query(hedgeflow_home, "select count(*) from agent_metrics") == [(n_agents + 3,)]
 
 
@@ -117,3 +124,17 @@ def _artifacts(flow_run_id: str) -> list[Any]:
     only_this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
     with get_client(sync_client=True) as client:
         return list(client.read_artifacts(artifact_filter=only_this_run))
+
+
+def test_ephemeral_mode_batches_the_tasks() -> None:
+    """Without a server (Prefect's temporary one loses records past about 20 task runs)
+    a stage makes at most EPHEMERAL_TASKS_PER_STAGE task runs, each a batch."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from hedgeflow.tasks.common import EPHEMERAL_TASKS_PER_STAGE, batches, max_tasks_per_stage
+
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        assert max_tasks_per_stage() == EPHEMERAL_TASKS_PER_STAGE
+        groups = batches(list(range(23)))
+    assert len(groups) == EPHEMERAL_TASKS_PER_STAGE
+    assert [x for g in groups for x in g] == list(range(23))

@@ -75,3 +75,25 @@ def test_a_run_without_a_tearsheet_gets_an_account_of_itself(
     assert len(out) == 3  # not finished: no finish line, no headline
     assert out[2].startswith("no HTML report (only nightly and sweep runs have one)")
     assert f"select * from live_fills where run_id = '{run['run_id']}'" in out[2]
+
+
+def test_the_command_does_not_import_dask_to_validate_pandas(tmp_path: Path) -> None:
+    """pandera's Dask probe (it imports dask.dataframe at the first schema, 0.4-0.7 s)
+    is skipped in the hedgeflow process; the command still validates and answers."""
+    import subprocess
+    import sys
+
+    from tests.e2e_helpers import cli_env
+
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "hedgeflow.cli", "runs"],
+        env=cli_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "pandera.typing.pandas" in imported  # the schemas were built
+    assert "dask.dataframe" not in imported and "dask" not in imported

@@ -31,6 +31,7 @@ CATEGORIES = (
     "secrets",
     "second campaign",
     "lake heals",
+    "runs that always end",
     "soak",
 )
 

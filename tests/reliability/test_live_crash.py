@@ -185,7 +185,7 @@ def _campaign(trials: int, seed: int, harness: Harness, tmp: Path, tally: Tally)
         if killed_run is not None:
             assert str(runs["run_id"].iloc[0]) == killed_run
         if not before["live_positions"].empty:  # agents with a record are restored
-            assert "continued from the record" in output
+            assert "continue live run" in output and "carried over" in output
         run_id = str(runs["run_id"].iloc[0])
         assert runs["status"].iloc[0] == "completed"
         tally.outcome("restart clean")

@@ -443,7 +443,7 @@ def test_ctrl_c_stops_a_running_query_with_one_line(home: Path, tally: Tally) ->
             os.killpg(child.pid, signal.SIGKILL)
             child.communicate()
     assert child.returncode == 130, err
-    assert err == "hedgeflow: interrupted\n"
+    assert err == "hedgeflow: stopped by SIGINT (Ctrl-C)\n"
     tally.trial()
     tally.fault("SIGINT")
     tally.outcome("stopped: exit 130, one line")

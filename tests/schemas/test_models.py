@@ -83,6 +83,8 @@ VALID: dict[str, Callable[[], pd.DataFrame]] = {
             "code_version": "git:abc",
             "data_fingerprint": [None, "sha256:x"],
             "summary": [None, '{"sharpe": 1}'],
+            "reason": [None, None],
+            "process": ["host:1", None],
         }
     ),
     "signals": _signals,
@@ -224,6 +226,22 @@ VALID: dict[str, Callable[[], pd.DataFrame]] = {
             "last_bar_ts": [TS3[0], pd.NaT],
         }
     ),
+    "live_drift": lambda: pd.DataFrame(
+        {
+            "run_id": "rec-1",
+            "live_run_id": "live-1",
+            "agent": "crypto",
+            "symbol": "BTC-USD.CC",
+            "trade_key": ["crypto-20261102T1435Z-buy", "crypto-20261102T1440Z-sell"],
+            "ts": TS3[1:],
+            "side": ["buy", "sell"],
+            "kind": ["missed_signal", "vendor_revision"],
+            "live_value": [np.nan, 60000.0],
+            "engine_value": [60010.0, 60100.0],
+            "explained": [False, True],
+            "detail": ["engine buy 0.25 at 60010", "fill_price on the vendor's bars"],
+        }
+    ),
 }
 
 # (table, column, bad value) -> must fail
@@ -252,6 +270,8 @@ BAD: list[tuple[str, str, object]] = [
     ("live_orders", "status", "open"),
     ("live_fills", "price", -1.0),
     ("live_positions", "stop", 0.0),
+    ("live_drift", "kind", "timing"),
+    ("live_drift", "side", "long"),
 ]
 
 

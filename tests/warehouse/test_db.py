@@ -73,21 +73,34 @@ def test_schema_is_created_lazily_and_idempotently(tmp_path: Path) -> None:
     assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
 
-def test_migration_2_adds_the_indicators_column_and_keeps_rows(tmp_path: Path) -> None:
-    """A version-1 warehouse (signals without ``indicators``) with rows in it."""
+def test_migrations_2_and_3_add_their_columns_and_keep_rows(tmp_path: Path) -> None:
+    """A version-1 warehouse (signals without ``indicators``, runs without ``reason`` and
+    ``process``) with rows in it."""
     wh = Warehouse(tmp_path / "home")
     wh.list_runs()
     with db.read_write(wh.db_path, 5) as con:
         for table in ("signals", "live_signals"):
             con.execute(f"ALTER TABLE store.{table} DROP COLUMN indicators")
-        con.execute("DELETE FROM store.schema_version WHERE version >= 2")
+        for column in ("reason", "process"):
+            con.execute(f"ALTER TABLE store.runs DROP COLUMN {column}")
+        con.execute("DELETE FROM store.schema_version WHERE version > 1")
         con.execute(
             "INSERT INTO store.signals (run_id, agent, symbol, ts, close, signal) "
             "VALUES ('r1', 'a', 'AAPL.US', '2026-01-02 15:00+00', 100.0, 1)"
         )
+        con.execute(
+            "INSERT INTO store.runs (run_id, flow, started_at, status, params, code_version) "
+            "VALUES ('r1', 'nightly', '2026-01-02 15:00+00', 'running', '{}', 'v')"
+        )
         assert db.installed_version(con) == 1
         db.ensure_schema(con, wh.paths)
         assert db.installed_version(con) == SCHEMA_VERSION
+        # migration 3: runs gain reason and process, at the end, rows kept
+        runs_cols = [r[0] for r in con.execute("DESCRIBE store.runs").fetchall()]
+        assert runs_cols[-2:] == ["reason", "process"]
+        assert con.execute("SELECT run_id, reason, process FROM store.runs").fetchall() == [
+            ("r1", None, None)
+        ]
         cols = [r[0] for r in con.execute("DESCRIBE store.signals").fetchall()]
         assert cols[-1] == "indicators"
         assert con.execute("SELECT close, indicators FROM store.signals").fetchall() == [
@@ -97,24 +110,41 @@ def test_migration_2_adds_the_indicators_column_and_keeps_rows(tmp_path: Path) -
         assert live[-1] == "indicators"
 
 
-def test_migration_3_adds_sweep_overfit_and_keeps_rows(tmp_path: Path) -> None:
-    """A version-2 warehouse (no ``sweep_overfit``) with a sweep in it."""
+def test_migration_4_adds_live_drift_and_keeps_rows(tmp_path: Path) -> None:
+    """A version-3 warehouse (no ``live_drift``) gains the table and its view."""
+    wh = Warehouse(tmp_path / "home")
+    wh.start_run("r1", "nightly", {}, "v")
+    with db.read_write(wh.db_path, 5) as con:
+        con.execute("DROP VIEW main.live_drift")
+        con.execute("DELETE FROM store.meta WHERE key = 'view:live_drift'")
+        con.execute("DROP TABLE store.live_drift")
+        con.execute("DELETE FROM store.schema_version WHERE version >= 4")
+        assert db.installed_version(con) == 3
+    again = Warehouse(wh.home)
+    assert again.query("SELECT count(*) AS n FROM live_drift")["n"][0] == 0
+    assert list(again.list_runs()["run_id"]) == ["r1"]
+    with db.read_write(wh.db_path, 5) as con:
+        assert db.installed_version(con) == SCHEMA_VERSION
+
+
+def test_migration_5_adds_sweep_overfit_and_keeps_rows(tmp_path: Path) -> None:
+    """A version-4 warehouse (no ``sweep_overfit``) with a sweep in it."""
     wh = Warehouse(tmp_path / "home")
     wh.list_runs()
     with db.read_write(wh.db_path, 5) as con:
         con.execute("DROP VIEW main.sweep_overfit")
         con.execute("DROP TABLE store.sweep_overfit")
         con.execute("DELETE FROM store.meta WHERE key = 'view:sweep_overfit'")
-        con.execute("DELETE FROM store.schema_version WHERE version = 3")
+        con.execute("DELETE FROM store.schema_version WHERE version = 5")
         con.execute(
             "INSERT INTO store.sweep_results (run_id, symbol, strategy, params, n_trades, rank) "
             "VALUES ('r1', 'AAPL.US', 'sma_cross', '{}', 3, 1)"
         )
-        assert db.installed_version(con) == 2
+        assert db.installed_version(con) == 4
     # the next reader migrates: the table and its finished-runs-only view appear
     assert Warehouse(wh.home).query("SELECT count(*) FROM sweep_overfit").iloc[0, 0] == 0
     with db.read_write(wh.db_path, 5) as con:
-        assert db.installed_version(con) == 3
+        assert db.installed_version(con) == SCHEMA_VERSION == 5
         cols = [r[0] for r in con.execute("DESCRIBE store.sweep_overfit").fetchall()]
         assert tuple(cols) == table_columns("sweep_overfit")
         assert con.execute("SELECT n_trades FROM store.sweep_results").fetchall() == [(3,)]
