@@ -350,7 +350,9 @@ class OverfitStats:
 def overfit_verdict(pbo: float | None, dsr: float | None) -> tuple[bool, str]:
     """(probably overfit?, one plain sentence) from PBO and DSR."""
     reasons = []
-    if pbo is not None and math.isfinite(pbo) and pbo > PBO_LIMIT:
+    if pbo is None or not math.isfinite(pbo):
+        reasons.append("PBO undefined")
+    elif pbo > PBO_LIMIT:
         reasons.append(
             f"PBO {pbo:.2f} > {PBO_LIMIT:g}: the in-sample winner ranks in the bottom half "
             "out of sample in most splits"

@@ -193,6 +193,7 @@ def test_verdict_wording() -> None:
     overfit, sentence = overfit_verdict(0.2, 0.5)
     assert overfit and "DSR 0.50 < 0.95" in sentence
     assert overfit_verdict(0.2, None)[0]
+    assert overfit_verdict(None, 0.99) == (True, "Probably overfit: PBO undefined.")
 
 
 # ------------------------------------------------------------------ bad input
