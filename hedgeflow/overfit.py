@@ -24,6 +24,7 @@ blocks' min and max decide it, not a rounded variance.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -106,10 +107,13 @@ def block_starts(n_obs: int, blocks: int) -> np.ndarray:
     return np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(sizes)])
 
 
+@functools.lru_cache(maxsize=4)
 def split_blocks(blocks: int) -> np.ndarray:
     """The in-sample blocks of every CSCV split: ``itertools.combinations(range(S), S/2)``
-    in that order, one row per split."""
-    return np.array(list(itertools.combinations(range(blocks), blocks // 2)), dtype=np.int64)
+    in that order, one row per split (read-only: cached)."""
+    out = np.array(list(itertools.combinations(range(blocks), blocks // 2)), dtype=np.int64)
+    out.flags.writeable = False
+    return out
 
 
 @numba.njit(cache=True)
