@@ -17,4 +17,5 @@ BENCHMARKS: tuple[str, ...] = (
     "live",
     "commands",
     "notify",
+    "overfit",
 )

@@ -135,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
                     quick=args.quick,
                 )
             )
+        elif name == "overfit":
+            from benchmarks import overfit
+
+            rows, trials = overfit.QUICK if args.quick else overfit.FULL
+            body = overfit.render(
+                overfit.run(rows, trials, repeat=repeat, command=command, quick=args.quick)
+            )
         else:  # pragma: no cover - argparse choices
             raise SystemExit(f"unknown benchmark {name}")
         print(body, flush=True)

@@ -3,8 +3,10 @@
 ``sweep`` validates the grid, ingests the window for symbols whose bars are
 missing, then runs the subflow ``sweep-backtests`` (at most MAX_SWEEP_TASKS
 tasks, each sweeping a batch of symbols, one compiled batch per symbol) on the
-chosen task runner, stores ``sweep_results`` and publishes a summary and a
-heatmap. The task runner is per call (``flow.with_options(task_runner=...)``):
+chosen task runner, stores ``sweep_results`` and the overfitting statistics of
+each symbol's combinations (``sweep_overfit``: PSR, deflated Sharpe, PBO by CSCV)
+and publishes a summary and a heatmap. The task runner is per call
+(``flow.with_options(task_runner=...)``):
 
 - ``threads`` (default): Prefect's thread pool;
 - a Dask scheduler address (``dask_address`` or the ``DASK_SCHEDULER_ADDRESS``
@@ -49,7 +51,13 @@ from hedgeflow.tasks.common import (
     thread_pool,
 )
 from hedgeflow.tasks.research import clean_metrics
-from hedgeflow.tasks.sweep import SymbolFailure, SymbolSweep, publish_sweep, sweep_batch
+from hedgeflow.tasks.sweep import (
+    SymbolFailure,
+    SymbolSweep,
+    overfit_headline,
+    publish_sweep,
+    sweep_batch,
+)
 from hedgeflow.warehouse import Warehouse, code_version
 from hedgeflow.windows import Window, lookback_window
 
@@ -119,7 +127,7 @@ def sweep_backtests(
 
 def _best_row(item: SymbolSweep) -> dict[str, Any]:
     row = item.frame[item.frame["rank"] == 1].iloc[0].to_dict()
-    return {"symbol": item.symbol, **clean_metrics(row)}
+    return {"symbol": item.symbol, **clean_metrics(row), **overfit_headline(item.overfit)}
 
 
 @flow(name="sweep", task_runner=thread_pool())
@@ -219,6 +227,7 @@ def sweep(
             window,
             settings,
             warehouse.report_dir(run_id),
+            {item.symbol: item.overfit for item in done if item.overfit is not None},
         )
         summary.report_path = str(report)
         summary.status = "completed" if not summary.failed else ("partial" if done else "failed")
@@ -230,6 +239,8 @@ def sweep(
             "sharpe": row.get("sharpe"),
             "total_return": row.get("total_return"),
             "params": row.get("params"),
+            "pbo": row.get("pbo"),
+            "dsr": row.get("dsr"),
         }
         for row in summary.best
     }

@@ -34,9 +34,8 @@ import io
 import json
 import os
 import stat
-import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ from hedgeflow.columns import BAR_COLUMNS, TS_DTYPE
 from hedgeflow.engine import TRADE_COLUMNS, BacktestResult
 from hedgeflow.errors import InvalidInputError, out_of_space_as
 from hedgeflow.exports import EXPORT_FORMATS, ExportFormat, write_table
-from hedgeflow.fsutil import directory_problem, file_kind
+from hedgeflow.fsutil import atomic_write, directory_problem, file_kind
 from hedgeflow.metrics import METRIC_KEYS, json_safe
 
 __all__ = [
@@ -371,18 +370,6 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- outputs
 
 
-def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    """Write a unique temporary file beside ``target``, then rename it into place. The
-    writer creates the file, so it gets the user's umask (mkstemp made it 0600)."""
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def output_files(fmt: ExportFormat = "csv") -> dict[str, str]:
     """The files ``hedgeflow backtest --format FMT`` writes in ``--out``, by role."""
     if fmt not in EXPORT_FORMATS:
@@ -415,11 +402,9 @@ def write_backtest_outputs(
     paths = {key: out / name for key, name in output_files(fmt).items()}
     with out_of_space_as(out):  # a full disk: "no space left on <DIR>", no partial file
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(
-            paths["trades"], lambda tmp: write_table(trades, tmp, fmt, TRADE_TIME_COLUMNS)
-        )
-        _atomic_write(paths["equity"], lambda tmp: write_table(equity, tmp, fmt, ("ts",)))
-        _atomic_write(paths["metrics"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        atomic_write(paths["trades"], lambda tmp: write_table(trades, tmp, fmt, TRADE_TIME_COLUMNS))
+        atomic_write(paths["equity"], lambda tmp: write_table(equity, tmp, fmt, ("ts",)))
+        atomic_write(paths["metrics"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return paths
 
 

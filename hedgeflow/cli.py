@@ -32,6 +32,7 @@ examples:
   hedgeflow ingest --source eodhd --interval 1h --days 365   (needs EODHD_API_TOKEN)
   hedgeflow backtest --bars my.csv --strategy sma_cross --param fast=10 --out results/
   hedgeflow sweep --strategy sma_cross --grid fast=5,10,20 --grid slow=50,100
+  hedgeflow overfit --returns trials.parquet --out results/   (PBO, deflated Sharpe)
   hedgeflow backtest --bars my.csv --strategy my_strategy.py:Bollinger --out results/
   hedgeflow strategies check my_strategy.py:Bollinger
   hedgeflow live --duration 30               live signals and paper trades, simulator
@@ -156,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="run the backtests on Dask: the scheduler at ADDRESS, or a local cluster "
         "of 2 workers without one",
+    )
+
+    p = sub.add_parser(
+        "overfit",
+        help="overfitting statistics of a returns matrix: PSR, deflated Sharpe, PBO by CSCV",
+        description="Read a returns matrix (CSV or Parquet: a time column and one numeric "
+        "column of per-period returns per trial, rows in time order) and write "
+        "DIR/overfit.json: the best trial's probabilistic and deflated Sharpe ratios and "
+        "the probability of backtest overfitting by combinatorially symmetric "
+        "cross-validation over the C(S, S/2) splits of S blocks.",
+    )
+    p.add_argument("--returns", required=True, type=Path, metavar="FILE", help="CSV or Parquet")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    p.add_argument(
+        "--blocks", type=int, default=16, metavar="S", help="CSCV blocks, even (default 16)"
     )
 
     p = sub.add_parser(
@@ -531,6 +547,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if summary.status == "completed" else 1
 
 
+def cmd_overfit(args: argparse.Namespace) -> int:
+    from hedgeflow.console import print_overfit
+    from hedgeflow.overfit_io import overfit_file
+
+    summary, path = overfit_file(args.returns, args.out, args.blocks)
+    print_overfit(summary, args.returns.name)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_live(args: argparse.Namespace) -> int:
     from hedgeflow.config import load_settings
 
@@ -894,6 +920,7 @@ _COMMANDS = {
     "nightly": cmd_nightly,
     "backtest": cmd_backtest,
     "sweep": cmd_sweep,
+    "overfit": cmd_overfit,
     "live": cmd_live,
     "reconcile": cmd_reconcile,
     "sql": cmd_sql,

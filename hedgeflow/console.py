@@ -205,6 +205,9 @@ def print_sweep_summary(summary: Any) -> None:
         text = " ".join(f"{k}={v}" for k, v in params.items())
         table.add_row(row["symbol"], text, *(format_metric(k, row.get(k)) for k in METRIC_FORMATS))
     stdout.print(table)
+    for row in summary.best:
+        if row.get("overfit_text"):
+            stdout.print(f"{row['symbol']}: {row['overfit_text']}", markup=False, highlight=False)
     stdout.print(f"grid: {summary.grid}; task runner: {summary.task_runner}")
     for symbol, error in summary.failed.items():
         stderr.print(f"[red]{symbol} failed:[/] {error}")
@@ -542,3 +545,37 @@ def print_live_summary(summary: Any) -> None:
             f"up to {journal.get('max_backlog', 0):,} steps waited in the journal, all stored",
             highlight=False,
         )
+
+
+OVERFIT_FORMATS = {
+    "sharpe_best": "{:.4f}",
+    "psr": "{:.4f}",
+    "sr0": "{:.4f}",
+    "dsr": "{:.4f}",
+    "pbo": "{:.4f}",
+    "prob_oos_loss": "{:.4f}",
+    "degradation_slope": "{:.4f}",
+    "degradation_intercept": "{:.6f}",
+}
+
+
+def print_overfit(summary: Mapping[str, Any], source: str) -> None:
+    """``hedgeflow overfit``'s result: the overfit.json fields and a one-line verdict
+    (data printed literally, never as markup)."""
+    from hedgeflow.overfit import overfit_verdict
+
+    table = Table(title=Text(f"overfitting statistics of {source}"), title_justify="left")
+    table.add_column("statistic", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    for key, value in summary.items():
+        fmt = OVERFIT_FORMATS.get(key)
+        if value is None:
+            text = "-"
+        elif fmt and isinstance(value, float):
+            text = fmt.format(value)
+        else:
+            text = f"{value:,}" if isinstance(value, int) else str(value)
+        table.add_row(Text(key), Text(text))
+    stdout.print(table)
+    _, sentence = overfit_verdict(summary.get("pbo"), summary.get("dsr"))
+    stdout.print(sentence, markup=False, highlight=False)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import stat
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from hedgeflow.errors import OutOfSpaceError
 
-__all__ = ["directory_problem", "file_kind"]
+__all__ = ["atomic_write", "directory_problem", "file_kind"]
 
 
 def file_kind(mode: int) -> str:
@@ -66,3 +68,15 @@ def _existing_ancestor(path: Path) -> Path:
     while not os.path.lexists(current) and current != current.parent:
         current = current.parent
     return current
+
+
+def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
+    """Write a unique temporary file beside ``target``, then rename it into place. The
+    writer creates the file, so it gets the user's umask (mkstemp made it 0600)."""
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

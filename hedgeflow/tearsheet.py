@@ -28,6 +28,7 @@ from hedgeflow import columns as C
 from hedgeflow.config import CostSettings, RiskSettings
 from hedgeflow.market import bars_per_year
 from hedgeflow.metrics import bar_spacing_seconds, compute_metrics
+from hedgeflow.overfit import DSR_LIMIT, PBO_LIMIT, OverfitStats, overfit_verdict
 from hedgeflow.report import METRIC_LABELS, METRIC_ORDER, fmt_metric
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "PortfolioSection",
     "SweepSection",
     "buy_and_hold",
+    "degradation_scatter",
+    "logit_histogram",
     "market_gaps",
     "monthly_returns",
     "nightly_tearsheet",
@@ -594,6 +597,7 @@ thead th{background:#f0f2f5;font-weight:600;position:sticky;top:0}
 td.left{text-align:left;white-space:normal}
 table.scroll-y{display:block;max-height:340px;overflow-y:auto}
 .pos{color:#18794e}.neg{color:#c62828}
+ul.verdicts{margin:.2rem 0 .6rem;padding-left:1.2rem}
 .meta{color:#5f6670}
 .caveat{background:#fff6e0;border:1px solid #f0c36d;border-radius:6px;padding:.5rem .8rem}
 .plot{width:100%;min-height:260px}
@@ -847,6 +851,144 @@ class SweepSection:
     frames: Mapping[str, pd.DataFrame]  # symbol -> parameters, metrics, rank
     risk: RiskSettings
     costs: Mapping[str, CostSettings]  # asset class -> costs
+    overfit: Mapping[str, OverfitStats] = field(default_factory=dict)  # symbol -> statistics
+
+
+MAX_SPLIT_POINTS = 2_000  # CSCV splits drawn in a scatter (of 12,870 with S = 16)
+LOGIT_BINS = 40
+
+
+def _fmt_stat(value: Any, digits: int = 3) -> str:
+    if value is None or not math.isfinite(float(value)):
+        return "–"
+    return f"{float(value):.{digits}f}"
+
+
+def _verdict_cells(stats: OverfitStats | None) -> list[str]:
+    """A rank-1 row's verdict (short, in words), PBO and DSR."""
+    if stats is None:
+        return [_cell("no statistics"), _cell("–"), _cell("–")]
+    overfit = overfit_verdict(stats.pbo, stats.dsr)[0]
+    label = "probably overfit" if overfit else "no sign of overfitting"
+    klass = "neg" if overfit else "pos"
+    return [
+        f'<td class="verdict {klass}"><b>{label}</b></td>',
+        _cell(_fmt_stat(stats.pbo)),
+        _cell(_fmt_stat(stats.dsr)),
+    ]
+
+
+def _verdict_list(symbols: Sequence[str], overfit: Mapping[str, OverfitStats]) -> str:
+    """Each symbol's verdict in a sentence (why the winner is, or is not, suspect)."""
+    items = []
+    for symbol in symbols:
+        stats = overfit.get(symbol)
+        if stats is None:
+            text = "too few bars or combinations for overfitting statistics."
+            klass = "meta"
+        else:
+            bad, text = overfit_verdict(stats.pbo, stats.dsr)
+            klass = "neg" if bad else "pos"
+        items.append(f'<li class="{klass}"><b>{escape(symbol)}</b>: {escape(text)}</li>')
+    return f'<ul class="verdicts">{"".join(items)}</ul>'
+
+
+def logit_histogram(stats: OverfitStats, symbol: str) -> dict[str, Any]:
+    """The CSCV logits as a bar chart (bins symmetric about 0: the bars left of 0 are
+    the splits where the in-sample winner fell into the bottom half out of sample)."""
+    lim = float(np.abs(stats.logits).max()) if len(stats.logits) else 1.0
+    lim = max(lim, 1e-9) * 1.0001
+    counts, edges = np.histogram(stats.logits, bins=LOGIT_BINS, range=(-lim, lim))
+    mids = (edges[:-1] + edges[1:]) / 2
+    colours = ["#c62828" if m < 0 else "#18794e" for m in mids]
+    bars = {
+        "type": "bar", "name": "splits", "x": _num(mids), "y": counts.tolist(),
+        "marker": {"color": colours}, "width": float(edges[1] - edges[0]),
+        "hovertemplate": "logit %{x:.2f}: %{y} splits<extra></extra>",
+    }  # fmt: skip
+    return {
+        "data": [bars],
+        "layout": _layout(
+            f"{symbol}: CSCV logits, {stats.n_splits:,} splits (PBO {stats.pbo:.3f})",
+            300,
+            xaxis={
+                "type": "linear",
+                "title": {"text": "logit of n*'s out-of-sample rank (<= 0: bottom half)"},
+            },
+            yaxis={"title": {"text": "splits"}},
+            hovermode="closest",
+            showlegend=False,
+            bargap=0.02,
+        ),
+    }
+
+
+def degradation_scatter(stats: OverfitStats, symbol: str) -> dict[str, Any]:
+    """The in-sample winner's Sharpe in sample against out of sample, per split
+    (thinned evenly to MAX_SPLIT_POINTS), with the least-squares degradation line."""
+    idx = thin(len(stats.is_sharpe), MAX_SPLIT_POINTS)
+    x, y = stats.is_sharpe[idx], stats.oos_sharpe[idx]
+    data: list[dict[str, Any]] = [
+        {"type": "scatter", "mode": "markers", "name": "split", "x": _num(x), "y": _num(y),
+         "marker": {"size": 4, "color": "#1f77b4", "opacity": 0.45},
+         "hovertemplate": "in sample %{x:.4f}<br>out of sample %{y:.4f}<extra></extra>"}
+    ]  # fmt: skip
+    slope, intercept = stats.degradation_slope, stats.degradation_intercept
+    if math.isfinite(slope) and len(x):
+        ends = np.array([float(stats.is_sharpe.min()), float(stats.is_sharpe.max())])
+        data.append(
+            {"type": "scatter", "mode": "lines",
+             "name": f"OOS = {intercept:.4f} + {slope:.3f} x IS",
+             "x": _num(ends), "y": _num(intercept + slope * ends),
+             "line": {"color": "#c62828", "width": 2}}
+        )  # fmt: skip
+    title = f"{symbol}: Sharpe of n*, in vs out of sample"
+    if len(idx) < len(stats.is_sharpe):
+        title += f" ({len(idx):,} of {len(stats.is_sharpe):,} splits)"
+    return {
+        "data": data,
+        "layout": _layout(
+            title,
+            340,
+            xaxis={"type": "linear", "title": {"text": "in-sample Sharpe (per bar)"}},
+            yaxis={"title": {"text": "out-of-sample Sharpe"}, "zeroline": True},
+            hovermode="closest",
+        ),
+    }
+
+
+def _overfit_block(
+    symbol: str, stats: OverfitStats, sweep: SweepSection, frame: pd.DataFrame, page: _Page
+) -> str:
+    overfit, text = overfit_verdict(stats.pbo, stats.dsr)
+    best = _params_text(frame["params"].iloc[stats.best], sweep.parameters)
+    pairs = [
+        ("combinations (trials) / bar returns", f"{stats.n_trials:,} / {stats.n_obs:,}"),
+        ("highest Sharpe (per bar)", f"{_fmt_stat(stats.sharpe_best, 4)} ({best})"),
+        ("PSR (Sharpe > 0)", _fmt_stat(stats.psr)),
+        ("SR0 (expected best of unskilled trials)", _fmt_stat(stats.sr0, 4)),
+        (f"DSR (deflated Sharpe; below {DSR_LIMIT:g}: no evidence of skill)",
+         _fmt_stat(stats.dsr)),
+        (f"PBO ({stats.n_blocks} blocks, {stats.n_splits:,} splits; above {PBO_LIMIT:g}: "
+         "probably overfit)", _fmt_stat(stats.pbo)),
+        ("P(out-of-sample loss)", _fmt_stat(stats.prob_oos_loss)),
+        ("degradation: OOS = a + b x IS",
+         f"a = {_fmt_stat(stats.degradation_intercept, 4)}, "
+         f"b = {_fmt_stat(stats.degradation_slope)}"),
+    ]  # fmt: skip
+    klass = "neg" if overfit else "pos"
+    return "".join(
+        [
+            "<h3>Overfitting statistics</h3>",
+            f'<p class="verdict {klass}"><b>{escape(text)}</b></p>',
+            _kv_table(pairs),
+            '<div class="grid2"><div>',
+            page.plot(logit_histogram(stats, symbol)),
+            "</div><div>",
+            page.plot(degradation_scatter(stats, symbol)),
+            "</div></div>",
+        ]
+    )
 
 
 def _params_text(value: Any, keys: Sequence[str] = ()) -> str:
@@ -901,10 +1043,11 @@ def sweep_tearsheet(
             _cell(str(b.get("symbol")), first=True),
             _cell(_params_text(b.get("params"), sweep.parameters)),
         ]
+        + _verdict_cells(sweep.overfit.get(str(b.get("symbol"))))
         + [_cell(fmt_metric(k, b.get(k)), b.get(k)) for k in METRIC_ORDER]
         for b in best
     ]
-    head = ["symbol", "best parameters", *metric_heads(short)]
+    head = ["symbol", "best parameters", "overfit?", "PBO", "DSR", *metric_heads(short)]
     scatter = []
     for i, (symbol, frame) in enumerate(sorted(sweep.frames.items())):
         if not len(frame):
@@ -931,6 +1074,13 @@ def sweep_tearsheet(
         _caveat(days) if short else "",
         '<section class="card" id="best"><h2>Best parameters per symbol</h2>',
         _table(head, best_rows, "metrics"),
+        _verdict_list([str(b.get("symbol")) for b in best], sweep.overfit),
+        '<p class="meta">PBO: probability of backtest overfitting, the share of the '
+        "combinatorially symmetric cross-validation splits in which the combination with the "
+        "best in-sample Sharpe ranks in the bottom half out of sample. DSR: the probability "
+        "that the winner's Sharpe beats the best Sharpe expected from this many combinations "
+        f"with no skill. The winner is called probably overfit when PBO &gt; {PBO_LIMIT:g} "
+        f"or DSR &lt; {DSR_LIMIT:g}; both judge picking the highest Sharpe.</p>",
     ]
     if failed:
         items = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in failed.items())
@@ -963,6 +1113,9 @@ def sweep_tearsheet(
         ]
         parts.append(f"<h3>Top {len(rows)} of {len(frame):,} combinations</h3>")
         parts.append(_table(["rank", *map(escape, shown), *metric_heads(short)], rows))
+        stats = sweep.overfit.get(symbol)
+        if stats is not None:
+            parts.append(_overfit_block(symbol, stats, sweep, frame, page))
         parts.append("</section>")
     parts.append('<section class="card" id="run"><h2>Risk and costs used</h2>')
     parts.append(

@@ -32,6 +32,7 @@ from hedgeflow.schemas.results import (
     Equity,
     PortfolioMetrics,
     Signals,
+    SweepOverfit,
     SweepResults,
     Trades,
 )
@@ -47,6 +48,7 @@ TABLE_MODELS: dict[str, type[pa.DataFrameModel]] = {
     columns.AGENT_METRICS: AgentMetrics,
     columns.PORTFOLIO_METRICS: PortfolioMetrics,
     columns.SWEEP_RESULTS: SweepResults,
+    columns.SWEEP_OVERFIT: SweepOverfit,
     columns.LIVE_BARS: LiveBars,
     columns.LIVE_SIGNALS: LiveSignals,
     columns.LIVE_ORDERS: LiveOrders,
@@ -81,6 +83,7 @@ __all__ = [
     "Runs",
     "Signals",
     "StoredBars",
+    "SweepOverfit",
     "SweepResults",
     "Trades",
     "ensure_valid_bars",

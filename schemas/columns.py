@@ -157,6 +157,7 @@ EQUITY_TABLE: Final = "equity"
 AGENT_METRICS: Final = "agent_metrics"
 PORTFOLIO_METRICS: Final = "portfolio_metrics"
 SWEEP_RESULTS: Final = "sweep_results"
+SWEEP_OVERFIT: Final = "sweep_overfit"
 # hedgeflow reconcile's differences (a result of a reconcile run, shown once it finished)
 LIVE_DRIFT: Final = "live_drift"
 
@@ -168,5 +169,6 @@ RESULT_TABLES: tuple[str, ...] = (
     AGENT_METRICS,
     PORTFOLIO_METRICS,
     SWEEP_RESULTS,
+    SWEEP_OVERFIT,
 )
 LIVE_TABLES: tuple[str, ...] = (LIVE_BARS, LIVE_SIGNALS, LIVE_ORDERS, LIVE_FILLS, LIVE_POSITIONS)

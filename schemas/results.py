@@ -169,3 +169,38 @@ class SweepResults(MetricFields, _SweepKey):
     @pa.check("params", name="json_text")
     def _json(cls, s: pd.Series) -> pd.Series:
         return json_text_check(s)
+
+
+class SweepOverfit(TableModel):
+    """One row per (run, symbol, strategy) of a sweep: the overfitting statistics of
+    its combinations (DESIGN.md "Overfitting statistics"; per-period Sharpe ratios).
+    ``best_params`` is the combination with the highest Sharpe; ``overfit`` is true
+    when pbo > 0.5 or dsr < 0.95 (or dsr is undefined: the winner never moved)."""
+
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    # Aliased: a plain `strategy` attribute would shadow DataFrameModel.strategy().
+    strategy_: Series[str] = pa.Field(
+        alias="strategy", str_length={"min_value": 1, "max_value": 128}
+    )
+    n_trials: Series[np.int64] = pa.Field(ge=2)
+    n_obs: Series[np.int64] = pa.Field(ge=2)
+    n_blocks: Series[np.int64] = pa.Field(ge=2)
+    n_splits: Series[np.int64] = pa.Field(ge=1)
+    best_params: Series[str]
+    sharpe_best: Series[float]
+    psr: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+    sr0: Series[float] = pa.Field(nullable=True, ge=0)
+    dsr: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+    pbo: Series[float] = pa.Field(ge=0, le=1)
+    prob_oos_loss: Series[float] = pa.Field(ge=0, le=1)
+    degradation_slope: Series[float] = pa.Field(nullable=True)
+    degradation_intercept: Series[float] = pa.Field(nullable=True)
+    overfit: Series[bool]
+
+    class Config:
+        unique = ("run_id", "symbol", "strategy")
+
+    @pa.check("best_params", name="json_text")
+    def _json(cls, s: pd.Series) -> pd.Series:
+        return json_text_check(s)

@@ -15,9 +15,10 @@ from prefect.cache_policies import NO_CACHE
 from hedgeflow.config import AgentSettings, RiskSettings, Settings
 from hedgeflow.engine import EngineConfig
 from hedgeflow.errors import InvalidInputError, out_of_space_as
-from hedgeflow.metrics import METRIC_KEYS
+from hedgeflow.metrics import METRIC_KEYS, json_safe
+from hedgeflow.overfit import OverfitStats, overfit_verdict
 from hedgeflow.schemas import table_columns
-from hedgeflow.sweep import SweepGrid, sweep_bars
+from hedgeflow.sweep import SweepGrid, sweep_symbol_bars
 from hedgeflow.sweep.report import (
     best_markdown,
     heatmap_data_url,
@@ -36,6 +37,8 @@ class SymbolSweep:
     n_bars: int
     frame: pd.DataFrame  # grid parameters, params (JSON), metrics, rank
     bars_fingerprint: str
+    overfit: OverfitStats | None = None  # the combinations' overfitting statistics
+    overfit_note: str | None = None  # why there are none
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,44 @@ def sweep_rows(run_id: str, symbol: str, strategy: str, frame: pd.DataFrame) -> 
         run_id=run_id, symbol=symbol, strategy=strategy
     )
     return rows.reindex(columns=list(table_columns("sweep_results")))
+
+
+def overfit_rows(
+    run_id: str, symbol: str, strategy: str, frame: pd.DataFrame, stats: OverfitStats
+) -> pd.DataFrame:
+    """The ``sweep_overfit`` row of one symbol (NaN stored as null)."""
+    row = {
+        "run_id": run_id,
+        "symbol": symbol,
+        "strategy": strategy,
+        "n_trials": stats.n_trials,
+        "n_obs": stats.n_obs,
+        "n_blocks": stats.n_blocks,
+        "n_splits": stats.n_splits,
+        "best_params": frame["params"].iloc[stats.best],  # trials are in grid order
+        **{k: stats.summary()[k] for k in OVERFIT_FLOATS},
+        "overfit": stats.overfit,
+    }
+    out = pd.DataFrame([row]).reindex(columns=list(table_columns("sweep_overfit")))
+    floats = list(OVERFIT_FLOATS)
+    out[floats] = out[floats].astype(np.float64).replace([np.inf, -np.inf], np.nan)
+    return out
+
+
+def overfit_headline(stats: OverfitStats | None) -> dict[str, object]:
+    """The rank-1 row's overfitting fields: pbo, dsr, psr, n_trials and the verdict
+    (``overfit``, ``overfit_text``); empty without statistics."""
+    if stats is None:
+        return {}
+    overfit, text = overfit_verdict(stats.pbo, stats.dsr)
+    clean = json_safe({"pbo": stats.pbo, "dsr": stats.dsr, "psr": stats.psr})
+    return {**clean, "n_trials": stats.n_trials, "overfit": overfit, "overfit_text": text}
+
+
+OVERFIT_FLOATS = (
+    "sharpe_best", "psr", "sr0", "dsr", "pbo", "prob_oos_loss",
+    "degradation_slope", "degradation_intercept",
+)  # fmt: skip
 
 
 def sweep_symbol(
@@ -69,8 +110,15 @@ def sweep_symbol(
     )
     if bars.empty:
         raise InvalidInputError(f"no {settings.interval} bars for {agent.symbol} in the window")
-    frame = sweep_bars(bars, grid, config, agent.asset_class, metric)
-    return SymbolSweep(agent.symbol, len(bars), frame, data_fingerprint({agent.symbol: bars}))
+    result = sweep_symbol_bars(bars, grid, config, agent.asset_class, metric)
+    return SymbolSweep(
+        agent.symbol,
+        len(bars),
+        result.frame,
+        data_fingerprint({agent.symbol: bars}),
+        result.overfit,
+        result.overfit_note,
+    )
 
 
 def sweep_batch_body(
@@ -107,16 +155,29 @@ def sweep_batch_body(
             metric,
             float(best[metric]),
         )
+        if done.overfit is not None:
+            log.info(
+                "%s: PBO %.3f, DSR %.3f over %d combinations",
+                agent.symbol,
+                done.overfit.pbo,
+                done.overfit.dsr,
+                done.overfit.n_trials,
+            )
+        elif done.overfit_note:
+            log.info("%s: %s", agent.symbol, done.overfit_note)
         out.append(done)
-    rows = [
-        sweep_rows(run_id, r.symbol, grid.strategy, r.frame)
-        for r in out
-        if isinstance(r, SymbolSweep)
+    swept = [r for r in out if isinstance(r, SymbolSweep)]
+    rows = [sweep_rows(run_id, r.symbol, grid.strategy, r.frame) for r in swept]
+    overfit = [
+        overfit_rows(run_id, r.symbol, grid.strategy, r.frame, r.overfit)
+        for r in swept
+        if r.overfit is not None
     ]
     if rows:
-        Warehouse(settings.home, lock_timeout=settings.lock_timeout).write_results(
-            run_id, {"sweep_results": pd.concat(rows, ignore_index=True)}
-        )
+        tables = {"sweep_results": pd.concat(rows, ignore_index=True)}
+        if overfit:
+            tables["sweep_overfit"] = pd.concat(overfit, ignore_index=True)
+        Warehouse(settings.home, lock_timeout=settings.lock_timeout).write_results(run_id, tables)
     for item in out:
         if isinstance(item, SymbolSweep):
             progress_log.info(
@@ -136,7 +197,11 @@ sweep_batch = task(
 
 
 def sweep_section(
-    grid: SweepGrid, metric: str, frames: Mapping[str, pd.DataFrame], settings: Settings
+    grid: SweepGrid,
+    metric: str,
+    frames: Mapping[str, pd.DataFrame],
+    settings: Settings,
+    overfit: Mapping[str, OverfitStats] | None = None,
 ) -> SweepSection:
     """The sweep tearsheet's inputs: results per symbol, the grid, risk and costs used."""
     heatmaps = {}
@@ -155,6 +220,7 @@ def sweep_section(
         frames=frames,
         risk=risk,
         costs={k: settings.costs[k] for k in classes if k in settings.costs},
+        overfit=dict(overfit or {}),
     )
 
 
@@ -168,15 +234,16 @@ def publish_sweep_body(
     window: Window,
     settings: Settings,
     out_dir: Path,
+    overfit: Mapping[str, OverfitStats] | None = None,
 ) -> Path:
     """report.html (the tearsheet), summary.md and heatmap.png under the run's report
     directory; the summary (heatmap embedded) as a Prefect markdown artifact. Returns
-    the absolute path of report.html."""
+    the absolute path of report.html. ``overfit``: each symbol's overfitting statistics."""
     label = f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC, "
     label += f"{settings.interval} bars"
     html_path = (out_dir / REPORT_HTML).resolve()
     days = (window.end - window.start).total_seconds() / 86400
-    section = sweep_section(grid, metric, frames, settings)
+    section = sweep_section(grid, metric, frames, settings, overfit)
     with out_of_space_as(out_dir):  # a full disk: "no space left on <report folder>"
         html_path.write_text(sweep_tearsheet(run_id, label, section, best, failed, days), "utf-8")
         heatmap = render_heatmaps(frames, grid, metric, out_dir / "heatmap.png")

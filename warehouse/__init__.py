@@ -413,9 +413,10 @@ class Warehouse:
         """Validate and store a run's result frames in ONE transaction.
 
         ``tables`` maps result table names (signals, trades, equity, agent_metrics,
-        portfolio_metrics, sweep_results) to frames; a missing ``run_id`` column is
-        filled in. Stored rows of the same run and agent (method for
-        portfolio_metrics; symbol and strategy for sweep_results) are replaced.
+        portfolio_metrics, sweep_results, sweep_overfit) to frames; a missing ``run_id``
+        column is filled in. Stored rows of the same run and agent (method for
+        portfolio_metrics; symbol and strategy for sweep_results and sweep_overfit)
+        are replaced.
         Returns rows written per table.
         """
         check_run_id(run_id)

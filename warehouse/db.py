@@ -52,10 +52,11 @@ from hedgeflow.schemas.columns import (
     RESULT_TABLES,
     RUNS,
     SIGNALS,
+    SWEEP_OVERFIT,
 )
 from hedgeflow.warehouse.paths import WarehousePaths
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 STORE = "store"
 # How long a connection waits for another process's lock before it gives up. Flows
 # pass ``Settings.lock_timeout`` (writers wait, they never drop work); 30 s is for
@@ -391,12 +392,19 @@ def _migration_5(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(table_ddl(table))
 
 
+def _migration_6(con: duckdb.DuckDBPyConnection) -> None:
+    """The ``sweep_overfit`` table: a sweep's overfitting statistics per symbol (a new
+    warehouse has it already from migration 1)."""
+    con.execute(table_ddl(SWEEP_OVERFIT))
+
+
 MIGRATIONS = {
     1: _migration_1,
     2: _migration_2,
     3: _migration_3,
     4: _migration_4,
     5: _migration_5,
+    6: _migration_6,
 }
 
 

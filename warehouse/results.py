@@ -30,6 +30,7 @@ from hedgeflow.schemas.columns import (
     LIVE_SIGNALS,
     PORTFOLIO_METRICS,
     SIGNALS,
+    SWEEP_OVERFIT,
     SWEEP_RESULTS,
     TRADES,
 )
@@ -43,6 +44,7 @@ RESULT_SCOPES: dict[str, tuple[str, ...]] = {
     AGENT_METRICS: ("run_id", "agent"),
     PORTFOLIO_METRICS: ("run_id", "method"),
     SWEEP_RESULTS: ("run_id", "symbol", "strategy"),
+    SWEEP_OVERFIT: ("run_id", "symbol", "strategy"),
     LIVE_DRIFT: ("run_id", "agent"),
 }
 QUARANTINE_SCOPE: tuple[str, ...] = ("run_id", "symbol", "interval")  # table QUARANTINE

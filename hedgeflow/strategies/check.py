@@ -151,7 +151,8 @@ def _check_class(
     swept = strategy.kernels().sweep(
         *arrays, empty, eng, strategy.pack(params)[None, :].copy(),
         np.array([strategy.size(params)], dtype=np.int64), len(strategy.indicators),
-    )[0]  # fmt: skip
+        np.zeros(1, dtype=np.int64),
+    )[0][0]  # fmt: skip
     direct = np.empty(K.N_STATS)
     K._combo(o, h, lo, c, sig, empty, eng, direct)
     same = bool(np.array_equal(swept, direct, equal_nan=True))

@@ -10,9 +10,11 @@ them on disk like any other kernel:
 - ``live_step(state, p, out, v, pv, open, high, low, close, atr, trade)``: one live
   bar, the update then the engine's rules on the paper broker's state vector
   (:func:`hedgeflow.rules.step_bar_vector`), in one compiled call;
-- ``sweep(open, high, low, close, atr, settings, P, sizes, n_ind)``: every parameter
-  vector (a row of ``P``) in parallel: its signals, then the engine's rules
-  (:func:`hedgeflow.sweep.kernels._combo`), reduced to the sweep statistics.
+- ``sweep(open, high, low, close, atr, settings, P, sizes, n_ind, starts)``: every
+  parameter vector (a row of ``P``) in parallel: its signals, then the engine's rules
+  (:func:`hedgeflow.sweep.kernels._combo_blocks`), reduced to the sweep statistics and
+  the block moments of its bar returns over the blocks ``starts`` (the overfitting
+  statistics' input; ``starts`` of one value: none). Returns (statistics, moments).
 
 The generated file's name carries a hash of the strategy's source file and of the
 hedgeflow kernels it compiles in, so an edited strategy or an upgraded hedgeflow
@@ -42,7 +44,8 @@ import numpy as np
 
 from hedgeflow.rules import step_bar_vector
 from hedgeflow.strategies import resolve_strategy
-from hedgeflow.sweep.kernels import N_STATS, _combo
+from hedgeflow.overfit import N_MOMENTS
+from hedgeflow.sweep.kernels import N_STATS, _combo_blocks
 
 # the update compiled into these loops (IR-inlined: no call, no reference counting of
 # its arrays per bar)
@@ -71,10 +74,11 @@ def live_step(st, p, out, v, pv, o, h, lo, c, atr, trade):
 
 
 @numba.njit(cache=True, parallel=True)
-def sweep(open_, high, low, close, atr, settings, P, sizes, n_ind):
+def sweep(open_, high, low, close, atr, settings, P, sizes, n_ind, starts):
     m = P.shape[0]
     n = close.shape[0]
     out = np.empty((m, N_STATS), dtype=np.float64)
+    blocks = np.zeros((m, starts.shape[0] - 1, N_MOMENTS), dtype=np.float64)
     for j in numba.prange(m):
         sig = np.zeros(n, dtype=np.int8)
         st = np.zeros(sizes[j], dtype=np.float64)
@@ -82,12 +86,19 @@ def sweep(open_, high, low, close, atr, settings, P, sizes, n_ind):
         p = P[j]
         for i in range(n):
             sig[i] = _update(st, p, open_[i], high[i], low[i], close[i], row)
-        _combo(open_, high, low, close, sig, atr, settings, out[j])
-    return out
+        _combo_blocks(open_, high, low, close, sig, atr, settings, out[j], starts, blocks[j])
+    return out, blocks
 '''
 
 # the hedgeflow sources compiled into the generated kernels (their hash is in the name)
-_CORE = ("rules.py", "engine.py", "sweep/kernels.py", "indicators.py", "strategies/compiled.py")
+_CORE = (
+    "rules.py",
+    "engine.py",
+    "sweep/kernels.py",
+    "indicators.py",
+    "overfit.py",
+    "strategies/compiled.py",
+)
 _LOCK = threading.Lock()
 _LOADED: dict[str, ModuleType] = {}
 

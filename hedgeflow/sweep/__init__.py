@@ -16,11 +16,14 @@ from __future__ import annotations
 from hedgeflow.sweep.core import (
     RANK_METRICS,
     RankMetric,
+    SymbolResult,
     best_rows,
     params_json,
     rank_results,
     sweep_arrays,
     sweep_bars,
+    sweep_returns,
+    sweep_symbol_bars,
 )
 from hedgeflow.sweep.grid import (
     MAX_COMBINATIONS,
@@ -34,6 +37,7 @@ __all__ = [
     "RANK_METRICS",
     "RankMetric",
     "SweepGrid",
+    "SymbolResult",
     "best_rows",
     "expand_grid",
     "grid_from_strings",
@@ -41,4 +45,6 @@ __all__ = [
     "rank_results",
     "sweep_arrays",
     "sweep_bars",
+    "sweep_returns",
+    "sweep_symbol_bars",
 ]

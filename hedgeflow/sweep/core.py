@@ -9,8 +9,8 @@ normal path gives for each combination: ``strategy.signals`` ->
 ``engine.run_arrays`` -> ``metrics.compute_metrics`` (the tests check equality).
 
 Parallel numba kernels may not be entered by two Python threads at once under
-numba's default ``workqueue`` threading layer, so calls are serialised by a lock
-(the kernel already uses every core).
+numba's ``workqueue`` threading layer, so calls are serialised by
+``hedgeflow.parallel.KERNEL_LOCK`` (the kernel already uses every core).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -26,11 +25,19 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow import columns as C
-from hedgeflow.engine import EngineConfig, engine_settings
+from hedgeflow.engine import EngineConfig, engine_settings, run_arrays
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.indicators import atr
 from hedgeflow.market import bars_per_year, validate_asset_class
 from hedgeflow.metrics import METRIC_KEYS, bar_spacing_seconds, return_ratios
+from hedgeflow.overfit import (
+    DEFAULT_BLOCKS,
+    OverfitStats,
+    block_starts,
+    check_dimensions,
+    overfit_from_moments,
+)
+from hedgeflow.parallel import KERNEL_LOCK
 from hedgeflow.rules import Settings
 from hedgeflow.strategies import Strategy, get_strategy
 from hedgeflow.sweep import kernels as K
@@ -39,6 +46,7 @@ from hedgeflow.sweep.grid import SweepGrid
 __all__ = [
     "RANK_METRICS",
     "RankMetric",
+    "SymbolResult",
     "best_rows",
     "engine_vector",
     "finish_metrics",
@@ -46,6 +54,8 @@ __all__ = [
     "rank_results",
     "sweep_arrays",
     "sweep_bars",
+    "sweep_returns",
+    "sweep_symbol_bars",
 ]
 
 RankMetric = Literal[
@@ -72,7 +82,7 @@ RANK_METRICS: dict[str, bool] = {
     "ann_vol": False,
 }
 
-_KERNEL_LOCK = threading.Lock()
+_KERNEL_LOCK = KERNEL_LOCK
 
 
 def params_json(params: Any) -> str:
@@ -105,9 +115,11 @@ def _raw_stats(
     lo: np.ndarray,
     c: np.ndarray,
     config: EngineConfig,
-) -> np.ndarray:
-    """Statistics of every combination: the strategy's generated sweep kernel (its
-    update per combination, then the engine's rules), in parallel."""
+    starts: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of every combination and the block moments of its bar returns over
+    the blocks ``starts`` (none by default): the strategy's generated sweep kernel
+    (its update per combination, then the engine's rules), in parallel."""
     eng = engine_vector(config)
     atr_values = (
         atr(h, lo, c, config.atr_period)
@@ -117,15 +129,18 @@ def _raw_stats(
     packed = np.ascontiguousarray(np.stack([spec.pack(p) for p in params]))
     sizes = np.array([spec.size(p) for p in params], dtype=np.int64)
     kernels = spec.kernels()
+    cuts = np.zeros(1, dtype=np.int64) if starts is None else np.ascontiguousarray(starts)
     with _KERNEL_LOCK:
         try:
-            out = kernels.sweep(o, h, lo, c, atr_values, eng, packed, sizes, len(spec.indicators))
+            out, moments = kernels.sweep(
+                o, h, lo, c, atr_values, eng, packed, sizes, len(spec.indicators), cuts
+            )
         except Exception as exc:
             raise InvalidInputError(
                 f"strategy {spec.ref}: update failed in the sweep: {type(exc).__name__}: "
                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             ) from None
-    return np.asarray(out)
+    return np.asarray(out), np.asarray(moments)
 
 
 def finish_metrics(stats: np.ndarray, n_bars: int, n_per_year: float) -> dict[str, Any]:
@@ -184,8 +199,61 @@ def sweep_arrays(
     if n == 0:
         raise InvalidInputError("no bars to sweep")
     o, h, lo = _f64("open", open_, n), _f64("high", high, n), _f64("low", low, n)
-    stats = _raw_stats(spec, params, o, h, lo, c, config)
+    stats, _ = _raw_stats(spec, params, o, h, lo, c, config)
     return [finish_metrics(stats[j], n, n_per_year) for j in range(len(params))]
+
+
+@dataclasses.dataclass(frozen=True)
+class SymbolResult:
+    """A grid on one symbol: the ranked frame and the overfitting statistics of its
+    combinations (None, with the reason in ``overfit_note``, when they cannot be
+    computed: fewer bar returns than blocks, or a single combination)."""
+
+    frame: pd.DataFrame
+    overfit: OverfitStats | None
+    overfit_note: str | None = None
+
+
+def sweep_symbol_bars(
+    bars: pd.DataFrame,
+    grid: SweepGrid,
+    config: EngineConfig,
+    asset_class: str,
+    metric: str = "sharpe",
+    blocks: int | None = DEFAULT_BLOCKS,
+) -> SymbolResult:
+    """Sweep ``grid`` on one symbol's bars: one row per combination with the grid
+    parameters, ``params`` (JSON), the metrics and ``rank`` (1 = best by ``metric``),
+    and the overfitting statistics of the combinations' bar returns over ``blocks``
+    CSCV blocks (trials in grid order; ``None``: none), from block moments the sweep
+    kernel computes as it goes."""
+    ac = validate_asset_class(asset_class)
+    if bars.empty:
+        raise InvalidInputError("no bars to sweep")
+    n = len(bars)
+    n_per_year = bars_per_year(ac, bar_spacing_seconds(bars[C.TS])) if n >= 2 else math.nan
+    o, h, lo, c = (bars[col].to_numpy(np.float64) for col in C.PRICE_COLUMNS)
+    spec = get_strategy(grid.strategy)
+    c = _f64("close", c, n)
+    o, h, lo = _f64("open", o, n), _f64("high", h, n), _f64("low", lo, n)
+    note = None if blocks is not None else "no overfitting statistics asked for"
+    if blocks is not None:
+        try:
+            check_dimensions(n - 1, grid.size, blocks)
+        except InvalidInputError as exc:
+            note = f"no overfitting statistics: {exc}"
+    starts = block_starts(n - 1, blocks) if note is None and blocks is not None else None
+    stats, moments = _raw_stats(spec, grid.params, o, h, lo, c, config, starts)
+    metrics = [finish_metrics(stats[j], n, n_per_year) for j in range(grid.size)]
+    frame = pd.DataFrame([dataclasses.asdict(p) for p in grid.params])[list(grid.axes)]
+    frame["params"] = [params_json(p) for p in grid.params]
+    metric_frame = pd.DataFrame(metrics, columns=list(METRIC_KEYS))
+    metric_frame["n_trades"] = metric_frame["n_trades"].astype(np.int64)
+    out = pd.concat([frame.reset_index(drop=True), metric_frame], axis=1)
+    overfit = None
+    if starts is not None:
+        overfit = overfit_from_moments(stats[:, K.S_MEAN], stats[:, K.S_STD], moments, n - 1)
+    return SymbolResult(rank_results(out, metric), overfit, note)
 
 
 def sweep_bars(
@@ -197,18 +265,22 @@ def sweep_bars(
 ) -> pd.DataFrame:
     """Sweep ``grid`` on one symbol's bars: one row per combination with the grid
     parameters, ``params`` (JSON), the metrics and ``rank`` (1 = best by ``metric``)."""
-    ac = validate_asset_class(asset_class)
-    if bars.empty:
-        raise InvalidInputError("no bars to sweep")
-    n_per_year = bars_per_year(ac, bar_spacing_seconds(bars[C.TS])) if len(bars) >= 2 else math.nan
+    return sweep_symbol_bars(bars, grid, config, asset_class, metric, blocks=None).frame
+
+
+def sweep_returns(bars: pd.DataFrame, grid: SweepGrid, config: EngineConfig) -> np.ndarray:
+    """Every combination's per-bar returns, recomputed on demand through the normal
+    path (``strategy.signals`` -> ``engine.run_arrays``): a (bars - 1) x combinations
+    matrix, columns in grid order, ``equity[i + 1] / equity[i] - 1``. The sweep's
+    overfitting statistics are ``overfit_stats`` of this matrix."""
+    spec = get_strategy(grid.strategy)
     o, h, lo, c = (bars[col].to_numpy(np.float64) for col in C.PRICE_COLUMNS)
-    metrics = sweep_arrays(o, h, lo, c, grid.strategy, grid.params, config, n_per_year)
-    frame = pd.DataFrame([dataclasses.asdict(p) for p in grid.params])[list(grid.axes)]
-    frame["params"] = [params_json(p) for p in grid.params]
-    metric_frame = pd.DataFrame(metrics, columns=list(METRIC_KEYS))
-    metric_frame["n_trades"] = metric_frame["n_trades"].astype(np.int64)
-    out = pd.concat([frame.reset_index(drop=True), metric_frame], axis=1)
-    return rank_results(out, metric)
+    out = np.empty((len(bars) - 1, grid.size), dtype=np.float64, order="F")
+    for j, p in enumerate(grid.params):
+        signal, _ = spec.signals(o, h, lo, c, p)
+        equity = run_arrays(o, h, lo, c, signal, config)["equity"]
+        out[:, j] = equity[1:] / equity[:-1] - 1.0
+    return out
 
 
 def rank_results(frame: pd.DataFrame, metric: str = "sharpe") -> pd.DataFrame:

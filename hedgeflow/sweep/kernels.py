@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from hedgeflow.engine import _event_loop
+from hedgeflow.overfit import N_MOMENTS, block_moments
 from hedgeflow.rules import T_PNL, Settings
 
 # Columns of the statistics matrix (one row per combination).
@@ -144,6 +145,28 @@ def _combo(
     out: np.ndarray,
 ) -> None:
     """Run the engine on one signal and write its statistics into ``out``."""
+    _combo_blocks(
+        open_, high, low, close, signal, atr, eng, out,
+        np.zeros(1, dtype=np.int64), np.empty((0, N_MOMENTS)),
+    )  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _combo_blocks(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    signal: np.ndarray,
+    atr: np.ndarray,
+    eng: Settings,
+    out: np.ndarray,
+    starts: np.ndarray,
+    blocks: np.ndarray,
+) -> None:
+    """``_combo``, and the overfitting statistics' block moments of the bar returns
+    (``hedgeflow.overfit.block_moments`` about their mean, blocks ``starts``) into
+    ``blocks`` (no blocks: ``starts`` of one value)."""
     equity, position, trades, nt = _event_loop(open_, high, low, close, signal, atr, eng)
     pnl = trades[:, T_PNL]
     n = equity.shape[0]
@@ -187,6 +210,7 @@ def _combo(
                 d = r[i] - mean_r
                 w[i] = d * d
             std_r = np.sqrt((0.0 + _pairwise_sum(w, 0, m)) / (m - 1))
+        block_moments(r, m, mean_r, starts, blocks)
 
     wins = 0
     n_pos = 0

@@ -109,6 +109,10 @@ def heatmap_data_url(
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _stat(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.3f}"
+
+
 def best_markdown(
     run_id: str,
     grid: SweepGrid,
@@ -126,14 +130,16 @@ def best_markdown(
         "",
         f"Grid: {grid.describe()}.",
         "",
-        "| symbol | best parameters | " + " | ".join(shown) + " |",
-        "|---|---|" + "---:|" * len(shown),
+        "| symbol | best parameters | " + " | ".join(shown) + " | PBO | DSR | overfit? |",
+        "|---|---|" + "---:|" * len(shown) + "---:|---:|---|",
     ]
     for row in best:
         params = json.loads(row["params"])
         text = ", ".join(f"{k}={params[k]}" for k in grid.axes)
         cells = " | ".join(fmt_metric(c, row.get(c)) for c in shown)
-        lines.append(f"| {row['symbol']} | {text} | {cells} |")
+        verdict = str(row.get("overfit_text") or "no statistics (too few bars or combinations)")
+        stats = " | ".join(_stat(row.get(k)) for k in ("pbo", "dsr"))
+        lines.append(f"| {row['symbol']} | {text} | {cells} | {stats} | {verdict} |")
     for symbol, error in failed.items():
         lines.append(f"\n**{symbol} failed:** {error}")
     return "\n".join(lines) + "\n"

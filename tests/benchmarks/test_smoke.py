@@ -121,3 +121,15 @@ def test_unexplained_difference_is_counted_as_other():
     pf = engine.run_vbt(o, h, lo, c, entries, exits, cfg)
     a = engine.compare_with_vbt(out, pf, o, h, lo, c, exits, cfg)
     assert a.other == 1 and a.examples
+
+
+@pytest.mark.slow  # about 5 s (the reference over 12,870 splits)
+def test_overfit_smoke():
+    from benchmarks import overfit
+
+    res = overfit.run(rows=2_000, trials=20, repeat=1, command="test", quick=True)
+    assert res.agreement < 1e-9  # hedgeflow = the plain reference on the small input
+    assert res.n_splits == 12_870 and res.summary["n_trials"] == 20
+    assert res.summary["best_trial"] == "trial_7"  # the planted edge
+    text = overfit.render(res)
+    assert "extrapolated" in text and "Reproduce: `test`" in text

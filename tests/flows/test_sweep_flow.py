@@ -6,14 +6,17 @@ import base64
 import json
 import math
 import re
+from html import escape
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 
+from hedgeflow.overfit import DEFAULT_BLOCKS, overfit_stats, overfit_verdict
+from hedgeflow.sweep import params_json
 from hedgeflow.tearsheet import CHART_LIBRARY_BANNER
-from tests.e2e_helpers import assert_clean, query, run_cli
+from tests.e2e_helpers import assert_clean, query, query_frame, run_cli
 
 pytestmark = pytest.mark.flow
 
@@ -83,19 +86,80 @@ def test_sweep_writes_ranked_results_and_artifacts(
     assert "fast(3) x slow(2) = 6 combinations, 4 valid, 2 skipped" in markdown
     # its table is the rank-1 row of each symbol in sweep_results, in symbol order
     header, table = _markdown_table(markdown)
-    assert header == ["symbol", "best parameters", *SHOWN]
+    assert header == ["symbol", "best parameters", *SHOWN, "PBO", "DSR", "overfit?"]
     named = [dict(zip(COLUMNS.split(", "), r, strict=True)) for r in rows]
+    overfit = {r["symbol"]: r for r in _overfit_rows(home, summary.run_id)}
     expected = [
         [
             r["symbol"],
             ", ".join(f"{k}={json.loads(r['params'])[k]}" for k in GRID),
             *(_fmt(c, r[c]) for c in SHOWN),
+            f"{overfit[r['symbol']]['pbo']:.3f}",
+            f"{overfit[r['symbol']]['dsr']:.3f}",
+            overfit_verdict(overfit[r["symbol"]]["pbo"], overfit[r["symbol"]]["dsr"])[1],
         ]
         for r in sorted(named, key=lambda r: r["symbol"])
         if r["rank"] == 1
     ]
     assert len(expected) == len(SYMBOLS)
     assert table == expected
+    # the report's rank-1 rows say it too, and draw the logits and the degradation
+    for symbol in SYMBOLS:
+        assert escape(expected[sorted(SYMBOLS).index(symbol)][-1]) in html
+    _check_overfit_rows(home, summary.run_id, GRID)
+    assert html.count(": CSCV logits, 12,870 splits (PBO") == len(SYMBOLS)
+    assert html.count("Sharpe of n*, in vs out of sample") == len(SYMBOLS)
+
+
+def _overfit_rows(home: Path, run_id: str) -> list[dict[str, Any]]:
+    frame = query_frame(home, f"select * from sweep_overfit where run_id = '{run_id}'")
+    return frame.to_dict("records")
+
+
+def _check_overfit_rows(home: Path, run_id: str, grid: dict[str, list[int]]) -> None:
+    """Each symbol's sweep_overfit row equals hedgeflow.overfit on the combinations'
+    per-bar returns recomputed through the normal path (signals -> engine); readers
+    see finished runs only."""
+    from hedgeflow.config import load_settings
+    from hedgeflow.engine import EngineConfig
+    from hedgeflow.sweep import expand_grid, sweep_returns
+    from hedgeflow.warehouse import Warehouse
+
+    stored = {r["symbol"]: r for r in _overfit_rows(home, run_id)}
+    assert sorted(stored) == sorted(SYMBOLS)
+    run = query_frame(home, f"select params from runs where run_id = '{run_id}'")
+    params = json.loads(run["params"].iloc[0])
+    plan = expand_grid("sma_cross", grid)
+    for symbol in SYMBOLS:
+        settings = load_settings(agents={"a": {"symbol": symbol, "strategy": "sma_cross"}})
+        agent = settings.agents[0]
+        config = EngineConfig.from_settings(
+            agent.risk, settings.costs_for(agent), agent.asset_class,
+            settings.portfolio.initial_equity,
+        )  # fmt: skip
+        bars = Warehouse(settings.home).read_bars(symbol, "5m", params["start"], params["end"])
+        returns = sweep_returns(bars, plan, config)
+        want = overfit_stats(returns, DEFAULT_BLOCKS)
+        row = stored[symbol]
+        assert (row["n_trials"], row["n_obs"], row["n_blocks"], row["n_splits"]) == (
+            plan.size,
+            len(bars) - 1,
+            DEFAULT_BLOCKS,
+            12_870,
+        )
+        assert row["best_params"] == params_json(plan.params[want.best])
+        for key, value in want.summary().items():
+            if isinstance(value, float):
+                assert row[key] == pytest.approx(value, abs=1e-12, nan_ok=True), (symbol, key)
+        assert row["overfit"] == want.overfit
+        assert want.n_trials == plan.size and 0 <= want.pbo <= 1
+    # readers see finished runs only: a run still running shows no sweep_overfit rows
+    wh = Warehouse(home)
+    wh.start_run("unfinished-1", "sweep", {}, "test")
+    rows = query_frame(home, f"select * from sweep_overfit where run_id = '{run_id}'")
+    wh.write_results("unfinished-1", {"sweep_overfit": rows.assign(run_id="unfinished-1")})
+    assert query(home, "select count(*) from sweep_overfit")[0][0] == len(SYMBOLS)
+    assert query(home, "select count(*) from store.sweep_overfit")[0][0] == 2 * len(SYMBOLS)
 
 
 SHOWN = ("sharpe", "total_return", "max_drawdown", "n_trades", "win_rate")

@@ -223,3 +223,44 @@ def test_benchmark_smoke() -> None:
     assert res.exact and res.checked == 4 and res.n_combos == 4
     assert res.hf_rate > 0 and res.vbt_rate > 0
     assert "Reproduce: `test`" in bench.render(res)
+
+
+def test_overfit_statistics_of_a_sweep_equal_those_of_its_returns_matrix() -> None:
+    """The kernel's block moments give exactly what hedgeflow.overfit computes from the
+    combinations' per-bar returns recomputed through signals -> engine (bit for bit),
+    with combinations that never trade or sit flat for whole blocks among them."""
+    from hedgeflow.overfit import overfit_stats
+    from hedgeflow.sweep import sweep_returns, sweep_symbol_bars
+
+    bars = _bars(3_000)
+    grid = expand_grid("rsi_mean_revert", {"period": [5, 14], "entry_rsi": [5, 20, 30],
+                                           "exit_rsi": [50, 70]})  # fmt: skip
+    config = EngineConfig(stop_pct=0.01, take_profit_pct=0.02, fee_bps=2.0, slippage_bps=1.0)
+    result = sweep_symbol_bars(bars, grid, config, "stock", blocks=10)
+    pd.testing.assert_frame_equal(result.frame, sweep_bars(bars, grid, config, "stock"))
+    returns = sweep_returns(bars, grid, config)
+    assert returns.shape == (2_999, grid.size)
+    flat_blocks = [int((np.ptp(b, axis=0) == 0).sum()) for b in np.array_split(returns, 10)]
+    assert sum(flat_blocks) > 0  # some combination is flat for a whole block
+    got, want = result.overfit, overfit_stats(returns, 10)
+    assert got is not None and result.overfit_note is None
+    assert got.summary() == want.summary()
+    assert np.array_equal(got.logits, want.logits)
+    assert np.array_equal(got.is_sharpe, want.is_sharpe)
+    assert np.array_equal(got.oos_sharpe, want.oos_sharpe)
+    # the best trial is the rank-1 row when ranking by Sharpe
+    assert result.frame["rank"].iloc[got.best] == 1
+
+
+def test_too_few_bars_or_one_combination_means_no_overfit_statistics() -> None:
+    from hedgeflow.sweep import sweep_symbol_bars
+
+    config = EngineConfig()
+    grid = expand_grid("sma_cross", {"fast": [5, 10], "slow": [20]})
+    short = sweep_symbol_bars(_bars(12), grid, config, "stock")
+    assert short.overfit is None and "11 rows of returns, fewer than the 16 blocks" in str(
+        short.overfit_note
+    )
+    one = sweep_symbol_bars(_bars(500), expand_grid("sma_cross", {"fast": [5]}), config, "stock")
+    assert one.overfit is None and "1 trial" in str(one.overfit_note)
+    assert len(one.frame) == 1

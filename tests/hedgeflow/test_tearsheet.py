@@ -270,3 +270,87 @@ def test_sweep_tearsheet() -> None:
     assert len(spec["data"][0]["x"]) == 4 and spec["data"][0]["text"][0] == "fast=5, slow=20"
     long_ = sweep_tearsheet("run-2", "window", section, best, {}, days=SHORT_WINDOW_DAYS)
     assert "short-window-caveat" not in long_
+
+
+def _overfit_sweep_page() -> tuple[str, dict[str, object]]:
+    """A sweep page with overfitting statistics: BTC's winner is noise, ETH's has an edge."""
+    from hedgeflow.config import CostSettings, RiskSettings
+    from hedgeflow.overfit import overfit_stats
+    from hedgeflow.sweep import expand_grid
+    from hedgeflow.tearsheet import SweepSection, sweep_tearsheet
+
+    grid = expand_grid("sma_cross", {"fast": [5, 10, 15], "slow": [20, 50]})
+    rng = np.random.default_rng(8)
+    frames, stats, best = {}, {}, []
+    for symbol, edge in (("BTC-USD.CC", 0.0), ("ETH-USD.CC", 0.003)):
+        r = rng.normal(0.0, 0.01, size=(3000, grid.size))
+        r[:, 4] += edge
+        stats[symbol] = overfit_stats(r, 16)
+        frame = pd.DataFrame([{"fast": p.fast, "slow": p.slow} for p in grid.params])
+        frame["params"] = [json.dumps({"fast": p.fast, "slow": p.slow}) for p in grid.params]
+        frame["sharpe"] = r.mean(axis=0) / r.std(axis=0, ddof=1)
+        for key in ("total_return", "cagr", "ann_vol", "sortino", "calmar", "win_rate"):
+            frame[key] = 0.1
+        frame["max_drawdown"], frame["n_trades"], frame["profit_factor"] = -0.1, 9, 1.1
+        frame["exposure"] = 0.5
+        frame["rank"] = frame["sharpe"].rank(ascending=False, method="first").astype(int)
+        frames[symbol] = frame
+        best.append({"symbol": symbol, **frame[frame["rank"] == 1].iloc[0].to_dict()})
+    section = SweepSection("sma_cross", "sharpe", grid.describe(), ("fast", "slow"), {},
+                           frames, RiskSettings(), {"crypto": CostSettings()}, stats)  # fmt: skip
+    return sweep_tearsheet("run-3", "window", section, best, {}, days=120), stats
+
+
+def test_sweep_tearsheet_says_when_the_winner_is_probably_overfit() -> None:
+    from hedgeflow.overfit import overfit_verdict
+
+    html, stats = _overfit_sweep_page()
+    text = visible(html)
+    noise, edge = stats["BTC-USD.CC"], stats["ETH-USD.CC"]
+    assert overfit_verdict(noise.pbo, noise.dsr)[0]  # type: ignore[attr-defined]
+    assert not overfit_verdict(edge.pbo, edge.dsr)[0]  # type: ignore[attr-defined]
+    # the rank-1 rows, in words: BTC probably overfit, ETH not
+    rows = re.findall(r"<tr><th>([A-Z-]+\.CC)</th><td>([^<]*)</td><td class=\"verdict (\w+)\">"
+                      r"<b>([^<]+)</b></td><td>([^<]+)</td><td>([^<]+)</td>", text)  # fmt: skip
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        ("BTC-USD.CC", "neg", "probably overfit"),
+        ("ETH-USD.CC", "pos", "no sign of overfitting"),
+    ]
+    assert rows[0][4] == f"{noise.pbo:.3f}" and rows[0][5] == f"{noise.dsr:.3f}"  # type: ignore[attr-defined]
+    assert "ETH-USD.CC</b>: No sign of overfitting: PBO" in text
+    assert "BTC-USD.CC</b>: Probably overfit:" in text
+    # per symbol: the statistics, the logit histogram and the in/out-of-sample scatter
+    assert text.count("<h3>Overfitting statistics</h3>") == 2
+    specs = [json.loads(raw) for _, raw in SPEC_RE.findall(html)]
+    hists = [s for s in specs if s["data"][0]["type"] == "bar"]
+    assert len(hists) == 2
+    for hist, st in zip(hists, (noise, edge), strict=True):
+        assert sum(hist["data"][0]["y"]) == st.n_splits == 12_870  # type: ignore[attr-defined]
+        xs = np.array(hist["data"][0]["x"])
+        below = sum(y for x, y in zip(xs, hist["data"][0]["y"], strict=True) if x < 0)
+        assert below == int(np.sum(st.logits < 0))  # type: ignore[attr-defined]
+    scatters = [s for s in specs if "Sharpe of n*" in s["layout"]["title"]["text"]]
+    assert len(scatters) == 2
+    points, line = scatters[1]["data"]
+    assert len(points["x"]) <= 2_001
+    x0, x1 = line["x"]
+    slope = (line["y"][1] - line["y"][0]) / (x1 - x0)
+    assert slope == pytest.approx(edge.degradation_slope, rel=1e-5)  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow  # a headless browser: about 10 s
+def test_sweep_overfit_charts_render_in_chromium(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.e2e_helpers import console_messages, run_chromium
+
+    html, _ = _overfit_sweep_page()
+    page_ = tmp_path / "report.html"
+    page_.write_text(html)
+    n_plots = html.count('<div class="plot"')
+    assert n_plots == 5  # every combination's scatter; per symbol histogram and scatter
+    proc = run_chromium(
+        page_, tmp_path / "profile", "--window-size=1400,2400", "--virtual-time-budget=30000",
+        "--dump-dom",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert console_messages(proc.stderr) == []
+    assert f'data-charts-rendered="{n_plots}"' in proc.stdout

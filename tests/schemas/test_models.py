@@ -144,6 +144,30 @@ VALID: dict[str, Callable[[], pd.DataFrame]] = {
             for f, r in ((5, 1), (10, 2))
         ]
     ),
+    "sweep_overfit": lambda: pd.DataFrame(
+        [
+            {
+                "run_id": "r1",
+                "symbol": symbol,
+                "strategy": "sma_cross",
+                "n_trials": 40,
+                "n_obs": 8639,
+                "n_blocks": 16,
+                "n_splits": 12870,
+                "best_params": json.dumps({"fast": 5}),
+                "sharpe_best": 0.03,
+                "psr": psr,
+                "sr0": 0.02,
+                "dsr": dsr,
+                "pbo": 0.55,
+                "prob_oos_loss": 0.4,
+                "degradation_slope": slope,
+                "degradation_intercept": 0.001,
+                "overfit": True,
+            }
+            for symbol, psr, dsr, slope in (("AAPL.US", 0.9, 0.6, -0.2), ("X.US", None, None, None))
+        ]
+    ),
     "live_bars": lambda: pd.DataFrame(
         {
             "run_id": "live-1",
@@ -261,6 +285,9 @@ BAD: list[tuple[str, str, object]] = [
     ("agent_metrics", "n_trades", -1),
     ("portfolio_metrics", "max_drawdown", 0.2),
     ("sweep_results", "rank", 0),
+    ("sweep_overfit", "pbo", 1.5),
+    ("sweep_overfit", "n_trials", 1),
+    ("sweep_overfit", "best_params", "{fast=5"),
     ("live_bars", "closed_by", "timer"),
     ("live_bars", "n_ticks", -1),
     ("live_orders", "status", "open"),

@@ -132,7 +132,31 @@ def test_migration_4_adds_live_drift_and_keeps_rows(tmp_path: Path) -> None:
     assert again.query("SELECT count(*) AS n FROM live_drift")["n"][0] == 0
     assert list(again.list_runs()["run_id"]) == ["r1"]
     with db.read_write(wh.db_path, 5) as con:
-        assert db.installed_version(con) == SCHEMA_VERSION == 5  # 5: the notify outbox
+        # 5: the notify outbox, 6: sweep_overfit
+        assert db.installed_version(con) == SCHEMA_VERSION == 6
+
+
+def test_migration_6_adds_sweep_overfit_and_keeps_rows(tmp_path: Path) -> None:
+    """A version-5 warehouse (no ``sweep_overfit``) with a sweep in it."""
+    wh = Warehouse(tmp_path / "home")
+    wh.list_runs()
+    with db.read_write(wh.db_path, 5) as con:
+        con.execute("DROP VIEW main.sweep_overfit")
+        con.execute("DROP TABLE store.sweep_overfit")
+        con.execute("DELETE FROM store.meta WHERE key = 'view:sweep_overfit'")
+        con.execute("DELETE FROM store.schema_version WHERE version = 6")
+        con.execute(
+            "INSERT INTO store.sweep_results (run_id, symbol, strategy, params, n_trades, rank) "
+            "VALUES ('r1', 'AAPL.US', 'sma_cross', '{}', 3, 1)"
+        )
+        assert db.installed_version(con) == 5
+    # the next reader migrates: the table and its finished-runs-only view appear
+    assert Warehouse(wh.home).query("SELECT count(*) FROM sweep_overfit").iloc[0, 0] == 0
+    with db.read_write(wh.db_path, 5) as con:
+        assert db.installed_version(con) == SCHEMA_VERSION == 6
+        cols = [r[0] for r in con.execute("DESCRIBE store.sweep_overfit").fetchall()]
+        assert tuple(cols) == table_columns("sweep_overfit")
+        assert con.execute("SELECT n_trades FROM store.sweep_results").fetchall() == [(3,)]
 
 
 def test_store_tables_follow_the_models(wh: Warehouse) -> None:
