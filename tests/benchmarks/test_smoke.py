@@ -41,6 +41,7 @@ def test_backtest_e2e_smoke():
     assert "vectorbt script" in text and "Reproduce: `test`" in text
 
 
+@pytest.mark.slow  # .ci/run step 3 runs it; keeps the default suite under 10 min
 def test_engine_smoke():
     res = engine.run(
         days=12,

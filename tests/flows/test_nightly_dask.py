@@ -17,6 +17,7 @@ METRICS = (
 TRADES = "select agent, trade_id, entry_ts, exit_ts, qty, pnl from trades order by agent, trade_id"
 
 
+@pytest.mark.slow  # .ci/run step 3 runs it; keeps the default suite under 10 min
 def test_dask_local_cluster_matches_thread_pool(
     prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

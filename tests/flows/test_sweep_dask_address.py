@@ -73,6 +73,7 @@ def dask_cluster() -> Any:
     assert cluster.status.name == "closed"
 
 
+@pytest.mark.slow  # .ci/run step 3 runs it; keeps the default suite under 10 min
 def test_sweep_on_an_existing_dask_scheduler_matches_the_thread_pool(
     harness_api_url: str, hedgeflow_home: Path, dask_cluster: Any
 ) -> None:

@@ -206,6 +206,7 @@ def test_unknown_symbol_data_fails_its_branch_only(
     assert count == 12  # the default donchian grid: 6 windows x 2 exit rules
 
 
+@pytest.mark.slow  # .ci/run step 3 runs it; keeps the default suite under 10 min
 def test_dask_local_cluster_gives_the_thread_runner_results(
     prefect_harness: None, hedgeflow_home: Path
 ) -> None:

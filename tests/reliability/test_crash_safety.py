@@ -374,6 +374,7 @@ def _campaign(
     assert hits[MID_RUN] >= 1, f"no trial was killed mid-run: {dict(hits)}"
 
 
+@pytest.mark.slow  # .ci/run step 3 runs it; keeps the default suite under 10 min
 @pytest.mark.parametrize("command", ["ingest", "nightly"])
 def test_sigkill_then_restart(
     command: str, prefect_harness: Harness, tmp_path: Path, tally: Tally
