@@ -32,6 +32,7 @@ CATEGORIES = (
     "second campaign",
     "lake heals",
     "runs that always end",
+    "delivery faults",
     "soak",
 )
 
