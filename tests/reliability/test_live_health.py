@@ -437,13 +437,16 @@ def test_a_second_live_runner_is_refused_and_a_dead_ones_lock_taken_over(
             first.wait(30)
     third = run_cli(home, "live", "--fresh", "--duration", "3", **CRYPTO_ONLY, timeout=180)
     assert third.returncode == 0, (third.stdout + third.stderr)[-3000:]
-    runs = query_frame(home, "SELECT run_id, status, summary FROM runs ORDER BY started_at")
+    runs = query_frame(home, "SELECT run_id, status, reason FROM runs ORDER BY started_at")
     dead = runs[runs["run_id"] == run_id].iloc[0]
-    assert dead["status"] == "failed"
-    assert f"its runner (pid {first.pid}) died" in json.loads(dead["summary"])["reason"]
+    # the next command found its process gone: crashed, naming it (before the new runner
+    # would have closed it as failed)
+    assert dead["status"] == "crashed"
+    assert f":{first.pid}) ended without finishing the run" in dead["reason"]
+    assert f"marked 1 run(s) whose process died as crashed: {run_id}" in third.stderr
     assert runs.iloc[-1]["status"] == "completed" and runs.iloc[-1]["run_id"] != run_id
     assert (home / "live.lock").read_text() == ""  # released at the end
     tally.trial(2)
     tally.fault("SIGKILL")
     tally.outcome("second runner refused (exit 2) naming the first")
-    tally.outcome("dead runner's lock taken over, its run marked failed")
+    tally.outcome("dead runner's lock taken over, its run marked crashed")
