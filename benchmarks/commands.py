@@ -142,16 +142,6 @@ HEADER = [
 ]
 
 
-HEADER = [
-    "Prefect server",
-    "first command",
-    "warm command",
-    "flow work",
-    "warm / flow",
-    "each warm run (x)",
-]
-
-
 def render(result: Result) -> str:
     resident = next(m for m in result.modes if m.name == "resident")
     ephemeral = next(m for m in result.modes if m.name == "ephemeral")
