@@ -241,9 +241,9 @@ class SyntheticMarket:
         k = divisors(self.split_schedule(symbol), ts)
         if k is None:
             return ticks
-        tick = 10.0**-prof.decimals  # a split price is still quoted in whole ticks
-        price = np.maximum(np.round(ticks.price / k, prof.decimals), tick)
-        return Ticks(ts, price, ticks.size * k, ticks.bid, ticks.ask)
+        # Not re-rounded to the tick: a split series adjusted back equals the market
+        # that never split exactly (hedgeflow.splits), not only to half a tick.
+        return Ticks(ts, ticks.price / k, ticks.size * k, ticks.bid, ticks.ask)
 
     def _day(
         self, symbol: str, prof: _Profile, anchors: np.ndarray, day: int, lo: int, hi: int

@@ -5,9 +5,11 @@ drawn for that year (moved to the next weekday), with a ratio drawn from ``RATIO
 (mostly forward splits, some reverse ones). A year's draw depends only on
 ``(seed, symbol, year)``, so the schedule never changes when a range is extended.
 
-Raw prices follow the schedule: a tick on or after an ex-date is the unsplit price
+Raw prices follow the schedule: a tick on or after an ex-date is the unsplit quote
 divided by the cumulative ratio of the splits so far, its size multiplied by it (the
-vendor's unadjusted bars; ``hedgeflow.splits`` adjusts them back).
+vendor's unadjusted bars; ``hedgeflow.splits`` adjusts them back). The divided quote is
+not rounded to the tick again, so that adjusting gives back the never-split market
+exactly; a price after a split is on the grid of the tick divided by that ratio.
 """
 
 from __future__ import annotations
