@@ -1,0 +1,572 @@
+"""Walk-forward and combinatorial purged cross-validation (CPCV) of a sweep grid.
+
+Folds (pure index arithmetic on the bars' timestamps, pinned by the tests):
+
+- ``rolling``: train ``[s, s + train)``, test ``[s + train, s + train + test)``, then
+  ``s += step`` (default: the test length) while the test window fits in the bars;
+- ``anchored``: the same test windows, the train window always starts at the first
+  bar (expanding);
+- ``cpcv`` (Lopez de Prado, AFML ch. 12): the bars split into ``groups`` contiguous
+  groups as ``numpy.array_split`` does; every ``itertools.combinations(range(N), k)``
+  is one split whose k groups are tested and whose other bars train, except the
+  ``purge`` bars before each test group and the ``embargo`` bars after it. Each
+  group is tested by C(N-1, k-1) splits; path j takes, for every group, the j-th
+  split (in combinations order) that tests it: phi = k / N x C(N, k) paths.
+
+Durations are ``<int><unit>`` with unit ``m`` (minutes), ``h``, ``d`` or ``w`` (a
+window covers the bars whose timestamps lie in it), or a bare integer: a number
+of bars.
+
+For every fold the whole grid runs on the train bars in the sweep's compiled
+kernel (:func:`hedgeflow.sweep.core._raw_stats`; a CPCV train set of several
+contiguous segments runs segment by segment, each from flat, and their
+statistics are pooled), the best combination by the metric (first on ties, as
+``rank_results``) is chosen, and only it runs out of sample on each test segment:
+its signals are computed from ``warmup(params)`` bars before the segment (the
+strategy's declared warm-up) up to the segment's last bar, never after; the
+engine starts flat at the segment's first bar (signals before it place no order).
+
+The test segments' equity curves are chained in time order (each starts where
+the previous ended) into one stitched out-of-sample curve per path: rolling and
+anchored have one path, CPCV phi paths.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from hedgeflow import columns as C
+from hedgeflow.engine import EngineConfig, run_arrays
+from hedgeflow.errors import InvalidInputError
+from hedgeflow.market import bars_per_year, validate_asset_class
+from hedgeflow.metrics import METRIC_KEYS, bar_spacing_seconds, compute_metrics
+from hedgeflow.strategies import get_strategy
+from hedgeflow.sweep import kernels as K
+from hedgeflow.sweep.core import RANK_METRICS, _raw_stats, finish_metrics, params_json, rank_results
+from hedgeflow.sweep.grid import SweepGrid
+
+__all__ = [
+    "MODES",
+    "Fold",
+    "FoldPlan",
+    "FoldResult",
+    "PathResult",
+    "Span",
+    "WalkForwardResult",
+    "cpcv_folds",
+    "embargo_bars",
+    "fold_summary",
+    "oos_run",
+    "parse_span",
+    "pool_stats",
+    "run_folds",
+    "stitch",
+    "walk_folds",
+    "walkforward_bars",
+]
+
+Mode = Literal["rolling", "anchored", "cpcv"]
+MODES: tuple[str, ...] = ("rolling", "anchored", "cpcv")
+_UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+_SPAN = re.compile(r"^\s*(\d+)\s*([mhdw]?)\s*$")
+US = 1_000_000  # microseconds per second
+
+
+@dataclass(frozen=True)
+class Span:
+    """A window length: ``bars`` bars, or ``seconds`` of time (exactly one is set)."""
+
+    text: str
+    bars: int | None = None
+    seconds: int | None = None
+
+
+def parse_span(text: str | int, name: str = "window") -> Span:
+    """``"60d"``, ``"12h"``, ``"90m"``, ``"2w"`` (time) or ``"500"`` (bars)."""
+    raw = str(text)
+    found = _SPAN.match(raw) if not isinstance(text, bool) else None
+    if found is None or int(found.group(1)) <= 0:
+        raise InvalidInputError(
+            f"--{name} {raw!r} is not a duration: expected a positive whole number of "
+            "bars (500) or of minutes, hours, days or weeks (90m, 12h, 60d, 2w)"
+        )
+    value, unit = int(found.group(1)), found.group(2)
+    if not unit:
+        return Span(raw.strip(), bars=value)
+    return Span(raw.strip(), seconds=value * _UNITS[unit])
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One split: contiguous ``[start, end)`` bar-index segments to train and test on."""
+
+    index: int
+    train: tuple[tuple[int, int], ...]
+    test: tuple[tuple[int, int], ...]
+
+    @property
+    def n_train(self) -> int:
+        return sum(b - a for a, b in self.train)
+
+    @property
+    def n_test(self) -> int:
+        return sum(b - a for a, b in self.test)
+
+    def train_indices(self) -> np.ndarray:
+        return _indices(self.train)
+
+    def test_indices(self) -> np.ndarray:
+        return _indices(self.test)
+
+
+def _indices(segments: Sequence[tuple[int, int]]) -> np.ndarray:
+    if not segments:
+        return np.empty(0, dtype=np.int64)
+    return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in segments])
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """The folds of one mode and the paths that stitch their test segments: a path is
+    ``(fold, test segment)`` pairs in time order."""
+
+    mode: str
+    folds: tuple[Fold, ...]
+    paths: tuple[tuple[tuple[int, int], ...], ...]
+    groups: tuple[tuple[int, int], ...] = ()  # CPCV groups [start, end)
+
+    def describe(self) -> str:
+        if self.mode == "cpcv":
+            return (
+                f"cpcv: {len(self.groups)} groups, {len(self.folds)} splits, "
+                f"{len(self.paths)} paths"
+            )
+        return f"{self.mode}: {len(self.folds)} folds"
+
+
+def _boundary(ts_us: np.ndarray, t: int) -> int:
+    """The index of the first bar at or after time ``t`` (microseconds)."""
+    return int(np.searchsorted(ts_us, t, side="left"))
+
+
+def walk_folds(
+    ts: Any,
+    train: Span,
+    test: Span,
+    step: Span | None = None,
+    anchored: bool = False,
+) -> FoldPlan:
+    """Rolling (or anchored) folds over the bars stamped ``ts`` (strictly increasing).
+
+    Windows in bars count bars; windows in time start at the first bar's timestamp
+    and cover the bars stamped inside them. A fold whose test window would pass the
+    last bar (in time: the last bar's timestamp plus the bar spacing) is not made."""
+    step = step or test
+    t = _ts_us(ts)
+    n = t.shape[0]
+    kinds = {s.bars is None for s in (train, test, step)}
+    if len(kinds) != 1:
+        raise InvalidInputError(
+            f"--train {train.text}, --test {test.text} and --step {step.text} must all be "
+            "bar counts or all be durations"
+        )
+    if _length(step) < _length(test):
+        raise InvalidInputError(
+            f"--step {step.text} is shorter than --test {test.text}: the test windows would "
+            "overlap and their out-of-sample returns could not be stitched"
+        )
+    folds: list[Fold] = []
+    if train.bars is not None:
+        assert test.bars is not None and step.bars is not None
+        s = 0
+        while s + train.bars + test.bars <= n:
+            a = 0 if anchored else s
+            folds.append(
+                Fold(
+                    len(folds),
+                    ((a, s + train.bars),),
+                    ((s + train.bars, s + train.bars + test.bars),),
+                )
+            )
+            s += step.bars
+    else:
+        assert train.seconds is not None and test.seconds is not None and step.seconds
+        if n < 2:
+            raise InvalidInputError(f"{n} bar(s): too few to split into folds")
+        spacing = int(bar_spacing_seconds(pd.to_datetime(t, unit="us", utc=True))) * US
+        end = int(t[-1]) + spacing
+        start = int(t[0])
+        while start + (train.seconds + test.seconds) * US <= end:
+            mid = start + train.seconds * US
+            stop = mid + test.seconds * US
+            a = 0 if anchored else _boundary(t, start)
+            lo, hi = _boundary(t, mid), _boundary(t, stop)
+            if hi > lo and lo > a:
+                folds.append(Fold(len(folds), ((a, lo),), ((lo, hi),)))
+            start += step.seconds * US
+    if not folds:
+        raise InvalidInputError(
+            f"no fold fits: --train {train.text} plus --test {test.text} is longer than the "
+            f"{n:,} bars{_span_text(t)}"
+        )
+    path = tuple((f.index, 0) for f in folds)
+    return FoldPlan("anchored" if anchored else "rolling", tuple(folds), (path,))
+
+
+def _length(span: Span) -> int:
+    return span.bars if span.bars is not None else int(span.seconds or 0)
+
+
+def _span_text(t: np.ndarray) -> str:
+    if t.shape[0] < 2:
+        return ""
+    days = (int(t[-1]) - int(t[0])) / US / 86_400
+    return f" ({days:.1f} days)"
+
+
+def _ts_us(ts: Any) -> np.ndarray:
+    idx = pd.DatetimeIndex(pd.to_datetime(pd.Series(ts), utc=True))
+    t = idx.as_unit("us").asi8
+    if t.shape[0] >= 2 and (np.diff(t) <= 0).any():
+        raise InvalidInputError("bar timestamps are not strictly increasing")
+    return np.asarray(t, dtype=np.int64)
+
+
+def embargo_bars(embargo: float, n: int) -> int:
+    """``embargo`` bars; a fraction in (0, 1) is that share of the ``n`` bars, rounded up."""
+    if isinstance(embargo, bool) or not math.isfinite(float(embargo)) or embargo < 0:
+        raise InvalidInputError(f"--embargo must be >= 0 (bars or a fraction), got {embargo!r}")
+    if 0 < embargo < 1:
+        return math.ceil(float(embargo) * n)
+    if float(embargo) != int(embargo):
+        raise InvalidInputError(
+            f"--embargo {embargo!r}: a number of bars must be whole (or a fraction below 1)"
+        )
+    return int(embargo)
+
+
+def cpcv_folds(n: int, groups: int, test_groups: int, purge: int = 0, embargo: float = 0) -> FoldPlan:
+    """The CPCV splits of ``n`` bars (see the module docstring)."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 2:
+        raise InvalidInputError(f"--groups must be an integer >= 2, got {groups!r}")
+    if isinstance(test_groups, bool) or not isinstance(test_groups, int) or not (
+        1 <= test_groups < groups
+    ):
+        raise InvalidInputError(
+            f"--test-groups must be an integer in [1, groups - 1] = [1, {groups - 1}], "
+            f"got {test_groups!r}"
+        )
+    if isinstance(purge, bool) or not isinstance(purge, int) or purge < 0:
+        raise InvalidInputError(f"--purge must be a whole number of bars >= 0, got {purge!r}")
+    emb = embargo_bars(embargo, n)
+    if n < 2 * groups:
+        raise InvalidInputError(
+            f"{n:,} bars cannot be split into {groups} groups of at least 2 bars"
+        )
+    bounds = [(int(c[0]), int(c[-1]) + 1) for c in np.array_split(np.arange(n), groups)]
+    folds = []
+    for index, chosen in enumerate(itertools.combinations(range(groups), test_groups)):
+        keep = np.ones(n, dtype=bool)
+        for g in chosen:
+            a, b = bounds[g]
+            keep[a:b] = False
+            keep[max(0, a - purge) : a] = False
+            keep[b : min(n, b + emb)] = False
+        train = _segments(keep)
+        if not train:
+            raise InvalidInputError(
+                f"split {index} (test groups {list(chosen)}) has no train bars left after the "
+                f"purge of {purge} and the embargo of {emb} bars"
+            )
+        folds.append(Fold(index, train, tuple(bounds[g] for g in chosen)))
+    combos = list(itertools.combinations(range(groups), test_groups))
+    n_paths = math.comb(groups - 1, test_groups - 1)
+    paths = []
+    for j in range(n_paths):
+        path = []
+        for g in range(groups):
+            testing = [i for i, c in enumerate(combos) if g in c]
+            split = testing[j]
+            path.append((split, combos[split].index(g)))
+        paths.append(tuple(path))
+    return FoldPlan("cpcv", tuple(folds), tuple(paths), tuple(bounds))
+
+
+def _segments(mask: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """The ``[start, end)`` runs of True in ``mask``."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    d = np.diff(padded)
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1)
+    return tuple((int(a), int(b)) for a, b in zip(starts, ends, strict=True))
+
+
+# --------------------------------------------------------------------------- running
+
+
+def pool_stats(parts: Sequence[np.ndarray], lengths: Sequence[int]) -> tuple[np.ndarray, int]:
+    """The sweep statistics (one row per combination) of several train segments run
+    separately, pooled as if their bar returns were one sample: returns counted
+    within segments only (sum of ``n_s - 1``), mean and std(ddof=1) of the pooled
+    returns, downside over them, growth the product, max drawdown the worst
+    segment's, trades, wins, gross profit / loss and exposure summed. Returns the
+    pooled statistics and the bar count ``m + 1`` to finish them with."""
+    if len(parts) == 1:
+        return parts[0], int(lengths[0])
+    m_s = np.array([max(n - 1, 0) for n in lengths], dtype=np.float64)
+    m = float(m_s.sum())
+    stack = np.stack(parts)  # segments x combinations x stats
+    means = stack[:, :, K.S_MEAN]
+    mean = (m_s[:, None] * means).sum(axis=0) / m if m > 0 else np.zeros(stack.shape[1])
+    m2 = (np.maximum(m_s - 1, 0)[:, None] * stack[:, :, K.S_STD] ** 2).sum(axis=0)
+    m2 += (m_s[:, None] * (means - mean) ** 2).sum(axis=0)
+    out = np.empty_like(stack[0])
+    out[:, K.S_GROWTH] = np.prod(stack[:, :, K.S_GROWTH], axis=0)
+    out[:, K.S_MEAN] = mean
+    out[:, K.S_STD] = np.sqrt(m2 / (m - 1)) if m >= 2 else 0.0
+    down2 = (m_s[:, None] * stack[:, :, K.S_DOWNSIDE] ** 2).sum(axis=0)
+    out[:, K.S_DOWNSIDE] = np.sqrt(down2 / m) if m > 0 else 0.0
+    out[:, K.S_MAX_DD] = stack[:, :, K.S_MAX_DD].min(axis=0)
+    for col in (K.S_N_TRADES, K.S_WINS, K.S_GROSS_PROFIT, K.S_GROSS_LOSS, K.S_EXPOSED):
+        out[:, col] = stack[:, :, col].sum(axis=0)
+    out[:, K.S_FINITE] = stack[:, :, K.S_FINITE].min(axis=0)
+    return out, int(m) + 1
+
+
+@dataclass(frozen=True)
+class SegmentRun:
+    """One out-of-sample run: bars ``[start, end)``, the engine's equity and position
+    per bar (starting flat at ``start``) and its closed trades' pnl."""
+
+    start: int
+    end: int
+    equity: np.ndarray
+    position: np.ndarray
+    pnl: np.ndarray
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    fold: Fold
+    best: int  # index of the chosen combination in the grid
+    params: str  # its JSON
+    is_metrics: dict[str, Any]  # its in-sample metrics
+    oos_metrics: dict[str, Any]  # of its test segments chained
+    segments: tuple[SegmentRun, ...]
+
+
+@dataclass(frozen=True)
+class PathResult:
+    """A stitched out-of-sample curve: bar indices, equity, and its metrics."""
+
+    index: int
+    bars: np.ndarray
+    equity: np.ndarray
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WalkForwardResult:
+    plan: FoldPlan
+    metric: str
+    folds: tuple[FoldResult, ...]
+    paths: tuple[PathResult, ...]
+    is_mean: dict[str, float]  # mean over folds of the chosen combinations' IS metrics
+    combination_bars: int  # bars x combinations evaluated (train grid + OOS runs)
+
+    @property
+    def oos_sharpes(self) -> np.ndarray:
+        return np.array([p.metrics["sharpe"] for p in self.paths], dtype=np.float64)
+
+
+def stitch(
+    segments: Sequence[SegmentRun], initial: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Chain segments' equity curves: each segment's curve (which starts from
+    ``initial``) is scaled to start where the previous one ended. Returns bar
+    indices, equity, position and trade pnl (in segment order)."""
+    bars, equity, position, pnl = [], [], [], []
+    level = 1.0
+    for seg in segments:
+        curve = seg.equity * level
+        bars.append(np.arange(seg.start, seg.end, dtype=np.int64))
+        equity.append(curve)
+        position.append(seg.position)
+        pnl.append(seg.pnl * level)
+        level = float(curve[-1]) / initial
+    return (
+        np.concatenate(bars),
+        np.concatenate(equity),
+        np.concatenate(position),
+        np.concatenate(pnl) if pnl else np.empty(0),
+    )
+
+
+def _metrics_of(
+    segments: Sequence[SegmentRun], initial: float, bar_seconds: float, asset_class: str
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    bars, equity, position, pnl = stitch(segments, initial)
+    trades = pd.DataFrame({"pnl": pnl})
+    metrics = compute_metrics(
+        equity, None, trades, asset_class, position, bar_seconds=bar_seconds
+    )
+    return bars, equity, metrics
+
+
+def oos_run(
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    strategy: str,
+    params: Any,
+    start: int,
+    end: int,
+    config: EngineConfig,
+) -> SegmentRun:
+    """Run one combination out of sample on bars ``[start, end)``: its signals from
+    ``warmup(params)`` bars before ``start`` (the warm-up is read, no order placed),
+    the engine from flat at ``start``. Reads no bar at or after ``end``."""
+    spec = get_strategy(strategy)
+    lead = max(0, start - int(spec.warmup(params)))
+    o, h, lo, c = (a[lead:end] for a in arrays)
+    signal, _ = spec.signals(o, h, lo, c, params)
+    k = start - lead
+    out = run_arrays(o[k:], h[k:], lo[k:], c[k:], signal[k:], config)
+    return SegmentRun(start, end, out["equity"], out["position"], out["pnl"])
+
+
+def _check_warmup(plan: FoldPlan, grid: SweepGrid) -> None:
+    spec = get_strategy(grid.strategy)
+    need = max(int(spec.warmup(p)) for p in grid.params)
+    for fold in plan.folds:
+        longest = max(b - a for a, b in fold.train)
+        if longest <= need:
+            raise InvalidInputError(
+                f"fold {fold.index}: the train window holds {longest:,} consecutive bars, "
+                f"not more than the {grid.strategy} grid's warm-up of {need:,} bars: "
+                "use a longer --train or shorter indicator windows"
+            )
+
+
+def run_folds(
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    plan: FoldPlan,
+    grid: SweepGrid,
+    config: EngineConfig,
+    n_per_year: float,
+    bar_seconds: float,
+    asset_class: str,
+    metric: str = "sharpe",
+) -> WalkForwardResult:
+    """Every fold of ``plan`` on these bars (see the module docstring)."""
+    if metric not in RANK_METRICS:
+        raise InvalidInputError(
+            f"cannot rank by {metric!r}: expected one of {', '.join(RANK_METRICS)}"
+        )
+    _check_warmup(plan, grid)
+    spec = get_strategy(grid.strategy)
+    o, h, lo, c = arrays
+    initial = float(config.initial_equity)
+    evaluated = 0
+    results = []
+    for fold in plan.folds:
+        parts, lengths = [], []
+        for a, b in fold.train:
+            stats, _ = _raw_stats(spec, grid.params, o[a:b], h[a:b], lo[a:b], c[a:b], config)
+            parts.append(stats)
+            lengths.append(b - a)
+            evaluated += grid.size * (b - a)
+        pooled, n_pooled = pool_stats(parts, lengths)
+        metrics = [finish_metrics(pooled[j], n_pooled, n_per_year) for j in range(grid.size)]
+        frame = pd.DataFrame(metrics, columns=list(METRIC_KEYS))
+        best = int(np.flatnonzero(rank_results(frame, metric)["rank"].to_numpy() == 1)[0])
+        chosen = grid.params[best]
+        segments = []
+        for a, b in fold.test:
+            segments.append(oos_run(arrays, grid.strategy, chosen, a, b, config))
+            evaluated += b - max(0, a - int(spec.warmup(chosen)))
+        _, _, oos = _metrics_of(segments, initial, bar_seconds, asset_class)
+        results.append(
+            FoldResult(fold, best, params_json(chosen), metrics[best], oos, tuple(segments))
+        )
+    paths = []
+    for index, path in enumerate(plan.paths):
+        segs = [results[f].segments[s] for f, s in path]
+        bars, equity, metrics = _metrics_of(segs, initial, bar_seconds, asset_class)
+        paths.append(PathResult(index, bars, equity, metrics))
+    is_mean = {
+        key: float(np.nanmean([float(r.is_metrics[key]) for r in results]))
+        if any(np.isfinite(float(r.is_metrics[key])) for r in results)
+        else math.nan
+        for key in METRIC_KEYS
+    }
+    return WalkForwardResult(plan, metric, tuple(results), tuple(paths), is_mean, evaluated)
+
+
+def walkforward_bars(
+    bars: pd.DataFrame,
+    grid: SweepGrid,
+    config: EngineConfig,
+    asset_class: str,
+    *,
+    train: Span | None = None,
+    test: Span | None = None,
+    step: Span | None = None,
+    anchored: bool = False,
+    cpcv: tuple[int, int, int, float] | None = None,
+    metric: str = "sharpe",
+) -> WalkForwardResult:
+    """Walk-forward (``train``/``test``[/``step``], ``anchored``) or, with ``cpcv`` =
+    (groups, test groups, purge, embargo), CPCV of ``grid`` on one symbol's bars."""
+    ac = validate_asset_class(asset_class)
+    n = len(bars)
+    if n < 2:
+        raise InvalidInputError(f"{n} bar(s): too few for a walk-forward")
+    if cpcv is not None:
+        groups, k, purge, embargo = cpcv
+        plan = cpcv_folds(n, groups, k, purge, embargo)
+    else:
+        if train is None or test is None:
+            raise InvalidInputError("walk-forward needs --train and --test")
+        plan = walk_folds(bars[C.TS], train, test, step, anchored)
+    spacing = bar_spacing_seconds(bars[C.TS])
+    arrays = tuple(
+        np.ascontiguousarray(bars[col].to_numpy(np.float64)) for col in C.PRICE_COLUMNS
+    )
+    assert len(arrays) == 4
+    return run_folds(
+        (arrays[0], arrays[1], arrays[2], arrays[3]),
+        plan,
+        grid,
+        config,
+        bars_per_year(ac, spacing),
+        spacing,
+        ac,
+        metric,
+    )
+
+
+def fold_summary(result: WalkForwardResult) -> dict[str, Any]:
+    """Headline numbers: stitched OOS metrics (path 0, or the paths' mean for CPCV), the
+    mean in-sample metrics, and the distribution of the paths' OOS Sharpe."""
+    sharpes = result.oos_sharpes
+    first = result.paths[0].metrics
+    return {
+        "mode": result.plan.mode,
+        "folds": len(result.folds),
+        "paths": len(result.paths),
+        "metric": result.metric,
+        "is_sharpe_mean": result.is_mean["sharpe"],
+        "is_metric_mean": result.is_mean[result.metric],
+        "oos_sharpe": float(np.mean(sharpes)) if result.plan.mode == "cpcv" else first["sharpe"],
+        "oos_total_return": first["total_return"],
+        "oos_max_drawdown": first["max_drawdown"],
+        "oos_sharpe_paths": [float(x) for x in sharpes],
+        "oos_sharpe_std": float(np.std(sharpes, ddof=1)) if len(sharpes) >= 2 else math.nan,
+    }
