@@ -58,15 +58,19 @@ __all__ = [
     "Fold",
     "FoldPlan",
     "FoldResult",
+    "FoldSpec",
     "PathResult",
     "Span",
     "WalkForwardResult",
+    "check_cpcv",
     "cpcv_folds",
     "embargo_bars",
+    "fold_spec",
     "fold_summary",
     "oos_run",
     "parse_span",
     "pool_stats",
+    "precheck",
     "run_folds",
     "stitch",
     "walk_folds",
@@ -253,8 +257,8 @@ def embargo_bars(embargo: float, n: int) -> int:
     return int(embargo)
 
 
-def cpcv_folds(n: int, groups: int, test_groups: int, purge: int = 0, embargo: float = 0) -> FoldPlan:
-    """The CPCV splits of ``n`` bars (see the module docstring)."""
+def check_cpcv(groups: int, test_groups: int, purge: int) -> None:
+    """The CPCV settings alone: groups >= 2, 1 <= k < groups, purge >= 0 (whole bars)."""
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 2:
         raise InvalidInputError(f"--groups must be an integer >= 2, got {groups!r}")
     if isinstance(test_groups, bool) or not isinstance(test_groups, int) or not (
@@ -266,6 +270,11 @@ def cpcv_folds(n: int, groups: int, test_groups: int, purge: int = 0, embargo: f
         )
     if isinstance(purge, bool) or not isinstance(purge, int) or purge < 0:
         raise InvalidInputError(f"--purge must be a whole number of bars >= 0, got {purge!r}")
+
+
+def cpcv_folds(n: int, groups: int, test_groups: int, purge: int = 0, embargo: float = 0) -> FoldPlan:
+    """The CPCV splits of ``n`` bars (see the module docstring)."""
+    check_cpcv(groups, test_groups, purge)
     emb = embargo_bars(embargo, n)
     if n < 2 * groups:
         raise InvalidInputError(
@@ -509,46 +518,121 @@ def run_folds(
     return WalkForwardResult(plan, metric, tuple(results), tuple(paths), is_mean, evaluated)
 
 
+@dataclass(frozen=True)
+class FoldSpec:
+    """How to cut the bars into folds (checked by :func:`fold_spec`)."""
+
+    mode: str  # MODES
+    train: Span | None = None
+    test: Span | None = None
+    step: Span | None = None
+    groups: int = 6
+    test_groups: int = 2
+    purge: int = 0
+    embargo: float = 0.0
+
+    def describe(self) -> str:
+        if self.mode == "cpcv":
+            return (
+                f"cpcv: {self.groups} groups, {self.test_groups} tested, purge {self.purge}, "
+                f"embargo {self.embargo:g}"
+            )
+        assert self.train is not None and self.test is not None
+        step = f", step {self.step.text}" if self.step is not None else ""
+        return f"{self.mode}: train {self.train.text}, test {self.test.text}{step}"
+
+    def plan(self, ts: Any) -> FoldPlan:
+        """The folds over the bars stamped ``ts``."""
+        if self.mode == "cpcv":
+            return cpcv_folds(len(ts), self.groups, self.test_groups, self.purge, self.embargo)
+        assert self.train is not None and self.test is not None
+        return walk_folds(ts, self.train, self.test, self.step, self.mode == "anchored")
+
+
+def fold_spec(
+    train: str | int | None = None,
+    test: str | int | None = None,
+    step: str | int | None = None,
+    anchored: bool = False,
+    cpcv: bool = False,
+    groups: int = 6,
+    test_groups: int = 2,
+    purge: int = 0,
+    embargo: float = 0.0,
+) -> FoldSpec:
+    """The fold settings of a command line or flow run, checked before any data is read."""
+    if cpcv:
+        if anchored:
+            raise InvalidInputError("--anchored and --cpcv exclude each other")
+        check_cpcv(groups, test_groups, purge)
+        embargo_bars(embargo, 1)
+        return FoldSpec("cpcv", groups=groups, test_groups=test_groups, purge=purge,
+                        embargo=float(embargo))  # fmt: skip
+    if train is None or test is None:
+        raise InvalidInputError("walk-forward needs --train and --test (or --cpcv)")
+    tr, te = parse_span(train, "train"), parse_span(test, "test")
+    st = parse_span(step, "step") if step is not None else None
+    if {s.bars is None for s in (tr, te, st or te)} != {tr.bars is None}:
+        raise InvalidInputError(
+            f"--train {tr.text}, --test {te.text}" + (f" and --step {st.text}" if st else "")
+            + " must all be bar counts or all be durations"
+        )  # fmt: skip
+    if st is not None and _length(st) < _length(te):
+        raise InvalidInputError(
+            f"--step {st.text} is shorter than --test {te.text}: the test windows would "
+            "overlap and their out-of-sample returns could not be stitched"
+        )
+    return FoldSpec("anchored" if anchored else "rolling", tr, te, st)
+
+
+def precheck(spec: FoldSpec, grid: SweepGrid, bar_seconds: float, window_seconds: float) -> None:
+    """Refuse, before any data is read, folds that cannot fit a window of
+    ``window_seconds`` of bars ``bar_seconds`` apart, or a train window shorter than the
+    grid's warm-up (counting bars around the clock: an upper bound)."""
+    if spec.mode == "cpcv":
+        return
+    assert spec.train is not None and spec.test is not None
+    spec_grid = get_strategy(grid.strategy)
+    need = max(int(spec_grid.warmup(p)) for p in grid.params)
+    if spec.train.bars is not None:
+        train_bars = spec.train.bars
+        total = (spec.train.bars + (spec.test.bars or 0)) * bar_seconds
+    else:
+        train_bars = int((spec.train.seconds or 0) // bar_seconds)
+        total = float((spec.train.seconds or 0) + (spec.test.seconds or 0))
+    if train_bars <= need:
+        raise InvalidInputError(
+            f"--train {spec.train.text} holds at most {train_bars:,} bars, not more than the "
+            f"{grid.strategy} grid's warm-up of {need:,} bars: use a longer --train or "
+            "shorter indicator windows"
+        )
+    if total > window_seconds:
+        raise InvalidInputError(
+            f"no fold fits: --train {spec.train.text} plus --test {spec.test.text} is longer "
+            f"than the window of {window_seconds / 86_400:g} days"
+        )
+
+
 def walkforward_bars(
     bars: pd.DataFrame,
     grid: SweepGrid,
     config: EngineConfig,
     asset_class: str,
-    *,
-    train: Span | None = None,
-    test: Span | None = None,
-    step: Span | None = None,
-    anchored: bool = False,
-    cpcv: tuple[int, int, int, float] | None = None,
+    spec: FoldSpec,
     metric: str = "sharpe",
 ) -> WalkForwardResult:
-    """Walk-forward (``train``/``test``[/``step``], ``anchored``) or, with ``cpcv`` =
-    (groups, test groups, purge, embargo), CPCV of ``grid`` on one symbol's bars."""
+    """The folds of ``spec`` over one symbol's bars, each run as the module says."""
     ac = validate_asset_class(asset_class)
     n = len(bars)
     if n < 2:
         raise InvalidInputError(f"{n} bar(s): too few for a walk-forward")
-    if cpcv is not None:
-        groups, k, purge, embargo = cpcv
-        plan = cpcv_folds(n, groups, k, purge, embargo)
-    else:
-        if train is None or test is None:
-            raise InvalidInputError("walk-forward needs --train and --test")
-        plan = walk_folds(bars[C.TS], train, test, step, anchored)
+    plan = spec.plan(bars[C.TS])
     spacing = bar_spacing_seconds(bars[C.TS])
-    arrays = tuple(
+    o, h, lo, c = (
         np.ascontiguousarray(bars[col].to_numpy(np.float64)) for col in C.PRICE_COLUMNS
     )
-    assert len(arrays) == 4
     return run_folds(
-        (arrays[0], arrays[1], arrays[2], arrays[3]),
-        plan,
-        grid,
-        config,
-        bars_per_year(ac, spacing),
-        spacing,
-        ac,
-        metric,
+        (o, h, lo, c), plan, grid, config, bars_per_year(ac, spacing), spacing, ac, metric
     )
 
 
