@@ -50,7 +50,7 @@ from hedgeflow.market import bars_per_year, validate_asset_class
 from hedgeflow.metrics import METRIC_KEYS, bar_spacing_seconds, compute_metrics
 from hedgeflow.strategies import get_strategy
 from hedgeflow.sweep import kernels as K
-from hedgeflow.sweep.core import RANK_METRICS, _raw_stats, finish_metrics, params_json, rank_results
+from hedgeflow.sweep.core import RANK_METRICS, _raw_stats, finish_metrics, pack_grid, params_json
 from hedgeflow.sweep.grid import SweepGrid
 
 __all__ = [
@@ -261,8 +261,10 @@ def check_cpcv(groups: int, test_groups: int, purge: int) -> None:
     """The CPCV settings alone: groups >= 2, 1 <= k < groups, purge >= 0 (whole bars)."""
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 2:
         raise InvalidInputError(f"--groups must be an integer >= 2, got {groups!r}")
-    if isinstance(test_groups, bool) or not isinstance(test_groups, int) or not (
-        1 <= test_groups < groups
+    if (
+        isinstance(test_groups, bool)
+        or not isinstance(test_groups, int)
+        or not (1 <= test_groups < groups)
     ):
         raise InvalidInputError(
             f"--test-groups must be an integer in [1, groups - 1] = [1, {groups - 1}], "
@@ -272,7 +274,9 @@ def check_cpcv(groups: int, test_groups: int, purge: int) -> None:
         raise InvalidInputError(f"--purge must be a whole number of bars >= 0, got {purge!r}")
 
 
-def cpcv_folds(n: int, groups: int, test_groups: int, purge: int = 0, embargo: float = 0) -> FoldPlan:
+def cpcv_folds(
+    n: int, groups: int, test_groups: int, purge: int = 0, embargo: float = 0
+) -> FoldPlan:
     """The CPCV splits of ``n`` bars (see the module docstring)."""
     check_cpcv(groups, test_groups, purge)
     emb = embargo_bars(embargo, n)
@@ -424,9 +428,7 @@ def _metrics_of(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     bars, equity, position, pnl = stitch(segments, initial)
     trades = pd.DataFrame({"pnl": pnl})
-    metrics = compute_metrics(
-        equity, None, trades, asset_class, position, bar_seconds=bar_seconds
-    )
+    metrics = compute_metrics(equity, None, trades, asset_class, position, bar_seconds=bar_seconds)
     return bars, equity, metrics
 
 
@@ -448,6 +450,14 @@ def oos_run(
     k = start - lead
     out = run_arrays(o[k:], h[k:], lo[k:], c[k:], signal[k:], config)
     return SegmentRun(start, end, out["equity"], out["position"], out["pnl"])
+
+
+def _best(metrics: Sequence[dict[str, Any]], metric: str, larger_better: bool) -> int:
+    """The rank-1 combination as ``rank_results`` ranks: best by ``metric``, NaN last,
+    the first on ties."""
+    values = np.array([float(m[metric]) for m in metrics], dtype=np.float64)
+    key = -values if larger_better else values
+    return int(np.argmin(np.where(np.isnan(key), np.inf, key)))
 
 
 def _check_warmup(plan: FoldPlan, grid: SweepGrid) -> None:
@@ -482,19 +492,22 @@ def run_folds(
     spec = get_strategy(grid.strategy)
     o, h, lo, c = arrays
     initial = float(config.initial_equity)
+    packed = pack_grid(spec, grid.params)
+    larger_better = RANK_METRICS[metric]
     evaluated = 0
     results = []
     for fold in plan.folds:
         parts, lengths = [], []
         for a, b in fold.train:
-            stats, _ = _raw_stats(spec, grid.params, o[a:b], h[a:b], lo[a:b], c[a:b], config)
+            stats, _ = _raw_stats(
+                spec, grid.params, o[a:b], h[a:b], lo[a:b], c[a:b], config, None, packed
+            )
             parts.append(stats)
             lengths.append(b - a)
             evaluated += grid.size * (b - a)
         pooled, n_pooled = pool_stats(parts, lengths)
         metrics = [finish_metrics(pooled[j], n_pooled, n_per_year) for j in range(grid.size)]
-        frame = pd.DataFrame(metrics, columns=list(METRIC_KEYS))
-        best = int(np.flatnonzero(rank_results(frame, metric)["rank"].to_numpy() == 1)[0])
+        best = _best(metrics, metric, larger_better)
         chosen = grid.params[best]
         segments = []
         for a, b in fold.test:
@@ -507,8 +520,8 @@ def run_folds(
     paths = []
     for index, path in enumerate(plan.paths):
         segs = [results[f].segments[s] for f, s in path]
-        bars, equity, metrics = _metrics_of(segs, initial, bar_seconds, asset_class)
-        paths.append(PathResult(index, bars, equity, metrics))
+        bars, equity, stitched = _metrics_of(segs, initial, bar_seconds, asset_class)
+        paths.append(PathResult(index, bars, equity, stitched))
     is_mean = {
         key: float(np.nanmean([float(r.is_metrics[key]) for r in results]))
         if any(np.isfinite(float(r.is_metrics[key])) for r in results)
@@ -628,9 +641,7 @@ def walkforward_bars(
         raise InvalidInputError(f"{n} bar(s): too few for a walk-forward")
     plan = spec.plan(bars[C.TS])
     spacing = bar_spacing_seconds(bars[C.TS])
-    o, h, lo, c = (
-        np.ascontiguousarray(bars[col].to_numpy(np.float64)) for col in C.PRICE_COLUMNS
-    )
+    o, h, lo, c = (np.ascontiguousarray(bars[col].to_numpy(np.float64)) for col in C.PRICE_COLUMNS)
     return run_folds(
         (o, h, lo, c), plan, grid, config, bars_per_year(ac, spacing), spacing, ac, metric
     )

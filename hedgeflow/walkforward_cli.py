@@ -71,7 +71,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     symbols = cli._symbols_arg(args.symbols)
     days = cli._days_arg(args.days)
     end = cli._end_arg(args.end)
-    grid = grid_from_strings(args.grid) if args.grid else None
+    grid: dict[str, list[Any]] | None = grid_from_strings(args.grid) if args.grid else None
     plan = expand_grid(args.strategy, grid)  # a bad grid fails here, before Prefect starts
     spec = fold_spec(
         args.train, args.test, args.step, args.anchored, args.cpcv,

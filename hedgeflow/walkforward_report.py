@@ -23,8 +23,8 @@ from hedgeflow.tearsheet import (
     _kv_table,
     _layout,
     _line,
-    _page,
     _Page,
+    _page,
     _params_text,
     _table,
     metrics_table,
@@ -112,9 +112,7 @@ def walkforward_tearsheet(
     for symbol in sorted(sections):
         result, ts = sections[symbol]
         summary = fold_summary(result)
-        parts.append(
-            f'<section class="card" id="wf-{escape(symbol)}"><h2>{escape(symbol)}</h2>'
-        )
+        parts.append(f'<section class="card" id="wf-{escape(symbol)}"><h2>{escape(symbol)}</h2>')
         rows: list[tuple[str, Mapping[str, Any]]] = [
             ("in sample (mean of the folds' winners)", result.is_mean),
             (_oos_label(result), result.paths[0].metrics),

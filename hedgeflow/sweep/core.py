@@ -107,6 +107,13 @@ def _f64(name: str, x: Any, n: int) -> np.ndarray:
     return arr
 
 
+def pack_grid(spec: Strategy, params: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The parameter vectors (one row per combination) and state sizes the kernel takes."""
+    packed = np.ascontiguousarray(np.stack([spec.pack(p) for p in params]))
+    sizes = np.array([spec.size(p) for p in params], dtype=np.int64)
+    return packed, sizes
+
+
 def _raw_stats(
     spec: Strategy,
     params: Sequence[Any],
@@ -116,18 +123,20 @@ def _raw_stats(
     c: np.ndarray,
     config: EngineConfig,
     starts: np.ndarray | None = None,
+    packed_sizes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Statistics of every combination and the block moments of its bar returns over
     the blocks ``starts`` (none by default): the strategy's generated sweep kernel
-    (its update per combination, then the engine's rules), in parallel."""
+    (its update per combination, then the engine's rules), in parallel.
+    ``packed_sizes``: ``pack_grid(spec, params)`` when the caller runs the same grid
+    many times (walk-forward folds)."""
     eng = engine_vector(config)
     atr_values = (
         atr(h, lo, c, config.atr_period)
         if config.use_trailing_atr
         else np.empty(0, dtype=np.float64)
     )
-    packed = np.ascontiguousarray(np.stack([spec.pack(p) for p in params]))
-    sizes = np.array([spec.size(p) for p in params], dtype=np.int64)
+    packed, sizes = packed_sizes if packed_sizes is not None else pack_grid(spec, params)
     kernels = spec.kernels()
     cuts = np.zeros(1, dtype=np.int64) if starts is None else np.ascontiguousarray(starts)
     with _KERNEL_LOCK:
