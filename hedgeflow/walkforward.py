@@ -648,10 +648,14 @@ def walkforward_bars(
 
 
 def fold_summary(result: WalkForwardResult) -> dict[str, Any]:
-    """Headline numbers: stitched OOS metrics (path 0, or the paths' mean for CPCV), the
-    mean in-sample metrics, and the distribution of the paths' OOS Sharpe."""
+    """Headline numbers: the stitched out-of-sample metrics (CPCV: the mean over its
+    paths), the mean in-sample metrics of the folds' winners, and every path's
+    out-of-sample Sharpe."""
     sharpes = result.oos_sharpes
-    first = result.paths[0].metrics
+
+    def oos(key: str) -> float:
+        return float(np.mean([float(p.metrics[key]) for p in result.paths]))
+
     return {
         "mode": result.plan.mode,
         "folds": len(result.folds),
@@ -659,9 +663,9 @@ def fold_summary(result: WalkForwardResult) -> dict[str, Any]:
         "metric": result.metric,
         "is_sharpe_mean": result.is_mean["sharpe"],
         "is_metric_mean": result.is_mean[result.metric],
-        "oos_sharpe": float(np.mean(sharpes)) if result.plan.mode == "cpcv" else first["sharpe"],
-        "oos_total_return": first["total_return"],
-        "oos_max_drawdown": first["max_drawdown"],
+        "oos_sharpe": oos("sharpe"),
+        "oos_total_return": oos("total_return"),
+        "oos_max_drawdown": oos("max_drawdown"),
         "oos_sharpe_paths": [float(x) for x in sharpes],
         "oos_sharpe_std": float(np.std(sharpes, ddof=1)) if len(sharpes) >= 2 else math.nan,
     }

@@ -42,10 +42,15 @@ def _stamp(ts: pd.Series, i: int) -> str:
     return f"{pd.Timestamp(ts.iloc[i]):%Y-%m-%d %H:%M}"
 
 
-def _oos_label(result: WalkForwardResult) -> str:
-    if result.plan.mode == "cpcv":
-        return f"out of sample (path 0 of {len(result.paths)})"
-    return "out of sample (stitched)"
+def _oos_row(result: WalkForwardResult) -> tuple[str, dict[str, Any]]:
+    """The stitched out-of-sample metrics; CPCV: their mean over the paths."""
+    if result.plan.mode != "cpcv":
+        return "out of sample (stitched)", dict(result.paths[0].metrics)
+    mean = {
+        k: float(np.nanmean([float(p.metrics[k]) for p in result.paths]))
+        for k in result.paths[0].metrics
+    }
+    return f"out of sample (mean of {len(result.paths)} paths)", mean
 
 
 def _equity_figure(symbol: str, result: WalkForwardResult, ts: pd.Series) -> dict[str, Any]:
@@ -115,7 +120,7 @@ def walkforward_tearsheet(
         parts.append(f'<section class="card" id="wf-{escape(symbol)}"><h2>{escape(symbol)}</h2>')
         rows: list[tuple[str, Mapping[str, Any]]] = [
             ("in sample (mean of the folds' winners)", result.is_mean),
-            (_oos_label(result), result.paths[0].metrics),
+            _oos_row(result),
         ]
         parts.append(metrics_table(rows, "", short_window=False))
         pairs = [
