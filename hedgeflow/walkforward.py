@@ -18,13 +18,14 @@ window covers the bars whose timestamps lie in it), or a bare integer: a number
 of bars.
 
 For every fold the whole grid runs on the train bars in the sweep's compiled
-kernel (:func:`hedgeflow.sweep.core._raw_stats`; a CPCV train set of several
-contiguous segments runs segment by segment, each from flat, and their
-statistics are pooled), the best combination by the metric (first on ties, as
-``rank_results``) is chosen, and only it runs out of sample on each test segment:
-its signals are computed from ``warmup(params)`` bars before the segment (the
-strategy's declared warm-up) up to the segment's last bar, never after; the
-engine starts flat at the segment's first bar (signals before it place no order).
+kernel (:func:`hedgeflow.sweep.core.segment_stats`: every distinct train segment of
+every fold, each as if it were the whole input, all in one parallel call; a CPCV
+train set of several contiguous segments is pooled from its segments' statistics),
+the best combination by the metric (first on ties, as ``rank_results``) is chosen,
+and only it runs out of sample on each test segment: its signals are computed from
+``warmup(params)`` bars before the segment (the strategy's declared warm-up) up to
+the segment's last bar, never after; the engine starts flat at the segment's first
+bar (signals before it place no order).
 
 The test segments' equity curves are chained in time order (each starts where
 the previous ended) into one stitched out-of-sample curve per path: rolling and
@@ -50,7 +51,13 @@ from hedgeflow.market import bars_per_year, validate_asset_class
 from hedgeflow.metrics import METRIC_KEYS, bar_spacing_seconds, compute_metrics
 from hedgeflow.strategies import get_strategy
 from hedgeflow.sweep import kernels as K
-from hedgeflow.sweep.core import RANK_METRICS, _raw_stats, finish_metrics, pack_grid, params_json
+from hedgeflow.sweep.core import (
+    RANK_METRICS,
+    finish_metrics,
+    pack_grid,
+    params_json,
+    segment_stats,
+)
 from hedgeflow.sweep.grid import SweepGrid
 
 __all__ = [
@@ -490,33 +497,28 @@ def run_folds(
         )
     _check_warmup(plan, grid)
     spec = get_strategy(grid.strategy)
-    o, h, lo, c = arrays
     initial = float(config.initial_equity)
     packed = pack_grid(spec, grid.params)
     larger_better = RANK_METRICS[metric]
-    evaluated = 0
+    # every distinct train segment once, all in one parallel kernel call
+    segments = sorted({seg for fold in plan.folds for seg in fold.train})
+    stats = segment_stats(spec, grid.params, arrays, segments, config, packed)
+    at = {seg: i for i, seg in enumerate(segments)}
+    evaluated = grid.size * sum(b - a for a, b in segments)
     results = []
     for fold in plan.folds:
-        parts, lengths = [], []
-        for a, b in fold.train:
-            stats, _ = _raw_stats(
-                spec, grid.params, o[a:b], h[a:b], lo[a:b], c[a:b], config, None, packed
-            )
-            parts.append(stats)
-            lengths.append(b - a)
-            evaluated += grid.size * (b - a)
+        parts = [stats[at[seg]] for seg in fold.train]
+        lengths = [b - a for a, b in fold.train]
         pooled, n_pooled = pool_stats(parts, lengths)
         metrics = [finish_metrics(pooled[j], n_pooled, n_per_year) for j in range(grid.size)]
         best = _best(metrics, metric, larger_better)
         chosen = grid.params[best]
-        segments = []
+        runs = []
         for a, b in fold.test:
-            segments.append(oos_run(arrays, grid.strategy, chosen, a, b, config))
+            runs.append(oos_run(arrays, grid.strategy, chosen, a, b, config))
             evaluated += b - max(0, a - int(spec.warmup(chosen)))
-        _, _, oos = _metrics_of(segments, initial, bar_seconds, asset_class)
-        results.append(
-            FoldResult(fold, best, params_json(chosen), metrics[best], oos, tuple(segments))
-        )
+        _, _, oos = _metrics_of(runs, initial, bar_seconds, asset_class)
+        results.append(FoldResult(fold, best, params_json(chosen), metrics[best], oos, tuple(runs)))
     paths = []
     for index, path in enumerate(plan.paths):
         segs = [results[f].segments[s] for f, s in path]

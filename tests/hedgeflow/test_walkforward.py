@@ -157,12 +157,13 @@ def test_cpcv_every_path_covers_every_bar_once_and_train_never_touches_test() ->
 def test_rolling_in_sample_choice_is_the_sweeps_rank_1_on_the_train_bars() -> None:
     bars = _bars(3_000)
     grid = expand_grid("sma_cross", GRID)
-    for metric in ("sharpe", "max_drawdown", "win_rate"):
-        result = walkforward_bars(bars, grid, CFG, "crypto", fold_spec("1000", "500"), metric)
+    trailing = EngineConfig(use_trailing_atr=True, atr_period=10, atr_mult=2.0)
+    for metric, cfg in (("sharpe", CFG), ("max_drawdown", CFG), ("win_rate", trailing)):
+        result = walkforward_bars(bars, grid, cfg, "crypto", fold_spec("1000", "500"), metric)
         assert len(result.folds) == 4
         for fr in result.folds:
             ((a, b),) = fr.fold.train
-            frame = sweep_bars(bars.iloc[a:b].reset_index(drop=True), grid, CFG, "crypto", metric)
+            frame = sweep_bars(bars.iloc[a:b].reset_index(drop=True), grid, cfg, "crypto", metric)
             best = frame[frame["rank"] == 1].iloc[0]
             assert fr.params == best["params"] == params_json(grid.params[fr.best])
             for key in METRIC_KEYS:
