@@ -26,6 +26,7 @@ compilation is outside the timings.
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class WalkForwardBenchResult:
     wf_summary: dict[str, Any]
     cpcv_summary: dict[str, Any]
     machine: dict[str, str]
+    load_start: str = ""  # load average (1/5/15 min) when the timed runs began
 
     @property
     def sweep_rate(self) -> float:
@@ -120,6 +122,7 @@ def run(
     walkforward_bars(small, small_grid, cfg, "crypto", fold_spec("1000", "500"))
     walkforward_bars(small, small_grid, cfg, "crypto", fold_spec(cpcv=True, groups=4))
 
+    load_start = "/".join(f"{x:.1f}" for x in os.getloadavg())
     times: dict[str, list[float]] = {"sweep": [], "wf": [], "cpcv": []}
     cpu: dict[str, list[float]] = {"sweep": [], "wf": [], "cpcv": []}
     results: dict[str, Any] = {}
@@ -156,6 +159,7 @@ def run(
         wf_summary=fold_summary(wf),
         cpcv_summary=fold_summary(cp),
         machine=machine_info(),
+        load_start=load_start,
     )
 
 
@@ -201,7 +205,7 @@ def render(res: WalkForwardBenchResult) -> str:
         f"{wf['oos_sharpe']:.2f}; CPCV in-sample {cp['is_sharpe_mean']:.2f}, out-of-sample "
         f"{cp['oos_sharpe']:.2f} (mean of {cp['paths']} paths, std {cp['oos_sharpe_std']:.2f}).",
         "",
-        machine_line(res.machine),
+        f"load avg (1/5/15 min) at the start {res.load_start}; " + machine_line(res.machine),
         "",
         f"Reproduce: `{res.command}`",
     ]

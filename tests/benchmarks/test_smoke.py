@@ -136,6 +136,7 @@ def test_overfit_smoke():
     assert "extrapolated" in text and "Reproduce: `test`" in text
 
 
+@pytest.mark.slow  # about 4 s (three contestants, compiled kernels)
 def test_walkforward_smoke():
     from benchmarks import walkforward
 
