@@ -126,19 +126,21 @@ def print_walkforward_summary(summary: Any) -> None:
         title=f"walk-forward {summary.strategy} by {summary.metric} (run {summary.run_id})",
         title_justify="left",
     )
-    for head in ("symbol", "folds", f"IS {summary.metric}", "IS sharpe", "OOS sharpe",
-                 "OOS return", "OOS max dd"):  # fmt: skip
+    columns = [("symbol", None), ("folds", None), (f"IS {summary.metric}", "is_metric_mean")]
+    if summary.metric != "sharpe":
+        columns.append(("IS sharpe", "is_sharpe_mean"))
+    columns += [("OOS sharpe", "oos_sharpe"), ("OOS return", "oos_total_return"),
+                ("OOS max dd", "oos_max_drawdown")]  # fmt: skip
+    formats = {"is_metric_mean": summary.metric, "is_sharpe_mean": "sharpe",
+               "oos_sharpe": "sharpe", "oos_total_return": "total_return",
+               "oos_max_drawdown": "max_drawdown"}  # fmt: skip
+    for head, _ in columns:
         table.add_column(head, no_wrap=True, justify="left" if head == "symbol" else "right")
     for row in summary.results:
-        table.add_row(
-            row["symbol"],
-            f"{row['folds']} ({row['paths']} path{'s' if row['paths'] != 1 else ''})",
-            format_metric(summary.metric, row.get("is_metric_mean")),
-            format_metric("sharpe", row.get("is_sharpe_mean")),
-            format_metric("sharpe", row.get("oos_sharpe")),
-            format_metric("total_return", row.get("oos_total_return")),
-            format_metric("max_drawdown", row.get("oos_max_drawdown")),
-        )
+        paths = f"{row['paths']} path{'s' if row['paths'] != 1 else ''}"
+        cells = [row["symbol"], f"{row['folds']} ({paths})"]
+        cells += [format_metric(formats[key], row.get(key)) for _, key in columns[2:] if key]
+        table.add_row(*cells)
     stdout.print(table)
     stdout.print(f"grid: {summary.grid}; folds: {summary.folds}", markup=False, highlight=False)
     for symbol, error in summary.failed.items():

@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 
 from hedgeflow.tearsheet import CHART_LIBRARY_BANNER
-from tests.e2e_helpers import assert_clean, query, query_frame, run_cli
+from tests.e2e_helpers import (
+    assert_clean,
+    console_messages,
+    query,
+    query_frame,
+    run_chromium,
+    run_cli,
+)
 
 pytestmark = pytest.mark.flow
 
@@ -79,7 +86,7 @@ def test_cli_walkforward_writes_the_folds_the_stitched_equity_and_a_report(
     assert "| BTC-USD.CC | rolling: 4 folds |" in artifacts["walkforward-summary"].data
 
 
-# ~3.5 s: slow (the default suite's budget); CI runs it with -m slow
+# ~5 s with the browser: slow (the default suite's budget); CI runs it with -m slow
 @pytest.mark.slow
 def test_walkforward_flow_cpcv_stores_every_path_and_publishes_artifacts(
     hedgeflow_home: Path,
@@ -118,3 +125,16 @@ def test_walkforward_flow_cpcv_stores_every_path_and_publishes_artifacts(
     table = json.loads(table) if isinstance(table, str) else table
     assert [r["fold"] for r in table] == list(range(10))
     assert "OOS Sharpe" in artifacts["walkforward-summary"].data
+    # the report in a real browser, offline: no JavaScript error, its chart drawn
+    page = Path(summary.report_path or "")
+    html = page.read_text()
+    assert html.count(CHART_LIBRARY_BANNER) == 1 and html.count('<div class="plot"') == 1
+    assert "out of sample (mean of 4 paths)" in html and "Out-of-sample paths" in html
+    proc = run_chromium(
+        page, hedgeflow_home.parent / "profile", "--window-size=1400,2400",
+        "--virtual-time-budget=30000", "--dump-dom",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert console_messages(proc.stderr) == [], console_messages(proc.stderr)
+    assert 'class="js-error"' not in proc.stdout
+    assert 'data-charts-rendered="1"' in proc.stdout and 'class="main-svg"' in proc.stdout
