@@ -190,11 +190,13 @@ def walkforward(
     except BaseException as exc:
         mark_run_ended(warehouse, run_id, exc)
         raise
+    # the stitched out-of-sample numbers (`hedgeflow runs` shows sharpe and total_return)
     headline = {
         item.symbol: {
+            "sharpe": item.summary["oos_sharpe"],
+            "total_return": item.summary["oos_total_return"],
+            "is_sharpe_mean": item.summary["is_sharpe_mean"],
             "is_metric_mean": item.summary["is_metric_mean"],
-            "oos_sharpe": item.summary["oos_sharpe"],
-            "oos_total_return": item.summary["oos_total_return"],
         }
         for item in done
     }

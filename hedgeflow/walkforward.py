@@ -447,16 +447,21 @@ def oos_run(
     end: int,
     config: EngineConfig,
 ) -> SegmentRun:
-    """Run one combination out of sample on bars ``[start, end)``: its signals from
-    ``warmup(params)`` bars before ``start`` (the warm-up is read, no order placed),
-    the engine from flat at ``start``. Reads no bar at or after ``end``."""
+    """Run one combination out of sample on bars ``[start, end)``: its signals and the
+    engine over the bars from ``warmup(params)`` before ``start`` (the warm-up is read,
+    no order placed there), so it is flat at ``start``. Reads no bar at or after
+    ``end``."""
     spec = get_strategy(strategy)
     lead = max(0, start - int(spec.warmup(params)))
     o, h, lo, c = (a[lead:end] for a in arrays)
     signal, _ = spec.signals(o, h, lo, c, params)
     k = start - lead
-    out = run_arrays(o[k:], h[k:], lo[k:], c[k:], signal[k:], config)
-    return SegmentRun(start, end, out["equity"], out["position"], out["pnl"])
+    # the engine reads the warm-up bars too (its ATR for a trailing stop) but places
+    # no order there: flat until ``start``, exactly as a run starting at ``start``
+    signal = signal.copy()
+    signal[:k] = 0
+    out = run_arrays(o, h, lo, c, signal, config)
+    return SegmentRun(start, end, out["equity"][k:], out["position"][k:], out["pnl"])
 
 
 def _best(metrics: Sequence[dict[str, Any]], metric: str, larger_better: bool) -> int:

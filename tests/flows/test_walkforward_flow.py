@@ -46,7 +46,9 @@ def test_cli_walkforward_writes_the_folds_the_stitched_equity_and_a_report(
     assert_clean(proc)
     assert "walk-forward sma_cross by sharpe" in proc.stdout
     assert "status: completed" in proc.stdout
-    (run_id, flow, status) = query(home, "select run_id, flow, status from runs")[0]
+    (run_id, flow, status, headline) = query(
+        home, "select run_id, flow, status, summary from runs"
+    )[0]
     assert (flow, status) == ("walkforward", "completed")
     folds = query_frame(home, "select * from walkforward_folds order by fold")
     # 6 days of 5-minute crypto bars (24x7): folds start on days 0, 1, 2, 3
@@ -69,6 +71,10 @@ def test_cli_walkforward_writes_the_folds_the_stitched_equity_and_a_report(
     growth = math.prod(1 + r for r in folds["total_return"])
     initial = 100_000.0
     assert equity["equity"].iloc[-1] / initial == pytest.approx(growth, rel=1e-9)
+    # the run's headline is the stitched out-of-sample result
+    stitched = json.loads(headline)["BTC-USD.CC"]
+    assert stitched["total_return"] == pytest.approx(growth - 1, rel=1e-9)
+    assert set(stitched) == {"sharpe", "total_return", "is_sharpe_mean", "is_metric_mean"}
     last = proc.stdout.strip().splitlines()[-1]
     report = Path(last.removeprefix("report: "))
     assert report == (home / "reports" / run_id / "report.html").resolve()

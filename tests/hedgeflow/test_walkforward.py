@@ -205,6 +205,13 @@ def test_out_of_sample_never_reads_a_bar_after_its_window() -> None:
         x[:lead] = np.nan
     dirty = oos_run(arrays, "sma_cross", params, a, b, CFG)
     assert np.array_equal(clean.equity, dirty.equity)
+    # with a trailing ATR stop too (the engine's ATR warms up on the same bars)
+    trailing = EngineConfig(use_trailing_atr=True, atr_period=10, atr_mult=2.0)
+    fresh = _arrays(bars)
+    assert np.array_equal(
+        oos_run(fresh, "sma_cross", params, a, b, trailing).equity,
+        oos_run(arrays, "sma_cross", params, a, b, trailing).equity,
+    )
     assert clean.equity.shape == (b - a,) and clean.position[0] == 0.0  # flat at the start
 
 
