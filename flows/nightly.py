@@ -124,6 +124,7 @@ def nightly(
     params = {
         "source": settings.source,
         "interval": settings.interval,
+        "adjust_splits": settings.adjust_splits,
         "start": window.start.isoformat(),
         "end": window.end.isoformat(),
         "agents": {

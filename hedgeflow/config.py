@@ -224,6 +224,9 @@ class Settings:
     # hedgeflow starts on first use and reuses (hedgeflow/prefect_server.py);
     # "ephemeral": Prefect's own temporary server for every command.
     prefect_server: Literal["resident", "ephemeral"] = "resident"
+    # Backtests, nightly, sweeps and the live warm-up read bars adjusted for the stock
+    # splits after them (the bars_adjusted view); false: the vendor's raw bars.
+    adjust_splits: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.lookback_days <= 20_000:

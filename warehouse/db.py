@@ -30,12 +30,22 @@ from pathlib import Path
 
 import duckdb
 
-from hedgeflow.columns import STORED_BAR_COLUMNS
+from hedgeflow.columns import (
+    INGESTED_AT,
+    INTERVAL,
+    PRICE_COLUMNS,
+    SOURCE,
+    STORED_BAR_COLUMNS,
+    SYMBOL,
+    TS,
+    VOLUME,
+)
 from hedgeflow.errors import HedgeflowError, OutOfSpaceError, is_out_of_space
 from hedgeflow.schemas import TABLE_MODELS
 from hedgeflow.schemas.bars import LakeQuarantine
 from hedgeflow.schemas.columns import (
     BARS,
+    BARS_ADJUSTED,
     EXTRA_INDICATORS,
     FINISHED_STATUSES,
     LAKE_QUARANTINE,
@@ -52,10 +62,12 @@ from hedgeflow.schemas.columns import (
     RESULT_TABLES,
     RUNS,
     SIGNALS,
+    SPLITS,
     SWEEP_OVERFIT,
     WALKFORWARD_EQUITY,
     WALKFORWARD_FOLDS,
 )
+from hedgeflow.splits import EXCHANGE_TZ
 from hedgeflow.warehouse.paths import WarehousePaths
 
 SCHEMA_VERSION = 7
@@ -168,9 +180,52 @@ def lake_quarantine_view_sql(paths: WarehousePaths) -> str:
     )
 
 
+_SPLITS_TYPES: dict[str, str] = {
+    "symbol": "VARCHAR",
+    "ex_date": "DATE",
+    "new_shares": "DOUBLE",
+    "old_shares": "DOUBLE",
+    "ratio": "DOUBLE",
+    "source": "VARCHAR",
+    "ingested_at": "TIMESTAMP WITH TIME ZONE",
+}
+
+
+def splits_view_sql(paths: WarehousePaths) -> str:
+    """The SELECT of the ``splits`` view: the lake's splits files, or a typed empty
+    relation when there are none."""
+    if not paths.lake_has_splits():
+        return _typed_empty(_SPLITS_TYPES)
+    cols = ", ".join(f"CAST({q(c)} AS {t}) AS {q(c)}" for c, t in _SPLITS_TYPES.items())
+    return (
+        f"SELECT {cols} FROM read_parquet({sql_string(paths.splits_glob)}, "
+        "hive_partitioning = false)"
+    )
+
+
+def bars_adjusted_view_sql() -> str:
+    """``bars_adjusted``: ``bars`` with prices divided and volume multiplied by the product
+    of the ratios of the splits after each bar's session date (New York), as
+    ``hedgeflow.splits.adjust_bars`` computes for the backtests; ``split_factor`` is that
+    product (1 where no later split is stored)."""
+    prices = ", ".join(f"b.{q(c)} / f.k AS {q(c)}" for c in PRICE_COLUMNS)
+    return (
+        f"SELECT b.{q(SYMBOL)}, b.{q(INTERVAL)}, b.{q(TS)}, {prices}, "
+        f"b.{q(VOLUME)} * f.k AS {q(VOLUME)}, f.k AS split_factor, b.{q(SOURCE)}, "
+        f"b.{q(INGESTED_AT)} FROM {q(BARS)} AS b, LATERAL (SELECT coalesce(product(s.ratio), "
+        f"1.0) AS k FROM {q(SPLITS)} AS s WHERE s.symbol = b.{q(SYMBOL)} AND s.ex_date > "
+        f"CAST(timezone({sql_string(EXCHANGE_TZ)}, b.{q(TS)}) AS DATE)) AS f"
+    )
+
+
 def lake_views(paths: WarehousePaths) -> dict[str, str]:
     """View name -> SELECT for the views over the lake (they change as files appear)."""
-    return {BARS: bars_view_sql(paths), LAKE_QUARANTINE: lake_quarantine_view_sql(paths)}
+    return {
+        BARS: bars_view_sql(paths),
+        LAKE_QUARANTINE: lake_quarantine_view_sql(paths),
+        SPLITS: splits_view_sql(paths),
+        BARS_ADJUSTED: bars_adjusted_view_sql(),
+    }
 
 
 def static_views() -> dict[str, str]:

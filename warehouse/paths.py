@@ -33,6 +33,7 @@ DB_FILE_NAME = "hedgeflow.duckdb"
 REPORT_HTML = "report.html"
 SUMMARY_MD = "summary.md"
 PART_FILE_NAME = "part.parquet"
+SPLITS_FILE_NAME = "splits.parquet"
 TEMP_SUFFIX = ".tmp"
 # A partition file that could not be read is moved to the quarantine folder under its
 # path relative to the lake plus ".<QUARANTINE_STAMP>" (UTC), next to a record of why
@@ -85,6 +86,23 @@ class WarehousePaths:
     def bars_glob(self) -> str:
         """The glob DuckDB reads: one file per interval/symbol/month partition."""
         return f"{self.bars_root.as_posix()}/*/*/*/*.parquet"
+
+    @property
+    def splits_root(self) -> Path:
+        """``lake/splits``: one file of splits per stock."""
+        return self.lake / "splits"
+
+    @property
+    def splits_glob(self) -> str:
+        """The glob DuckDB reads for the ``splits`` view."""
+        return f"{self.splits_root.as_posix()}/*/{SPLITS_FILE_NAME}"
+
+    def splits_file(self, symbol: str) -> Path:
+        return self.splits_root / f"symbol={normalize_symbol(symbol)}" / SPLITS_FILE_NAME
+
+    def lake_has_splits(self) -> bool:
+        root = self.splits_root
+        return root.is_dir() and next(root.glob(f"*/{SPLITS_FILE_NAME}"), None) is not None
 
     @property
     def quarantine_root(self) -> Path:

@@ -30,6 +30,8 @@ import pandas as pd
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import asset_class_of, interval_seconds, normalize_symbol
 from hedgeflow.sources.base import bars_frame, check_request, empty_bars, epoch_us, to_utc
+from hedgeflow.sources.synthetic_splits import divisors, split_schedule
+from hedgeflow.splits import Split
 
 EPOCH = date(2000, 1, 1)
 HORIZON = date(2060, 1, 1)
@@ -138,10 +140,11 @@ class SyntheticMarket:
 
     name = "synthetic"
 
-    def __init__(self, seed: int = 7) -> None:
+    def __init__(self, seed: int = 7, *, splits: bool = True) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidInputError(f"seed must be an integer, got {seed!r}")
         self.seed = seed
+        self.with_splits = splits  # False: the same market as if no stock ever split
         self._seed_key = seed % (1 << 64)
         self._anchors: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -179,6 +182,19 @@ class SyntheticMarket:
         with self._lock:
             self._anchors.setdefault(symbol, out)
         return self._anchors[symbol]
+
+    # -- splits -----------------------------------------------------------------------
+
+    def split_schedule(self, symbol: str) -> tuple[Split, ...]:
+        """Every split of ``symbol`` (stocks only), oldest first."""
+        sym = normalize_symbol(symbol)
+        if not self.with_splits or asset_class_of(sym) != "stock":
+            return ()
+        return split_schedule(self._seed_key, symbol_hash(sym))
+
+    def fetch_splits(self, symbol: str, start: date, end: date) -> list[Split]:
+        """The splits with ``start <= ex_date <= end`` (the vendor's ``/splits``)."""
+        return [s for s in self.split_schedule(symbol) if start <= s.ex_date <= end]
 
     # -- ticks ------------------------------------------------------------------------
 
@@ -221,7 +237,13 @@ class SyntheticMarket:
         )
         ts, logp = ts[keep], logp[keep]
         extra = [np.concatenate([p[i] for p in parts])[keep] for i in (2, 3)]
-        return _finish(prof, ts, logp, *extra)
+        ticks = _finish(prof, ts, logp, *extra)
+        k = divisors(self.split_schedule(symbol), ts)
+        if k is None:
+            return ticks
+        # Not re-rounded to the tick: a split series adjusted back equals the market
+        # that never split exactly (hedgeflow.splits), not only to half a tick.
+        return Ticks(ts, ticks.price / k, ticks.size * k, ticks.bid, ticks.ask)
 
     def _day(
         self, symbol: str, prof: _Profile, anchors: np.ndarray, day: int, lo: int, hi: int
