@@ -134,6 +134,7 @@ def walkforward(
         "metric": metric,
         "folds": spec.describe(),
         "interval": settings.interval,
+        "adjust_splits": settings.adjust_splits,
         "start": window.start.isoformat(),
         "end": window.end.isoformat(),
     }

@@ -370,7 +370,7 @@ WAREHOUSE_COMMANDS = frozenset(
     {"ingest", "nightly", "sweep", "walkforward", "live", "runs", "report", "reconcile"}
 )
 # Commands that run Prefect flows (each calls prepare_prefect).
-PREFECT_COMMANDS = frozenset({"ingest", "nightly", "sweep", "live", "reconcile"})
+PREFECT_COMMANDS = frozenset({"ingest", "nightly", "sweep", "walkforward", "live", "reconcile"})
 
 
 class Terminated(KeyboardInterrupt):

@@ -117,7 +117,12 @@ def walkforward_symbol_body(
     transaction."""
     warehouse = Warehouse(settings.home, lock_timeout=settings.lock_timeout)
     bars = warehouse.read_bars(
-        agent.symbol, settings.interval, window.start, window.end, on_heal=log_healed
+        agent.symbol,
+        settings.interval,
+        window.start,
+        window.end,
+        on_heal=log_healed,
+        adjusted=settings.adjust_splits,  # split-adjusted, as the sweep reads them
     )
     if bars.empty:
         raise InvalidInputError(f"no {settings.interval} bars for {agent.symbol} in the window")
