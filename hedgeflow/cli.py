@@ -35,6 +35,7 @@ examples:
   hedgeflow backtest --bars my.csv --strategy sma_cross --param fast=10 --out results/
   hedgeflow sweep --strategy sma_cross --grid fast=5,10,20 --grid slow=50,100
   hedgeflow overfit --returns trials.parquet --out results/   (PBO, deflated Sharpe)
+  hedgeflow walkforward --strategy sma_cross --train 20d --test 5d [--anchored | --cpcv]
   hedgeflow backtest --bars my.csv --strategy my_strategy.py:Bollinger --out results/
   hedgeflow strategies check my_strategy.py:Bollinger
   hedgeflow live --duration 30               live signals and paper trades, simulator
@@ -160,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the backtests on Dask: the scheduler at ADDRESS, or a local cluster "
         "of 2 workers without one",
     )
+
+    from hedgeflow.walkforward_cli import add_parser as add_walkforward
+
+    add_walkforward(sub, _STRATEGY_HELP, _RANK_METRICS)
 
     p = sub.add_parser(
         "overfit",
@@ -362,10 +367,10 @@ _CRASHED_RUNS: list[str] = []
 # ``crashed`` (a killed run must never stay ``running``). ``sql`` shows them crashed in
 # its snapshot instead (it opens no second database: its memory is the query's).
 WAREHOUSE_COMMANDS = frozenset(
-    {"ingest", "nightly", "sweep", "live", "runs", "report", "reconcile"}
+    {"ingest", "nightly", "sweep", "walkforward", "live", "runs", "report", "reconcile"}
 )
 # Commands that run Prefect flows (each calls prepare_prefect).
-PREFECT_COMMANDS = frozenset({"ingest", "nightly", "sweep", "live", "reconcile"})
+PREFECT_COMMANDS = frozenset({"ingest", "nightly", "sweep", "walkforward", "live", "reconcile"})
 
 
 class Terminated(KeyboardInterrupt):
@@ -595,6 +600,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     summary = sweep(**params)
     print_sweep_summary(summary)
     return 0 if summary.status == "completed" else 1
+
+
+def cmd_walkforward(args: argparse.Namespace) -> int:
+    from hedgeflow.walkforward_cli import cmd_walkforward as run
+
+    return run(args)
 
 
 def cmd_overfit(args: argparse.Namespace) -> int:
@@ -859,7 +870,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 # Runs that publish a tearsheet (HOME/reports/<run_id>/report.html).
-REPORTING_FLOWS = ("nightly", "sweep")
+REPORTING_FLOWS = ("nightly", "sweep", "walkforward")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -971,6 +982,7 @@ _COMMANDS = {
     "backtest": cmd_backtest,
     "sweep": cmd_sweep,
     "overfit": cmd_overfit,
+    "walkforward": cmd_walkforward,
     "live": cmd_live,
     "reconcile": cmd_reconcile,
     "sql": cmd_sql,

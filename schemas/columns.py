@@ -160,6 +160,10 @@ AGENT_METRICS: Final = "agent_metrics"
 PORTFOLIO_METRICS: Final = "portfolio_metrics"
 SWEEP_RESULTS: Final = "sweep_results"
 SWEEP_OVERFIT: Final = "sweep_overfit"
+# hedgeflow walkforward: one row per fold, and the stitched out-of-sample equity per path
+WALKFORWARD_FOLDS: Final = "walkforward_folds"
+WALKFORWARD_EQUITY: Final = "walkforward_equity"
+WALKFORWARD_MODES: tuple[str, ...] = ("rolling", "anchored", "cpcv")
 # hedgeflow reconcile's differences (a result of a reconcile run, shown once it finished)
 LIVE_DRIFT: Final = "live_drift"
 
@@ -172,5 +176,7 @@ RESULT_TABLES: tuple[str, ...] = (
     PORTFOLIO_METRICS,
     SWEEP_RESULTS,
     SWEEP_OVERFIT,
+    WALKFORWARD_FOLDS,
+    WALKFORWARD_EQUITY,
 )
 LIVE_TABLES: tuple[str, ...] = (LIVE_BARS, LIVE_SIGNALS, LIVE_ORDERS, LIVE_FILLS, LIVE_POSITIONS)

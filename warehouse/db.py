@@ -64,11 +64,13 @@ from hedgeflow.schemas.columns import (
     SIGNALS,
     SPLITS,
     SWEEP_OVERFIT,
+    WALKFORWARD_EQUITY,
+    WALKFORWARD_FOLDS,
 )
 from hedgeflow.splits import EXCHANGE_TZ
 from hedgeflow.warehouse.paths import WarehousePaths
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 STORE = "store"
 # How long a connection waits for another process's lock before it gives up. Flows
 # pass ``Settings.lock_timeout`` (writers wait, they never drop work); 30 s is for
@@ -453,6 +455,13 @@ def _migration_6(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(table_ddl(SWEEP_OVERFIT))
 
 
+def _migration_7(con: duckdb.DuckDBPyConnection) -> None:
+    """``walkforward_folds`` and ``walkforward_equity``: hedgeflow walkforward's folds
+    and stitched out-of-sample equity (a new warehouse has them already from migration 1)."""
+    for table in (WALKFORWARD_FOLDS, WALKFORWARD_EQUITY):
+        con.execute(table_ddl(table))
+
+
 MIGRATIONS = {
     1: _migration_1,
     2: _migration_2,
@@ -460,6 +469,7 @@ MIGRATIONS = {
     4: _migration_4,
     5: _migration_5,
     6: _migration_6,
+    7: _migration_7,
 }
 
 

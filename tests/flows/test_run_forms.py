@@ -47,7 +47,7 @@ def schema_of(deployment: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("deployment", ["nightly-backtest", "backfill", "parameter-sweep",
-                                        "live-signals"])  # fmt: skip
+                                        "walk-forward", "live-signals"])  # fmt: skip
 def test_no_parameter_shows_bare(deployment: str) -> None:
     schema = schema_of(deployment)
     assert schema["properties"], deployment
