@@ -229,9 +229,9 @@ DAYS_DOC = Doc("Days of bars before end", "lookback_days")
 SOURCE_DOC = Doc("Where the bars come from", "source")
 END_DOC = Doc(
     "End of the window (UTC)",
-    empty="the start of the current UTC day",
-    detail="The window then ends with the last complete UTC day.",
-    empty_title="today",
+    empty="the last completed bar (now, floored to the interval)",
+    detail="The run stores the window it used, so it can be repeated with this end.",
+    empty_title="now",
 )
 INTERVAL_DOC = Doc("Bar interval", "interval")
 TASK_RUNNER_DOC = Doc("Where the backtests run: Prefect's thread pool or Dask", "task_runner")
