@@ -105,7 +105,8 @@ def ingest(
     end: Annotated[datetime | None, END_DOC] = None,
 ) -> list[IngestResult]:
     """Fetch bars for ``symbols`` over the ``days`` before ``end`` (default: the end
-    of the last completed bar, now floored to the interval), validate them and store them in the lake."""
+    of the last completed bar, now floored to the interval), validate them and store
+    them in the lake."""
     overrides: dict[str, object] = {}
     if source:
         overrides["source"] = source
