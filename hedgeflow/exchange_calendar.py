@@ -10,6 +10,7 @@ lookup is a binary search.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -123,9 +124,12 @@ def sessions(name: str = DEFAULT_CALENDAR) -> Sessions:
     import exchange_calendars
 
     checked = validate_calendar(name)
-    cal = exchange_calendars.get_calendar(
-        checked, start=FIRST_DAY.isoformat(), end=LAST_DAY.isoformat()
-    )
+    with warnings.catch_warnings():
+        # the library's own use of Series.values on pandas 3 (a Pandas4Warning), not ours
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        cal = exchange_calendars.get_calendar(
+            checked, start=FIRST_DAY.isoformat(), end=LAST_DAY.isoformat()
+        )
     sched = cal.schedule
     day = sched.index.to_numpy().astype("datetime64[D]").astype("int64")
     open_ms = sched["open"].dt.tz_convert(None).to_numpy().astype("datetime64[ms]").astype("int64")

@@ -150,6 +150,12 @@ ORDER_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end", "flatt
 BARS: Final = "bars"
 QUARANTINE: Final = "quarantine"
 LAKE_QUARANTINE: Final = "lake_quarantine"  # a view over the lake, like bars
+VENDOR_GAPS: Final = "vendor_gaps"  # records in the lake: vendor answers with no bars
+DATA_GAPS: Final = "data_gaps"  # a view: missing sessions and empty vendor answers
+# data_gaps kinds
+GAP_MISSING_SESSION: Final = "missing_session"
+GAP_VENDOR_EMPTY: Final = "vendor_empty"
+GAP_KINDS: tuple[str, ...] = (GAP_MISSING_SESSION, GAP_VENDOR_EMPTY)
 RUNS: Final = "runs"
 SIGNALS: Final = "signals"
 TRADES: Final = "trades"

@@ -107,6 +107,7 @@ def _run(
                     sim.exhausted("AAPL.US")
                     and runtime.status().ticks + runtime.hours.dropped
                     == len(sim.sent_ticks("AAPL.US"))
+                    and runtime.gaps.pending == 0  # the connect's repair is over
                 ):
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(0.2)  # time flushes every 0.02 s
