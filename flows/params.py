@@ -234,6 +234,10 @@ END_DOC = Doc(
     empty_title="now",
 )
 INTERVAL_DOC = Doc("Bar interval", "interval")
+TRADING_DAYS_DOC = Doc(
+    "Without an end: do nothing (completed, with a message) when today in New York is "
+    "not an XNYS trading day (the scheduled nightly sets it)"
+)
 TASK_RUNNER_DOC = Doc("Where the backtests run: Prefect's thread pool or Dask", "task_runner")
 DASK_ADDRESS_DOC = Doc(
     "A Dask scheduler (tcp://host:port) to run the backtests on",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -24,6 +25,7 @@ __all__ = [
     "EXCHANGE_CALENDARS",
     "Sessions",
     "calendar_of",
+    "closed_day_reason",
     "known_calendars",
     "last_session_open",
     "sessions",
@@ -137,6 +139,32 @@ def sessions(name: str = DEFAULT_CALENDAR) -> Sessions:
         sched["close"].dt.tz_convert(None).to_numpy().astype("datetime64[ms]").astype("int64")
     )
     return Sessions(checked, day, open_ms, close_ms)
+
+
+def closed_day_reason(
+    now: datetime, symbols: Iterable[str], timezone: str = "America/New_York"
+) -> str | None:
+    """Why there is no new session to run on at ``now``: a one-line message when the
+    local date (``timezone``: the exchange's, New York for XNYS) of ``now`` is not a
+    session of the calendar of any stock among ``symbols``; None when it is, or when no
+    symbol is a stock (forex and crypto have no holidays here)."""
+    from zoneinfo import ZoneInfo
+
+    names = sorted({c for s in symbols if (c := calendar_of(s)) is not None})
+    if not names:
+        return None
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    local = now.astimezone(ZoneInfo(timezone)).date()
+    day = (local - date(1970, 1, 1)).days
+    closed = [n for n in names if sessions(n).on_day(day) is None]
+    if len(closed) < len(names):
+        return None
+    what = "a weekend" if local.weekday() >= 5 else "a holiday"
+    return (
+        f"{local.isoformat()} is not a trading day of {', '.join(closed)} ({what}): no new "
+        "session to backtest, nothing run (pass an end to run anyway)"
+    )
 
 
 def last_session_open(now: datetime | None = None, calendar: str = DEFAULT_CALENDAR) -> datetime:
