@@ -105,7 +105,7 @@ def nightly(
     ] = None,
     task_runner: Annotated[TaskRunnerName | None, TASK_RUNNER_DOC] = None,
     dask_address: Annotated[str | None, DASK_ADDRESS_DOC] = None,
-    trading_days_only: Annotated[bool, TRADING_DAYS_DOC] = False,
+    trading_days_only: Annotated[bool | None, TRADING_DAYS_DOC] = None,
 ) -> NightlySummary:
     """Ingest the lookback window, backtest every agent (one mapped task each),
     combine them into a portfolio and publish the results.

@@ -236,7 +236,9 @@ END_DOC = Doc(
 INTERVAL_DOC = Doc("Bar interval", "interval")
 TRADING_DAYS_DOC = Doc(
     "Without an end: do nothing (completed, with a message) when today in New York is "
-    "not an XNYS trading day (the scheduled nightly sets it)"
+    "not an XNYS trading day (the scheduled nightly sets it)",
+    empty="no: run whatever the day",
+    empty_title="no",
 )
 TASK_RUNNER_DOC = Doc("Where the backtests run: Prefect's thread pool or Dask", "task_runner")
 DASK_ADDRESS_DOC = Doc(
