@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from hedgeflow.sources.synthetic import SyntheticMarket
 from hedgeflow.warehouse import Warehouse
@@ -85,3 +86,14 @@ def test_a_vendor_answer_for_a_closed_day_is_not_a_gap(tmp_path: Path) -> None:
     christmas = (ts("2025-12-25"), ts("2025-12-26"))
     wh.record_vendor_gaps("AAPL.US", "5m", [christmas], "run-2", "eodhd")
     assert wh.query(GAPS).empty
+
+
+def test_a_bad_vendor_gap_record_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    from hedgeflow.errors import InvalidInputError
+
+    wh = Warehouse(tmp_path)
+    lo, hi = ts("2025-11-26"), ts("2025-11-27")
+    for symbol, run_id in (("AAPL.US", "../escape"), ("../x.US", "run-3")):
+        with pytest.raises(InvalidInputError):
+            wh.record_vendor_gaps(symbol, "5m", [(lo, hi)], run_id, "eodhd")
+    assert wh.paths.vendor_gap_records() == []

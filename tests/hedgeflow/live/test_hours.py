@@ -146,3 +146,13 @@ def test_extended_hours_setting_includes_them(settings_: Settings) -> None:
     assert got.max() > CLOSE + pd.Timedelta(hours=6)
     assert (got >= CLOSE).sum() > 30
     assert runtime.hours.dropped == 0
+
+
+def test_the_extended_hours_setting() -> None:
+    from hedgeflow.config import ConfigError
+
+    assert load_settings(env={}).live.extended_hours is False
+    on = load_settings(env={"HEDGEFLOW_LIVE__EXTENDED_HOURS": "true"})
+    assert on.live.extended_hours is True
+    with pytest.raises(ConfigError, match=r"live\.extended_hours"):
+        load_settings(env={"HEDGEFLOW_LIVE__EXTENDED_HOURS": "maybe"})
