@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import TypeAlias
 
@@ -80,10 +81,9 @@ def _calendar_names() -> list[str]:
 
 
 def calendar_file(paths: WarehousePaths, name: str = DEFAULT_CALENDAR) -> Path:
-    """The lake file of calendar ``name``'s sessions, written if missing."""
-    import exchange_calendars
-
-    target = paths.calendar_file(name, exchange_calendars.__version__)
+    """The lake file of calendar ``name``'s sessions, written if missing (the library,
+    ~1 s to import, is only loaded then: every warehouse open builds this view)."""
+    target = paths.calendar_file(name, version("exchange-calendars"))
     if target.exists():
         return target
     cal = sessions(name)
