@@ -668,6 +668,7 @@ def _stream(
             status_every=status_every,
             max_silence=settings.live.max_silence or None,
             max_idle_connections=settings.live.max_idle_connections,
+            extended_hours=settings.live.extended_hours,
         )
     try:
         with _sigterm_stops_cleanly():

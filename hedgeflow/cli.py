@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--days", type=int, help="lookback in days (default 30)")
     p.add_argument("--interval", choices=("1m", "5m", "1h"), help="bar interval (default 5m)")
-    p.add_argument("--end", help="end of the window, UTC (default: start of today)")
+    p.add_argument("--end", help="end of the window, UTC (default: the last completed bar)")
 
     p = sub.add_parser("nightly", help="ingest, backtest every agent, combine, publish")
     p.add_argument(
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", choices=("synthetic", "eodhd", "simulator"), help="default: synthetic"
     )
     p.add_argument("--days", type=int, help="lookback in days (default 30)")
-    p.add_argument("--end", help="end of the window, UTC (default: start of today)")
+    p.add_argument("--end", help="end of the window, UTC (default: the last completed bar)")
 
     p = sub.add_parser("backtest", help="backtest one strategy on your own bars file")
     p.add_argument("--bars", required=True, type=Path, metavar="FILE", help="CSV or Parquet bars")
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: a built-in grid per strategy)",
     )
     p.add_argument("--days", type=int, help="lookback in days (default 30)")
-    p.add_argument("--end", help="end of the window, UTC (default: start of today)")
+    p.add_argument("--end", help="end of the window, UTC (default: the last completed bar)")
     p.add_argument("--metric", choices=_RANK_METRICS, default="sharpe", help="ranking metric")
     p.add_argument(
         "--dask",

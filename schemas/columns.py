@@ -152,6 +152,12 @@ QUARANTINE: Final = "quarantine"
 LAKE_QUARANTINE: Final = "lake_quarantine"  # a view over the lake, like bars
 SPLITS: Final = "splits"  # a view over the lake's splits files
 BARS_ADJUSTED: Final = "bars_adjusted"  # bars adjusted for the splits after them
+VENDOR_GAPS: Final = "vendor_gaps"  # records in the lake: vendor answers with no bars
+DATA_GAPS: Final = "data_gaps"  # a view: missing sessions and empty vendor answers
+# data_gaps kinds
+GAP_MISSING_SESSION: Final = "missing_session"
+GAP_VENDOR_EMPTY: Final = "vendor_empty"
+GAP_KINDS: tuple[str, ...] = (GAP_MISSING_SESSION, GAP_VENDOR_EMPTY)
 RUNS: Final = "runs"
 SIGNALS: Final = "signals"
 TRADES: Final = "trades"

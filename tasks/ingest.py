@@ -83,6 +83,8 @@ def ingest_symbol_body(
     report = warehouse.write_bars(
         valid, symbol, interval, start, end, source=source.name, keep=fetched.empty
     )
+    # reported in the data_gaps view, never stored as "no bars" (convention 8)
+    warehouse.record_vendor_gaps(symbol, interval, fetched.empty, run_id, source.name)
     new_splits = 0 if splits is None else warehouse.write_splits(symbol, splits, source.name)
     result = IngestResult(
         symbol=symbol,

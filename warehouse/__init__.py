@@ -148,6 +148,20 @@ class Warehouse:
                 lock_timeout=self.lock_timeout,
             )
 
+    def record_vendor_gaps(
+        self,
+        symbol: str,
+        interval: str,
+        ranges: Sequence[tuple[TimeLike, TimeLike]],
+        run_id: str,
+        source: str,
+    ) -> None:
+        """Record the ranges the vendor answered with no bars (the ``data_gaps`` view)."""
+        from hedgeflow.warehouse.gaps import record_vendor_gaps
+
+        with out_of_space_as(self.paths.lake):
+            record_vendor_gaps(self.paths, symbol, interval, ranges, run_id, source)
+
     def read_bars(
         self,
         symbol: str,

@@ -10,7 +10,8 @@ Layout of the database file:
 - schema ``store``: the tables (one per model of ``hedgeflow.schemas.TABLE_MODELS`` but
   ``bars``, which lives in the Parquet lake), ``store.schema_version`` and
   ``store.meta``;
-- schema ``main``: the views people query: ``bars`` (over the lake),
+- schema ``main``: the views people query: ``bars`` (over the lake), ``data_gaps``
+  (missing sessions and empty vendor answers; see ``gaps``),
   ``lake_quarantine`` (over the records of the partition files the lake moved to
   its quarantine folder because they could not be read; see ``lake``),
   ``runs``, one view per result table showing only rows of finished runs
@@ -46,6 +47,7 @@ from hedgeflow.schemas.bars import LakeQuarantine
 from hedgeflow.schemas.columns import (
     BARS,
     BARS_ADJUSTED,
+    DATA_GAPS,
     EXTRA_INDICATORS,
     FINISHED_STATUSES,
     LAKE_QUARANTINE,
@@ -219,10 +221,14 @@ def bars_adjusted_view_sql() -> str:
 
 
 def lake_views(paths: WarehousePaths) -> dict[str, str]:
-    """View name -> SELECT for the views over the lake (they change as files appear)."""
+    """View name -> SELECT for the views over the lake (they change as files appear);
+    ``data_gaps`` reads ``bars``, so it comes after it."""
+    from hedgeflow.warehouse.gaps import data_gaps_view_sql
+
     return {
         BARS: bars_view_sql(paths),
         LAKE_QUARANTINE: lake_quarantine_view_sql(paths),
+        DATA_GAPS: data_gaps_view_sql(paths),
         SPLITS: splits_view_sql(paths),
         BARS_ADJUSTED: bars_adjusted_view_sql(),
     }

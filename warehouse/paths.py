@@ -126,6 +126,26 @@ class WarehousePaths:
             return []
         return sorted(root.rglob(f"*{QUARANTINE_RECORD_SUFFIX}"))
 
+    @property
+    def vendor_gaps_root(self) -> Path:
+        """``lake/vendor_gaps``: one JSON record per vendor answer with no bars."""
+        return self.lake / "vendor_gaps"
+
+    @property
+    def vendor_gaps_glob(self) -> str:
+        """The glob DuckDB reads for the vendor gap records of the ``data_gaps`` view."""
+        return f"{self.vendor_gaps_root.as_posix()}/*/*.json"
+
+    def vendor_gap_records(self) -> list[Path]:
+        root = self.vendor_gaps_root
+        if not root.is_dir():
+            return []
+        return sorted(root.glob("*/*.json"))
+
+    def calendar_file(self, name: str, version: str) -> Path:
+        """``lake/calendars/<name>-<library version>.parquet``: a calendar's sessions."""
+        return self.lake / "calendars" / f"{name}-{version}.parquet"
+
     def partition_files(self) -> list[Path]:
         """Every file the ``bars`` view reads (``bars_glob``), sorted."""
         root = self.bars_root

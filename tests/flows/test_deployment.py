@@ -262,8 +262,9 @@ def test_nightly_custom_run_form_in_a_browser(
         assert f">{name} (Optional)<" in dom, name
         assert html.escape(prop["description"], quote=False) in dom, name
     # the None choices are named for what they mean, and no bare "None" toggle is left
-    assert dom.count(">configured<") == len(schema["properties"]) - 1  # all but end
-    assert ">today<" in dom and ">None<" not in dom
+    # all but end and trading_days_only
+    assert dom.count(">configured<") == len(schema["properties"]) - 2
+    assert ">now<" in dom and ">no<" in dom and ">None<" not in dom
     assert "Set by HEDGEFLOW_LOOKBACK_DAYS or in hedgeflow.toml" in dom
 
     def runs() -> int:
