@@ -1,7 +1,7 @@
 """The synthetic market's stock splits: occasional, deterministic per (seed, symbol).
 
 Each year from ``FIRST_YEAR`` a stock splits with probability ``YEARLY_RATE``, on a day
-drawn for that year (moved to the next weekday), with a ratio drawn from ``RATIOS``
+drawn for that year (moved to the next XNYS session), with a ratio drawn from ``RATIOS``
 (mostly forward splits, some reverse ones). A year's draw depends only on
 ``(seed, symbol, year)``, so the schedule never changes when a range is extended.
 
@@ -18,6 +18,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
+from hedgeflow.exchange_calendar import DEFAULT_CALENDAR, sessions
 from hedgeflow.splits import Split
 
 FIRST_YEAR = 2001
@@ -33,6 +34,7 @@ RATIOS: tuple[tuple[float, float, float], ...] = (
     (1.0, 10.0, 0.10),
 )
 _SALT = 0x5B117
+_UNIX = date(1970, 1, 1)
 
 
 def split_schedule(seed_key: int, symbol_key: int) -> tuple[Split, ...]:
@@ -44,12 +46,20 @@ def split_schedule(seed_key: int, symbol_key: int) -> tuple[Split, ...]:
         rng = np.random.default_rng([seed_key, symbol_key, _SALT, year])
         if rng.random() >= YEARLY_RATE:
             continue
-        day = date(year, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
-        while day.weekday() >= 5:
-            day += timedelta(days=1)
+        drawn = date(year, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
+        day = _first_session_from(drawn)
+        if day is None:
+            continue
         new, old, _ = RATIOS[int(rng.choice(len(RATIOS), p=weights))]
         out.append(Split(day, new, old))
     return tuple(out)
+
+
+def _first_session_from(day: date) -> date | None:
+    """The first XNYS session on or after ``day`` (an ex-date is a trading day)."""
+    days = sessions(DEFAULT_CALENDAR).day
+    i = int(np.searchsorted(days, (day - _UNIX).days))
+    return _UNIX + timedelta(days=int(days[i])) if i < len(days) else None
 
 
 def divisors(schedule: tuple[Split, ...], ts_ms: np.ndarray) -> np.ndarray | None:

@@ -139,8 +139,10 @@ class _SymbolStream:
         ts = self._ts[self._i]
         price, size, bid, ask = self._rows[self._i]
         if self.feed == "us-quote":
-            bid = round(price - 0.01, 2)
-            ask = round(price + 0.01, 2)
+            # one cent either side, to 6 decimals: a price after a synthetic split is
+            # on a finer grid than cents (hedgeflow.sources.synthetic_splits)
+            bid = round(price - 0.01, 6)
+            ask = round(price + 0.01, 6)
             price = (ask + bid) / 2
             size = _NAN
         ms = self._status[self._i] if self.feed == "us" else ""

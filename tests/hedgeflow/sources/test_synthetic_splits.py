@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
+from hedgeflow.exchange_calendar import sessions
 from hedgeflow.sources.synthetic import SyntheticMarket
 from hedgeflow.sources.synthetic_splits import FIRST_YEAR, LAST_YEAR, RATIOS
 
@@ -23,7 +24,8 @@ def test_the_schedule_is_deterministic_and_per_seed() -> None:
     splits = [s for sched in first for s in sched]
     # about YEARLY_RATE x 59 years per stock; every draw on a weekday, in range, known ratio
     assert 3.0 < len(splits) / len(stocks) < 6.5
-    assert all(s.ex_date.weekday() < 5 for s in splits)
+    open_days = {date(1970, 1, 1) + timedelta(days=int(d)) for d in sessions("XNYS").day}
+    assert all(s.ex_date in open_days for s in splits)  # ex-dates are trading days
     assert all(FIRST_YEAR <= s.ex_date.year <= LAST_YEAR + 1 for s in splits)
     assert {(s.new, s.old) for s in splits} == {(n, o) for n, o, _ in RATIOS}
     assert all(list(sched) == sorted(sched) for sched in first)
