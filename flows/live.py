@@ -65,6 +65,7 @@ from hedgeflow.flows.params import (
 )
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.clock import SimulatedClock
+from hedgeflow.live.corporate import SplitFetcher, announce_splits
 from hedgeflow.live.rest import BarFetcher, rest_fetcher
 from hedgeflow.live.runtime import SHUTDOWN, request_shutdown, shutdown_reason
 from hedgeflow.live.session import last_session_open
@@ -122,6 +123,7 @@ class _Sources:
     fetch: BarFetcher
     token: str
     ws_url: str
+    splits: SplitFetcher
 
 
 def _agent_config(agent: AgentSettings, settings: Settings) -> dict[str, Any]:
@@ -189,7 +191,9 @@ def _open_sources(
         token = eodhd_token(network)
         spec = SourceSpec("eodhd", network, settings.seed)
     client = stack.enter_context(EodhdClient(token, network))
-    yield _Sources(spec, rest_fetcher(client, settings.interval), token, network.ws_url)
+    yield _Sources(
+        spec, rest_fetcher(client, settings.interval), token, network.ws_url, client.fetch_splits
+    )
 
 
 def _missing_from(warehouse: Warehouse, symbol: str, interval: str, window: Window) -> datetime:
@@ -512,6 +516,8 @@ def _live_body(
                 live_agents[agent.name] = live_agent
                 windows[agent.name] = (window.start, window.end)
         agents_ = [live_agents[a.name] for a in settings.agents]
+        for warning in announce_splits(agents_, sources.splits, begin):
+            log.warning("%s", warning)
         for name, (w_start, w_end) in windows.items():
             params["agents"][name].update(
                 warmup_start=w_start.isoformat(), live_start=w_end.isoformat()
