@@ -675,6 +675,7 @@ def _stream(
             max_silence=settings.live.max_silence or None,
             max_idle_connections=settings.live.max_idle_connections,
             extended_hours=settings.live.extended_hours,
+            calendars=settings.calendars,
         )
     try:
         with _sigterm_stops_cleanly():

@@ -140,7 +140,7 @@ def nightly(
     warehouse.start_run(run_id, "nightly", params, code_version())
     log = run_logger()
     closed = (
-        closed_day_reason(window.end, settings.symbols)
+        closed_day_reason(window.end, settings.symbols, calendars=settings.calendars)
         if trading_days_only and end is None
         else None
     )

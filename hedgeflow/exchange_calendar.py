@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -63,7 +63,7 @@ def validate_calendar(name: object) -> str:
     return candidate
 
 
-def calendar_of(symbol: str, overrides: dict[str, str] | None = None) -> str | None:
+def calendar_of(symbol: str, overrides: Mapping[str, str] | None = None) -> str | None:
     """The session calendar of a stock symbol (``AAPL.US`` -> XNYS); None for forex and
     crypto. ``overrides`` maps an exchange suffix to a calendar name."""
     sym = normalize_symbol(symbol)
@@ -142,7 +142,10 @@ def sessions(name: str = DEFAULT_CALENDAR) -> Sessions:
 
 
 def closed_day_reason(
-    now: datetime, symbols: Iterable[str], timezone: str = "America/New_York"
+    now: datetime,
+    symbols: Iterable[str],
+    timezone: str = "America/New_York",
+    calendars: Mapping[str, str] | None = None,
 ) -> str | None:
     """Why there is no new session to run on at ``now``: a one-line message when the
     local date (``timezone``: the exchange's, New York for XNYS) of ``now`` is not a
@@ -150,7 +153,8 @@ def closed_day_reason(
     symbol is a stock (forex and crypto have no holidays here)."""
     from zoneinfo import ZoneInfo
 
-    names = sorted({c for s in symbols if (c := calendar_of(s)) is not None})
+    overrides = dict(calendars) if calendars else None
+    names = sorted({c for s in symbols if (c := calendar_of(s, overrides)) is not None})
     if not names:
         return None
     if now.tzinfo is None:

@@ -10,7 +10,7 @@ no session calendar and pass through.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from hedgeflow.exchange_calendar import Sessions, calendar_of, sessions
 from hedgeflow.sources.tick import Tick
@@ -24,11 +24,17 @@ EXTENDED_STATUSES = frozenset({"pre-market", "after-hours", "closed"})
 class SessionFilter:
     """``admit(tick)``: whether a tick belongs in the regular-session bars."""
 
-    def __init__(self, symbols: Iterable[str], *, extended_hours: bool = False) -> None:
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        *,
+        extended_hours: bool = False,
+        calendars: Mapping[str, str] | None = None,
+    ) -> None:
         self.extended_hours = bool(extended_hours)
         self._calendars: dict[str, Sessions] = {}
         for symbol in symbols:
-            name = calendar_of(symbol)
+            name = calendar_of(symbol, dict(calendars) if calendars else None)
             if name is not None:
                 self._calendars[symbol] = sessions(name)
         self.dropped = 0

@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hedgeflow.errors import InvalidInputError
@@ -137,10 +137,13 @@ class LiveRuntime:
         max_silence: float | None = None,
         max_idle_connections: int | None = None,
         extended_hours: bool = False,
+        calendars: Mapping[str, str] | None = None,
     ) -> None:
         self.router = BarRouter(agents, sink, interval)
         # stock ticks outside the regular session are kept out of the bars (convention 8)
-        self.hours = SessionFilter(self.router.symbols, extended_hours=extended_hours)
+        self.hours = SessionFilter(
+            self.router.symbols, extended_hours=extended_hours, calendars=calendars
+        )
         self.interval_ms = self.router.interval_ms
         self.aggregator = BarAggregator(self.interval_ms // 1000, grace_seconds)
         self.grace_ms = self.aggregator.grace_ms
