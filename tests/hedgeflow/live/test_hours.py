@@ -97,7 +97,9 @@ def _run(
             token="demo-sim",
             clock_ms=sim.now_ms,
             clock_rate=1.0,
-            grace_seconds=0.0,
+            # a minute of the simulator's clock (milliseconds here): a tick still in the
+            # socket when the clock passes its bar's end is not late (speed 0 races)
+            grace_seconds=60.0,
             extended_hours=extended_hours,
             # a reconnect on a loaded machine is repaired from REST (regular-session bars)
             fetch_bars=rest_fetcher(MARKET, "5m"),
