@@ -332,6 +332,8 @@ def test_fast_and_careful_parsers_agree() -> None:
         (b'[{"timestamp":1,"open":"abc","high":1,"low":1,"close":1}]', "bar 0 has open"),
         (b'[{"timestamp":1,"open":true,"high":1,"low":1,"close":1}]', "bar 0 has open"),
         (b"\xff\xfe[]", "not UTF-8 JSON"),
+        # past orjson's depth limit json.loads raises RecursionError: an error, not a crash
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply to be bars"),
     ],
 )
 def test_malformed_bodies_raise_clear_errors(body: bytes, match: str) -> None:
