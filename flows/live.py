@@ -336,6 +336,7 @@ def _live_locked(
         "mode": mode,
         "speed": speed if source == "simulator" else 1.0,
         "interval": interval_,
+        "adjust_splits": settings.adjust_splits,  # how the warm-up history was read
         "flow_run_id": current_run_id(),
         # a continued agent keeps its windows: a kill before step 3 records them again must
         # not leave a record the next restart cannot continue
@@ -443,7 +444,9 @@ def _live_body(
         if not entry or "warmup_start" not in entry:
             continue
         w_start, w_end = _utc(entry["warmup_start"]), _utc(entry["live_start"])
-        history = warehouse.read_bars(agent.symbol, interval_, w_start, w_end)
+        history = warehouse.read_bars(
+            agent.symbol, interval_, w_start, w_end, adjusted=settings.adjust_splits
+        )
         try:
             restored = restore_agent(
                 warehouse, agent, settings.costs_for(agent), equity0, interval_, history, run_id
@@ -491,7 +494,13 @@ def _live_body(
                 live_agent = LiveAgent.from_settings(
                     agent, settings.costs_for(agent), equity0, interval_
                 )
-                history = warehouse.read_bars(agent.symbol, interval_, window.start, window.end)
+                history = warehouse.read_bars(
+                    agent.symbol,
+                    interval_,
+                    window.start,
+                    window.end,
+                    adjusted=settings.adjust_splits,
+                )
                 report = live_agent.warm_up(history, "shadow")
                 if not report.ready:
                     log.warning(
@@ -659,6 +668,7 @@ def _stream(
             status_every=status_every,
             max_silence=settings.live.max_silence or None,
             max_idle_connections=settings.live.max_idle_connections,
+            extended_hours=settings.live.extended_hours,
         )
     try:
         with _sigterm_stops_cleanly():

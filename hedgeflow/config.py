@@ -131,8 +131,15 @@ class LiveSettings:
     # how long the end of a run waits for a locked warehouse to store the journal's
     # backlog; past it the run stops with the backlog kept for the next start
     drain_limit: float = 600.0
+    # US stocks: pre-market and after-hours trades (EODHD's ``ms`` field) go into bars
+    # too; by default they are kept out of the regular-session bars (convention 8)
+    extended_hours: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.extended_hours, bool):
+            raise InvalidInputError(
+                f"extended_hours must be true or false, got {self.extended_hours!r}"
+            )
         if not 0 <= self.max_silence <= 10_000_000:
             raise InvalidInputError(
                 f"max_silence must be in [0, 10000000] s (0: no limit), got {self.max_silence}"
@@ -224,6 +231,9 @@ class Settings:
     # hedgeflow starts on first use and reuses (hedgeflow/prefect_server.py);
     # "ephemeral": Prefect's own temporary server for every command.
     prefect_server: Literal["resident", "ephemeral"] = "resident"
+    # Backtests, nightly, sweeps and the live warm-up read bars adjusted for the stock
+    # splits after them (the bars_adjusted view); false: the vendor's raw bars.
+    adjust_splits: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.lookback_days <= 20_000:
