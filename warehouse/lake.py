@@ -643,12 +643,13 @@ def write_bars(
 
     first_month = np.datetime64(start_ts.tz_convert(None), "M")
     last_month = np.datetime64((end_ts - pd.Timedelta(microseconds=1)).tz_convert(None), "M")
-    months = np.arange(first_month, last_month + 1)
+    one_month = np.timedelta64(1, "M")  # a bare `+ 1` is deprecated from numpy 2.5
+    months = np.arange(first_month, last_month + one_month)
 
     jobs = []
     for month in months:
         m_lo = int(month.astype("datetime64[us]").view(np.int64))
-        m_hi = int((month + 1).astype("datetime64[us]").view(np.int64))
+        m_hi = int((month + one_month).astype("datetime64[us]").view(np.int64))
         lo, hi = max(lo_us, m_lo), min(hi_us, m_hi)
         month_segments = [(max(a, lo), min(b, hi)) for a, b in segments if a < hi and b > lo]
         if not month_segments:  # the whole month's part of the range is kept

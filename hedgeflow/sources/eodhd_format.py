@@ -531,6 +531,10 @@ def _parse_careful(body: bytes) -> pd.DataFrame:
             f"EODHD returned {kind} JSON ({exc.msg} at char {exc.pos} of {len(text)}; "
             f"starts with {excerpt(body, 60)!r})"
         ) from None
+    except RecursionError:  # orjson stops at depth 1024, json.loads at the recursion limit
+        raise DataFormatError(
+            f"EODHD returned JSON nested too deeply to be bars (starts with {excerpt(body, 60)!r})"
+        ) from None
     if isinstance(data, dict):
         raise DataFormatError(
             f"EODHD returned a JSON object instead of an array of bars: {_vendor_message(data)}"

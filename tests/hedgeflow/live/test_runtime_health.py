@@ -65,7 +65,11 @@ def test_a_feed_that_goes_silent_stops_the_runtime_with_the_reason(limit: float 
         return
     assert status.problem is not None and status.problem.startswith("no tick for ")
     assert "(the silence limit is 1.5 s)" in status.problem
-    assert 3.0 <= took < 7.5  # ~1.5 s of ticks, 1.5 s of silence: not the 8 s duration
+    # ~1.5 s of ticks, 1.5 s of silence: not the 8 s duration. The limit counts from the
+    # last tick, which precedes the silence by up to a tick's gap (and the timer starts
+    # just before t0), so the stop comes up to a few tenths of a second before 3.0 s
+    # (2.97 s on Python 3.13 in 3 of 9 runs).
+    assert 2.5 <= took < 7.5
 
 
 def test_the_verdict_of_a_live_run() -> None:

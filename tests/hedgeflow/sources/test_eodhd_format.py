@@ -332,6 +332,9 @@ def test_fast_and_careful_parsers_agree() -> None:
         (b'[{"timestamp":1,"open":"abc","high":1,"low":1,"close":1}]', "bar 0 has open"),
         (b'[{"timestamp":1,"open":true,"high":1,"low":1,"close":1}]', "bar 0 has open"),
         (b"\xff\xfe[]", "not UTF-8 JSON"),
+        # past orjson's depth limit (1024) json.loads takes it, and raises RecursionError
+        # past the interpreter's (3.11: ~1000 frames; 3.13: its C limit, ~10 000)
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply to be bars"),
     ],
 )
 def test_malformed_bodies_raise_clear_errors(body: bytes, match: str) -> None:
