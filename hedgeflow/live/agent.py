@@ -121,7 +121,7 @@ class LiveAgent:
         validate_interval(self.interval)
         spec = get_strategy(self.strategy)
         self._spec = spec
-        self._stream = spec.streaming(self.params)
+        self._stream = spec.streaming(self.params, shorts=self.config.allow_short)
         self._warmup_bars = int(spec.warmup(self.params))
         self.broker = PaperBroker(self.config, self.name, self.symbol, self.interval)
         self.refused = Counter()

@@ -92,11 +92,6 @@ def params_json(params: Any) -> str:
 
 def engine_vector(config: EngineConfig) -> Settings:
     """The engine settings as the kernels take them (the same floats as run_arrays)."""
-    if config.allow_short:
-        raise NotImplementedError(
-            "allow_short=True: the engine is long only (DESIGN convention 5); "
-            "set risk.allow_short = false"
-        )
     return engine_settings(config)
 
 
@@ -126,7 +121,8 @@ def _raw_stats(
         if config.use_trailing_atr
         else np.empty(0, dtype=np.float64)
     )
-    packed = np.ascontiguousarray(np.stack([spec.pack(p) for p in params]))
+    shorts = config.allow_short
+    packed = np.ascontiguousarray(np.stack([spec.pack(p, shorts=shorts) for p in params]))
     sizes = np.array([spec.size(p) for p in params], dtype=np.int64)
     kernels = spec.kernels()
     cuts = np.zeros(1, dtype=np.int64) if starts is None else np.ascontiguousarray(starts)
@@ -277,7 +273,7 @@ def sweep_returns(bars: pd.DataFrame, grid: SweepGrid, config: EngineConfig) -> 
     o, h, lo, c = (bars[col].to_numpy(np.float64) for col in C.PRICE_COLUMNS)
     out = np.empty((len(bars) - 1, grid.size), dtype=np.float64, order="F")
     for j, p in enumerate(grid.params):
-        signal, _ = spec.signals(o, h, lo, c, p)
+        signal, _ = spec.signals(o, h, lo, c, p, shorts=config.allow_short)
         equity = run_arrays(o, h, lo, c, signal, config)["equity"]
         out[:, j] = equity[1:] / equity[:-1] - 1.0
     return out
