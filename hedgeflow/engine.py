@@ -218,11 +218,14 @@ def _event_loop(
     for i in range(n):
         c = close[i]
         a = atr[i] if p.use_trailing_atr else np.nan
-        st, _, first, second = rules.step_bar(st, p, i, open_[i], high[i], low[i], c, signal[i], a)
-        if first.reason != rules.R_NONE:
-            nt = rules.write_trade(trades, nt, i, first)
-        if second.reason != rules.R_NONE:
-            nt = rules.write_trade(trades, nt, i, second)
+        o = open_[i]
+        # step_bar in two halves, each round trip written as soon as it closes
+        st, _, closed = rules.open_bar(st, p, i, o)
+        if closed.reason != rules.R_NONE:
+            nt = rules.write_trade(trades, nt, i, closed)
+        st, closed = rules.close_bar(st, p, o, high[i], low[i], c, signal[i], a)
+        if closed.reason != rules.R_NONE:
+            nt = rules.write_trade(trades, nt, i, closed)
         if i == n - 1:
             st, closed = rules.end_close(st, p, c)
             if closed.reason != rules.R_NONE:

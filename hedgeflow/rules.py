@@ -303,19 +303,16 @@ def fill_pending(st: State, p: Settings, i: int, o: float) -> tuple[State, int, 
     )
     if pending == Q_NONE:
         return st, P_NONE, no_trade()
-    if pending == Q_LONG:
-        st, ok = open_position(st, p, i, o, 1)
-        return st, (P_ENTRY_FILLED if ok else P_ENTRY_REJECTED), no_trade()
     closed = no_trade()
     exited = False
-    if pending != Q_SHORT and st.qty != 0.0:  # Q_EXIT, Q_EXIT_LONG, Q_EXIT_SHORT
+    if pending != Q_LONG and pending != Q_SHORT and st.qty != 0.0:
         st, closed = close_position(st, p, exit_price(st.qty, o, p), R_SIGNAL)
         exited = True
     side = 0
-    if pending == Q_SHORT or pending == Q_EXIT_SHORT:  # noqa: SIM109 (numba: no tuple)
-        side = -1
-    elif pending == Q_EXIT_LONG:
+    if pending == Q_LONG or pending == Q_EXIT_LONG:  # noqa: SIM109 (numba: no tuple)
         side = 1
+    elif pending == Q_SHORT or pending == Q_EXIT_SHORT:  # noqa: SIM109
+        side = -1
     if side == 0:
         return st, (P_EXIT_FILLED if exited else P_NONE), closed
     st, ok = open_position(st, p, i, o, side)
@@ -328,17 +325,16 @@ def fill_pending(st: State, p: Settings, i: int, o: float) -> tuple[State, int, 
 def protective_exit(st: State, p: Settings, o: float, h: float, lo: float) -> tuple[State, Closed]:
     """Rule 2: stop or take-profit of an open position (``closed.reason`` R_NONE:
     none)."""
-    if st.qty > 0.0:
+    qty = st.qty
+    if qty == 0.0:
+        return st, no_trade()
+    if qty > 0.0:
         level, reason = exit_level(o, h, lo, st.stop, st.tp)
-        if reason == R_NONE:
-            return st, no_trade()
-        return close_position(st, p, sell_price(level, p), reason)
-    if st.qty < 0.0:
+    else:
         level, reason = exit_level_short(o, h, lo, st.stop, st.tp)
-        if reason == R_NONE:
-            return st, no_trade()
-        return close_position(st, p, buy_price(level, p), reason)
-    return st, no_trade()
+    if reason == R_NONE:
+        return st, no_trade()
+    return close_position(st, p, exit_price(qty, level, p), reason)
 
 
 @numba.njit(cache=True, inline="always")
@@ -349,22 +345,22 @@ def read_signal(st: State, p: Settings, s: int) -> State:
     unless shorts are allowed. After a protective exit the previous signal is
     unchanged: only a new change enters again."""
     # an int64 whatever integer type the driver reads
-    sig = 1 if s == 1 else (-1 if (s == -1 and p.allow_short) else 0)
-    queued = 0
+    sig = 1 if s == 1 else 0
+    if s == -1 and p.allow_short:
+        sig = -1
+    queued = Q_NONE
     if sig != st.prev_sig:
-        held = 1 if st.qty > 0.0 else (-1 if st.qty < 0.0 else 0)
-        if held == 0:
+        qty = st.qty
+        if qty == 0.0:
             if sig == 1:
                 queued = Q_LONG
             elif sig == -1:
                 queued = Q_SHORT
-        elif held != sig:
-            if sig == 1:
-                queued = Q_EXIT_LONG
-            elif sig == -1:
-                queued = Q_EXIT_SHORT
-            else:
-                queued = Q_EXIT
+        elif qty > 0.0:
+            if sig != 1:
+                queued = Q_EXIT if sig == 0 else Q_EXIT_SHORT
+        elif sig != -1:
+            queued = Q_EXIT if sig == 0 else Q_EXIT_LONG
     return State(
         st.cash, st.qty, st.entry_px, st.entry_fee, st.entry_i, st.stop, st.tp, queued, sig, st.held
     )
@@ -402,15 +398,14 @@ def trail_stop(st: State, p: Settings, c: float, atr: float) -> State:
 
 
 @numba.njit(cache=True, inline="always")
-def step_bar(
-    st: State, p: Settings, i: int, o: float, h: float, lo: float, c: float, s: int, atr: float
-) -> tuple[State, int, Closed, Closed]:
-    """Rules 1-3 for bar ``i``. Returns (state, ``P_*`` outcome of the pending
-    order, the round trip its exit closed at the open, the round trip a protective
-    exit closed in the bar). Both close only on a reversal whose new position
-    meets its stop or target in the fill bar. ``state.held`` is the quantity held
-    through the bar, ``state.pending`` the order queued at its close."""
-    st, filled, first = fill_pending(st, p, i, o)
+def open_bar(st: State, p: Settings, i: int, o: float) -> tuple[State, int, Closed]:
+    """Rule 1 for bar ``i``: the pending order at the open. Returns (state, ``P_*``
+    outcome, the round trip its exit closed); ``state.held`` is the quantity held
+    after the open."""
+    filled = P_NONE
+    first = no_trade()
+    if st.pending != Q_NONE:
+        st, filled, first = fill_pending(st, p, i, o)
     st = State(
         st.cash,
         st.qty,
@@ -423,8 +418,19 @@ def step_bar(
         st.prev_sig,
         st.qty,
     )
-    st, second = protective_exit(st, p, o, h, lo)
-    if second.reason != R_NONE:
+    return st, filled, first
+
+
+@numba.njit(cache=True, inline="always")
+def close_bar(
+    st: State, p: Settings, o: float, h: float, lo: float, c: float, s: int, atr: float
+) -> tuple[State, Closed]:
+    """Rules 2-3 for the rest of the bar after :func:`open_bar`: the protective
+    exit, the signal at the close, the trailing stop. Returns (state, the round trip
+    the protective exit closed); ``state.held`` is the quantity held through the
+    bar, ``state.pending`` the order queued at its close."""
+    st, closed = protective_exit(st, p, o, h, lo)
+    if closed.reason != R_NONE:
         st = State(
             st.cash,
             st.qty,
@@ -439,6 +445,19 @@ def step_bar(
         )
     st = read_signal(st, p, s)
     st = trail_stop(st, p, c, atr)
+    return st, closed
+
+
+@numba.njit(cache=True, inline="always")
+def step_bar(
+    st: State, p: Settings, i: int, o: float, h: float, lo: float, c: float, s: int, atr: float
+) -> tuple[State, int, Closed, Closed]:
+    """Rules 1-3 for bar ``i`` (:func:`open_bar`, then :func:`close_bar`). Returns
+    (state, ``P_*`` outcome of the pending order, the round trip its exit closed at
+    the open, the round trip a protective exit closed in the bar). Both close only
+    on a reversal whose new position meets its stop or target in the fill bar."""
+    st, filled, first = open_bar(st, p, i, o)
+    st, second = close_bar(st, p, o, h, lo, c, s, atr)
     return st, filled, first, second
 
 
