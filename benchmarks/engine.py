@@ -174,6 +174,10 @@ class Agreement:
     open_at_end: int = 0  # hedgeflow's `end` exit == vectorbt's open trade at the last close
     fill_bar: int = 0  # hedgeflow stop/target inside the fill bar (vectorbt: not checked)
     signal_vs_stop: int = 0  # our signal exit at the open; vectorbt: a stop in that bar
+    # shorts on: an entry of ours in a bar where vectorbt left its position by a stop
+    # (after (a) or (b), or at an open beyond a level): vectorbt takes no entry in a bar
+    # whose stop fired, so that trade of ours has no twin
+    reversal_entry: int = 0
     other: int = 0
     shorts: int = 0  # of hf_trades (the shorts-on comparison)
     examples: list[dict[str, Any]] = field(default_factory=list)
@@ -181,7 +185,7 @@ class Agreement:
 
     @property
     def exceptions(self) -> int:
-        return self.fill_bar + self.signal_vs_stop
+        return self.fill_bar + self.signal_vs_stop + self.reversal_entry
 
 
 def _close(a: float, b: float) -> bool:
@@ -202,6 +206,7 @@ def compare_with_vbt(out: dict[str, np.ndarray], pf: Any, o, h, lo, c, exits, cf
     res = Agreement(hf_trades=len(out["entry_idx"]), vbt_trades=len(v["entry_idx"]))
     by_entry = {int(e): k for k, e in enumerate(v["entry_idx"])}
     seen_vbt: set[int] = set()
+    b_exits: set[int] = set()  # bars of our (b) signal exits
     for j in range(res.hf_trades):
         e = int(out["entry_idx"][j])
         x = int(out["exit_idx"][j])
@@ -210,6 +215,9 @@ def compare_with_vbt(out: dict[str, np.ndarray], pf: Any, o, h, lo, c, exits, cf
         reason = int(out["reason"][j])
         k = by_entry.get(e)
         sgn = 1.0 if sides is None else float(sides[j])
+        if k is None and e in b_exits:
+            res.reversal_entry += 1
+            continue
         if k is None or bool(v_short[k]) != (sgn < 0):
             res.other += 1
             _example(res, "no vectorbt trade with this entry bar and side", e, x, ep, xp, reason)
@@ -229,6 +237,8 @@ def compare_with_vbt(out: dict[str, np.ndarray], pf: Any, o, h, lo, c, exits, cf
             inside, hit_stop, hit_tp = tp < o[x] < stop, h[x] >= stop, lo[x] <= tp
         if vx == x and _close(xp, vxp):
             res.identical += 1
+            if reason == R_SIGNAL and not inside:
+                b_exits.add(x)  # at an open beyond a level: vectorbt's stop, same price
             res.max_rel_diff = max(
                 res.max_rel_diff, abs(xp - vxp) / abs(vxp), abs(ep - vep) / abs(vep)
             )
@@ -242,6 +252,7 @@ def compare_with_vbt(out: dict[str, np.ndarray], pf: Any, o, h, lo, c, exits, cf
             res.open_at_end += 1
         elif reason in (R_STOP, R_TAKE_PROFIT) and x == e and vx > x:
             res.fill_bar += 1
+            b_exits.add(vx)  # vectorbt still holds it: its exit bar may drop our next entry
         elif (
             reason == R_SIGNAL
             and vx == x
@@ -254,6 +265,7 @@ def compare_with_vbt(out: dict[str, np.ndarray], pf: Any, o, h, lo, c, exits, cf
             )
         ):
             res.signal_vs_stop += 1
+            b_exits.add(x)
         else:
             res.other += 1
             _example(res, f"exit differs (vectorbt bar {vx}, price {vxp!r})", e, x, ep, xp, reason)
@@ -645,7 +657,7 @@ def render(res: EngineResult) -> str:
             f"{a.identical:,}",
             f"{a.open_at_end}",
             f"{a.fill_bar}",
-            f"{a.signal_vs_stop}",
+            f"{a.signal_vs_stop} (+{a.reversal_entry} reversal entries)",
             f"{a.other}",
             f"{a.max_rel_diff:.0e}" if a.max_rel_diff else "0",
         ]
@@ -774,7 +786,16 @@ def render(res: EngineResult) -> str:
         "order: hedgeflow exits and enters at one open) and the same stop settings "
         "(`stop_entry_price` = the fill). Matched by entry bar and side; the exceptions are "
         "the same two documented cases, mirrored for shorts (stop above, target below the "
-        "fill; a cover pays the slippage upwards).",
+        "fill; a cover pays the slippage upwards). Case (b) has one consequence of its own "
+        "at a reversal: vectorbt, already out at the stop, does not take that bar's "
+        "opposite entry, so the entry our reversal makes at that open has no vectorbt "
+        "twin; counted as '+N reversal entries' and checked (it must enter in a bar where "
+        "vectorbt's previous position ended by its stop and vectorbt enters nothing). The "
+        "same holds when that open gaps beyond the old position's stop or target (both "
+        "exit at the open at the same price, the trade counts as identical, but for "
+        "vectorbt it is the stop), and after case (a): vectorbt still holds the position "
+        "we closed in its fill bar, and its stop at our next entry's open drops that "
+        "entry.",
         "",
         "### Compile time (numba, reported separately, never inside the timings above)",
         "",

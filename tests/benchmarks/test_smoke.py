@@ -62,7 +62,8 @@ def test_engine_smoke():
         assert s.btpy_agreement["hf"] > 0
         b = s.short_agreement
         assert b is not None and b.other == 0 and 0 < b.shorts < b.hf_trades == b.vbt_trades
-        assert b.identical + b.open_at_end + b.fill_bar + b.signal_vs_stop == b.hf_trades
+        done = b.identical + b.open_at_end + b.fill_bar + b.signal_vs_stop + b.reversal_entry
+        assert done == b.hf_trades
 
 
 def test_compile_probe_cold_then_cached():
@@ -165,6 +166,25 @@ def test_short_cover_at_the_open_vs_intrabar_stop_is_exception_b():
     rows = [FLAT, FLAT, FLAT, (100.5, 102.0, 100.4, 101.5), FLAT]
     a, _ = _agreement_both(rows, [0, -1, 0, 0, 0])
     assert (a.signal_vs_stop, a.other) == (1, 0)
+
+
+def test_reversal_whose_exit_vectorbt_stops_first_counts_its_entry():
+    # short at bar 2 (stop 101); -1 -> 1 at bar 3's close: at bar 4's open hedgeflow covers
+    # and goes long; bar 4's high reaches the short's stop, so vectorbt stops out first
+    # and does not go long in that bar
+    rows = [FLAT, FLAT, FLAT, FLAT, (100.5, 101.5, 100.4, 101.0), FLAT, FLAT]
+    a, out = _agreement_both(rows, [0, -1, -1, 1, 1, 0, 0])
+    assert out["side"].tolist() == [-1, 1]
+    assert (a.signal_vs_stop, a.reversal_entry, a.other) == (1, 1, 0)
+
+
+def test_reversal_at_an_open_beyond_the_stop_counts_its_entry():
+    # long at bar 2 (stop 99); 1 -> -1 at bar 3's close; bar 4 opens at 98.5, below the
+    # stop: both exit at that open (vectorbt by its stop), only hedgeflow then goes short
+    rows = [FLAT, FLAT, FLAT, FLAT, (98.5, 98.7, 98.3, 98.6), FLAT, FLAT]
+    a, out = _agreement_both(rows, [0, 1, 1, -1, -1, 0, 0])
+    assert out["side"].tolist() == [1, -1] and out["reason"][0] == engine.R_SIGNAL
+    assert (a.identical, a.reversal_entry, a.other) == (1, 1, 0)
 
 
 def test_a_short_where_vectorbt_has_a_long_is_other():
