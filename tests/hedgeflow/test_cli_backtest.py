@@ -157,3 +157,17 @@ def test_allow_short_on_a_strategy_without_shorts_is_one_error_line(
     assert "cannot produce a short signal" in err[0] and "Bollinger" in err[0]
     assert not out.exists()
     assert main(base) == 0  # long only it runs
+
+
+def test_sweep_allow_short_on_a_strategy_without_shorts_fails_before_prefect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    from tests.user_strategy import write_example
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEDGEFLOW_HOME", str(tmp_path / "home"))
+    ref = write_example(tmp_path)
+    assert main(["sweep", "--strategy", ref, "--grid", "window=10,20", "--allow-short"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot produce a short signal" in err[0]
+    assert not (tmp_path / "home").exists()  # nothing started, nothing written
