@@ -186,7 +186,7 @@ def engine_settings(config: EngineConfig) -> rules.Settings:
         bool(config.whole_units),
         bool(config.use_trailing_atr),
         float(config.atr_mult),
-        bool(config.allow_short),
+        True if config.allow_short else None,
     )
 
 
@@ -211,7 +211,7 @@ def _event_loop(
     position = np.empty(n, dtype=np.float64)
     # long only a trade takes an entry bar and a later exit bar at the earliest; a
     # reversal (exit and entry at one open) can close two trades in one bar
-    cap = n + 1 if p.allow_short else n // 2 + 2
+    cap = n + 1 if rules.shorts(p) else n // 2 + 2
     trades = np.empty((cap, rules.N_TRADE), dtype=np.float64)
     nt = 0
     st = rules.flat_state(p)

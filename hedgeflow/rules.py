@@ -4,7 +4,11 @@ functions over an explicit state, called by every driver.
 - the batch engine (:func:`hedgeflow.engine.run_arrays`) loops :func:`step_bar`'s two
   halves over the bars (:func:`open_bar`, then :func:`close_bar`, writing each round
   trip as it closes: one four-value ``step_bar`` in the loop costs ~10 % more per bar)
-  and calls :func:`end_close` after the last one;
+  and calls :func:`end_close` after the last one. Its settings carry
+  ``allow_short=None`` with shorts off: :func:`shorts` is then a compile-time False
+  and numba compiles a long-only loop without the short paths (the long-only engine
+  stays within a few percent of the loop before shorts); with shorts on, or in the
+  broker's vector entry points, every path is there;
 - the sweep kernels (:mod:`hedgeflow.sweep.kernels`) run that same engine loop once
   per combination;
 - the live paper broker (:class:`hedgeflow.live.broker.PaperBroker`) calls
@@ -110,7 +114,9 @@ class Settings(NamedTuple):
     whole_units: bool
     use_trailing_atr: bool
     atr_mult: float
-    allow_short: bool = False
+    # True: shorts; None (not False) with shorts off, so that numba compiles the
+    # long-only drivers without the short paths (``shorts`` folds to a constant)
+    allow_short: bool | None = None
 
 
 class State(NamedTuple):
@@ -153,6 +159,13 @@ def no_trade() -> Closed:
 
 
 # --------------------------------------------------------------------------- rules
+
+
+@numba.njit(cache=True, inline="always")
+def shorts(p: Settings) -> bool:
+    """Whether short paths exist in this compilation: a constant False when
+    ``p.allow_short`` is None (the long-only drivers), else True."""
+    return p.allow_short is not None
 
 
 @numba.njit(cache=True, inline="always")
@@ -228,7 +241,7 @@ def exit_level_short(o: float, h: float, lo: float, stop: float, tp: float) -> t
 @numba.njit(cache=True, inline="always")
 def exit_price(qty: float, price: float, p: Settings) -> float:
     """The fill of an exit at ``price``: a long sells, a short buys to cover."""
-    if qty > 0.0:
+    if not shorts(p) or qty > 0.0:
         return sell_price(price, p)
     return buy_price(price, p)
 
@@ -240,7 +253,7 @@ def close_position(st: State, p: Settings, px: float, reason: int) -> tuple[Stat
     sells a long (cash + qty x px - fee) and covers a short (cash - |qty| x px -
     fee)."""
     qty = st.qty
-    f = fee(qty if qty > 0.0 else -qty, px, p)
+    f = fee(qty if (not shorts(p) or qty > 0.0) else -qty, px, p)
     cash = st.cash + (qty * px - f)
     closed = Closed(
         reason,
@@ -313,7 +326,7 @@ def fill_pending(st: State, p: Settings, i: int, o: float) -> tuple[State, int, 
     side = 0
     if pending == Q_LONG or pending == Q_EXIT_LONG:  # noqa: SIM109 (numba: no tuple)
         side = 1
-    elif pending == Q_SHORT or pending == Q_EXIT_SHORT:  # noqa: SIM109
+    elif shorts(p) and (pending == Q_SHORT or pending == Q_EXIT_SHORT):  # noqa: SIM109
         side = -1
     if side == 0:
         return st, (P_EXIT_FILLED if exited else P_NONE), closed
@@ -330,7 +343,7 @@ def protective_exit(st: State, p: Settings, o: float, h: float, lo: float) -> tu
     qty = st.qty
     if qty == 0.0:
         return st, no_trade()
-    if qty > 0.0:
+    if not shorts(p) or qty > 0.0:
         level, reason = exit_level(o, h, lo, st.stop, st.tp)
     else:
         level, reason = exit_level_short(o, h, lo, st.stop, st.tp)
@@ -348,7 +361,7 @@ def read_signal(st: State, p: Settings, s: int) -> State:
     unchanged: only a new change enters again."""
     # an int64 whatever integer type the driver reads
     sig = 1 if s == 1 else 0
-    if s == -1 and p.allow_short:
+    if shorts(p) and s == -1 and p.allow_short:
         sig = -1
     queued = Q_NONE
     if sig != st.prev_sig:
@@ -358,7 +371,7 @@ def read_signal(st: State, p: Settings, s: int) -> State:
                 queued = Q_LONG
             elif sig == -1:
                 queued = Q_SHORT
-        elif qty > 0.0:
+        elif not shorts(p) or qty > 0.0:
             if sig != 1:
                 queued = Q_EXIT if sig == 0 else Q_EXIT_SHORT
         elif sig != -1:
@@ -375,7 +388,7 @@ def trail_stop(st: State, p: Settings, c: float, atr: float) -> State:
     undefined)."""
     if p.use_trailing_atr and st.qty != 0.0 and atr == atr:
         stop = st.stop
-        if st.qty > 0.0:
+        if not shorts(p) or st.qty > 0.0:
             trail = c - p.atr_mult * atr
             if trail > stop:
                 stop = trail
@@ -522,7 +535,7 @@ N_VECTOR = 10
 
 def settings_vector(p: Settings) -> np.ndarray:
     """``Settings`` as the float64 vector the entry points take."""
-    return np.array([float(x) for x in p], dtype=np.float64)
+    return np.array([0.0 if x is None else float(x) for x in p], dtype=np.float64)
 
 
 @numba.njit(cache=True, inline="always")
