@@ -18,4 +18,5 @@ BENCHMARKS: tuple[str, ...] = (
     "commands",
     "notify",
     "overfit",
+    "walkforward",
 )

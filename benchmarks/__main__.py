@@ -142,6 +142,22 @@ def main(argv: list[str] | None = None) -> int:
             body = overfit.render(
                 overfit.run(rows, trials, repeat=repeat, command=command, quick=args.quick)
             )
+        elif name == "walkforward":
+            from benchmarks import walkforward
+
+            days, fast, slow, train, test = walkforward.QUICK if args.quick else walkforward.FULL
+            body = walkforward.render(
+                walkforward.run(
+                    days,
+                    fast,
+                    slow,
+                    train,
+                    test,
+                    repeat=min(repeat, 3),
+                    command=command,
+                    quick=args.quick,
+                )
+            )
         else:  # pragma: no cover - argparse choices
             raise SystemExit(f"unknown benchmark {name}")
         print(body, flush=True)

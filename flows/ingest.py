@@ -104,8 +104,9 @@ def ingest(
     source: Annotated[SourceName | None, SOURCE_DOC] = None,
     end: Annotated[datetime | None, END_DOC] = None,
 ) -> list[IngestResult]:
-    """Fetch bars for ``symbols`` over the ``days`` before ``end`` (default: the start
-    of today, UTC), validate them and store them in the lake."""
+    """Fetch bars for ``symbols`` over the ``days`` before ``end`` (default: the end
+    of the last completed bar, now floored to the interval), validate them and store
+    them in the lake."""
     overrides: dict[str, object] = {}
     if source:
         overrides["source"] = source

@@ -66,6 +66,7 @@ from hedgeflow.flows.params import (
 )
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.clock import SimulatedClock
+from hedgeflow.live.corporate import SplitFetcher, announce_splits
 from hedgeflow.live.rest import BarFetcher, rest_fetcher
 from hedgeflow.live.runtime import SHUTDOWN, request_shutdown, shutdown_reason
 from hedgeflow.live.session import last_session_open
@@ -123,6 +124,7 @@ class _Sources:
     fetch: BarFetcher
     token: str
     ws_url: str
+    splits: SplitFetcher
 
 
 def _agent_config(agent: AgentSettings, settings: Settings) -> dict[str, Any]:
@@ -190,7 +192,9 @@ def _open_sources(
         token = eodhd_token(network)
         spec = SourceSpec("eodhd", network, settings.seed)
     client = stack.enter_context(EodhdClient(token, network))
-    yield _Sources(spec, rest_fetcher(client, settings.interval), token, network.ws_url)
+    yield _Sources(
+        spec, rest_fetcher(client, settings.interval), token, network.ws_url, client.fetch_splits
+    )
 
 
 def _missing_from(warehouse: Warehouse, symbol: str, interval: str, window: Window) -> datetime:
@@ -340,6 +344,7 @@ def _live_locked(
         "mode": mode,
         "speed": speed if source == "simulator" else 1.0,
         "interval": interval_,
+        "adjust_splits": settings.adjust_splits,  # how the warm-up history was read
         "flow_run_id": current_run_id(),
         # a continued agent keeps its windows: a kill before step 3 records them again must
         # not leave a record the next restart cannot continue
@@ -447,7 +452,9 @@ def _live_body(
         if not entry or "warmup_start" not in entry:
             continue
         w_start, w_end = _utc(entry["warmup_start"]), _utc(entry["live_start"])
-        history = warehouse.read_bars(agent.symbol, interval_, w_start, w_end)
+        history = warehouse.read_bars(
+            agent.symbol, interval_, w_start, w_end, adjusted=settings.adjust_splits
+        )
         try:
             restored = restore_agent(
                 warehouse, agent, settings.costs_for(agent), equity0, interval_, history, run_id
@@ -495,7 +502,13 @@ def _live_body(
                 live_agent = LiveAgent.from_settings(
                     agent, settings.costs_for(agent), equity0, interval_
                 )
-                history = warehouse.read_bars(agent.symbol, interval_, window.start, window.end)
+                history = warehouse.read_bars(
+                    agent.symbol,
+                    interval_,
+                    window.start,
+                    window.end,
+                    adjusted=settings.adjust_splits,
+                )
                 report = live_agent.warm_up(history, "shadow")
                 if not report.ready:
                     log.warning(
@@ -507,6 +520,8 @@ def _live_body(
                 live_agents[agent.name] = live_agent
                 windows[agent.name] = (window.start, window.end)
         agents_ = [live_agents[a.name] for a in settings.agents]
+        for warning in announce_splits(agents_, sources.splits, begin):
+            log.warning("%s", warning)
         for name, (w_start, w_end) in windows.items():
             params["agents"][name].update(
                 warmup_start=w_start.isoformat(), live_start=w_end.isoformat()
@@ -663,6 +678,8 @@ def _stream(
             status_every=status_every,
             max_silence=settings.live.max_silence or None,
             max_idle_connections=settings.live.max_idle_connections,
+            extended_hours=settings.live.extended_hours,
+            calendars=settings.calendars,
         )
     try:
         with _sigterm_stops_cleanly():

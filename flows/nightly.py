@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from prefect import flow
 
 from hedgeflow.config import AgentSettings, Settings, load_settings
+from hedgeflow.exchange_calendar import closed_day_reason
 from hedgeflow.flows.ingest import ingest_window, open_source_spec
 from hedgeflow.flows.params import (
     AGENTS_DOC,
@@ -20,6 +21,7 @@ from hedgeflow.flows.params import (
     INTERVAL_DOC,
     SOURCE_DOC,
     TASK_RUNNER_DOC,
+    TRADING_DAYS_DOC,
     AgentParam,
     Allocation,
     Doc,
@@ -59,6 +61,8 @@ class NightlySummary:
     portfolio_rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     failed_agents: dict[str, str] = field(default_factory=dict)
     report_path: str | None = None  # the run's report.html, absolute
+    # why the run did nothing: its day is not a trading day (trading_days_only)
+    skipped: str | None = None
     # the live run this night reconciled (hedgeflow.flows.reconcile): live_run_id, run_id,
     # unexplained, explained, counts; or error. None: no live run to reconcile.
     reconcile: dict[str, Any] | None = None
@@ -102,6 +106,7 @@ def nightly(
     ] = None,
     task_runner: Annotated[TaskRunnerName | None, TASK_RUNNER_DOC] = None,
     dask_address: Annotated[str | None, DASK_ADDRESS_DOC] = None,
+    trading_days_only: Annotated[bool | None, TRADING_DAYS_DOC] = None,
     allow_short: Annotated[bool | None, ALLOW_SHORT_DOC] = None,
 ) -> NightlySummary:
     """Ingest the lookback window, backtest every agent (one mapped task each),
@@ -128,6 +133,7 @@ def nightly(
     params = {
         "source": settings.source,
         "interval": settings.interval,
+        "adjust_splits": settings.adjust_splits,
         "start": window.start.isoformat(),
         "end": window.end.isoformat(),
         "agents": {
@@ -142,6 +148,15 @@ def nightly(
     }
     warehouse.start_run(run_id, "nightly", params, code_version())
     log = run_logger()
+    closed = (
+        closed_day_reason(window.end, settings.symbols, calendars=settings.calendars)
+        if trading_days_only and end is None
+        else None
+    )
+    if closed is not None:  # a holiday: the scheduled run completes, having done nothing
+        log.info("nightly: %s", closed)
+        warehouse.finish_run(run_id, "completed", {"skipped": closed})
+        return NightlySummary(run_id=run_id, status="completed", skipped=closed)
     summary = NightlySummary(run_id=run_id, status="running")
     try:
         with open_source_spec(settings) as spec:

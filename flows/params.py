@@ -233,9 +233,9 @@ DAYS_DOC = Doc("Days of bars before end", "lookback_days")
 SOURCE_DOC = Doc("Where the bars come from", "source")
 END_DOC = Doc(
     "End of the window (UTC)",
-    empty="the start of the current UTC day",
-    detail="The window then ends with the last complete UTC day.",
-    empty_title="today",
+    empty="the last completed bar (now, floored to the interval)",
+    detail="The run stores the window it used, so it can be repeated with this end.",
+    empty_title="now",
 )
 INTERVAL_DOC = Doc("Bar interval", "interval")
 ALLOW_SHORT_DOC = Doc(
@@ -244,6 +244,12 @@ ALLOW_SHORT_DOC = Doc(
     detail="Set by HEDGEFLOW_RISK__ALLOW_SHORT or allow_short under [risk] / an agent's risk "
     f"in {CONFIG_FILE}.",
     empty_title="configured",
+)
+TRADING_DAYS_DOC = Doc(
+    "Without an end: do nothing (completed, with a message) when today in New York is "
+    "not an XNYS trading day (the scheduled nightly sets it)",
+    empty="no: run whatever the day",
+    empty_title="no",
 )
 TASK_RUNNER_DOC = Doc("Where the backtests run: Prefect's thread pool or Dask", "task_runner")
 DASK_ADDRESS_DOC = Doc(

@@ -179,6 +179,7 @@ def sweep(
         "symbols": chosen,
         "metric": metric,
         "interval": settings.interval,
+        "adjust_splits": settings.adjust_splits,
         "start": window.start.isoformat(),
         "end": window.end.isoformat(),
         "task_runner": runner_name,

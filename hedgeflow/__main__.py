@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from hedgeflow.cli import main
+from hedgeflow.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -29,8 +29,6 @@ same directory, then rename).
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import stat
@@ -41,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from hedgeflow.columns import BAR_COLUMNS, TS_DTYPE
 from hedgeflow.engine import TRADE_COLUMNS, BacktestResult
@@ -49,6 +46,7 @@ from hedgeflow.errors import InvalidInputError, out_of_space_as
 from hedgeflow.exports import EXPORT_FORMATS, ExportFormat, write_table
 from hedgeflow.fsutil import atomic_write, directory_problem, file_kind
 from hedgeflow.metrics import METRIC_KEYS, json_safe
+from hedgeflow.table_files import Limits, read_table_file
 
 __all__ = [
     "OUTPUT_FILES",
@@ -67,6 +65,7 @@ PRICE_NAMES = ("open", "high", "low", "close")
 # of that length).
 MAX_BARS_BYTES = 1 << 30
 MAX_BARS_ROWS = 10_000_000
+BARS_LIMITS = Limits(MAX_BARS_BYTES, MAX_BARS_ROWS)
 # Dates a bars file may hold, and the dates epoch numbers are read as (by magnitude).
 TIME_RANGE = (pd.Timestamp("1900-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC"))
 EPOCH_RANGE = (pd.Timestamp("1970-01-01", tz="UTC"), TIME_RANGE[1])
@@ -94,70 +93,6 @@ def _show(value: Any) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "an empty value"
     return repr(value)
-
-
-class _Bounded(io.RawIOBase):
-    """A read-only stream that fails once more than ``limit`` bytes came through
-    (a small .csv.gz may inflate without bound)."""
-
-    def __init__(self, inner: Any, limit: int, path: Path) -> None:
-        self._inner, self._left, self._path = inner, limit, path
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._inner.read(min(len(buffer), self._left + 1))
-        self._left -= len(data)
-        if self._left < 0:
-            raise _fail(self._path, f"decompresses to more than {_size(MAX_BARS_BYTES)}")
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
-
-
-def _size(n: int) -> str:
-    return f"{n / (1 << 30):g} GiB" if n >= 1 << 30 else f"{n / (1 << 20):g} MiB"
-
-
-def _too_many_rows(path: Path, rows: int | str) -> InvalidInputError:
-    return _fail(path, f"has {rows} rows, more than the limit of {MAX_BARS_ROWS:,}")
-
-
-def _read_raw(path: Path) -> pd.DataFrame:
-    """The file as a frame, within the ceilings: MAX_BARS_BYTES on disk and
-    decompressed, MAX_BARS_ROWS rows (checked from Parquet metadata before reading)."""
-    name = path.name.lower()
-    size = path.stat().st_size
-    if size > MAX_BARS_BYTES:
-        raise _fail(path, f"is {size:,} bytes, larger than the {_size(MAX_BARS_BYTES)} limit")
-    try:
-        if name.endswith((".parquet", ".pq")):
-            meta = pq.ParquetFile(path).metadata
-            if meta.num_rows > MAX_BARS_ROWS:
-                raise _too_many_rows(path, f"{meta.num_rows:,}")
-            inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-            if inflated > MAX_BARS_BYTES:
-                raise _fail(
-                    path, f"decompresses to {inflated:,} bytes, more than {_size(MAX_BARS_BYTES)}"
-                )
-            return pd.read_parquet(path)
-        if name.endswith((".csv", ".csv.gz", ".txt")):
-            compressed = name.endswith(".gz")
-            stream = gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
-            with io.BufferedReader(_Bounded(stream, MAX_BARS_BYTES, path)) as fh:
-                frame = pd.read_csv(fh, nrows=MAX_BARS_ROWS + 1)
-            if len(frame) > MAX_BARS_ROWS:
-                raise _too_many_rows(path, "more")
-            return frame
-    except InvalidInputError:
-        raise
-    except Exception as exc:  # any parser failure (pyarrow, csv, gzip, ...) is a bad file
-        raise _fail(path, f"cannot be read ({type(exc).__name__}: {exc})") from None
-    raise _fail(path, "unknown format: expected a .csv, .csv.gz, .txt, .parquet or .pq file")
 
 
 def _find_time(path: Path, df: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
@@ -300,7 +235,7 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise _fail(p, "does not exist")
     if not p.is_file():
         raise _fail(p, "is not a file")
-    df = _read_raw(p)
+    df = read_table_file(p, "bars file", BARS_LIMITS)
     if len(df) == 0:
         raise _fail(p, "has no rows")
     raw_ts, rest = _find_time(p, df)

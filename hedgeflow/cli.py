@@ -8,16 +8,18 @@ and input errors are instant and never touch the warehouse.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import logging
 import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hedgeflow import __version__
 from hedgeflow.errors import HedgeflowError, InvalidInputError
@@ -33,6 +35,7 @@ examples:
   hedgeflow backtest --bars my.csv --strategy sma_cross --param fast=10 --out results/
   hedgeflow sweep --strategy sma_cross --grid fast=5,10,20 --grid slow=50,100
   hedgeflow overfit --returns trials.parquet --out results/   (PBO, deflated Sharpe)
+  hedgeflow walkforward --strategy sma_cross --train 20d --test 5d [--anchored | --cpcv]
   hedgeflow backtest --bars my.csv --strategy my_strategy.py:Bollinger --out results/
   hedgeflow strategies check my_strategy.py:Bollinger
   hedgeflow live --duration 30               live signals and paper trades, simulator
@@ -92,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--days", type=int, help="lookback in days (default 30)")
     p.add_argument("--interval", choices=("1m", "5m", "1h"), help="bar interval (default 5m)")
-    p.add_argument("--end", help="end of the window, UTC (default: start of today)")
+    p.add_argument("--end", help="end of the window, UTC (default: the last completed bar)")
 
     p = sub.add_parser("nightly", help="ingest, backtest every agent, combine, publish")
     p.add_argument(
@@ -107,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", choices=("synthetic", "eodhd", "simulator"), help="default: synthetic"
     )
     p.add_argument("--days", type=int, help="lookback in days (default 30)")
-    p.add_argument("--end", help="end of the window, UTC (default: start of today)")
+    p.add_argument("--end", help="end of the window, UTC (default: the last completed bar)")
 
     p = sub.add_parser("backtest", help="backtest one strategy on your own bars file")
     p.add_argument("--bars", required=True, type=Path, metavar="FILE", help="CSV or Parquet bars")
@@ -152,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: a built-in grid per strategy)",
     )
     p.add_argument("--days", type=int, help="lookback in days (default 30)")
-    p.add_argument("--end", help="end of the window, UTC (default: start of today)")
+    p.add_argument("--end", help="end of the window, UTC (default: the last completed bar)")
     p.add_argument("--metric", choices=_RANK_METRICS, default="sharpe", help="ranking metric")
     p.add_argument(
         "--allow-short",
@@ -169,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the backtests on Dask: the scheduler at ADDRESS, or a local cluster "
         "of 2 workers without one",
     )
+
+    from hedgeflow.walkforward_cli import add_parser as add_walkforward
+
+    add_walkforward(sub, _STRATEGY_HELP, _RANK_METRICS)
 
     p = sub.add_parser(
         "overfit",
@@ -311,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_term = _terminate_as_interrupt()
     try:
         if args.command in WAREHOUSE_COMMANDS:
-            _mark_crashed_runs()
+            _mark_crashed_runs(args.command, args.verbose)
         handler = _COMMANDS[args.command]
         return handler(args)
     except HedgeflowError as exc:
@@ -332,16 +339,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     finally:
+        _COMMAND_SCOPE.close()
         with contextlib.suppress(ValueError, TypeError):
             signal.signal(signal.SIGTERM, previous_term)
+
+
+def run() -> NoReturn:
+    """The ``hedgeflow`` command: :func:`main`, then a quick exit.
+
+    A finished command exits the way the interpreter would (threads joined, Prefect's
+    queued events and logs drained, ``atexit`` handlers, output flushed) but skips the
+    final teardown of every imported module, about 0.5 s after a flow (pandas, numba,
+    Prefect). Every file hedgeflow writes is closed or committed before this point."""
+    code = main()
+    exit_now(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    shutdown_threads = getattr(threading, "_shutdown", None)
+    if shutdown_threads is not None:  # what Py_Finalize runs first: join, then drain
+        shutdown_threads()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+# What a command set up for its own duration only (Prefect settings); closed when main
+# returns, so that in-process callers (tests, notebooks) get their settings back.
+_COMMAND_SCOPE = contextlib.ExitStack()
+# The runs this command found dead and marked ``crashed``: their Prefect flow runs are
+# marked Crashed too once Prefect is reachable (prepare_prefect).
+_CRASHED_RUNS: list[str] = []
 
 
 # Commands that read or write the warehouse: each first marks runs whose process died
 # ``crashed`` (a killed run must never stay ``running``). ``sql`` shows them crashed in
 # its snapshot instead (it opens no second database: its memory is the query's).
 WAREHOUSE_COMMANDS = frozenset(
-    {"ingest", "nightly", "sweep", "live", "runs", "report", "reconcile"}
+    {"ingest", "nightly", "sweep", "walkforward", "live", "runs", "report", "reconcile"}
 )
+# Commands that run Prefect flows (each calls prepare_prefect).
+PREFECT_COMMANDS = frozenset({"ingest", "nightly", "sweep", "walkforward", "live", "reconcile"})
 
 
 class Terminated(KeyboardInterrupt):
@@ -368,26 +408,41 @@ def signal_words(signum: int) -> str:
     return f"{name} (Ctrl-C)" if signum == signal.SIGINT else name
 
 
-def _mark_crashed_runs() -> None:
-    """Runs whose process died become ``crashed`` (said once on stderr)."""
+def _mark_crashed_runs(command: str, verbose: bool) -> None:
+    """Runs whose process died become ``crashed`` (said once on stderr), and so do their
+    Prefect flow runs: now, when a Prefect server is already up, or once the command
+    itself has reached Prefect (prepare_prefect)."""
     from hedgeflow.config import load_settings
 
     try:
-        home = load_settings().home
+        settings = load_settings()
     except HedgeflowError:
         return  # the command itself reports a bad setting
     from hedgeflow.warehouse import Warehouse
 
     try:
-        marked = Warehouse(home).mark_crashed_runs()
+        marked = Warehouse(settings.home).mark_crashed_runs()
     except HedgeflowError:
         return  # an unreadable warehouse: the command says so
-    if marked:
-        print(
-            f"hedgeflow: marked {len(marked)} run(s) whose process died as crashed: "
-            + ", ".join(marked),
-            file=sys.stderr,
-        )
+    if not marked:
+        return
+    print(
+        f"hedgeflow: marked {len(marked)} run(s) whose process died as crashed: "
+        + ", ".join(marked),
+        file=sys.stderr,
+    )
+    _CRASHED_RUNS[:] = marked
+    if command not in PREFECT_COMMANDS and _prefect_up(settings.prefect_server):
+        prepare_prefect(verbose)
+
+
+def _prefect_up(mode: str) -> bool:
+    """A Prefect server this command can reach without starting one."""
+    from hedgeflow.prefect_server import configured_api_url, server_status
+
+    if configured_api_url() is not None:
+        return True
+    return mode == "resident" and server_status()[1]
 
 
 def _end_interrupted(signum: int, began: float) -> str:
@@ -562,6 +617,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     summary = sweep(**params)
     print_sweep_summary(summary)
     return 0 if summary.status == "completed" else 1
+
+
+def cmd_walkforward(args: argparse.Namespace) -> int:
+    from hedgeflow.walkforward_cli import cmd_walkforward as run
+
+    return run(args)
 
 
 def cmd_overfit(args: argparse.Namespace) -> int:
@@ -826,7 +887,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 # Runs that publish a tearsheet (HOME/reports/<run_id>/report.html).
-REPORTING_FLOWS = ("nightly", "sweep")
+REPORTING_FLOWS = ("nightly", "sweep", "walkforward")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -938,6 +999,7 @@ _COMMANDS = {
     "backtest": cmd_backtest,
     "sweep": cmd_sweep,
     "overfit": cmd_overfit,
+    "walkforward": cmd_walkforward,
     "live": cmd_live,
     "reconcile": cmd_reconcile,
     "sql": cmd_sql,
@@ -984,6 +1046,19 @@ def prepare_prefect(verbose: bool) -> None:
         waits.addHandler(handler)
         waits.propagate = False
     _use_resident_server()
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" not in os.environ:
+        # A command's flow runs live in this process, which hedgeflow itself watches (the
+        # runs row names it; the next command marks a dead one crashed, Prefect's flow
+        # run included). Prefect's heartbeat thread would only add its join at the end of
+        # every flow and subflow run, up to 1 s each.
+        _COMMAND_SCOPE.enter_context(temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+    if _CRASHED_RUNS:
+        from hedgeflow.tasks.common import crash_flow_runs
+
+        crash_flow_runs(list(_CRASHED_RUNS))
+        _CRASHED_RUNS.clear()
 
 
 def _use_resident_server() -> None:
@@ -1004,4 +1079,4 @@ def _use_resident_server() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

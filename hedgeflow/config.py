@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from hedgeflow.errors import ConfigError, InvalidInputError
+from hedgeflow.exchange_calendar import EXCHANGE_CALENDARS, validate_calendar
 from hedgeflow.fsutil import directory_problem, file_kind
 from hedgeflow.market import AssetClass, asset_class_of, normalize_symbol
 
@@ -131,8 +132,15 @@ class LiveSettings:
     # how long the end of a run waits for a locked warehouse to store the journal's
     # backlog; past it the run stops with the backlog kept for the next start
     drain_limit: float = 600.0
+    # US stocks: pre-market and after-hours trades (EODHD's ``ms`` field) go into bars
+    # too; by default they are kept out of the regular-session bars (convention 8)
+    extended_hours: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.extended_hours, bool):
+            raise InvalidInputError(
+                f"extended_hours must be true or false, got {self.extended_hours!r}"
+            )
         if not 0 <= self.max_silence <= 10_000_000:
             raise InvalidInputError(
                 f"max_silence must be in [0, 10000000] s (0: no limit), got {self.max_silence}"
@@ -224,6 +232,12 @@ class Settings:
     # hedgeflow starts on first use and reuses (hedgeflow/prefect_server.py);
     # "ephemeral": Prefect's own temporary server for every command.
     prefect_server: Literal["resident", "ephemeral"] = "resident"
+    # Backtests, nightly, sweeps and the live warm-up read bars adjusted for the stock
+    # splits after them (the bars_adjusted view); false: the vendor's raw bars.
+    adjust_splits: bool = True
+    # The session calendar of each stock exchange suffix (exchange-calendars names):
+    # the live session filter and the nightly's trading-day check use it.
+    calendars: Mapping[str, str] = field(default_factory=lambda: dict(EXCHANGE_CALENDARS))
 
     def __post_init__(self) -> None:
         if not 1 <= self.lookback_days <= 20_000:
@@ -234,6 +248,19 @@ class Settings:
             raise InvalidInputError(
                 f"lock_timeout must be in [1, 86400] seconds, got {self.lock_timeout}"
             )
+        checked = dict(EXCHANGE_CALENDARS)
+        for exchange, name in dict(self.calendars).items():
+            if not isinstance(exchange, str) or not exchange.isalnum():
+                raise InvalidInputError(f"calendars is invalid: exchange suffix {exchange!r}")
+            if EXCHANGE_CALENDARS.get(exchange.upper()) == name:
+                continue  # the default: no need to load the library (~1 s) to check it
+            try:
+                checked[exchange.upper()] = validate_calendar(name)
+            except InvalidInputError as exc:
+                raise InvalidInputError(
+                    f"calendars.{exchange} must name a known calendar: {exc}"
+                ) from None
+        object.__setattr__(self, "calendars", checked)
         names = [a.name for a in self.agents]
         if len(set(names)) != len(names):
             raise InvalidInputError(f"agent names must be unique, got {names}")

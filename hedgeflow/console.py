@@ -169,6 +169,11 @@ def print_report_path(path: str | None) -> None:
 
 
 def print_nightly_summary(summary: Any) -> None:
+    skipped = getattr(summary, "skipped", None)
+    if skipped:  # not a trading day: nothing ran
+        stdout.print(f"nightly (run {summary.run_id}): {skipped}", markup=False, highlight=False)
+        stdout.print(f"status: {summary.status}")
+        return
     stdout.print(metrics_table(f"agents (run {summary.run_id})", list(summary.agent_rows), "agent"))
     stdout.print(metrics_table("portfolio", list(summary.portfolio_rows), "method"))
     for name, error in summary.failed_agents.items():

@@ -6,7 +6,9 @@ with a time column (the first named ``ts``, ``timestamp``, ``datetime``, ``date`
 ``time``, any letter case; times as ``hedgeflow backtest --bars`` reads them,
 strictly ascending) and one numeric column per trial. Every problem is an
 ``InvalidInputError`` naming the file and what is wrong, raised before anything is
-written; ``overfit.json`` is written atomically (a temporary file renamed into place).
+written (a file over the ceilings of ``RETURNS_LIMITS``, a ``.csv.gz`` that inflates
+past them included, is refused before it is held in memory); ``overfit.json`` is
+written atomically (a temporary file renamed into place).
 """
 
 from __future__ import annotations
@@ -31,29 +33,18 @@ from hedgeflow.overfit import (
     check_dimensions,
     overfit_stats,
 )
+from hedgeflow.table_files import Limits, read_table_file
 
 __all__ = ["OVERFIT_JSON", "overfit_file", "read_returns_file", "write_overfit_json"]
 
 OVERFIT_JSON = "overfit.json"
+# The returns file's ceilings: 4 GiB on disk and decompressed, 10 M rows, 500 M values
+# (4 GB of float64: the 1,000 trials x 100,000 rows of the benchmark are 100 M).
+RETURNS_LIMITS = Limits(max_bytes=4 << 30, max_rows=10_000_000, max_cells=500_000_000)
 
 
 def _fail(path: Path, problem: str) -> InvalidInputError:
     return InvalidInputError(f"returns file {str(path)!r}: {problem}")
-
-
-def _read_raw(path: Path) -> pd.DataFrame:
-    name = path.name.lower()
-    try:
-        if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
-        if name.endswith((".csv", ".csv.gz", ".txt")):
-            return pd.read_csv(path)
-    except MemoryError:
-        raise
-    except Exception as exc:  # any parser failure (pyarrow, csv, gzip, ...) is a bad file
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise _fail(path, f"cannot be read ({type(exc).__name__}: {detail})") from None
-    raise _fail(path, "unknown format: expected a .csv, .csv.gz, .txt, .parquet or .pq file")
 
 
 def read_returns_file(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
@@ -63,7 +54,7 @@ def read_returns_file(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarr
         raise _fail(p, "does not exist")
     if not p.is_file():
         raise _fail(p, "is not a file")
-    df = _read_raw(p)
+    df = read_table_file(p, "returns file", RETURNS_LIMITS)
     if len(df) == 0:
         raise _fail(p, "has no rows")
     lower = {str(c).lower(): c for c in df.columns}

@@ -110,6 +110,7 @@ class LiveAgentSpec:
     initial_equity: float
     warmup_start: pd.Timestamp
     live_start: pd.Timestamp
+    adjust_splits: bool = False  # the warm-up history split-adjusted (runs since splits)
 
     @property
     def config(self) -> EngineConfig:
@@ -151,6 +152,7 @@ def live_agent_specs(run_params: Mapping[str, Any]) -> tuple[list[LiveAgentSpec]
                     initial_equity=float(cfg["initial_equity"]),
                     warmup_start=_utc(entry["warmup_start"]),
                     live_start=_utc(entry["live_start"]),
+                    adjust_splits=bool(run_params.get("adjust_splits", False)),
                 )
             )
         except (KeyError, TypeError, ValueError, InvalidInputError) as exc:

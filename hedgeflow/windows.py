@@ -1,5 +1,7 @@
-"""Time windows for runs: stable defaults so that re-running a command the same
-day covers exactly the same bars (idempotent re-ingest)."""
+"""Time windows for runs. Without an explicit end a window ends at the last completed
+bar (DESIGN.md convention 9): now floored to the bar interval, so the nightly run after
+the US close includes the session that just closed. Runs store the resolved window
+(``start``/``end`` in their parameters), so a run can be repeated exactly with ``--end``."""
 
 from __future__ import annotations
 
@@ -77,14 +79,24 @@ def check_window_bars(days: int, interval: str) -> None:
         )
 
 
+def last_completed_bar_end(now: datetime, interval: str | None = None) -> datetime:
+    """``now`` floored to the bar interval (the minute without one), in UTC: the end of
+    the last bar that is complete at ``now`` (an injected naive ``now`` is UTC)."""
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+    step = interval_seconds(interval) if interval is not None else 60
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    micros = (now - epoch) // timedelta(microseconds=1)
+    return epoch + timedelta(microseconds=micros - micros % (step * 1_000_000))
+
+
 def lookback_window(
     days: int,
     end: str | datetime | None = None,
     now: datetime | None = None,
     interval: str | None = None,
 ) -> Window:
-    """The ``days`` before ``end``; ``end`` defaults to the start of the current UTC day
-    (the last complete day), so two runs on one day see the same bars. With
+    """The ``days`` before ``end``; ``end`` defaults to the end of the last completed
+    bar: now floored to ``interval`` (to the minute without one; convention 9). With
     ``interval``, the window must hold at most MAX_WINDOW_BARS bars."""
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 20_000:
         raise InvalidInputError(f"days must be an integer in [1, 20000], got {days!r}")
@@ -92,9 +104,7 @@ def lookback_window(
         check_window_bars(days, interval)
     if end is None:
         now = now or datetime.now(UTC)
-        # the UTC day of ``now`` (an injected naive ``now`` is UTC, an aware one converted)
-        now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-        end_dt = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        end_dt = last_completed_bar_end(now, interval)
     else:
         end_dt = parse_utc(end, "end")
     return Window(start=end_dt - timedelta(days=days), end=end_dt)

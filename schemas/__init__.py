@@ -35,6 +35,8 @@ from hedgeflow.schemas.results import (
     SweepOverfit,
     SweepResults,
     Trades,
+    WalkforwardEquity,
+    WalkforwardFolds,
 )
 from hedgeflow.schemas.runs import Runs
 
@@ -49,6 +51,8 @@ TABLE_MODELS: dict[str, type[pa.DataFrameModel]] = {
     columns.PORTFOLIO_METRICS: PortfolioMetrics,
     columns.SWEEP_RESULTS: SweepResults,
     columns.SWEEP_OVERFIT: SweepOverfit,
+    columns.WALKFORWARD_FOLDS: WalkforwardFolds,
+    columns.WALKFORWARD_EQUITY: WalkforwardEquity,
     columns.LIVE_BARS: LiveBars,
     columns.LIVE_SIGNALS: LiveSignals,
     columns.LIVE_ORDERS: LiveOrders,
@@ -86,6 +90,8 @@ __all__ = [
     "SweepOverfit",
     "SweepResults",
     "Trades",
+    "WalkforwardEquity",
+    "WalkforwardFolds",
     "ensure_valid_bars",
     "split_valid_bars",
     "table_columns",

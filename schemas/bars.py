@@ -48,7 +48,7 @@ from hedgeflow.schemas._base import (
     ts_field,
     validate_frame,
 )
-from hedgeflow.schemas.columns import RUN_ID_PATTERN
+from hedgeflow.schemas.columns import GAP_KINDS, RUN_ID_PATTERN
 
 _RUN_ID_RE = re.compile(RUN_ID_PATTERN)
 _NAT = np.iinfo(np.int64).min  # pandas' NaT as int64
@@ -150,6 +150,38 @@ class LakeQuarantine(TableModel):
     quarantined_as: Series[str] = pa.Field(str_length={"min_value": 1})
     bytes: Series[int] = pa.Field(ge=0)
     reason: Series[str] = pa.Field(str_length={"min_value": 1})
+
+
+class VendorGap(TableModel):
+    """A vendor answer with no bars for ``[start, end)`` (DESIGN.md convention 8): the
+    ingest kept the stored bars there and recorded it, one JSON record per answer in
+    ``lake/vendor_gaps/``. The ``data_gaps`` view reports the open sessions it covers."""
+
+    recorded_at: Series[pd.DatetimeTZDtype] = ts_field()
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    source: Series[str] = pa.Field(str_length={"min_value": 1})
+    interval: Series[str] = pa.Field(isin=list(INTERVAL_SECONDS))
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    start: Series[pd.DatetimeTZDtype] = ts_field()
+    end: Series[pd.DatetimeTZDtype] = ts_field()
+
+
+class DataGaps(TableModel):
+    """The ``data_gaps`` view (data quality, convention 8), one row per gap:
+
+    * ``missing_session``: a stock session the exchange calendar says was open, between
+      a series' first and last stored bar, with no stored bar;
+    * ``vendor_empty``: an open session (stocks) or a range (forex, crypto) for which
+      the vendor answered with no bars; ``stored_bars`` the bars kept there."""
+
+    kind: Series[str] = pa.Field(isin=list(GAP_KINDS))
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    interval: Series[str] = pa.Field(isin=list(INTERVAL_SECONDS))
+    calendar: Series[str] = pa.Field(nullable=True)  # XNYS; null for forex and crypto
+    start: Series[pd.DatetimeTZDtype] = ts_field()  # the session's open, or the range's
+    end: Series[pd.DatetimeTZDtype] = ts_field()
+    stored_bars: Series[int] = pa.Field(ge=0)
+    run_id: Series[str] = pa.Field(nullable=True)
 
 
 # --------------------------------------------------------------------------

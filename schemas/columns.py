@@ -150,6 +150,14 @@ ORDER_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end", "flatt
 BARS: Final = "bars"
 QUARANTINE: Final = "quarantine"
 LAKE_QUARANTINE: Final = "lake_quarantine"  # a view over the lake, like bars
+SPLITS: Final = "splits"  # a view over the lake's splits files
+BARS_ADJUSTED: Final = "bars_adjusted"  # bars adjusted for the splits after them
+VENDOR_GAPS: Final = "vendor_gaps"  # records in the lake: vendor answers with no bars
+DATA_GAPS: Final = "data_gaps"  # a view: missing sessions and empty vendor answers
+# data_gaps kinds
+GAP_MISSING_SESSION: Final = "missing_session"
+GAP_VENDOR_EMPTY: Final = "vendor_empty"
+GAP_KINDS: tuple[str, ...] = (GAP_MISSING_SESSION, GAP_VENDOR_EMPTY)
 RUNS: Final = "runs"
 SIGNALS: Final = "signals"
 TRADES: Final = "trades"
@@ -158,6 +166,10 @@ AGENT_METRICS: Final = "agent_metrics"
 PORTFOLIO_METRICS: Final = "portfolio_metrics"
 SWEEP_RESULTS: Final = "sweep_results"
 SWEEP_OVERFIT: Final = "sweep_overfit"
+# hedgeflow walkforward: one row per fold, and the stitched out-of-sample equity per path
+WALKFORWARD_FOLDS: Final = "walkforward_folds"
+WALKFORWARD_EQUITY: Final = "walkforward_equity"
+WALKFORWARD_MODES: tuple[str, ...] = ("rolling", "anchored", "cpcv")
 # hedgeflow reconcile's differences (a result of a reconcile run, shown once it finished)
 LIVE_DRIFT: Final = "live_drift"
 
@@ -170,5 +182,7 @@ RESULT_TABLES: tuple[str, ...] = (
     PORTFOLIO_METRICS,
     SWEEP_RESULTS,
     SWEEP_OVERFIT,
+    WALKFORWARD_FOLDS,
+    WALKFORWARD_EQUITY,
 )
 LIVE_TABLES: tuple[str, ...] = (LIVE_BARS, LIVE_SIGNALS, LIVE_ORDERS, LIVE_FILLS, LIVE_POSITIONS)

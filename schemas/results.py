@@ -18,7 +18,12 @@ from hedgeflow.schemas._base import (
     name_field,
     ts_field,
 )
-from hedgeflow.schemas.columns import EXIT_REASONS, POSITION_SIDES, RUN_ID_PATTERN
+from hedgeflow.schemas.columns import (
+    EXIT_REASONS,
+    POSITION_SIDES,
+    RUN_ID_PATTERN,
+    WALKFORWARD_MODES,
+)
 
 # ---- shared field groups (pandera collects base-class fields, bases first) ----
 
@@ -205,3 +210,59 @@ class SweepOverfit(TableModel):
     @pa.check("best_params", name="json_text")
     def _json(cls, s: pd.Series) -> pd.Series:
         return json_text_check(s)
+
+
+class _WalkforwardKey(TableModel):
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    # Aliased: a plain `strategy` attribute would shadow DataFrameModel.strategy().
+    strategy_: Series[str] = pa.Field(
+        alias="strategy", str_length={"min_value": 1, "max_value": 128}
+    )
+    mode: Series[str] = pa.Field(isin=list(WALKFORWARD_MODES))
+
+
+class WalkforwardFolds(MetricFields, _WalkforwardKey):
+    """One row per fold (a CPCV split) of ``hedgeflow walkforward``: its train and test
+    spans (first and last bar timestamps; a CPCV split's train and test sets may have
+    gaps), the combination chosen in sample by ``metric`` (``best_params``, JSON) and
+    its in-sample value (``is_metric``) and Sharpe (``is_sharpe``), then its
+    out-of-sample metrics (the MetricFields) over the fold's test bars, run from flat."""
+
+    fold: Series[np.int64] = pa.Field(ge=0)
+    train_start: Series[pd.DatetimeTZDtype] = ts_field()
+    train_end: Series[pd.DatetimeTZDtype] = ts_field()
+    test_start: Series[pd.DatetimeTZDtype] = ts_field()
+    test_end: Series[pd.DatetimeTZDtype] = ts_field()
+    n_train_bars: Series[np.int64] = pa.Field(ge=1)
+    n_test_bars: Series[np.int64] = pa.Field(ge=1)
+    metric: Series[str] = pa.Field(str_length={"min_value": 1, "max_value": 32})
+    best_params: Series[str]
+    is_metric: Series[float] = pa.Field(nullable=True)
+    is_sharpe: Series[float] = pa.Field(nullable=True)
+
+    class Config:
+        unique = ("run_id", "symbol", "strategy", "fold")
+
+    @pa.check("best_params", name="json_text")
+    def _json(cls, s: pd.Series) -> pd.Series:
+        return json_text_check(s)
+
+    @pa.dataframe_check(name="train_start <= train_end and test_start <= test_end")
+    def _ordered(cls, df: pd.DataFrame) -> pd.Series:
+        return (df["train_start"] <= df["train_end"]) & (df["test_start"] <= df["test_end"])
+
+
+class WalkforwardEquity(_WalkforwardKey):
+    """The stitched out-of-sample equity of ``hedgeflow walkforward`` at each test bar's
+    close: one path for rolling and anchored folds, phi paths for CPCV; ``fold`` is the
+    fold whose out-of-sample run the bar belongs to."""
+
+    path: Series[np.int64] = pa.Field(ge=0)
+    ts: Series[pd.DatetimeTZDtype] = ts_field()
+    fold: Series[np.int64] = pa.Field(ge=0)
+    equity: Series[float]
+    drawdown: Series[float] = pa.Field(le=0)
+
+    class Config:
+        unique = ("run_id", "symbol", "strategy", "path", "ts")

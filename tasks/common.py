@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from prefect import get_run_logger
@@ -128,28 +128,61 @@ def cancel_flow_runs(reason: str, timeout: float = 5.0) -> None:
     ``reason``, whatever state Prefect's engine left them in (Crashed after an
     interrupt, Completed after a live run's clean stop). Best effort, at most about
     ``timeout`` seconds: a server that does not answer leaves them as they are."""
+    from prefect.states import Cancelled
+
     ids = list(dict.fromkeys(FLOW_RUNS_STARTED))
+    _force_flow_runs_state(ids, Cancelled, reason, timeout, keep_final=False)
+
+
+def crash_flow_runs(run_ids: Sequence[str], timeout: float = 5.0) -> None:
+    """Set the Prefect flow runs (and subflow runs) of runs whose process died to Crashed,
+    as their ``runs`` rows already are: a killed command never stays Running in the UI.
+    Best effort, like :func:`cancel_flow_runs`; ids Prefect does not know are skipped."""
+    from prefect.states import Crashed
+
+    message = "the process running it died (found by hedgeflow)"
+    _force_flow_runs_state(list(run_ids), Crashed, message, timeout, keep_final=True)
+
+
+def _force_flow_runs_state(
+    ids: list[str], state: Callable[..., Any], message: str, timeout: float, *, keep_final: bool
+) -> None:
+    """``state(message=...)`` forced on the flow runs ``ids`` and their subflow runs, in a
+    thread given ``timeout`` seconds; ``keep_final`` leaves finished ones alone."""
     if not ids:
         return
 
-    def cancel() -> None:
+    def force() -> None:
         from uuid import UUID
 
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
-        from prefect.states import Cancelled
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            FlowRunFilterParentFlowRunId,
+        )
 
+        uuids = []
+        for i in ids:
+            with contextlib.suppress(ValueError):
+                uuids.append(UUID(i))
+        if not uuids:
+            return
         with get_client(sync_client=True) as client:
+            known = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=uuids))
+            )
             children = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
-                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(i) for i in ids])
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=uuids)
                 )
             )
-            targets = [UUID(i) for i in ids] + [c.id for c in children]
-            for flow_run_id in targets:
-                client.set_flow_run_state(flow_run_id, Cancelled(message=reason), force=True)
+            for flow_run in [*known, *children]:
+                if keep_final and flow_run.state is not None and flow_run.state.is_final():
+                    continue
+                client.set_flow_run_state(flow_run.id, state(message=message), force=True)
 
-    worker = threading.Thread(target=cancel, name="cancel-flow-runs", daemon=True)
+    worker = threading.Thread(target=force, name="force-flow-runs-state", daemon=True)
     worker.start()
     worker.join(timeout)
 

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from hedgeflow.config import NetworkSettings
 from hedgeflow.schemas.bars import split_valid_bars
 from hedgeflow.sources import make_source
-from hedgeflow.sources.base import fetch
+from hedgeflow.sources.base import fetch, fetch_splits
 from hedgeflow.tasks.common import progress_log, retry_on_transient, run_logger
 from hedgeflow.warehouse import DEFAULT_LOCK_TIMEOUT, Warehouse
 
@@ -45,6 +45,9 @@ class IngestResult:
     # months whose stored partition could not be read: moved to the lake's quarantine
     # folder (the lake_quarantine view) and written afresh from this fetch
     healed_months: tuple[str, ...] = ()
+    # splits the vendor reported that were not stored yet (stocks; they adjust the bars
+    # before them in bars_adjusted and in every backtest)
+    new_splits: int = 0
 
 
 def ingest_symbol_body(
@@ -66,6 +69,8 @@ def ingest_symbol_body(
     market = make_source(source.name, source.network, source.seed, token=token)
     try:
         fetched = fetch(market, symbol, interval, start, end)
+        # fetched before anything is written: a bad splits answer changes nothing stored
+        splits = fetch_splits(market, symbol, end.date())
     finally:
         close = getattr(market, "close", None)
         if close is not None:
@@ -78,6 +83,9 @@ def ingest_symbol_body(
     report = warehouse.write_bars(
         valid, symbol, interval, start, end, source=source.name, keep=fetched.empty
     )
+    # reported in the data_gaps view, never stored as "no bars" (convention 8)
+    warehouse.record_vendor_gaps(symbol, interval, fetched.empty, run_id, source.name)
+    new_splits = 0 if splits is None else warehouse.write_splits(symbol, splits, source.name)
     result = IngestResult(
         symbol=symbol,
         interval=interval,
@@ -87,6 +95,7 @@ def ingest_symbol_body(
         seconds=time.perf_counter() - began,
         empty_ranges=tuple((lo.to_pydatetime(), hi.to_pydatetime()) for lo, hi in fetched.empty),
         healed_months=tuple(h.month for h in report.partitions_healed),
+        new_splits=new_splits,
     )
     log = run_logger()
     log.info(
@@ -97,6 +106,8 @@ def ingest_symbol_body(
         result.stored,
         result.quarantined,
     )
+    if new_splits:
+        log.info("%s: %d new split(s) stored (the splits view)", symbol, new_splits)
     for lo, hi in result.empty_ranges:
         log.warning(
             "%s: the vendor returned no bars for [%s, %s) (market closed, or a vendor gap); "

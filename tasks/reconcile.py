@@ -44,7 +44,12 @@ def reconcile_agent_task(
     live_bars = warehouse.agent_live_bars(live_run_id, spec.name, spec.symbol, spec.interval)
     fills = warehouse.agent_live_fills(live_run_id, spec.name)
     history = warehouse.read_bars(
-        spec.symbol, spec.interval, spec.warmup_start, spec.live_start, on_heal=log_healed
+        spec.symbol,
+        spec.interval,
+        spec.warmup_start,
+        spec.live_start,
+        on_heal=log_healed,
+        adjusted=spec.adjust_splits,
     )
     lake = None
     if not live_bars.empty:

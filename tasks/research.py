@@ -95,7 +95,12 @@ def backtest_agent(
 ) -> tuple[AgentSummary, dict[str, pd.DataFrame]]:
     """One agent's backtest and the rows it stores (not yet written)."""
     bars = Warehouse(settings.home, lock_timeout=settings.lock_timeout).read_bars(
-        agent.symbol, settings.interval, window.start, window.end, on_heal=log_healed
+        agent.symbol,
+        settings.interval,
+        window.start,
+        window.end,
+        on_heal=log_healed,
+        adjusted=settings.adjust_splits,
     )
     outcome = run_agent(bars, agent, settings.costs_for(agent), settings.portfolio.initial_equity)
     metrics = clean_metrics(outcome.metrics)

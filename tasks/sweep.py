@@ -103,7 +103,12 @@ def sweep_symbol(
 ) -> SymbolSweep:
     """One symbol: its bars from the warehouse, the whole grid in one compiled batch."""
     bars = Warehouse(settings.home, lock_timeout=settings.lock_timeout).read_bars(
-        agent.symbol, settings.interval, window.start, window.end, on_heal=log_healed
+        agent.symbol,
+        settings.interval,
+        window.start,
+        window.end,
+        on_heal=log_healed,
+        adjusted=settings.adjust_splits,
     )
     config = EngineConfig.from_settings(
         agent.risk, settings.costs_for(agent), agent.asset_class, settings.portfolio.initial_equity

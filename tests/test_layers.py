@@ -24,7 +24,10 @@ SQL_TEXT = re.compile(
 # connection.execute / executemany / sql, and Warehouse.query (it takes SQL text)
 SQL_CALLS = {"execute", "executemany", "sql", "query"}
 # the Prefect-project layers and the command: everything else in hedgeflow/ is the core
-NOT_CORE = {"__init__", "__main__", "cli", "flows", "tasks", "schemas", "warehouse"}
+# the command (cli and its walkforward_cli part) may start flows, lazily
+NOT_CORE = {
+    "__init__", "__main__", "cli", "walkforward_cli", "flows", "tasks", "schemas", "warehouse",
+}  # fmt: skip
 
 
 def _docstrings(tree: ast.Module) -> set[int]:

@@ -36,7 +36,9 @@ from hedgeflow.errors import (
 )
 from hedgeflow.fsutil import directory_problem
 from hedgeflow.schemas.columns import LAKE_QUARANTINE, QUARANTINE, RUN_COLUMNS
+from hedgeflow.splits import Split, adjust_bars
 from hedgeflow.warehouse import db, lake, live, reconcile, results, runs, snapshot
+from hedgeflow.warehouse import splits as lake_splits
 from hedgeflow.warehouse.db import DEFAULT_LOCK_TIMEOUT, SCHEMA_VERSION, WarehouseBusyError
 from hedgeflow.warehouse.lake import (
     CorruptPartitionError,
@@ -146,6 +148,20 @@ class Warehouse:
                 lock_timeout=self.lock_timeout,
             )
 
+    def record_vendor_gaps(
+        self,
+        symbol: str,
+        interval: str,
+        ranges: Sequence[tuple[TimeLike, TimeLike]],
+        run_id: str,
+        source: str,
+    ) -> None:
+        """Record the ranges the vendor answered with no bars (the ``data_gaps`` view)."""
+        from hedgeflow.warehouse.gaps import record_vendor_gaps
+
+        with out_of_space_as(self.paths.lake):
+            record_vendor_gaps(self.paths, symbol, interval, ranges, run_id, source)
+
     def read_bars(
         self,
         symbol: str,
@@ -153,13 +169,17 @@ class Warehouse:
         start: TimeLike | None = None,
         end: TimeLike | None = None,
         on_heal: Callable[[HealedPartition], None] | None = None,
+        *,
+        adjusted: bool = False,
     ) -> pd.DataFrame:
-        """Stored bars with ``start <= ts < end`` (pyarrow only: never waits for DuckDB).
+        """Stored bars with ``start <= ts < end`` (pyarrow only: never waits for DuckDB);
+        with ``adjusted``, adjusted for the stored splits after each bar (the
+        ``bars_adjusted`` view's values; ``hedgeflow.splits.adjust_bars``).
 
         A month partition that cannot be read is moved to the lake's quarantine
         folder (``heal_lake``) and its bars are missing from the result (a warning
         says so, and ``on_heal`` is called with it); the read does not fail."""
-        return lake.read_bars(
+        bars = lake.read_bars(
             self.paths,
             symbol,
             interval,
@@ -167,6 +187,19 @@ class Warehouse:
             end,
             lock_timeout=self.lock_timeout,
             on_heal=on_heal,
+        )
+        if not adjusted:
+            return bars
+        return adjust_bars(bars, lake_splits.read_splits(self.paths, symbol))
+
+    def splits(self, symbol: str) -> list[Split]:
+        """The stored splits of ``symbol``, oldest first."""
+        return lake_splits.read_splits(self.paths, symbol)
+
+    def write_splits(self, symbol: str, splits: Sequence[Split], source: str) -> int:
+        """Merge the vendor's splits of ``symbol`` into the lake; how many were new."""
+        return lake_splits.write_splits(
+            self.paths, symbol, splits, source, lock_timeout=self.lock_timeout
         )
 
     def bars_span(self, symbol: str, interval: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:

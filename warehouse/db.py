@@ -10,7 +10,8 @@ Layout of the database file:
 - schema ``store``: the tables (one per model of ``hedgeflow.schemas.TABLE_MODELS`` but
   ``bars``, which lives in the Parquet lake), ``store.schema_version`` and
   ``store.meta``;
-- schema ``main``: the views people query: ``bars`` (over the lake),
+- schema ``main``: the views people query: ``bars`` (over the lake), ``data_gaps``
+  (missing sessions and empty vendor answers; see ``gaps``),
   ``lake_quarantine`` (over the records of the partition files the lake moved to
   its quarantine folder because they could not be read; see ``lake``),
   ``runs``, one view per result table showing only rows of finished runs
@@ -30,12 +31,23 @@ from pathlib import Path
 
 import duckdb
 
-from hedgeflow.columns import STORED_BAR_COLUMNS
+from hedgeflow.columns import (
+    INGESTED_AT,
+    INTERVAL,
+    PRICE_COLUMNS,
+    SOURCE,
+    STORED_BAR_COLUMNS,
+    SYMBOL,
+    TS,
+    VOLUME,
+)
 from hedgeflow.errors import HedgeflowError, OutOfSpaceError, is_out_of_space
 from hedgeflow.schemas import TABLE_MODELS
 from hedgeflow.schemas.bars import LakeQuarantine
 from hedgeflow.schemas.columns import (
     BARS,
+    BARS_ADJUSTED,
+    DATA_GAPS,
     EXTRA_INDICATORS,
     FINISHED_STATUSES,
     LAKE_QUARANTINE,
@@ -52,11 +64,15 @@ from hedgeflow.schemas.columns import (
     RESULT_TABLES,
     RUNS,
     SIGNALS,
+    SPLITS,
     SWEEP_OVERFIT,
+    WALKFORWARD_EQUITY,
+    WALKFORWARD_FOLDS,
 )
+from hedgeflow.splits import EXCHANGE_TZ
 from hedgeflow.warehouse.paths import WarehousePaths
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 STORE = "store"
 # How long a connection waits for another process's lock before it gives up. Flows
 # pass ``Settings.lock_timeout`` (writers wait, they never drop work); 30 s is for
@@ -166,9 +182,56 @@ def lake_quarantine_view_sql(paths: WarehousePaths) -> str:
     )
 
 
+_SPLITS_TYPES: dict[str, str] = {
+    "symbol": "VARCHAR",
+    "ex_date": "DATE",
+    "new_shares": "DOUBLE",
+    "old_shares": "DOUBLE",
+    "ratio": "DOUBLE",
+    "source": "VARCHAR",
+    "ingested_at": "TIMESTAMP WITH TIME ZONE",
+}
+
+
+def splits_view_sql(paths: WarehousePaths) -> str:
+    """The SELECT of the ``splits`` view: the lake's splits files, or a typed empty
+    relation when there are none."""
+    if not paths.lake_has_splits():
+        return _typed_empty(_SPLITS_TYPES)
+    cols = ", ".join(f"CAST({q(c)} AS {t}) AS {q(c)}" for c, t in _SPLITS_TYPES.items())
+    return (
+        f"SELECT {cols} FROM read_parquet({sql_string(paths.splits_glob)}, "
+        "hive_partitioning = false)"
+    )
+
+
+def bars_adjusted_view_sql() -> str:
+    """``bars_adjusted``: ``bars`` with prices divided and volume multiplied by the product
+    of the ratios of the splits after each bar's session date (New York), as
+    ``hedgeflow.splits.adjust_bars`` computes for the backtests; ``split_factor`` is that
+    product (1 where no later split is stored)."""
+    prices = ", ".join(f"b.{q(c)} / f.k AS {q(c)}" for c in PRICE_COLUMNS)
+    return (
+        f"SELECT b.{q(SYMBOL)}, b.{q(INTERVAL)}, b.{q(TS)}, {prices}, "
+        f"b.{q(VOLUME)} * f.k AS {q(VOLUME)}, f.k AS split_factor, b.{q(SOURCE)}, "
+        f"b.{q(INGESTED_AT)} FROM {q(BARS)} AS b, LATERAL (SELECT coalesce(product(s.ratio), "
+        f"1.0) AS k FROM {q(SPLITS)} AS s WHERE s.symbol = b.{q(SYMBOL)} AND s.ex_date > "
+        f"CAST(timezone({sql_string(EXCHANGE_TZ)}, b.{q(TS)}) AS DATE)) AS f"
+    )
+
+
 def lake_views(paths: WarehousePaths) -> dict[str, str]:
-    """View name -> SELECT for the views over the lake (they change as files appear)."""
-    return {BARS: bars_view_sql(paths), LAKE_QUARANTINE: lake_quarantine_view_sql(paths)}
+    """View name -> SELECT for the views over the lake (they change as files appear);
+    ``data_gaps`` reads ``bars``, so it comes after it."""
+    from hedgeflow.warehouse.gaps import data_gaps_view_sql
+
+    return {
+        BARS: bars_view_sql(paths),
+        LAKE_QUARANTINE: lake_quarantine_view_sql(paths),
+        DATA_GAPS: data_gaps_view_sql(paths),
+        SPLITS: splits_view_sql(paths),
+        BARS_ADJUSTED: bars_adjusted_view_sql(),
+    }
 
 
 def static_views() -> dict[str, str]:
@@ -398,6 +461,13 @@ def _migration_6(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(table_ddl(SWEEP_OVERFIT))
 
 
+def _migration_7(con: duckdb.DuckDBPyConnection) -> None:
+    """``walkforward_folds`` and ``walkforward_equity``: hedgeflow walkforward's folds
+    and stitched out-of-sample equity (a new warehouse has them already from migration 1)."""
+    for table in (WALKFORWARD_FOLDS, WALKFORWARD_EQUITY):
+        con.execute(table_ddl(table))
+
+
 MIGRATIONS = {
     1: _migration_1,
     2: _migration_2,
@@ -405,6 +475,7 @@ MIGRATIONS = {
     4: _migration_4,
     5: _migration_5,
     6: _migration_6,
+    7: _migration_7,
 }
 
 

@@ -212,7 +212,7 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if created:
         _fsync_dir(path.parent.parent)
-    _replace_durably(
+    replace_durably(
         path,
         lambda fh: pq.write_table(
             table,
@@ -224,7 +224,7 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     )
 
 
-def _replace_durably(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def replace_durably(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """``write`` a fsynced temp file beside ``path``, rename it over ``path``, fsync the
     folder: readers see the old file or the new one, and a crash leaves no half."""
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
@@ -379,7 +379,7 @@ def _quarantine_locked(paths: WarehousePaths, path: Path) -> HealedPartition | N
         "bytes": size,
         "reason": reason,
     }
-    _replace_durably(record, lambda fh: fh.write((json.dumps(payload) + "\n").encode()))
+    replace_durably(record, lambda fh: fh.write((json.dumps(payload) + "\n").encode()))
     with contextlib.suppress(OSError):  # only when empty
         path.parent.rmdir()
     log.warning("lake healed: %s", healed.describe())

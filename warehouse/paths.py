@@ -33,6 +33,7 @@ DB_FILE_NAME = "hedgeflow.duckdb"
 REPORT_HTML = "report.html"
 SUMMARY_MD = "summary.md"
 PART_FILE_NAME = "part.parquet"
+SPLITS_FILE_NAME = "splits.parquet"
 TEMP_SUFFIX = ".tmp"
 # A partition file that could not be read is moved to the quarantine folder under its
 # path relative to the lake plus ".<QUARANTINE_STAMP>" (UTC), next to a record of why
@@ -87,6 +88,23 @@ class WarehousePaths:
         return f"{self.bars_root.as_posix()}/*/*/*/*.parquet"
 
     @property
+    def splits_root(self) -> Path:
+        """``lake/splits``: one file of splits per stock."""
+        return self.lake / "splits"
+
+    @property
+    def splits_glob(self) -> str:
+        """The glob DuckDB reads for the ``splits`` view."""
+        return f"{self.splits_root.as_posix()}/*/{SPLITS_FILE_NAME}"
+
+    def splits_file(self, symbol: str) -> Path:
+        return self.splits_root / f"symbol={normalize_symbol(symbol)}" / SPLITS_FILE_NAME
+
+    def lake_has_splits(self) -> bool:
+        root = self.splits_root
+        return root.is_dir() and next(root.glob(f"*/{SPLITS_FILE_NAME}"), None) is not None
+
+    @property
     def quarantine_root(self) -> Path:
         """``lake/quarantine``: partition files that could not be read, moved away."""
         return self.lake / "quarantine"
@@ -107,6 +125,26 @@ class WarehousePaths:
         if not root.is_dir():
             return []
         return sorted(root.rglob(f"*{QUARANTINE_RECORD_SUFFIX}"))
+
+    @property
+    def vendor_gaps_root(self) -> Path:
+        """``lake/vendor_gaps``: one JSON record per vendor answer with no bars."""
+        return self.lake / "vendor_gaps"
+
+    @property
+    def vendor_gaps_glob(self) -> str:
+        """The glob DuckDB reads for the vendor gap records of the ``data_gaps`` view."""
+        return f"{self.vendor_gaps_root.as_posix()}/*/*.json"
+
+    def vendor_gap_records(self) -> list[Path]:
+        root = self.vendor_gaps_root
+        if not root.is_dir():
+            return []
+        return sorted(root.glob("*/*.json"))
+
+    def calendar_file(self, name: str, version: str) -> Path:
+        """``lake/calendars/<name>-<library version>.parquet``: a calendar's sessions."""
+        return self.lake / "calendars" / f"{name}-{version}.parquet"
 
     def partition_files(self) -> list[Path]:
         """Every file the ``bars`` view reads (``bars_glob``), sorted."""

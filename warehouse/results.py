@@ -33,6 +33,8 @@ from hedgeflow.schemas.columns import (
     SWEEP_OVERFIT,
     SWEEP_RESULTS,
     TRADES,
+    WALKFORWARD_EQUITY,
+    WALKFORWARD_FOLDS,
 )
 from hedgeflow.warehouse.db import STORE, q
 
@@ -45,6 +47,8 @@ RESULT_SCOPES: dict[str, tuple[str, ...]] = {
     PORTFOLIO_METRICS: ("run_id", "method"),
     SWEEP_RESULTS: ("run_id", "symbol", "strategy"),
     SWEEP_OVERFIT: ("run_id", "symbol", "strategy"),
+    WALKFORWARD_FOLDS: ("run_id", "symbol", "strategy"),
+    WALKFORWARD_EQUITY: ("run_id", "symbol", "strategy"),
     LIVE_DRIFT: ("run_id", "agent"),
 }
 QUARANTINE_SCOPE: tuple[str, ...] = ("run_id", "symbol", "interval")  # table QUARANTINE

@@ -42,7 +42,8 @@ from hedgeflow.config import AgentSettings, CostSettings
 from hedgeflow.engine import EngineConfig
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.live.broker import BrokerState, Event, Fill, OrderCreated, PaperBroker
-from hedgeflow.market import validate_interval
+from hedgeflow.market import asset_class_of, validate_interval
+from hedgeflow.splits import EXCHANGE_TZ, Split
 from hedgeflow.strategies import get_strategy, parse_params
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,15 @@ class LiveAgent:
         self.last_signal = 0
         self.restore_warnings: list[str] = []
         self._carried: tuple[Event, ...] = ()
+        # Stock splits: the bars seen (history included) on the current basis, kept to
+        # rebuild the indicators when a split changes it; the splits still ahead, and
+        # the first ns of the next New York day (the only bar that can be an ex-date's
+        # first is the first at or after it: one integer compare per bar).
+        self._splits = asset_class_of(self.symbol) == "stock"
+        self._seen: tuple[list[float], list[float], list[float], list[float]] = ([], [], [], [])
+        self.splits_ahead: list[Split] = []
+        self.splits_applied: list[Split] = []
+        self._next_day_ns = -(2**63)
 
     @classmethod
     def from_settings(
@@ -179,6 +189,7 @@ class LiveAgent:
         broker = self.broker
         sig = 0
         entry: list[Event] = []
+        self._remember(o, h, lo, c)
         for i in range(len(ts)):
             sig, _ = stream.update(o[i], h[i], lo[i], c[i])
             if mode == "shadow":
@@ -235,6 +246,7 @@ class LiveAgent:
         bar), the broker adopts ``state`` (rebuilt from the live tables)."""
         self = cls.from_settings(agent, costs, initial_equity, interval)
         ts, o, h, lo, c = _history_arrays(replay)
+        self._remember(o, h, lo, c)
         sig = 0
         for i in range(len(ts)):
             sig, _ = self._stream.update(o[i], h[i], lo[i], c[i])
@@ -280,6 +292,14 @@ class LiveAgent:
         if not (lo > 0.0 and lo <= o and lo <= c and o <= h and c <= h and h < math.inf):
             self._refuse("bad_prices", ts)
             return None
+        if self._splits:
+            if key >= self._next_day_ns:
+                self._new_day(ts)
+            seen = self._seen
+            seen[0].append(o)
+            seen[1].append(h)
+            seen[2].append(lo)
+            seen[3].append(c)
         broker = self.broker
         stream = self._stream
         sig, events = broker.on_bar_with(ts, o, h, lo, c, stream)
@@ -295,6 +315,42 @@ class LiveAgent:
         return LiveStep(
             ts, bar, sig, indicators, c, tuple(events), st.equity, broker.held, broker.snapshot()
         )
+
+    # -- splits -----------------------------------------------------------------------
+
+    def _remember(self, o: list[float], h: list[float], lo: list[float], c: list[float]) -> None:
+        if self._splits:
+            for kept, new in zip(self._seen, (o, h, lo, c), strict=True):
+                kept.extend(new)
+
+    def _new_day(self, ts: pd.Timestamp) -> None:
+        """The first bar of a New York day: apply the splits whose ex-date has come."""
+        local = ts.tz_convert(EXCHANGE_TZ)
+        day = local.date()
+        nxt = (local.normalize() + pd.Timedelta(days=1)).normalize()
+        self._next_day_ns = int(nxt.tz_convert("UTC").value)
+        due = [s for s in self.splits_ahead if s.ex_date <= day]
+        if due:
+            self.splits_ahead = [s for s in self.splits_ahead if s.ex_date > day]
+            for split in sorted(due):
+                self.apply_split(split)
+
+    def apply_split(self, split: Split) -> None:
+        """A stock split from the next bar on: the position's quantity is multiplied by
+        the ratio and its prices (entry, stop, take-profit, last close) divided by it,
+        so equity and cash are unchanged and nothing is stopped out by the price jump;
+        the strategy's indicators and the ATR are rebuilt from the bars seen, on the new
+        basis (as a backtest on the adjusted bars has them)."""
+        ratio = split.ratio
+        seen = tuple([x / ratio for x in col] for col in self._seen)
+        self._seen = seen  # type: ignore[assignment]
+        stream = self._spec.streaming(self.params, shorts=self.config.allow_short)
+        for o, h, lo, c in zip(*seen, strict=True):
+            stream.update(o, h, lo, c)
+        self._stream = stream
+        self.broker.apply_split(ratio, seen[1], seen[2], seen[3])
+        self.splits_applied.append(split)
+        log.info("agent %s: %s split %s applied", self.name, self.symbol, split.vendor_text())
 
     def close_out(self, reason: str = "end") -> LiveStep | None:
         """Close any position at the last bar's close (the engine's end of data)."""

@@ -297,6 +297,24 @@ class PaperBroker:
         self.state = state.copy()
         self.held = state.qty
 
+    def apply_split(
+        self, ratio: float, high: list[float], low: list[float], close: list[float]
+    ) -> None:
+        """A split of ``ratio`` new shares per old one: quantity x ratio, price levels /
+        ratio (cash and equity unchanged); the ATR stream rebuilt from the bars seen, on
+        the new basis."""
+        st = self.state
+        st.qty *= ratio
+        self.held *= ratio
+        st.entry_price /= ratio
+        st.stop /= ratio
+        st.take_profit /= ratio
+        st.last_close /= ratio
+        if self._trailing:
+            self._atr = AtrStream(self.config.atr_period)
+            for h, lo, c in zip(high, low, close, strict=True):
+                self.atr = self._atr.update(h, lo, c)
+
     def observe(self, high: float, low: float, close: float) -> None:
         """Feed a bar to the ATR stream only (warm-up without trading, restore)."""
         if self._trailing:  # the ATR only moves the trailing stop

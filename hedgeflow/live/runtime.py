@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hedgeflow.errors import InvalidInputError
@@ -47,6 +47,7 @@ from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.aggregator import Bar, BarAggregator
 from hedgeflow.live.clock import wall_clock_ms
 from hedgeflow.live.gapfill import GapRepair
+from hedgeflow.live.hours import SessionFilter
 from hedgeflow.live.latency import LatencyProbe, TimedClient
 from hedgeflow.live.rest import BarFetcher
 from hedgeflow.live.router import BarRouter
@@ -135,8 +136,14 @@ class LiveRuntime:
         measure_latency: bool = False,
         max_silence: float | None = None,
         max_idle_connections: int | None = None,
+        extended_hours: bool = False,
+        calendars: Mapping[str, str] | None = None,
     ) -> None:
         self.router = BarRouter(agents, sink, interval)
+        # stock ticks outside the regular session are kept out of the bars (convention 8)
+        self.hours = SessionFilter(
+            self.router.symbols, extended_hours=extended_hours, calendars=calendars
+        )
         self.interval_ms = self.router.interval_ms
         self.aggregator = BarAggregator(self.interval_ms // 1000, grace_seconds)
         self.grace_ms = self.aggregator.grace_ms
@@ -226,6 +233,8 @@ class LiveRuntime:
 
     def _on_tick(self, tick: Tick) -> None:
         self._last_tick = time.monotonic()
+        if not self.hours.admit(tick):
+            return
         if not self.gaps.admit_tick(tick):
             return
         closed = self.aggregator.add(tick)

@@ -9,7 +9,7 @@ a RangeIndex, sorted by ts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -17,7 +17,8 @@ import pandas as pd
 
 from hedgeflow.columns import BAR_COLUMNS, CLOSE, HIGH, LOW, OPEN, TS, TS_DTYPE, VOLUME
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.market import normalize_symbol, validate_interval
+from hedgeflow.market import asset_class_of, normalize_symbol, validate_interval
+from hedgeflow.splits import Split
 
 _UNIX_EPOCH = pd.Timestamp(0, tz="UTC")
 
@@ -56,6 +57,21 @@ def fetch(
         assert isinstance(result, Fetched)
         return result
     return Fetched(source.fetch_bars(symbol, interval, start, end))
+
+
+# The splits every stock ingest asks for: all of them up to the window's end (one
+# request), because a split adjusts every bar before it, however old.
+SPLITS_SINCE = date(2000, 1, 1)
+
+
+def fetch_splits(source: MarketSource, symbol: str, until: date) -> list[Split] | None:
+    """The stock ``symbol``'s splits with ex-dates up to ``until``, from a source that
+    reports splits (EODHD's ``/splits``, the synthetic market); None for other symbols
+    and sources."""
+    get = getattr(source, "fetch_splits", None)
+    if get is None or asset_class_of(symbol) != "stock":
+        return None
+    return list(get(symbol, SPLITS_SINCE, until))
 
 
 def to_utc(value: datetime | pd.Timestamp, what: str = "timestamp") -> pd.Timestamp:

@@ -1,4 +1,5 @@
-"""EODHD REST intraday client: range chunking, retries with backoff, no token leaks.
+"""EODHD REST client for intraday bars and splits: range chunking, retries with backoff,
+no token leaks.
 
 The token travels only in the query string of the request (EODHD's only way).
 It is registered with ``hedgeflow.secrets`` so log records of urllib3 (which logs
@@ -14,9 +15,10 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -30,14 +32,16 @@ from hedgeflow.errors import (
     PermanentSourceError,
     TransientSourceError,
 )
-from hedgeflow.market import MAX_REQUEST_DAYS
+from hedgeflow.market import MAX_REQUEST_DAYS, normalize_symbol
 from hedgeflow.secrets import TOKEN_ENV, install_redaction, redact, register_secret
 from hedgeflow.sources.base import Fetched, check_request, empty_bars, epoch_us
 from hedgeflow.sources.eodhd_format import excerpt, parse_intraday_json
+from hedgeflow.splits import Split, parse_splits_json
 
 log = logging.getLogger("hedgeflow.sources.eodhd")
 
 _PERMANENT = {401, 403, 404, 422}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -154,22 +158,36 @@ class EodhdClient:
     # -- one request with retries -----------------------------------------------------
 
     def _fetch_chunk(self, symbol: str, interval: str, chunk: Chunk) -> pd.DataFrame:
-        net = self.network
-        url = f"{self._base_url}/intraday/{symbol}"
-        params = {
-            "api_token": self._token,
-            "interval": interval,
-            "fmt": "json",
-            "from": str(chunk.start),
-            "to": str(chunk.end),
-        }
+        params = {"interval": interval, "from": str(chunk.start), "to": str(chunk.end)}
         where = f"{symbol} {interval} {chunk.describe()}"
+        return self._get(f"intraday/{symbol}", params, symbol, where, parse_intraday_json)
+
+    def fetch_splits(self, symbol: str, start: date, end: date) -> list[Split]:
+        """The splits of ``symbol`` with ex-dates from ``start`` to ``end`` (inclusive),
+        oldest first, from EODHD's ``/splits`` endpoint (one API call)."""
+        sym = normalize_symbol(symbol)
+        params = {"from": start.isoformat(), "to": end.isoformat()}
+        where = f"splits of {sym} {start.isoformat()}..{end.isoformat()}"
+        return self._get(f"splits/{sym}", params, sym, where, lambda b: parse_splits_json(b, sym))
+
+    def _get(
+        self,
+        path: str,
+        query: dict[str, str],
+        symbol: str,
+        where: str,
+        parse: Callable[[bytes], T],
+    ) -> T:
+        """GET ``path`` with retries (backoff with jitter, Retry-After); the parsed body."""
+        net = self.network
+        url = f"{self._base_url}/{path}"
+        params = {"api_token": self._token, "fmt": "json", **query}
         failure = "no attempt"
         attempts = net.max_retries + 1
         for attempt in range(attempts):
             permanent: str | None = None
             retry_after: float | None = None
-            log.debug("EODHD GET intraday %s (attempt %d/%d)", where, attempt + 1, attempts)
+            log.debug("EODHD GET %s (attempt %d/%d)", where, attempt + 1, attempts)
             try:
                 resp = self._session.get(url, params=params, timeout=net.rest_timeout, stream=True)
                 try:
@@ -189,7 +207,7 @@ class EodhdClient:
                     failure = f"HTTP {status} response larger than {MAX_RESPONSE_BYTES:,} bytes"
                 elif status == 200:
                     try:
-                        return parse_intraday_json(body)
+                        return parse(body)
                     except DataFormatError as exc:
                         failure = redact(str(exc), self._token)
                 elif status in _PERMANENT or (400 <= status < 500 and status not in (408, 429)):

@@ -9,8 +9,9 @@ streams the same ticks rebuilds identical bars.
 
 Asset classes (``market.asset_class_of``):
 
-* stock: regime-switching drift, ~2% daily vol, ticks only in the US regular
-  session 09:30-16:00 America/New_York on weekdays (holidays ignored), integer sizes;
+* stock: regime-switching drift, ~2% daily vol, ticks only in the regular sessions of
+  the exchange calendar (XNYS: 09:30-16:00 America/New_York, no ticks on holidays, early
+  closes at 13:00; DESIGN.md convention 8), integer sizes;
 * forex: mean reverting, ~0.5% daily vol, 24x5 (Sunday 22:00 to Friday 22:00 UTC),
   bid/ask quotes with price = mid, no sizes (bar volume NaN);
 * crypto: fat-tailed (student-t) returns, ~3.5% daily vol, 24x7, fractional sizes.
@@ -21,15 +22,17 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 
 from hedgeflow.errors import InvalidInputError
+from hedgeflow.exchange_calendar import DEFAULT_CALENDAR, sessions
 from hedgeflow.market import asset_class_of, interval_seconds, normalize_symbol
 from hedgeflow.sources.base import bars_frame, check_request, empty_bars, epoch_us, to_utc
+from hedgeflow.sources.synthetic_splits import divisors, split_schedule
+from hedgeflow.splits import Split
 
 EPOCH = date(2000, 1, 1)
 HORIZON = date(2060, 1, 1)
@@ -39,7 +42,6 @@ VOLUME_DECIMALS = 8
 
 _EPOCH_DAY = (EPOCH - date(1970, 1, 1)).days
 _N_DAYS = (HORIZON - EPOCH).days
-_NEW_YORK = ZoneInfo("America/New_York")
 
 
 @dataclass(frozen=True)
@@ -109,28 +111,23 @@ def _day_windows(asset_class: str, days: np.ndarray) -> tuple[np.ndarray, np.nda
         hi[dow == 4] = 22 * 3_600_000
         hi[dow == 5] = 0
     elif asset_class == "stock":
+        cal = sessions(DEFAULT_CALENDAR)
         for i, day in enumerate(days.tolist()):
-            if dow[i] >= 5:
+            window = cal.on_day(int(day))
+            if window is None:
                 hi[i] = 0
                 continue
-            lo[i], hi[i] = _ny_session(int(day))
+            lo[i], hi[i] = window[0] - day * MS_PER_DAY, window[1] - day * MS_PER_DAY
     return lo, hi
 
 
 def _day_fraction(asset_class: str, days: np.ndarray) -> np.ndarray:
     """Share of a full day's variance that each UTC day carries (0 on closed days)."""
-    if asset_class == "stock":  # one whole session per weekday, whatever its UTC offset
-        return ((days + 3) % 7 < 5).astype("float64")
+    if asset_class == "stock":  # one whole session per trading day, whatever its length
+        cal = sessions(DEFAULT_CALENDAR)
+        return np.isin(days, cal.day).astype("float64")
     lo, hi = _day_windows(asset_class, days)
     return (hi - lo).clip(min=0) / MS_PER_DAY
-
-
-def _ny_session(day: int) -> tuple[int, int]:
-    d = date(1970, 1, 1) + timedelta(days=day)
-    midnight = datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()
-    opens = datetime.combine(d, time(9, 30), _NEW_YORK).timestamp()
-    closes = datetime.combine(d, time(16, 0), _NEW_YORK).timestamp()
-    return round((opens - midnight) * 1000), round((closes - midnight) * 1000)
 
 
 class SyntheticMarket:
@@ -138,10 +135,11 @@ class SyntheticMarket:
 
     name = "synthetic"
 
-    def __init__(self, seed: int = 7) -> None:
+    def __init__(self, seed: int = 7, *, splits: bool = True) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidInputError(f"seed must be an integer, got {seed!r}")
         self.seed = seed
+        self.with_splits = splits  # False: the same market as if no stock ever split
         self._seed_key = seed % (1 << 64)
         self._anchors: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -179,6 +177,19 @@ class SyntheticMarket:
         with self._lock:
             self._anchors.setdefault(symbol, out)
         return self._anchors[symbol]
+
+    # -- splits -----------------------------------------------------------------------
+
+    def split_schedule(self, symbol: str) -> tuple[Split, ...]:
+        """Every split of ``symbol`` (stocks only), oldest first."""
+        sym = normalize_symbol(symbol)
+        if not self.with_splits or asset_class_of(sym) != "stock":
+            return ()
+        return split_schedule(self._seed_key, symbol_hash(sym))
+
+    def fetch_splits(self, symbol: str, start: date, end: date) -> list[Split]:
+        """The splits with ``start <= ex_date <= end`` (the vendor's ``/splits``)."""
+        return [s for s in self.split_schedule(symbol) if start <= s.ex_date <= end]
 
     # -- ticks ------------------------------------------------------------------------
 
@@ -221,7 +232,13 @@ class SyntheticMarket:
         )
         ts, logp = ts[keep], logp[keep]
         extra = [np.concatenate([p[i] for p in parts])[keep] for i in (2, 3)]
-        return _finish(prof, ts, logp, *extra)
+        ticks = _finish(prof, ts, logp, *extra)
+        k = divisors(self.split_schedule(symbol), ts)
+        if k is None:
+            return ticks
+        # Not re-rounded to the tick: a split series adjusted back equals the market
+        # that never split exactly (hedgeflow.splits), not only to half a tick.
+        return Ticks(ts, ticks.price / k, ticks.size * k, ticks.bid, ticks.ask)
 
     def _day(
         self, symbol: str, prof: _Profile, anchors: np.ndarray, day: int, lo: int, hi: int
@@ -244,6 +261,55 @@ class SyntheticMarket:
         extra1 = rng.standard_normal(n)
         extra2 = rng.random(n)
         return offsets + (day * MS_PER_DAY + lo), logp, extra1, extra2
+
+    # -- extended hours ---------------------------------------------------------------
+
+    def extended_ticks(
+        self, symbol: str, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp
+    ) -> tuple[Ticks, np.ndarray]:
+        """A stock's pre-market (04:00 ET to the open) and after-hours (the close to
+        20:00 ET) trades on its session days with ``start <= time < end``, and their
+        EODHD market status (``pre-market`` / ``after-hours``), as the US WebSocket
+        feed streams them. They are never part of :meth:`ticks` or the bars (the
+        regular session); forex and crypto have none."""
+        sym = normalize_symbol(symbol)
+        start_ms = -(-epoch_us(to_utc(start, "start")) // 1000)
+        end_ms = -(-epoch_us(to_utc(end, "end")) // 1000)
+        prof = _profile(sym)
+        nothing = np.empty(0)
+        none = (Ticks(np.empty(0, dtype="int64"), nothing, nothing, nothing, nothing), nothing)
+        if prof.asset_class != "stock" or end_ms <= start_ms:
+            return none
+        cal = sessions(DEFAULT_CALENDAR)
+        span = cal.between(start_ms - EXTENDED_AFTER_MS, end_ms + EXTENDED_BEFORE_MS)
+        if span.stop <= span.start:
+            return none
+        first = int(cal.day[span.start])
+        if first < _EPOCH_DAY or int(cal.day[span.stop - 1]) + 1 >= _EPOCH_DAY + _N_DAYS:
+            raise InvalidInputError(f"the synthetic market covers {EPOCH} to {HORIZON}")
+        anchors = self._anchor_path(sym)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
+        for i in range(span.start, span.stop):
+            day, opens, closes = int(cal.day[i]), int(cal.open_ms[i]), int(cal.close_ms[i])
+            rng = np.random.default_rng([self._seed_key, symbol_hash(sym), day, 0xE7])
+            for lo, hi, level, status in (
+                (opens - EXTENDED_BEFORE_MS, opens, anchors[day - _EPOCH_DAY], "pre-market"),
+                (closes, opens + EXTENDED_AFTER_MS, anchors[day - _EPOCH_DAY + 1], "after-hours"),
+            ):
+                n = int(rng.poisson(EXTENDED_TICKS_PER_MINUTE * (hi - lo) / 60_000))
+                offsets = np.unique(rng.integers(0, hi - lo, size=n))
+                walk = np.cumsum(rng.standard_normal(len(offsets))) / np.sqrt(max(len(offsets), 1))
+                logp = level + 0.002 * walk
+                size = np.maximum(1.0, np.round(np.exp(2.0 + rng.standard_normal(len(offsets)))))
+                parts.append((offsets + lo, logp, size, status))
+        ts = np.concatenate([p[0] for p in parts]).astype("int64")
+        logp = np.concatenate([p[1] for p in parts])
+        size = np.concatenate([p[2] for p in parts])
+        statuses = np.concatenate([np.full(len(p[0]), p[3], dtype=object) for p in parts])
+        keep = (ts >= start_ms) & (ts < end_ms)
+        price = np.maximum(np.round(np.exp(logp[keep]), prof.decimals), 10.0**-prof.decimals)
+        nan = np.full(int(keep.sum()), np.nan)
+        return Ticks(ts[keep], price, size[keep], nan, nan.copy()), statuses[keep]
 
     # -- bars -------------------------------------------------------------------------
 
@@ -276,6 +342,11 @@ class SyntheticMarket:
 
 
 CHUNK_DAYS = 31
+# Extended hours of a US stock session: pre-market from 04:00 ET (5.5 h before the
+# 09:30 open), after-hours until 20:00 ET (10.5 h after the open), sparser than the session.
+EXTENDED_BEFORE_MS = 19_800_000
+EXTENDED_AFTER_MS = 37_800_000
+EXTENDED_TICKS_PER_MINUTE = 0.5
 
 
 def _shocks(rng: np.random.Generator, t_dof: float, n: int) -> np.ndarray:

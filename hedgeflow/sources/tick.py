@@ -18,7 +18,9 @@ class Tick:
     * ``price``: the trade price; for quotes (forex, us-quote) the bid/ask mid;
     * ``size``: traded size, NaN when the feed has none (forex, quotes);
     * ``bid`` / ``ask``: the quote, NaN when the tick is a trade;
-    * ``feed``: the EODHD feed it came from (``us``, ``us-quote``, ``forex``, ``crypto``).
+    * ``feed``: the EODHD feed it came from (``us``, ``us-quote``, ``forex``, ``crypto``);
+    * ``ms``: the US trade feed's market status (``market``, ``pre-market``,
+      ``after-hours``, ``closed``; EODHD.md), ``""`` when the feed has none.
 
     NaN fields never compare equal, so compare ticks with :meth:`key`, not ``==``.
     """
@@ -30,6 +32,7 @@ class Tick:
     bid: float = NAN
     ask: float = NAN
     feed: str = ""
+    ms: str = ""
 
     @property
     def spread(self) -> float:

@@ -150,7 +150,7 @@ def render_tick(
         frame: dict[str, Any] = {"s": code, "p": _finite(tick.price, "price")}
         if tick.size == tick.size:
             frame["v"] = _size_value(tick.size)
-        frame.update({"c": [], "dp": False, "ms": "market", "t": t})
+        frame.update({"c": [], "dp": False, "ms": tick.ms or "market", "t": t})
     elif feed == "us-quote":
         frame = {
             "s": code,
@@ -354,6 +354,9 @@ def _parse_trade(
         size = _size(msg, size_field)
         if size is None:
             return _bad("invalid_size", raw)
+    if feed == "us":
+        ms = msg.get("ms")
+        return Tick(symbol, ts, price, size, _NAN, _NAN, feed, ms if type(ms) is str else "")
     return Tick(symbol, ts, price, size, _NAN, _NAN, feed)
 
 

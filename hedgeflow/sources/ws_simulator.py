@@ -30,6 +30,9 @@ Every tick frame actually written is recorded in :attr:`sent_log` (per symbol, i
 order, duplicates included) and every injected fault in :attr:`fault_log`.
 
 The us-quote feed derives a quote from each stock trade: bid/ask one cent either side.
+The us trade feed also streams a stock's pre-market and after-hours trades
+(``SyntheticMarket.extended_ticks``) with EODHD's ``ms`` market status (``market``,
+``pre-market``, ``after-hours``), unless ``extended_hours=False``.
 """
 
 from __future__ import annotations
@@ -46,13 +49,14 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.sources.eodhd_ws import RedactingLoggerAdapter
 from hedgeflow.sources.faults import MALFORMED_KINDS, FaultDice, FaultPlan, check_rate
-from hedgeflow.sources.synthetic import SyntheticMarket
+from hedgeflow.sources.synthetic import SyntheticMarket, Ticks
 from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_format import FEEDS, canonical_symbol, render_tick
 
@@ -82,9 +86,18 @@ class _SymbolStream:
     """Ticks of one symbol from a cursor, generated in chunks."""
 
     def __init__(
-        self, market: SyntheticMarket, symbol: str, feed: str, cursor: int, end: int | None
+        self,
+        market: SyntheticMarket,
+        symbol: str,
+        feed: str,
+        cursor: int,
+        end: int | None,
+        extended_hours: bool = False,
     ) -> None:
         self.market = market
+        # stocks on the us trade feed: pre-market and after-hours trades too (ms field)
+        self.extended = extended_hours and feed == "us"
+        self._status: list[str] = []
         self.symbol = symbol
         self.feed = feed
         self.end = end if end is not None else _HORIZON_MS
@@ -106,6 +119,12 @@ class _SymbolStream:
             hi = min(self.end, lo + _CHUNK_MS)
             ticks = self.market.ticks(self.symbol, _dt(lo), _dt(hi))
             self._next_from = hi
+            status = np.full(len(ticks), "market", dtype=object)
+            if self.extended:
+                ticks, status = _with_extended(
+                    ticks, status, *self.market.extended_ticks(self.symbol, _dt(lo), _dt(hi))
+                )
+            self._status = status.tolist()
             self._ts = ticks.ts_ms.tolist()
             self._rows = list(
                 zip(
@@ -120,11 +139,14 @@ class _SymbolStream:
         ts = self._ts[self._i]
         price, size, bid, ask = self._rows[self._i]
         if self.feed == "us-quote":
-            bid = round(price - 0.01, 2)
-            ask = round(price + 0.01, 2)
+            # one cent either side, to 6 decimals: a price after a synthetic split is
+            # on a finer grid than cents (hedgeflow.sources.synthetic_splits)
+            bid = round(price - 0.01, 6)
+            ask = round(price + 0.01, 6)
             price = (ask + bid) / 2
             size = _NAN
-        self.head = Tick(self.symbol, ts, price, size, bid, ask, self.feed)
+        ms = self._status[self._i] if self.feed == "us" else ""
+        self.head = Tick(self.symbol, ts, price, size, bid, ask, self.feed, ms)
 
     def advance(self) -> None:
         self._i += 1
@@ -137,6 +159,22 @@ class _SymbolStream:
         ref = self.day_open[1]
         change = tick.price - ref
         return render_tick(self.feed, tick, day_change_pct=100 * change / ref, day_change=change)
+
+
+def _with_extended(
+    regular: Ticks, status: np.ndarray, extended: Ticks, ext_status: np.ndarray
+) -> tuple[Ticks, np.ndarray]:
+    """Regular-session and extended-hours ticks merged in time order."""
+    if not len(extended):
+        return regular, status
+    order = np.argsort(np.concatenate([regular.ts_ms, extended.ts_ms]), kind="stable")
+    merged = Ticks(
+        *(
+            np.concatenate([getattr(regular, f), getattr(extended, f)])[order]
+            for f in ("ts_ms", "price", "size", "bid", "ask")
+        )
+    )
+    return merged, np.concatenate([status, ext_status])[order]
 
 
 class _Connection:
@@ -168,6 +206,7 @@ class WsSimulator:
         tokens: Iterable[str] | None = None,
         faults: FaultPlan | None = None,
         host: str = "127.0.0.1",
+        extended_hours: bool = True,
     ) -> None:
         if not (isinstance(speed, int | float) and 0 <= speed < float("inf")):
             raise InvalidInputError(f"speed must be a finite number >= 0, got {speed!r}")
@@ -178,6 +217,8 @@ class WsSimulator:
         self.start_ms = _ms(start)
         self.end_ms = None if end is None else _ms(end)
         self.market = SyntheticMarket(seed)
+        # US stocks also trade pre-market and after-hours, flagged by the ``ms`` field
+        self.extended_hours = bool(extended_hours)
         self._tokens = None if tokens is None else frozenset(tokens)
         self._host = host
         self._lock = threading.Lock()
@@ -421,7 +462,12 @@ class WsSimulator:
                         )
                         break
                     conn.streams[symbol] = _SymbolStream(
-                        self.market, symbol, conn.feed, self._cursor(symbol), self.end_ms
+                        self.market,
+                        symbol,
+                        conn.feed,
+                        self._cursor(symbol),
+                        self.end_ms,
+                        self.extended_hours,
                     )
             elif action == "unsubscribe":
                 for symbol in symbols:

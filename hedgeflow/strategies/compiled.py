@@ -14,7 +14,12 @@ them on disk like any other kernel:
   parameter vector (a row of ``P``) in parallel: its signals, then the engine's rules
   (:func:`hedgeflow.sweep.kernels._combo_blocks`), reduced to the sweep statistics and
   the block moments of its bar returns over the blocks ``starts`` (the overfitting
-  statistics' input; ``starts`` of one value: none). Returns (statistics, moments).
+  statistics' input; ``starts`` of one value: none). Returns (statistics, moments);
+- ``sweep_segments(open, high, low, close, atr, atr_at, settings, P, sizes, n_ind, lo,
+  hi)``: the same per combination on each bar segment ``[lo[k], hi[k])`` as if it were
+  the whole input (from a zero state, flat; ``atr[atr_at[k]:]`` is the segment's own
+  ATR), every (segment, combination) pair in ONE parallel loop: the walk-forward folds'
+  train windows. Returns statistics (segments x combinations x N_STATS).
 
 The generated file's name carries a hash of the strategy's source file and of the
 hedgeflow kernels it compiles in, so an edited strategy or an upgraded hedgeflow
@@ -88,6 +93,31 @@ def sweep(open_, high, low, close, atr, settings, P, sizes, n_ind, starts):
             sig[i] = _update(st, p, open_[i], high[i], low[i], close[i], row)
         _combo_blocks(open_, high, low, close, sig, atr, settings, out[j], starts, blocks[j])
     return out, blocks
+
+
+@numba.njit(cache=True, parallel=True)
+def sweep_segments(open_, high, low, close, atr, atr_at, settings, P, sizes, n_ind, lo, hi):
+    s = lo.shape[0]
+    m = P.shape[0]
+    out = np.empty((s, m, N_STATS), dtype=np.float64)
+    starts = np.zeros(1, dtype=np.int64)
+    for t in numba.prange(s * m):
+        k = t // m
+        j = t - k * m
+        a = lo[k]
+        n = hi[k] - a
+        sig = np.zeros(n, dtype=np.int8)
+        st = np.zeros(sizes[j], dtype=np.float64)
+        row = np.empty(n_ind, dtype=np.float64)
+        p = P[j]
+        for i in range(n):
+            sig[i] = _update(st, p, open_[a + i], high[a + i], low[a + i], close[a + i], row)
+        seg_atr = atr[atr_at[k] : atr_at[k] + n] if atr.shape[0] > 0 else atr[0:0]
+        _combo_blocks(
+            open_[a : a + n], high[a : a + n], low[a : a + n], close[a : a + n], sig, seg_atr,
+            settings, out[k, j], starts, np.zeros((0, N_MOMENTS), dtype=np.float64),
+        )
+    return out
 '''
 
 # the hedgeflow sources compiled into the generated kernels (their hash is in the name)

@@ -102,6 +102,16 @@ def _f64(name: str, x: Any, n: int) -> np.ndarray:
     return arr
 
 
+def pack_grid(
+    spec: Strategy, params: Sequence[Any], shorts: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The parameter vectors (one row per combination, then the shorts flag) and state
+    sizes the kernel takes."""
+    packed = np.ascontiguousarray(np.stack([spec.pack(p, shorts=shorts) for p in params]))
+    sizes = np.array([spec.size(p) for p in params], dtype=np.int64)
+    return packed, sizes
+
+
 def _raw_stats(
     spec: Strategy,
     params: Sequence[Any],
@@ -111,19 +121,22 @@ def _raw_stats(
     c: np.ndarray,
     config: EngineConfig,
     starts: np.ndarray | None = None,
+    packed_sizes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Statistics of every combination and the block moments of its bar returns over
     the blocks ``starts`` (none by default): the strategy's generated sweep kernel
-    (its update per combination, then the engine's rules), in parallel."""
+    (its update per combination, then the engine's rules), in parallel.
+    ``packed_sizes``: ``pack_grid(spec, params)`` when the caller runs the same grid
+    many times (walk-forward folds)."""
     eng = engine_vector(config)
     atr_values = (
         atr(h, lo, c, config.atr_period)
         if config.use_trailing_atr
         else np.empty(0, dtype=np.float64)
     )
-    shorts = config.allow_short
-    packed = np.ascontiguousarray(np.stack([spec.pack(p, shorts=shorts) for p in params]))
-    sizes = np.array([spec.size(p) for p in params], dtype=np.int64)
+    packed, sizes = (
+        packed_sizes if packed_sizes is not None else pack_grid(spec, params, config.allow_short)
+    )
     kernels = spec.kernels()
     cuts = np.zeros(1, dtype=np.int64) if starts is None else np.ascontiguousarray(starts)
     with _KERNEL_LOCK:
@@ -137,6 +150,48 @@ def _raw_stats(
                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             ) from None
     return np.asarray(out), np.asarray(moments)
+
+
+def segment_stats(
+    spec: Strategy,
+    params: Sequence[Any],
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    segments: Sequence[tuple[int, int]],
+    config: EngineConfig,
+    packed_sizes: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """``_raw_stats`` of every combination on each bar segment ``[a, b)`` of the arrays
+    (each as if it were the whole input: the same floats as ``_raw_stats`` on the
+    slice), all (segment, combination) pairs in one parallel kernel call: a segments x
+    combinations x statistics array."""
+    o, h, lo, c = arrays
+    eng = engine_vector(config)
+    bounds = np.array(segments, dtype=np.int64).reshape(-1, 2)
+    if config.use_trailing_atr:  # each segment's own ATR, as the sweep of the slice has
+        parts = [atr(h[a:b], lo[a:b], c[a:b], config.atr_period) for a, b in segments]
+        atr_values = np.ascontiguousarray(np.concatenate(parts))
+        atr_at = np.concatenate([[0], np.cumsum([len(x) for x in parts])[:-1]]).astype(np.int64)
+    else:
+        atr_values = np.empty(0, dtype=np.float64)
+        atr_at = np.zeros(len(segments), dtype=np.int64)
+    packed, sizes = (
+        packed_sizes if packed_sizes is not None else pack_grid(spec, params, config.allow_short)
+    )
+    kernels = spec.kernels()
+    lo_at = np.ascontiguousarray(bounds[:, 0])
+    hi_at = np.ascontiguousarray(bounds[:, 1])
+    with _KERNEL_LOCK:
+        try:
+            out = kernels.sweep_segments(
+                o, h, lo, c, atr_values, atr_at, eng, packed, sizes, len(spec.indicators),
+                lo_at, hi_at,
+            )  # fmt: skip
+        except Exception as exc:
+            raise InvalidInputError(
+                f"strategy {spec.ref}: update failed in the sweep: {type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            ) from None
+    return np.asarray(out)
 
 
 def finish_metrics(stats: np.ndarray, n_bars: int, n_per_year: float) -> dict[str, Any]:

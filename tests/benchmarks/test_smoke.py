@@ -212,3 +212,19 @@ def test_overfit_smoke():
     assert res.summary["best_trial"] == "trial_7"  # the planted edge
     text = overfit.render(res)
     assert "extrapolated" in text and "Reproduce: `test`" in text
+
+
+@pytest.mark.slow  # about 4 s (three contestants, compiled kernels)
+def test_walkforward_smoke():
+    from benchmarks import walkforward
+
+    res = walkforward.run(6, (5, 10), (50, 60), "2d", "1d", repeat=1, command="test", quick=True)
+    assert (res.n_bars, res.n_combos) == (1_728, 4)
+    # 6 days: 4 folds of 576 train bars, 4 combinations each, plus the winners' runs
+    # (the slow SMA's warm-up of 49 or 59 bars and 288 test bars)
+    assert res.wf_folds == 4
+    assert 4 * 4 * 576 + 4 * (288 + 49) <= res.wf_work <= 4 * 4 * 576 + 4 * (288 + 59)
+    assert res.cpcv_splits == 15
+    text = walkforward.render(res)
+    assert "rolling walk-forward (4 folds, train 2d, test 1d)" in text
+    assert "Quick run" in text and "Reproduce: `test`" in text

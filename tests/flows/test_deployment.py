@@ -131,10 +131,10 @@ def _run_deployment(name: str, params: dict[str, object], env: dict[str, str]) -
     )  # fmt: skip
 
 
-# Slow (a server of its own, four deployed runs: ~75 s), so the default suite stays
+# Slow (a server of its own, five deployed runs: ~90 s), so the default suite stays
 # under 10 minutes; .ci/run runs it explicitly, every time.
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # four deployed runs, each a fresh worker subprocess
+@pytest.mark.timeout(900)  # five deployed runs, each a fresh worker subprocess
 def test_deploy_start_worker_and_run_every_deployment(
     prefect_server: tuple[Path, dict[str, str]],
 ) -> None:
@@ -143,7 +143,7 @@ def test_deploy_start_worker_and_run_every_deployment(
     out = _run([*PREFECT, "--no-prompt", "deploy", "--all"], env)
     assert "nightly/nightly-backtest" in out
     listed = _run([*PREFECT, "deployment", "ls"], env)
-    for name in ("nightly-backtest", "backfill", "parameter-sweep", "live-signals"):
+    for name in ("nightly-backtest", "backfill", "parameter-sweep", "walk-forward", "live-signals"):
         assert name in listed
     inspected = _run([*PREFECT, "deployment", "inspect", "nightly/nightly-backtest"], env)
     assert "30 17 * * 1-5" in inspected and "America/New_York" in inspected
@@ -172,6 +172,16 @@ def test_deploy_start_worker_and_run_every_deployment(
             "end": "2026-11-20T00:00:00Z",
         }
         _run_deployment("sweep/parameter-sweep", sweep, env)
+        walk = {
+            "symbols": ["BTC-USD.CC"],
+            "strategy": "donchian_breakout",
+            "grid": {"window": [10, 20]},
+            "train": "1d",
+            "test": "12h",
+            "days": 2,
+            "end": "2026-11-20T00:00:00Z",
+        }
+        _run_deployment("walkforward/walk-forward", walk, env)
         # the long-lived deployment, bounded here by its duration parameter
         _run_deployment("live/live-signals", {"duration": 6, "speed": 600}, env)
     finally:
@@ -184,6 +194,7 @@ def test_deploy_start_worker_and_run_every_deployment(
         ("nightly", "completed"),
         ("ingest", "completed"),
         ("sweep", "completed"),
+        ("walkforward", "completed"),
         ("live", "completed"),
     ], runs
     rows = query(home, "select agent, symbol, strategy, params from agent_metrics order by agent")
@@ -207,6 +218,9 @@ def test_deploy_start_worker_and_run_every_deployment(
     )
     assert sorted(json.loads(p)["window"] for p, _ in sweep_rows) == [10, 20]
     assert [r for _, r in sweep_rows] == [1, 2]
+    # walk-forward over 2 days: train 1 d, test 12 h, stepping 12 h: two folds
+    wf = query(home, "select fold, n_train_bars, n_test_bars from walkforward_folds order by fold")
+    assert wf == [(0, 288, 144), (1, 288, 144)], wf
     live_bars = query(home, "select count(*) from live_bars")[0][0]
     assert live_bars > 0
     logs = (tmp / "worker.log").read_text()
@@ -248,8 +262,9 @@ def test_nightly_custom_run_form_in_a_browser(
         assert f">{name} (Optional)<" in dom, name
         assert html.escape(prop["description"], quote=False) in dom, name
     # the None choices are named for what they mean, and no bare "None" toggle is left
-    assert dom.count(">configured<") == len(schema["properties"]) - 1  # all but end
-    assert ">today<" in dom and ">None<" not in dom
+    # all but end and trading_days_only
+    assert dom.count(">configured<") == len(schema["properties"]) - 2
+    assert ">now<" in dom and ">no<" in dom and ">None<" not in dom
     assert "Set by HEDGEFLOW_LOOKBACK_DAYS or in hedgeflow.toml" in dom
 
     def runs() -> int:

@@ -47,7 +47,7 @@ def schema_of(deployment: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("deployment", ["nightly-backtest", "backfill", "parameter-sweep",
-                                        "live-signals"])  # fmt: skip
+                                        "walk-forward", "live-signals"])  # fmt: skip
 def test_no_parameter_shows_bare(deployment: str) -> None:
     schema = schema_of(deployment)
     assert schema["properties"], deployment
@@ -161,7 +161,7 @@ def test_empty_means_the_setting_and_says_its_builtin_value() -> None:
         choice = null_choice(prop)
         assert choice is not None and choice["title"] == "configured"
         assert env in choice["description"] and "hedgeflow.toml" in choice["description"]
-    assert null_choice(nightly["end"])["title"] == "today"  # type: ignore[index]
+    assert null_choice(nightly["end"])["title"] == "now"  # type: ignore[index]
     live = schema_of("live-signals")["properties"]
     assert null_choice(live["duration"])["title"] == "forever"  # type: ignore[index]
     assert "HEDGEFLOW_LIVE__MAX_SILENCE" in null_choice(live["max_silence"])["description"]  # type: ignore[index]

@@ -200,6 +200,7 @@ def test_ceilings(tmp_path, monkeypatch):
     import gzip
 
     import hedgeflow.backtest_io as bio
+    from hedgeflow.table_files import Limits
 
     rows = "".join(f"{1704205800 + 300 * i},1,2,0.5,1.5\n" for i in range(50))
     csv = tmp_path / "bars.csv"
@@ -209,12 +210,11 @@ def test_ceilings(tmp_path, monkeypatch):
     gz = tmp_path / "bars.csv.gz"
     gz.write_bytes(gzip.compress(csv.read_bytes()))
     assert len(read_bars_file(gz)) == 50
-    monkeypatch.setattr(bio, "MAX_BARS_ROWS", 49)
+    monkeypatch.setattr(bio, "BARS_LIMITS", Limits(max_bytes=1 << 30, max_rows=49))
     for path in (csv, pq_path):
         with pytest.raises(InvalidInputError, match="rows, more than the limit of 49"):
             read_bars_file(path)
-    monkeypatch.setattr(bio, "MAX_BARS_ROWS", 10_000)
-    monkeypatch.setattr(bio, "MAX_BARS_BYTES", 1 << 20)
+    monkeypatch.setattr(bio, "BARS_LIMITS", Limits(max_bytes=1 << 20, max_rows=10_000))
     bomb = tmp_path / "bomb.csv.gz"  # 2 MiB of text in a few KiB
     bomb.write_bytes(gzip.compress(csv.read_bytes() + b"\n" * (2 << 20)))
     assert bomb.stat().st_size < 1 << 20

@@ -1,5 +1,5 @@
-"""The default window end (README: "`--end` defaults to the start of the current UTC
-day, so running a command twice on one day covers exactly the same bars"), with the
+"""The default window end (DESIGN.md convention 9: the last completed bar, now floored
+to the interval), with the
 clock under the test's control: either injected (``now=``) or the module's own
 ``datetime.now`` replaced."""
 
@@ -35,47 +35,54 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch, at: datetime) -> list[object]:
 
 
 @pytest.mark.parametrize(
-    "now",
+    ("now", "end"),
     [
-        DAY,  # midnight itself
-        DAY + timedelta(hours=13, minutes=30),
-        DAY + timedelta(hours=23, minutes=59, seconds=59, microseconds=999_999),
+        (DAY, DAY),  # midnight itself: the bar before it is complete
+        (DAY + timedelta(hours=13, minutes=30), DAY + timedelta(hours=13, minutes=30)),
+        (DAY + timedelta(hours=21, minutes=4, seconds=59), DAY + timedelta(hours=21)),
+        (
+            DAY + timedelta(hours=23, minutes=59, seconds=59, microseconds=999_999),
+            DAY + timedelta(hours=23, minutes=55),
+        ),
     ],
 )
-def test_default_end_is_the_start_of_the_current_utc_day(
-    monkeypatch: pytest.MonkeyPatch, now: datetime
+def test_default_end_is_the_last_completed_bar(
+    monkeypatch: pytest.MonkeyPatch, now: datetime, end: datetime
 ) -> None:
+    """Convention 9: without an end a window ends at the last completed bar (now
+    floored to the interval), not at the start of the UTC day."""
     calls = frozen_clock(monkeypatch, now)
-    window = lookback_window(10)
+    window = lookback_window(10, interval="5m")
     assert calls == [UTC]  # the clock is read once, in UTC
-    assert window == Window(DAY - timedelta(days=10), DAY)
+    assert window == Window(end - timedelta(days=10), end)
     assert window.end.tzinfo is not None and window.end.utcoffset() == timedelta(0)
     assert window.days == 10
 
 
-def test_two_runs_on_one_utc_day_cover_the_same_window_and_the_next_day_moves_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    frozen_clock(monkeypatch, DAY + timedelta(minutes=1))
-    morning = lookback_window(30)
-    frozen_clock(monkeypatch, DAY + timedelta(hours=23, minutes=59))
-    evening = lookback_window(30)
-    assert morning == evening == Window(DAY - timedelta(days=30), DAY)
-    frozen_clock(monkeypatch, DAY + timedelta(days=1))  # one microsecond later
-    tomorrow = lookback_window(30)
-    assert tomorrow == Window(DAY - timedelta(days=29), DAY + timedelta(days=1))
+def test_the_interval_decides_the_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = DAY + timedelta(hours=21, minutes=37, seconds=12)
+    frozen_clock(monkeypatch, now)
+    assert lookback_window(1, interval="1h").end == DAY + timedelta(hours=21)
+    assert lookback_window(1, interval="5m").end == DAY + timedelta(hours=21, minutes=35)
+    assert lookback_window(1, interval="1m").end == DAY + timedelta(hours=21, minutes=37)
+    assert lookback_window(1).end == DAY + timedelta(hours=21, minutes=37)  # the minute
 
 
-def test_the_utc_day_decides_not_the_local_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    # 20:00 in New York on the 24th is 01:00 UTC on the 25th: the window ends on the 25th
-    ny_evening = datetime(2026, 11, 24, 20, 0, tzinfo=ZoneInfo("America/New_York"))
+def test_the_nightly_after_the_close_includes_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 17:30 in New York (the nightly cron) on the 24th is 22:30 UTC: the window ends
+    # after the 21:00 UTC close, so that day's session is in it
+    ny_evening = datetime(2026, 11, 24, 17, 30, tzinfo=ZoneInfo("America/New_York"))
     frozen_clock(monkeypatch, ny_evening)
-    assert lookback_window(5).end == DAY + timedelta(days=1)
+    assert lookback_window(5, interval="5m").end == DAY + timedelta(hours=22, minutes=30)
     # the injected clock obeys the same rule, whatever its time zone (naive = UTC)
-    assert lookback_window(5, now=ny_evening).end == DAY + timedelta(days=1)
-    assert lookback_window(5, now=datetime(2026, 11, 24, 23, 59)).end == DAY
-    tokyo_morning = datetime(2026, 11, 25, 8, 0, tzinfo=ZoneInfo("Asia/Tokyo"))  # 23:00Z 24th
-    assert lookback_window(5, now=tokyo_morning).end == DAY
+    assert lookback_window(5, now=ny_evening, interval="5m").end == DAY + timedelta(
+        hours=22, minutes=30
+    )
+    assert lookback_window(
+        5, now=datetime(2026, 11, 24, 23, 59), interval="1h"
+    ).end == DAY + timedelta(hours=23)
+    tokyo_morning = datetime(2026, 11, 25, 8, 2, tzinfo=ZoneInfo("Asia/Tokyo"))  # 23:02Z 24th
+    assert lookback_window(5, now=tokyo_morning, interval="5m").end == DAY + timedelta(hours=23)
 
 
 def test_an_explicit_end_ignores_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:

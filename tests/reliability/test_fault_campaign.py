@@ -229,7 +229,7 @@ def _gap_expected(
     expected = scene.expected()
     last: dict[str, Any] = {}
     for rec in log:
-        if rec.ticker == scene.symbol and rec.params.get("from"):
+        if rec.path.startswith("/api/intraday/") and rec.ticker == scene.symbol:
             last[rec.params["from"]] = rec
     flagged = set(result.empty_ranges) if result is not None else set()
     gaps = 0

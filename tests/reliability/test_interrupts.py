@@ -2,7 +2,7 @@
 it) and SIGTERM stop ``hedgeflow nightly`` and ``hedgeflow live`` within seconds with
 exit 130 / 143 and one line; the ``runs`` row and the Prefect flow run end
 ``cancelled`` with the reason, and no process of the command is left. A SIGKILLed run
-shows ``crashed`` after the next command.
+shows ``crashed`` after the next command, in the warehouse and in Prefect.
 
 The commands report to the session's Prefect server (as to hedgeflow's resident one: a
 server outside the command's process group).
@@ -186,6 +186,12 @@ def test_a_killed_run_shows_crashed_after_the_next_command(
     assert process.endswith(f":{proc.pid}") and process in reason
     assert f"marked 1 run(s) whose process died as crashed: {run_id}" in listed.stderr
     assert "crashed" in listed.stdout and "ended without finishing" in listed.stdout
+    # and so are its Prefect flow run and subflow runs (the server was up: no waiting for a
+    # command that uses Prefect)
+    states = _flow_run_states(prefect_harness, str(run_id))
+    assert states and all(
+        s == ("Crashed", "the process running it died (found by hedgeflow)") for s in states
+    ), states
     # once: the next command has nothing left to mark
     again = run_cli(home, "runs")
     assert "crashed:" not in again.stderr

@@ -168,6 +168,42 @@ VALID: dict[str, Callable[[], pd.DataFrame]] = {
             for symbol, psr, dsr, slope in (("AAPL.US", 0.9, 0.6, -0.2), ("X.US", None, None, None))
         ]
     ),
+    "walkforward_folds": lambda: pd.DataFrame(
+        [
+            {
+                "run_id": "r1",
+                "symbol": "AAPL.US",
+                "strategy": "sma_cross",
+                "mode": mode,
+                "fold": fold,
+                "train_start": TS3[0],
+                "train_end": TS3[1],
+                "test_start": TS3[2],
+                "test_end": TS3[2],
+                "n_train_bars": 2,
+                "n_test_bars": 1,
+                "metric": "sharpe",
+                "best_params": json.dumps({"fast": 5}),
+                "is_metric": 1.2,
+                "is_sharpe": None,
+                **METRICS,
+            }
+            for fold, mode in ((0, "rolling"), (1, "rolling"))
+        ]
+    ),
+    "walkforward_equity": lambda: pd.DataFrame(
+        {
+            "run_id": "r1",
+            "symbol": "AAPL.US",
+            "strategy": "sma_cross",
+            "mode": "cpcv",
+            "path": [0, 0, 1],
+            "ts": [TS3[0], TS3[1], TS3[0]],
+            "fold": [0, 0, 3],
+            "equity": [1e5, 1.01e5, 0.99e5],
+            "drawdown": [0.0, 0.0, 0.0],
+        }
+    ),
     "live_bars": lambda: pd.DataFrame(
         {
             "run_id": "live-1",
@@ -288,6 +324,12 @@ BAD: list[tuple[str, str, object]] = [
     ("sweep_overfit", "pbo", 1.5),
     ("sweep_overfit", "n_trials", 1),
     ("sweep_overfit", "best_params", "{fast=5"),
+    ("walkforward_folds", "mode", "walk"),
+    ("walkforward_folds", "n_test_bars", 0),
+    ("walkforward_folds", "best_params", "{fast=5"),
+    ("walkforward_folds", "fold", -1),
+    ("walkforward_equity", "drawdown", 0.1),
+    ("walkforward_equity", "path", -1),
     ("live_bars", "closed_by", "timer"),
     ("live_bars", "n_ticks", -1),
     ("live_orders", "status", "open"),

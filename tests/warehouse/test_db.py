@@ -132,8 +132,8 @@ def test_migration_4_adds_live_drift_and_keeps_rows(tmp_path: Path) -> None:
     assert again.query("SELECT count(*) AS n FROM live_drift")["n"][0] == 0
     assert list(again.list_runs()["run_id"]) == ["r1"]
     with db.read_write(wh.db_path, 5) as con:
-        # 5: the notify outbox, 6: sweep_overfit
-        assert db.installed_version(con) == SCHEMA_VERSION == 6
+        # 5: the notify outbox, 6: sweep_overfit, 7: walkforward_folds / _equity
+        assert db.installed_version(con) == SCHEMA_VERSION == 7
 
 
 def test_migration_6_adds_sweep_overfit_and_keeps_rows(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_migration_6_adds_sweep_overfit_and_keeps_rows(tmp_path: Path) -> None:
         con.execute("DROP VIEW main.sweep_overfit")
         con.execute("DROP TABLE store.sweep_overfit")
         con.execute("DELETE FROM store.meta WHERE key = 'view:sweep_overfit'")
-        con.execute("DELETE FROM store.schema_version WHERE version = 6")
+        con.execute("DELETE FROM store.schema_version WHERE version >= 6")
         con.execute(
             "INSERT INTO store.sweep_results (run_id, symbol, strategy, params, n_trades, rank) "
             "VALUES ('r1', 'AAPL.US', 'sma_cross', '{}', 3, 1)"
@@ -153,9 +153,36 @@ def test_migration_6_adds_sweep_overfit_and_keeps_rows(tmp_path: Path) -> None:
     # the next reader migrates: the table and its finished-runs-only view appear
     assert Warehouse(wh.home).query("SELECT count(*) FROM sweep_overfit").iloc[0, 0] == 0
     with db.read_write(wh.db_path, 5) as con:
-        assert db.installed_version(con) == SCHEMA_VERSION == 6
+        assert db.installed_version(con) == SCHEMA_VERSION == 7
         cols = [r[0] for r in con.execute("DESCRIBE store.sweep_overfit").fetchall()]
         assert tuple(cols) == table_columns("sweep_overfit")
+        assert con.execute("SELECT n_trades FROM store.sweep_results").fetchall() == [(3,)]
+
+
+def test_migration_7_adds_the_walkforward_tables_and_keeps_rows(tmp_path: Path) -> None:
+    """A version-6 warehouse (no walk-forward tables) with a sweep in it."""
+    wh = Warehouse(tmp_path / "home")
+    wh.list_runs()
+    tables = ("walkforward_folds", "walkforward_equity")
+    with db.read_write(wh.db_path, 5) as con:
+        for table in tables:
+            con.execute(f"DROP VIEW main.{table}")
+            con.execute(f"DROP TABLE store.{table}")
+            con.execute(f"DELETE FROM store.meta WHERE key = 'view:{table}'")
+        con.execute("DELETE FROM store.schema_version WHERE version = 7")
+        con.execute(
+            "INSERT INTO store.sweep_results (run_id, symbol, strategy, params, n_trades, rank) "
+            "VALUES ('r1', 'AAPL.US', 'sma_cross', '{}', 3, 1)"
+        )
+        assert db.installed_version(con) == 6
+    # the next reader migrates: the tables and their finished-runs-only views appear
+    for table in tables:
+        assert Warehouse(wh.home).query(f"SELECT count(*) FROM {table}").iloc[0, 0] == 0
+    with db.read_write(wh.db_path, 5) as con:
+        assert db.installed_version(con) == SCHEMA_VERSION == 7
+        for table in tables:
+            cols = [r[0] for r in con.execute(f"DESCRIBE store.{table}").fetchall()]
+            assert tuple(cols) == table_columns(table)
         assert con.execute("SELECT n_trades FROM store.sweep_results").fetchall() == [(3,)]
 
 

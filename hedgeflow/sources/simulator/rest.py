@@ -1,4 +1,5 @@
-"""The simulator's REST side: EODHD's ``GET /api/intraday/{TICKER}`` plus a control
+"""The simulator's REST side: EODHD's ``GET /api/intraday/{TICKER}`` and
+``GET /api/splits/{TICKER}``, plus a control
 endpoint (``POST /_control/faults``, ``GET /_control/requests``)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -24,6 +25,7 @@ from hedgeflow.market import MAX_REQUEST_DAYS, normalize_symbol
 from hedgeflow.secrets import redact
 from hedgeflow.sources.eodhd_format import render_intraday_json
 from hedgeflow.sources.faults import Fault
+from hedgeflow.splits import render_splits_json
 
 if TYPE_CHECKING:
     from hedgeflow.sources.simulator.server import Simulator
@@ -130,6 +132,9 @@ class RestHandler(BaseHTTPRequestHandler):
         if path.startswith("/api/intraday/"):
             self._intraday(path.removeprefix("/api/intraday/"), query)
             return
+        if path.startswith("/api/splits/"):
+            self._splits(path.removeprefix("/api/splits/"), query)
+            return
         self._json(404, {"error": "Not found"})
 
     def do_POST(self) -> None:
@@ -192,19 +197,27 @@ class RestHandler(BaseHTTPRequestHandler):
         finally:
             self._record = None
 
-    def _serve(self, ticker: str, query: dict[str, str]) -> int:
+    def _known_symbol(self, ticker: str, query: dict[str, str]) -> str | None:
+        """The ticker's symbol, or None after answering 401 (token) or 404 (ticker)."""
         sim = self.server.simulator
         token = query.get("api_token", "")
         if not token or not any(hmac.compare_digest(token, t) for t in sim.tokens):
             self._json(401, {"message": "Unauthenticated", "error": "Invalid API token"})
-            return 401
+            return None
         try:
             symbol = normalize_symbol(ticker)
         except InvalidInputError:
             symbol = ""
         if not symbol or (sim.symbols is not None and symbol not in sim.symbols):
             self._json(404, {"error": "Ticker Not Found."})
-            return 404
+            return None
+        return symbol
+
+    def _serve(self, ticker: str, query: dict[str, str]) -> int | None:
+        sim = self.server.simulator
+        symbol = self._known_symbol(ticker, query)
+        if symbol is None:
+            return None
         interval = query.get("interval", "5m")
         if interval not in sim.max_request_days:
             message = f"The selected interval is invalid: {interval}"
@@ -220,6 +233,45 @@ class RestHandler(BaseHTTPRequestHandler):
             return 422
         self._send(200, render_intraday_json(bars))
         return 200
+
+    # -- splits -----------------------------------------------------------------------
+
+    def _splits(self, ticker: str, query: dict[str, str]) -> None:
+        """``GET /api/splits/{TICKER}?from=YYYY-MM-DD&to=YYYY-MM-DD``: the market's
+        splits in that range, oldest first (faults apply as to intraday requests;
+        ``sim.split_answers[symbol]`` replaces the answer, for malformed vendor data)."""
+        sim = self.server.simulator
+        fault = sim.faults.next()
+        params = {k: v for k, v in query.items() if k != "api_token"}
+        record = RequestRecord(
+            "GET",
+            "/api/splits/" + ticker,
+            ticker,
+            params,
+            fault.kind if fault else None,
+            time.time(),
+        )
+        self._record = record
+        sim.record(record)
+        try:
+            if fault is not None:
+                self._apply_fault(fault, ticker, query)
+                return
+            symbol = self._known_symbol(ticker, query)
+            if symbol is None:
+                return
+            if symbol in sim.split_answers:
+                self._send(200, sim.split_answers[symbol])
+                return
+            try:
+                lo = date.fromisoformat(query.get("from") or "1970-01-01")
+                hi = date.fromisoformat(query.get("to") or datetime.now(UTC).date().isoformat())
+            except ValueError as exc:
+                self._json(422, {"errors": {"from": [str(exc)]}})
+                return
+            self._send(200, render_splits_json(sim.market.fetch_splits(symbol, lo, hi)))
+        finally:
+            self._record = None
 
     def _apply_fault(self, fault: Fault, ticker: str, query: dict[str, str]) -> int | None:
         kind = fault.kind

@@ -41,6 +41,9 @@ class Simulator:
         self.max_request_days = dict(max_request_days or MAX_REQUEST_DAYS)
         self.timeout_sleep = timeout_sleep
         self.faults = FaultController()
+        # symbol -> the raw body its /splits answers with instead of the market's (tests
+        # of malformed vendor data)
+        self.split_answers: dict[str, bytes] = {}
         self.stopping = threading.Event()
         self._log: list[RequestRecord] = []
         self._log_lock = threading.Lock()

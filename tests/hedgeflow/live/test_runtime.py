@@ -204,9 +204,11 @@ def test_feeds_and_default_start() -> None:
         "crypto",
     ]
     assert last_session_open(datetime(2024, 9, 3, 21, tzinfo=UTC)) == OPEN
-    # before Tuesday's close: Monday's session; on a Monday morning: Friday's
-    assert last_session_open(datetime(2024, 9, 3, 15, tzinfo=UTC)) == OPEN - timedelta(days=1)
+    # before Tuesday's close: the last session was Friday's, since Monday 2024-09-02 was
+    # Labor Day (XNYS closed); on a Monday morning: Friday's
+    assert last_session_open(datetime(2024, 9, 3, 15, tzinfo=UTC)) == OPEN - timedelta(days=4)
     assert last_session_open(datetime(2024, 9, 2, 9, tzinfo=UTC)) == OPEN - timedelta(days=4)
+    assert last_session_open(datetime(2024, 9, 9, 9, tzinfo=UTC)) == OPEN + timedelta(days=3)
 
 
 # -- faults ---------------------------------------------------------------------------------

@@ -82,8 +82,12 @@ def test_ticks_shape_and_rounding() -> None:
         assert np.all(t.price > 0)
     # ~4 ticks a minute
     assert 3.5 < len(btc) / (2 * 1440) < 4.5
-    assert np.allclose(stock.price * 100, np.round(stock.price * 100), atol=1e-6)
-    assert np.all(stock.size == np.round(stock.size)) and np.all(stock.size >= 1)
+    # cents of the unsplit quote: AAPL.US split 2-for-1 on 2022-10-31 (seed 7), so its
+    # 2024 prices are cents / 2 and its sizes whole shares x 2
+    assert [s.ratio for s in MARKET.split_schedule("AAPL.US") if s.ex_date.year < 2024] == [2.0]
+    assert np.allclose(stock.price * 200, np.round(stock.price * 200), atol=1e-6)
+    assert not np.allclose(stock.price * 100, np.round(stock.price * 100), atol=1e-6)
+    assert np.all(stock.size % 2 == 0) and np.all(stock.size >= 2)
     assert np.isnan(stock.bid).all() and np.isnan(btc.ask).all()
     assert np.all(btc.size > 0) and not np.all(btc.size == np.round(btc.size))
     assert np.isnan(fx.size).all()

@@ -136,7 +136,8 @@ def bars_of(ticks: list[Tick], interval: int = 300) -> pd.DataFrame:
 def test_full_path_rebuilds_the_synthetic_bars(feed: str, symbol: str, start_hour: int) -> None:
     start = DAY + timedelta(hours=start_hour)
     end = start + timedelta(hours=3)
-    with WsSimulator(seed=7, speed=0, start=start, end=end) as sim:
+    # regular-session trades only (extended hours: tests/hedgeflow/live/test_hours.py)
+    with WsSimulator(seed=7, speed=0, start=start, end=end, extended_hours=False) as sim:
         run = stream(sim, feed, [symbol], drained(sim, symbol))
     expected = SyntheticMarket(7).fetch_bars(symbol, "5m", start, end)
     assert len(expected) > 20
