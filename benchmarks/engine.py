@@ -96,6 +96,39 @@ def order_arrays(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return entries, exits
 
 
+def order_arrays_both(
+    signal: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """vectorbt (entries, exits, short_entries, short_exits) for a -1/0/1 signal, shifted
+    one bar like :func:`order_arrays`: an entry where the signal turns to a side, an exit
+    where it leaves a side for 0. A 1 <-> -1 change is only the opposite entry: vectorbt
+    reverses the position at that order (``upon_opposite_entry='Reverse'``), as
+    hedgeflow exits and enters at one open."""
+    sig = np.asarray(signal, dtype=np.int8)
+    prev = np.r_[np.int8(0), sig[:-1]]
+    changes = (
+        (sig == 1) & (prev != 1),
+        (sig == 0) & (prev == 1),
+        (sig == -1) & (prev != -1),
+        (sig == 0) & (prev == -1),
+    )
+    entries, exits, short_entries, short_exits = (np.r_[False, x[:-1]] for x in changes)
+    return entries, exits, short_entries, short_exits
+
+
+def run_vbt_both(o, h, lo, c, orders: tuple[np.ndarray, ...], cfg: Any) -> Any:
+    """vectorbt ``from_signals`` with long and short signals (:func:`order_arrays_both`)."""
+    import vectorbt as vbt
+
+    kw = vbt_kwargs(cfg)
+    del kw["direction"]  # direction-aware signals
+    entries, exits, short_entries, short_exits = orders
+    return vbt.Portfolio.from_signals(
+        c, entries, exits, short_entries=short_entries, short_exits=short_exits,
+        upon_opposite_entry="Reverse", price=o, open=o, high=h, low=lo, **kw,
+    )  # fmt: skip
+
+
 def vbt_kwargs(cfg: Any) -> dict[str, Any]:
     from vectorbt.portfolio.enums import StopEntryPrice, StopExitPrice
 
@@ -141,13 +174,18 @@ class Agreement:
     open_at_end: int = 0  # hedgeflow's `end` exit == vectorbt's open trade at the last close
     fill_bar: int = 0  # hedgeflow stop/target inside the fill bar (vectorbt: not checked)
     signal_vs_stop: int = 0  # our signal exit at the open; vectorbt: a stop in that bar
+    # shorts on: an entry of ours in a bar where vectorbt left its position by a stop
+    # (after (a) or (b), or at an open beyond a level): vectorbt takes no entry in a bar
+    # whose stop fired, so that trade of ours has no twin
+    reversal_entry: int = 0
     other: int = 0
+    shorts: int = 0  # of hf_trades (the shorts-on comparison)
     examples: list[dict[str, Any]] = field(default_factory=list)
     max_rel_diff: float = 0.0  # over the trades counted identical
 
     @property
     def exceptions(self) -> int:
-        return self.fill_bar + self.signal_vs_stop
+        return self.fill_bar + self.signal_vs_stop + self.reversal_entry
 
 
 def _close(a: float, b: float) -> bool:
@@ -155,15 +193,20 @@ def _close(a: float, b: float) -> bool:
 
 
 def compare_with_vbt(out: dict[str, np.ndarray], pf: Any, o, h, lo, c, exits, cfg) -> Agreement:
-    """Match trades by entry bar and classify every difference."""
+    """Match trades by entry bar and classify every difference; ``exits``: the bars
+    with an order at the open (long only: the exits). Shorts mirror every level and
+    the slippage (a short sells to open, buys to cover)."""
     rec = pf.exit_trades.records
     v = {k: np.asarray(rec[k]) for k in ("entry_idx", "exit_idx", "entry_price", "exit_price")}
     v_status = np.asarray(rec["status"])  # 0 open, 1 closed
+    v_short = np.asarray(rec["direction"]) == 1
+    sides = out.get("side")
     n = len(c)
     slip = cfg.slippage_bps / 1e4
     res = Agreement(hf_trades=len(out["entry_idx"]), vbt_trades=len(v["entry_idx"]))
     by_entry = {int(e): k for k, e in enumerate(v["entry_idx"])}
     seen_vbt: set[int] = set()
+    b_exits: set[int] = set()  # bars of our (b) signal exits
     for j in range(res.hf_trades):
         e = int(out["entry_idx"][j])
         x = int(out["exit_idx"][j])
@@ -171,9 +214,13 @@ def compare_with_vbt(out: dict[str, np.ndarray], pf: Any, o, h, lo, c, exits, cf
         xp = float(out["exit_price"][j])
         reason = int(out["reason"][j])
         k = by_entry.get(e)
-        if k is None:
+        sgn = 1.0 if sides is None else float(sides[j])
+        if k is None and e in b_exits:
+            res.reversal_entry += 1
+            continue
+        if k is None or bool(v_short[k]) != (sgn < 0):
             res.other += 1
-            _example(res, "no vectorbt trade with this entry bar", e, x, ep, xp, reason)
+            _example(res, "no vectorbt trade with this entry bar and side", e, x, ep, xp, reason)
             continue
         seen_vbt.add(k)
         vx, vep, vxp = int(v["exit_idx"][k]), float(v["entry_price"][k]), float(v["exit_price"][k])
@@ -181,10 +228,17 @@ def compare_with_vbt(out: dict[str, np.ndarray], pf: Any, o, h, lo, c, exits, cf
             res.other += 1
             _example(res, f"entry price differs (vectorbt {vep!r})", e, x, ep, xp, reason)
             continue
-        stop = ep * (1.0 - cfg.stop_pct)
-        tp = ep * (1.0 + cfg.take_profit_pct)
+        stop = ep * (1.0 - sgn * cfg.stop_pct)
+        tp = ep * (1.0 + sgn * cfg.take_profit_pct)
+        exit_slip = 1.0 - sgn * slip  # a long sells, a short buys to cover
+        if sgn > 0:
+            inside, hit_stop, hit_tp = stop < o[x] < tp, lo[x] <= stop, h[x] >= tp
+        else:
+            inside, hit_stop, hit_tp = tp < o[x] < stop, h[x] >= stop, lo[x] <= tp
         if vx == x and _close(xp, vxp):
             res.identical += 1
+            if reason == R_SIGNAL and not inside:
+                b_exits.add(x)  # at an open beyond a level: vectorbt's stop, same price
             res.max_rel_diff = max(
                 res.max_rel_diff, abs(xp - vxp) / abs(vxp), abs(ep - vep) / abs(vep)
             )
@@ -193,23 +247,25 @@ def compare_with_vbt(out: dict[str, np.ndarray], pf: Any, o, h, lo, c, exits, cf
             and v_status[k] == 0
             and vx == x == n - 1
             and _close(vxp, c[-1])
-            and _close(xp, c[-1] * (1.0 - slip))
+            and _close(xp, c[-1] * exit_slip)
         ):
             res.open_at_end += 1
         elif reason in (R_STOP, R_TAKE_PROFIT) and x == e and vx > x:
             res.fill_bar += 1
+            b_exits.add(vx)  # vectorbt still holds it: its exit bar may drop our next entry
         elif (
             reason == R_SIGNAL
             and vx == x
             and bool(exits[x])
-            and _close(xp, o[x] * (1.0 - slip))
-            and stop < o[x] < tp
+            and _close(xp, o[x] * exit_slip)
+            and inside
             and (
-                (lo[x] <= stop and _close(vxp, stop * (1.0 - slip)))
-                or (lo[x] > stop and h[x] >= tp and _close(vxp, tp * (1.0 - slip)))
+                (hit_stop and _close(vxp, stop * exit_slip))
+                or (not hit_stop and hit_tp and _close(vxp, tp * exit_slip))
             )
         ):
             res.signal_vs_stop += 1
+            b_exits.add(x)
         else:
             res.other += 1
             _example(res, f"exit differs (vectorbt bar {vx}, price {vxp!r})", e, x, ep, xp, reason)
@@ -227,6 +283,30 @@ def _example(res: Agreement, what: str, e: int, x: int, ep: float, xp: float, r:
         res.examples.append(
             {"what": what, "entry": e, "exit": x, "entry_px": ep, "exit_px": xp, "reason": r}
         )
+
+
+def compare_shorts(name: str, o, h, lo, c, cfg: Any) -> Agreement:
+    """The strategy with shorts on (its -1/0/1 signal, ``allow_short``) against vectorbt
+    with long and short signals; anything beyond the documented cases fails."""
+    from dataclasses import replace
+
+    from hedgeflow.engine import run_arrays
+    from hedgeflow.strategies import get_strategy
+
+    spec = get_strategy(name)
+    signal, _ = spec.signals(o, h, lo, c, spec.params_type(), shorts=True)
+    both = replace(cfg, allow_short=True)
+    orders = order_arrays_both(signal)
+    out = run_arrays(o, h, lo, c, signal, both)
+    at_open = orders[0] | orders[1] | orders[2] | orders[3]
+    res = compare_with_vbt(out, run_vbt_both(o, h, lo, c, orders, both), o, h, lo, c, at_open, both)
+    assert res.other == 0, (
+        f"{name} with shorts: {res.other} trades differ from vectorbt beyond the documented "
+        f"exceptions, e.g. {res.examples}"
+    )
+    assert (out["side"] < 0).any(), f"{name} with shorts made no short trade"
+    res.shorts = int((out["side"] < 0).sum())
+    return res
 
 
 # -------------------------------------------------------------- backtesting.py
@@ -333,6 +413,7 @@ class StrategyResult:
     agreement: Agreement
     btpy_agreement: dict[str, int]
     trades: int
+    short_agreement: Agreement | None = None  # shorts on: vectorbt long and short signals
 
     def ns(self, who: str, stat: str = "median") -> float:
         t = self.timings[who] if who in self.timings else self.bt_timings[who]
@@ -418,6 +499,7 @@ def run(
             f"{name}: {agreement.other} trades differ from vectorbt beyond the documented "
             f"exceptions, e.g. {agreement.examples}"
         )
+        short_agreement = compare_shorts(name, o, h, lo, c, cfg)
         # the pandas flavour must give vectorbt's same trades
         pd_rec = run_vbt(o, h, lo, c, entries, exits, cfg, index).exit_trades.records
         np_rec = run_vbt(o, h, lo, c, entries, exits, cfg).exit_trades.records
@@ -446,6 +528,7 @@ def run(
                 agreement=agreement,
                 btpy_agreement=btpy_agreement,
                 trades=len(out["entry_idx"]),
+                short_agreement=short_agreement,
             )
         )
     return EngineResult(
@@ -566,6 +649,35 @@ def render(res: EngineResult) -> str:
         ]
         for s in strategies
     ]
+    short_rows = [
+        [
+            f"`{s.name}`",
+            f"{a.hf_trades:,} ({a.shorts:,} short)",
+            f"{a.vbt_trades:,}",
+            f"{a.identical:,}",
+            f"{a.open_at_end}",
+            f"{a.fill_bar}",
+            f"{a.signal_vs_stop} (+{a.reversal_entry} reversal entries)",
+            f"{a.other}",
+            f"{a.max_rel_diff:.0e}" if a.max_rel_diff else "0",
+        ]
+        for s in strategies
+        if (a := s.short_agreement) is not None
+    ]
+    short_agree = table(
+        [
+            "strategy",
+            "hf trades",
+            "vbt trades",
+            "identical",
+            "open at end",
+            "(a) stop/target in fill bar",
+            "(b) signal exit vs intrabar stop",
+            "other (asserted 0)",
+            "max rel. price diff",
+        ],
+        short_rows,
+    )
     agree = table(
         [
             "strategy",
@@ -662,6 +774,28 @@ def render(res: EngineResult) -> str:
         "at `price=open`) and exits at the stop level. Not listed in DESIGN; it only changes "
         "that exit's price (same bar).",
         "- anything else fails the benchmark.",
+        "",
+        "### Trade agreement with vectorbt, shorts on (asserted on every run)",
+        "",
+        short_agree,
+        "",
+        'Each strategy with `allow_short` (its mirrored short signals, DESIGN.md "Short '
+        'selling") against vectorbt `from_signals` with `entries`/`exits` and '
+        "`short_entries`/`short_exits` (the signal's changes to and from each side, shifted "
+        "one bar), `upon_opposite_entry='Reverse'` (a 1 <-> -1 change is one reversal "
+        "order: hedgeflow exits and enters at one open) and the same stop settings "
+        "(`stop_entry_price` = the fill). Matched by entry bar and side; the exceptions are "
+        "the same two documented cases, mirrored for shorts (stop above, target below the "
+        "fill; a cover pays the slippage upwards). Case (b) has one consequence of its own "
+        "at a reversal: vectorbt, already out at the stop, does not take that bar's "
+        "opposite entry, so the entry our reversal makes at that open has no vectorbt "
+        "twin; counted as '+N reversal entries' and checked (it must enter in a bar where "
+        "vectorbt's previous position ended by its stop and vectorbt enters nothing). The "
+        "same holds when that open gaps beyond the old position's stop or target (both "
+        "exit at the open at the same price, the trade counts as identical, but for "
+        "vectorbt it is the stop), and after case (a): vectorbt still holds the position "
+        "we closed in its fill bar, and its stop at our next entry's open drops that "
+        "entry.",
         "",
         "### Compile time (numba, reported separately, never inside the timings above)",
         "",

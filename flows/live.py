@@ -57,6 +57,7 @@ from hedgeflow.errors import InvalidInputError, SourceError
 from hedgeflow.flows.ingest import ingest_window
 from hedgeflow.flows.params import (
     AGENTS_DOC,
+    ALLOW_SHORT_DOC,
     INTERVAL_DOC,
     AgentParam,
     Doc,
@@ -264,6 +265,7 @@ def live(
             "live.max_silence",
         ),
     ] = None,
+    allow_short: Annotated[bool | None, ALLOW_SHORT_DOC] = None,
 ) -> LiveSummary:
     """Live signals and paper trades for the configured agents (see the module doc).
 
@@ -288,6 +290,8 @@ def live(
         overrides["interval"] = interval
     if max_silence is not None:
         overrides["live"] = {"max_silence": max_silence}
+    if allow_short is not None:  # every agent's default; an agent's own risk still wins
+        overrides["risk"] = {"allow_short": allow_short}
     settings = load_settings(overrides=overrides or None, agents=agents_mapping(agents))
     if not settings.agents:
         raise InvalidInputError("no agents configured")

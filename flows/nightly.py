@@ -14,6 +14,7 @@ from hedgeflow.exchange_calendar import closed_day_reason
 from hedgeflow.flows.ingest import ingest_window, open_source_spec
 from hedgeflow.flows.params import (
     AGENTS_DOC,
+    ALLOW_SHORT_DOC,
     DASK_ADDRESS_DOC,
     DAYS_DOC,
     END_DOC,
@@ -106,6 +107,7 @@ def nightly(
     task_runner: Annotated[TaskRunnerName | None, TASK_RUNNER_DOC] = None,
     dask_address: Annotated[str | None, DASK_ADDRESS_DOC] = None,
     trading_days_only: Annotated[bool | None, TRADING_DAYS_DOC] = None,
+    allow_short: Annotated[bool | None, ALLOW_SHORT_DOC] = None,
 ) -> NightlySummary:
     """Ingest the lookback window, backtest every agent (one mapped task each),
     combine them into a portfolio and publish the results.
@@ -116,6 +118,8 @@ def nightly(
     overrides: dict[str, Any] = {"source": source, "interval": interval}
     portfolio = {"allocation": allocation, "rebalance": rebalance, "initial_equity": initial_equity}
     overrides["portfolio"] = {k: v for k, v in portfolio.items() if v is not None}
+    if allow_short is not None:  # every agent's default; an agent's own risk still wins
+        overrides["risk"] = {"allow_short": allow_short}
     settings = load_settings(
         overrides={k: v for k, v in overrides.items() if v}, agents=agents_mapping(agents)
     )
@@ -133,7 +137,12 @@ def nightly(
         "start": window.start.isoformat(),
         "end": window.end.isoformat(),
         "agents": {
-            a.name: {"symbol": a.symbol, "strategy": a.strategy, "params": dict(a.params)}
+            a.name: {
+                "symbol": a.symbol,
+                "strategy": a.strategy,
+                "params": dict(a.params),
+                **({"allow_short": True} if a.risk.allow_short else {}),
+            }
             for a in settings.agents
         },
     }

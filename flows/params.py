@@ -29,6 +29,7 @@ from hedgeflow.strategies import strategy_names
 
 __all__ = [
     "AGENTS_DOC",
+    "ALLOW_SHORT_DOC",
     "DASK_ADDRESS_DOC",
     "DAYS_DOC",
     "END_DOC",
@@ -178,6 +179,9 @@ class RiskParam(BaseModel):
         default=None, gt=0, le=100, description="Largest position as a multiple of equity"
     )
     use_trailing_atr: bool | None = Field(default=None, description="Trail the stop by ATR")
+    allow_short: bool | None = Field(
+        default=None, description="Trade the strategy's short signals (sell short, buy to cover)"
+    )
 
 
 class AgentParam(BaseModel):
@@ -234,6 +238,13 @@ END_DOC = Doc(
     empty_title="now",
 )
 INTERVAL_DOC = Doc("Bar interval", "interval")
+ALLOW_SHORT_DOC = Doc(
+    "Short selling for every agent of the run: the strategies' -1 signals sell short",
+    empty="the [risk] allow_short setting (built-in: false), per agent its own risk",
+    detail="Set by HEDGEFLOW_RISK__ALLOW_SHORT or allow_short under [risk] / an agent's risk "
+    f"in {CONFIG_FILE}.",
+    empty_title="configured",
+)
 TRADING_DAYS_DOC = Doc(
     "Without an end: do nothing (completed, with a message) when today in New York is "
     "not an XNYS trading day (the scheduled nightly sets it)",

@@ -29,6 +29,7 @@ from prefect import flow
 from hedgeflow.config import AgentSettings, Settings, load_settings
 from hedgeflow.flows.ingest import ingest_window, open_source_spec, resolve_symbols
 from hedgeflow.flows.params import (
+    ALLOW_SHORT_DOC,
     DASK_ADDRESS_DOC,
     DAYS_DOC,
     END_DOC,
@@ -149,6 +150,7 @@ def sweep(
     metric: Annotated[RankMetric, Doc("Metric that ranks the combinations per symbol")] = "sharpe",
     task_runner: Annotated[TaskRunnerName | None, TASK_RUNNER_DOC] = None,
     dask_address: Annotated[str | None, DASK_ADDRESS_DOC] = None,
+    allow_short: Annotated[bool | None, ALLOW_SHORT_DOC] = None,
 ) -> SweepSummary:
     """Sweep ``strategy`` over ``grid`` (default: the strategy's own grid) on
     ``symbols`` (default: the configured agents' symbols) over the ``days`` before
@@ -157,8 +159,11 @@ def sweep(
     asset class's."""
     plan = expand_grid(strategy, grid)
     chosen = resolve_symbols(symbols, load_settings())
+    risk = {} if allow_short is None else {"risk": {"allow_short": allow_short}}
     settings = load_settings(
-        agents={f"sweep-{i}": {"symbol": s, "strategy": strategy} for i, s in enumerate(chosen)}
+        agents={
+            f"sweep-{i}": {"symbol": s, "strategy": strategy, **risk} for i, s in enumerate(chosen)
+        }
     ).without_secrets()  # sweeps never notify; subflow parameters are stored
     window = lookback_window(
         settings.lookback_days if days is None else days, end, interval=settings.interval
@@ -178,6 +183,7 @@ def sweep(
         "start": window.start.isoformat(),
         "end": window.end.isoformat(),
         "task_runner": runner_name,
+        **({"allow_short": True} if any(a.risk.allow_short for a in settings.agents) else {}),
     }
     warehouse.start_run(run_id, "sweep", params, code_version())
     log = run_logger()

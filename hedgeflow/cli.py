@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-leverage", type=float, default=1.0)
     p.add_argument("--fee-bps", type=float, default=0.0)
     p.add_argument("--slippage-bps", type=float, default=0.0)
+    p.add_argument(
+        "--allow-short",
+        action="store_true",
+        help="trade the strategy's short signals: -1 sells short (default: long only)",
+    )
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
     p.add_argument(
         "--format",
@@ -152,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, help="lookback in days (default 30)")
     p.add_argument("--end", help="end of the window, UTC (default: the last completed bar)")
     p.add_argument("--metric", choices=_RANK_METRICS, default="sharpe", help="ranking metric")
+    p.add_argument(
+        "--allow-short",
+        action="store_true",
+        default=None,
+        help="trade the strategy's short signals (default: the allow_short setting)",
+    )
     p.add_argument(
         "--dask",
         nargs="?",
@@ -565,6 +576,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         slippage_bps=args.slippage_bps,
         out_dir=args.out,
         out_format=args.format,
+        allow_short=args.allow_short,
     )
     print_metrics(metrics, title=f"{args.strategy} on {args.bars.name}")
     names = output_files(args.format).values()
@@ -579,7 +591,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     days = _days_arg(args.days)
     end = _end_arg(args.end)
     grid = grid_from_strings(args.grid) if args.grid else None
-    expand_grid(args.strategy, grid)  # a bad grid fails here, before Prefect starts
+    plan = expand_grid(args.strategy, grid)  # a bad grid fails here, before Prefect starts
+    if args.allow_short:
+        from hedgeflow.strategies import get_strategy
+
+        get_strategy(plan.strategy).check_shorts(True)
     settings_for_writing(days)
     from hedgeflow.console import print_sweep_summary
 
@@ -596,6 +612,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         "metric": args.metric,
         "task_runner": "threads" if args.dask is None else "dask",
         "dask_address": args.dask or None,
+        "allow_short": args.allow_short,
     }
     summary = sweep(**params)
     print_sweep_summary(summary)

@@ -395,7 +395,7 @@ def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]
         raise ConfigError(f"{prefix}.symbol", str(exc)) from None
     strategy = raw["strategy"]
     try:
-        resolve_strategy(strategy)
+        spec = resolve_strategy(strategy)
     except InvalidInputError as exc:
         raise ConfigError(f"{prefix}.strategy", str(exc)) from None
     try:
@@ -404,6 +404,10 @@ def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]
         raise ConfigError(f"{prefix}.params", str(exc)) from None
     risk_raw = {**base_risk, **_as_mapping(f"{prefix}.risk", raw.get("risk", {}))}
     risk = _build(RiskSettings, risk_raw, f"{prefix}.risk")
+    try:
+        spec.check_shorts(risk.allow_short)  # [risk] allow_short is every agent's default
+    except InvalidInputError as exc:
+        raise ConfigError(f"{prefix}.risk.allow_short", str(exc)) from None
     costs = None
     if raw.get("costs") is not None:
         costs = _build(

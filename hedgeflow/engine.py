@@ -37,8 +37,19 @@ Trade pnl = ``qty * (exit - entry) - entry fee - exit fee``;
 trade pnl (up to float rounding).
 
 The ``position`` column of the equity frame is the quantity held through the
-bar's close (on the last bar it is the quantity that the ``end`` exit closed).
-Long only: ``allow_short=True`` raises NotImplementedError.
+bar's close (on the last bar it is the quantity that the ``end`` exit closed),
+negative while short.
+
+Short selling (``allow_short``, DESIGN.md "Short selling"): the signal is -1
+(short), 0 or 1 (long); with shorts off -1 reads as 0 and everything above holds
+unchanged. A signal change exits a held side it no longer asks for and enters the
+side it asks for, both at the next open (the exit first: a reversal, the entry
+sized on the cash after the exit). A short sells at ``o * (1 - slip)`` and covers
+at ``price * (1 + slip)``; its stop is ``fill * (1 + stop_pct)`` and take-profit
+``fill * (1 - tp_pct)``, with the gap and stop-first order mirrored and the ATR
+trail ``min(stop, c + atr_mult * ATR)``. Equity = cash + side x qty x c; trade
+pnl = side x qty x (exit - entry) - fees; ``trades.side`` is ``long`` or
+``short``.
 """
 
 from __future__ import annotations
@@ -175,6 +186,7 @@ def engine_settings(config: EngineConfig) -> rules.Settings:
         bool(config.whole_units),
         bool(config.use_trailing_atr),
         float(config.atr_mult),
+        True if config.allow_short else None,
     )
 
 
@@ -197,13 +209,21 @@ def _event_loop(
     n = close.shape[0]
     equity = np.empty(n, dtype=np.float64)
     position = np.empty(n, dtype=np.float64)
-    trades = np.empty((n // 2 + 2, rules.N_TRADE), dtype=np.float64)
+    # long only a trade takes an entry bar and a later exit bar at the earliest; a
+    # reversal (exit and entry at one open) can close two trades in one bar
+    cap = n + 1 if rules.shorts(p) else n // 2 + 2
+    trades = np.empty((cap, rules.N_TRADE), dtype=np.float64)
     nt = 0
     st = rules.flat_state(p)
     for i in range(n):
         c = close[i]
         a = atr[i] if p.use_trailing_atr else np.nan
-        st, _, closed = rules.step_bar(st, p, i, open_[i], high[i], low[i], c, signal[i], a)
+        o = open_[i]
+        # step_bar in two halves, each round trip written as soon as it closes
+        st, _, closed = rules.open_bar(st, p, i, o)
+        if closed.reason != rules.R_NONE:
+            nt = rules.write_trade(trades, nt, i, closed)
+        st, closed = rules.close_bar(st, p, o, high[i], low[i], c, signal[i], a)
         if closed.reason != rules.R_NONE:
             nt = rules.write_trade(trades, nt, i, closed)
         if i == n - 1:
@@ -235,12 +255,12 @@ def _signal_array(signal: Any, n: int) -> np.ndarray:
         bad = int(np.flatnonzero(np.isnan(raw))[0])
         raise InvalidInputError(f"signal is NaN at position {bad}")
     if raw.dtype.kind not in "biuf":
-        raise InvalidInputError(f"signal must be numeric 0/1, got dtype {raw.dtype}")
-    bad_mask = (raw != 0) & (raw != 1)
+        raise InvalidInputError(f"signal must be numeric -1/0/1, got dtype {raw.dtype}")
+    bad_mask = (raw != 0) & (raw != 1) & (raw != -1)
     if bad_mask.any():
         bad = int(np.flatnonzero(bad_mask)[0])
         raise InvalidInputError(
-            f"signal must be 0 or 1 (long only), got {raw[bad]!r} at position {bad}"
+            f"signal must be -1, 0 or 1 (short, flat, long), got {raw[bad]!r} at position {bad}"
         )
     return np.ascontiguousarray(raw.astype(np.int8))
 
@@ -256,14 +276,10 @@ def run_arrays(
     """Run the compiled loop on plain arrays.
 
     Returns ``equity``, ``position`` (one value per bar) and the trade arrays
-    ``entry_idx``, ``exit_idx``, ``qty``, ``entry_price``, ``exit_price``,
-    ``reason`` (index into EXIT_REASONS), ``fees``, ``pnl``.
+    ``entry_idx``, ``exit_idx``, ``qty`` (> 0), ``side`` (1 long, -1 short),
+    ``entry_price``, ``exit_price``, ``reason`` (index into EXIT_REASONS), ``fees``,
+    ``pnl``.
     """
-    if config.allow_short:
-        raise NotImplementedError(
-            "allow_short=True: the engine is long only (DESIGN convention 5); "
-            "set risk.allow_short = false"
-        )
     c = _f64("close", close)
     n = c.shape[0]
     o = _f64("open", open_, n)
@@ -280,7 +296,8 @@ def run_arrays(
         "position": position,
         "entry_idx": trades[:, rules.T_ENTRY_I].astype(np.int64),
         "exit_idx": trades[:, rules.T_EXIT_I].astype(np.int64),
-        "qty": trades[:, rules.T_QTY],
+        "qty": np.abs(trades[:, rules.T_QTY]),
+        "side": np.sign(trades[:, rules.T_QTY]).astype(np.int8),
         "entry_price": trades[:, rules.T_ENTRY_PX],
         "exit_price": trades[:, rules.T_EXIT_PX],
         "reason": trades[:, rules.T_REASON].astype(np.int8),
@@ -290,8 +307,9 @@ def run_arrays(
 
 
 def backtest(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestResult:
-    """Backtest one agent: ``bars`` (ts, open, high, low, close[, volume]) and a 0/1
-    signal per bar (computed at each bar's close) -> trades and equity frames."""
+    """Backtest one agent: ``bars`` (ts, open, high, low, close[, volume]) and a -1/0/1
+    signal per bar (computed at each bar's close; -1 reads as 0 unless
+    ``allow_short``) -> trades and equity frames."""
     missing = [col for col in ("ts", "open", "high", "low", "close") if col not in bars.columns]
     if missing:
         raise InvalidInputError(f"bars frame is missing columns: {', '.join(missing)}")
@@ -324,7 +342,7 @@ def backtest(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestR
     trades = pd.DataFrame(
         {
             "trade_id": np.arange(1, k + 1, dtype=np.int64),
-            "side": pd.Series(["long"] * k, dtype="str"),
+            "side": pd.Series(np.where(out["side"] < 0, "short", "long"), dtype="str"),
             "qty": qty,
             "entry_ts": ts.take(out["entry_idx"]).reset_index(drop=True),
             "entry_price": entry_price,

@@ -45,7 +45,16 @@ import pandas as pd
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import bars_per_year, validate_asset_class
 
-__all__ = ["METRIC_KEYS", "bar_spacing_seconds", "compute_metrics", "json_safe"]
+__all__ = [
+    "METRIC_KEYS",
+    "SIDES",
+    "bar_spacing_seconds",
+    "compute_metrics",
+    "json_safe",
+    "side_summary",
+]
+
+SIDES: tuple[str, ...] = ("long", "short")
 
 METRIC_KEYS: tuple[str, ...] = (
     "total_return",
@@ -201,6 +210,25 @@ def _exposure_from_trades(trades: pd.DataFrame, ts: Any, n: int) -> float:
     np.add.at(held, entry, 1)
     np.add.at(held, np.minimum(exit_, n), -1)
     return float(np.mean(np.cumsum(held)[:n] > 0))
+
+
+def side_summary(trades: pd.DataFrame | None) -> dict[str, dict[str, float]]:
+    """Per side (``long``, ``short``): n_trades, pnl (sum), win_rate and profit_factor
+    (convention 6's definitions over that side's trades; NaN without trades or losses)."""
+    out: dict[str, dict[str, float]] = {}
+    for side in SIDES:
+        if trades is None or not len(trades):
+            pnl = np.empty(0)
+        else:
+            pnl = trades.loc[trades["side"] == side, "pnl"].to_numpy(np.float64)
+        gross_loss = -pnl[pnl < 0].sum()
+        out[side] = {
+            "n_trades": float(len(pnl)),
+            "pnl": float(pnl.sum()),
+            "win_rate": float(np.mean(pnl > 0)) if len(pnl) else math.nan,
+            "profit_factor": float(pnl[pnl > 0].sum() / gross_loss) if gross_loss > 0 else math.nan,
+        }
+    return out
 
 
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -379,8 +379,8 @@ def engine_fills(bars: pd.DataFrame, spec: LiveAgentSpec) -> pd.DataFrame:
 def _engine_run(bars: pd.DataFrame, spec: LiveAgentSpec) -> tuple[pd.DataFrame, np.ndarray]:
     """(:func:`engine_fills`, the strategy's signal at every bar)."""
     params = parse_params(spec.strategy, spec.params)
-    signals = compute_signals(bars, spec.strategy, params)
     config = spec.config
+    signals = compute_signals(bars, spec.strategy, params, config.allow_short)
     result = backtest(bars, signals["signal"].to_numpy(), config)
     p = engine_settings(config)
     rows: list[tuple[Any, ...]] = []
@@ -388,10 +388,12 @@ def _engine_run(bars: pd.DataFrame, spec: LiveAgentSpec) -> tuple[pd.DataFrame, 
         if t.exit_ts < spec.live_start:
             continue  # closed during the warm-up: never part of the live record
         qty, entry, exit_ = float(t.qty), float(t.entry_price), float(t.exit_price)
-        rows.append((t.entry_ts, "buy", qty, entry, float(rules.fee(qty, entry, p)), "signal"))
+        # a long buys to open and sells to close; a short sells to open, buys to cover
+        opens, closes = ("sell", "buy") if t.side == "short" else ("buy", "sell")
+        rows.append((t.entry_ts, opens, qty, entry, float(rules.fee(qty, entry, p)), "signal"))
         if t.exit_reason != "end":
             fee = float(rules.fee(qty, exit_, p))
-            rows.append((t.exit_ts, "sell", qty, exit_, fee, str(t.exit_reason)))
+            rows.append((t.exit_ts, closes, qty, exit_, fee, str(t.exit_reason)))
     return _fills_frame(rows), signals["signal"].to_numpy()
 
 

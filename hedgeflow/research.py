@@ -40,13 +40,16 @@ class AgentResult:
     metrics: dict[str, Any]
 
 
-def compute_signals(bars: pd.DataFrame, strategy: str, params: Any) -> pd.DataFrame:
-    """Signal and indicator values at each bar's close."""
+def compute_signals(
+    bars: pd.DataFrame, strategy: str, params: Any, shorts: bool = False
+) -> pd.DataFrame:
+    """Signal and indicator values at each bar's close (``shorts``: the run allows
+    short selling, so the signal may be -1)."""
     spec = get_strategy(strategy)
     o, h, lo, c = (
         np.ascontiguousarray(bars[x].to_numpy(dtype=np.float64)) for x in C.PRICE_COLUMNS
     )
-    signal, indicators = spec.signals(o, h, lo, c, params)
+    signal, indicators = spec.signals(o, h, lo, c, params, shorts=shorts)
     columns: dict[str, Any] = {C.TS: bars[C.TS].array, C.CLOSE: c, "signal": signal}
     columns.update(indicators)
     return pd.DataFrame(columns)
@@ -82,7 +85,7 @@ def run_agent(
     if bars.empty:
         raise InvalidInputError(f"agent {agent.name}: no bars for {agent.symbol} in the window")
     params = parse_params(agent.strategy, agent.params)
-    signals = compute_signals(bars, agent.strategy, params)
+    signals = compute_signals(bars, agent.strategy, params, agent.risk.allow_short)
     config = EngineConfig.from_settings(agent.risk, costs, agent.asset_class, initial_equity)
     result = backtest(bars, signals["signal"].to_numpy(), config)
     metrics = compute_metrics(
@@ -117,6 +120,7 @@ def backtest_file(
     slippage_bps: float,
     out_dir: Path,
     out_format: ExportFormat = "csv",
+    allow_short: bool = False,
 ) -> dict[str, Any]:
     """``hedgeflow backtest --bars FILE``: every input checked before the file is read."""
     from hedgeflow.backtest_io import check_out_dir, read_bars_file, write_backtest_outputs
@@ -130,11 +134,13 @@ def backtest_file(
         stop_pct=stop_pct,
         take_profit_pct=take_profit_pct,
         max_leverage=max_leverage,
+        allow_short=allow_short,
     )
+    get_strategy(strategy).check_shorts(allow_short)
     costs = CostSettings(fee_bps=fee_bps, slippage_bps=slippage_bps)
     check_out_dir(out_dir, out_format)
     bars = read_bars_file(bars_path)
-    signals = compute_signals(bars, strategy, parsed)
+    signals = compute_signals(bars, strategy, parsed, allow_short)
     config = EngineConfig.from_settings(risk_settings, costs, klass, equity)
     result = backtest(bars, signals["signal"].to_numpy(), config)
     metrics = compute_metrics(

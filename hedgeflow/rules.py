@@ -1,8 +1,14 @@
 """The trading rules, written once (DESIGN.md "Exact rules"): compiled per-bar
 functions over an explicit state, called by every driver.
 
-- the batch engine (:func:`hedgeflow.engine.run_arrays`) loops :func:`step_bar` over
-  the bars and calls :func:`end_close` after the last one;
+- the batch engine (:func:`hedgeflow.engine.run_arrays`) loops :func:`step_bar`'s two
+  halves over the bars (:func:`open_bar`, then :func:`close_bar`, writing each round
+  trip as it closes: one four-value ``step_bar`` in the loop costs ~10 % more per bar)
+  and calls :func:`end_close` after the last one. Its settings carry
+  ``allow_short=None`` with shorts off: :func:`shorts` is then a compile-time False
+  and numba compiles a long-only loop without the short paths (the long-only engine
+  stays within a few percent of the loop before shorts); with shorts on, or in the
+  broker's vector entry points, every path is there;
 - the sweep kernels (:mod:`hedgeflow.sweep.kernels`) run that same engine loop once
   per combination;
 - the live paper broker (:class:`hedgeflow.live.broker.PaperBroker`) calls
@@ -19,27 +25,39 @@ and take-profit levels, the pending order, the previous signal and the quantity
 held through the bar. The settings are a :class:`Settings` tuple. A closed round
 trip is a :class:`Closed` tuple, written as a row of a float64 matrix (``T_*``)
 by :func:`write_trade`. Values, not arrays, cross the rule functions: numba then
-inlines them into the drivers with no reference counting (the engine's loop stays
-within a few percent of a hand-fused one).
+inlines them into the drivers with no reference counting (passing the trade matrix
+into an inlined rule costs 3x per bar).
 
 Numba's on-disk cache of a driver does not notice a change of these functions:
 after editing this file, delete the ``__pycache__/*.nbi`` / ``*.nbc`` files.
 
 Order of events in bar ``i`` (open ``o``, high ``h``, low ``l``, close ``c``):
 
-1. :func:`fill_pending`: a pending entry fills at ``o * (1 + slip)`` sized by
-   :func:`entry_size` (risk over stop distance, leverage cap, whole units); a
-   pending exit fills at ``o * (1 - slip)``. Fee = ``fee_rate * qty * price``.
-   An entry sets its levels with :func:`entry_levels`.
+1. :func:`fill_pending`: a pending exit fills first (a long sells at
+   ``o * (1 - slip)``, a short covers at ``o * (1 + slip)``), then a pending
+   entry: a long buys at ``o * (1 + slip)``, a short sells at ``o * (1 - slip)``,
+   sized by :func:`entry_size` on the cash after the exit (risk over stop
+   distance, leverage cap, whole units). Fee = ``fee_rate * qty * price``. An
+   entry sets its levels with :func:`entry_levels`. An exit and an entry at one
+   open is a reversal.
 2. :func:`protective_exit`: an open position (also one filled at this open) exits
-   at the level :func:`exit_level` finds: at ``o`` on a gap through the stop or
-   the take-profit, else at the stop if ``l`` reaches it, else at the
-   take-profit if ``h`` reaches it (the stop wins inside one bar).
-3. :func:`read_signal`: a 0 -> 1 change while flat queues an entry, a 1 -> 0
-   change while long queues an exit; :func:`trail_stop` then moves the ATR
-   trailing stop.
-4. Equity = cash + qty x c (:func:`equity`); after the last bar
-   :func:`end_close` closes what is still open (reason ``end``).
+   at the level :func:`exit_level` (long) or :func:`exit_level_short` finds: at
+   ``o`` on a gap through the stop or the take-profit, else at the stop if the
+   bar reaches it, else at the take-profit (the stop wins inside one bar).
+3. :func:`read_signal`: when the signal (-1 short, 0 flat, 1 long; -1 reads as 0
+   unless ``allow_short``) differs from the previous close's, a held side it no
+   longer asks for queues an exit and a side it now asks for queues an entry;
+   :func:`trail_stop` then moves the ATR trailing stop.
+4. Equity = cash + qty x c with ``qty`` signed (negative while short,
+   :func:`equity`); after the last bar :func:`end_close` closes what is still
+   open (reason ``end``).
+
+DESIGN.md "Short selling": a short entry adds ``qty x fill - fee`` to the cash, a
+cover subtracts ``qty x price + fee``; with the signed quantity both are the long
+formulas (``cash - (qty x fill + fee)`` at entry, ``cash + (qty x px - fee)`` at
+exit) and pnl = ``qty x (exit - entry) - fees`` is ``side x |qty| x (exit -
+entry) - fees``. The long path performs exactly the float operations it did
+before shorts existed, so long-only results are bit-identical.
 """
 
 from __future__ import annotations
@@ -68,8 +86,15 @@ R_NONE, R_SIGNAL, R_STOP, R_TAKE_PROFIT, R_END = -1, 0, 1, 2, 3
 
 # What step_bar reports about the order pending from the previous close.
 P_NONE, P_ENTRY_FILLED, P_ENTRY_REJECTED, P_EXIT_FILLED = 0, 1, 2, 3
+P_REVERSED = 4  # the exit filled, then the opposite entry
+P_EXIT_FILLED_ENTRY_REJECTED = 5  # the exit filled, the opposite entry sized to 0
+
+# The order queued at a close (``State.pending``): an entry, an exit, or both (a
+# reversal: the exit first, then the entry, at one open).
+Q_NONE, Q_LONG, Q_EXIT, Q_SHORT, Q_EXIT_LONG, Q_EXIT_SHORT = 0, 1, -1, 2, 3, 4
 
 # One trade per row of a float64 matrix (write_trade).
+# T_QTY is signed: > 0 a long, < 0 a short (the side of the trade).
 T_ENTRY_I, T_EXIT_I, T_QTY, T_ENTRY_PX, T_EXIT_PX, T_REASON, T_FEES, T_PNL, T_EXIT_FEE = range(9)
 N_TRADE = 9
 
@@ -89,21 +114,24 @@ class Settings(NamedTuple):
     whole_units: bool
     use_trailing_atr: bool
     atr_mult: float
+    # True: shorts; None (not False) with shorts off, so that numba compiles the
+    # long-only drivers without the short paths (``shorts`` folds to a constant)
+    allow_short: bool | None = None
 
 
 class State(NamedTuple):
     """One account between two bars (a value: every rule returns a new one)."""
 
     cash: float
-    qty: float  # > 0 while long, 0 while flat
+    qty: float  # > 0 while long, < 0 while short, 0 while flat
     entry_px: float
     entry_fee: float
     entry_i: int  # bar index of the entry fill
     stop: float
     tp: float
-    pending: int  # 1: entry at the next open, -1: exit at the next open, 0: none
+    pending: int  # Q_*: the order for the next open (Q_NONE: none)
     prev_sig: int  # the signal read at the previous close (0 before the first bar)
-    held: float  # quantity held through the last bar (the engine's `position`)
+    held: float  # signed quantity held through the last bar (the engine's `position`)
 
 
 class Closed(NamedTuple):
@@ -111,7 +139,7 @@ class Closed(NamedTuple):
 
     reason: int
     entry_i: int
-    qty: float
+    qty: float  # signed: < 0 a short
     entry_px: float
     exit_px: float
     fees: float  # entry fee + exit fee
@@ -131,6 +159,13 @@ def no_trade() -> Closed:
 
 
 # --------------------------------------------------------------------------- rules
+
+
+@numba.njit(cache=True, inline="always")
+def shorts(p: Settings) -> bool:
+    """Whether short paths exist in this compilation: a constant False when
+    ``p.allow_short`` is None (the long-only drivers), else True."""
+    return p.allow_short is not None
 
 
 @numba.njit(cache=True, inline="always")
@@ -168,8 +203,14 @@ def entry_levels(fill: float, p: Settings) -> tuple[float, float]:
 
 
 @numba.njit(cache=True, inline="always")
+def entry_levels_short(fill: float, p: Settings) -> tuple[float, float]:
+    """(stop, take-profit) of a short entered at ``fill``: above and below it."""
+    return fill * (1.0 + p.stop_pct), fill * (1.0 - p.take_profit_pct)
+
+
+@numba.njit(cache=True, inline="always")
 def exit_level(o: float, h: float, lo: float, stop: float, tp: float) -> tuple[float, int]:
-    """(price before slippage, reason) of a protective exit in this bar, or
+    """(price before slippage, reason) of a long's protective exit in this bar, or
     ``(0, R_NONE)``: a gap at the open first, then the stop, then the target."""
     if o <= stop:
         return o, R_STOP
@@ -183,11 +224,36 @@ def exit_level(o: float, h: float, lo: float, stop: float, tp: float) -> tuple[f
 
 
 @numba.njit(cache=True, inline="always")
+def exit_level_short(o: float, h: float, lo: float, stop: float, tp: float) -> tuple[float, int]:
+    """:func:`exit_level` of a short (stop above, target below): a gap at the open
+    first, then the stop if ``h`` reaches it, then the target if ``l`` does."""
+    if o >= stop:
+        return o, R_STOP
+    if o <= tp:
+        return o, R_TAKE_PROFIT
+    if h >= stop:
+        return stop, R_STOP
+    if lo <= tp:
+        return tp, R_TAKE_PROFIT
+    return 0.0, R_NONE
+
+
+@numba.njit(cache=True, inline="always")
+def exit_price(qty: float, price: float, p: Settings) -> float:
+    """The fill of an exit at ``price``: a long sells, a short buys to cover."""
+    if not shorts(p) or qty > 0.0:
+        return sell_price(price, p)
+    return buy_price(price, p)
+
+
+@numba.njit(cache=True, inline="always")
 def close_position(st: State, p: Settings, px: float, reason: int) -> tuple[State, Closed]:
-    """Sell the whole position at ``px`` (slippage already applied): the new cash,
-    a flat state and the closed round trip."""
+    """Close the whole position at ``px`` (slippage already applied): the new cash,
+    a flat state and the closed round trip. ``qty`` is signed, so one formula
+    sells a long (cash + qty x px - fee) and covers a short (cash - |qty| x px -
+    fee)."""
     qty = st.qty
-    f = fee(qty, px, p)
+    f = fee(qty if (not shorts(p) or qty > 0.0) else -qty, px, p)
     cash = st.cash + (qty * px - f)
     closed = Closed(
         reason,
@@ -214,9 +280,29 @@ def close_position(st: State, p: Settings, px: float, reason: int) -> tuple[Stat
 
 
 @numba.njit(cache=True, inline="always")
+def open_position(st: State, p: Settings, i: int, o: float, side: int) -> tuple[State, bool]:
+    """An entry at the open ``o`` while flat (``side`` 1 long, -1 short), sized on
+    the cash (flat: the equity). Returns (state, filled); a size <= 0 is no trade."""
+    fill = buy_price(o, p) if side > 0 else sell_price(o, p)
+    eq = st.cash  # entries fill only while flat: equity == cash
+    q = entry_size(eq, fill, p)
+    if q > 0.0:
+        f = fee(q, fill, p)
+        if side > 0:
+            stop, tp = entry_levels(fill, p)
+        else:
+            stop, tp = entry_levels_short(fill, p)
+            q = -q
+        st = State(st.cash - (q * fill + f), q, fill, f, i, stop, tp, 0, st.prev_sig, st.held)
+        return st, True
+    return st, False
+
+
+@numba.njit(cache=True, inline="always")
 def fill_pending(st: State, p: Settings, i: int, o: float) -> tuple[State, int, Closed]:
-    """Rule 1: the order queued at the previous close fills at this open.
-    Returns (state, ``P_*`` outcome, the round trip an exit closed)."""
+    """Rule 1: the order queued at the previous close fills at this open, the exit
+    first, then the entry (sized on the cash after the exit). Returns (state,
+    ``P_*`` outcome, the round trip an exit closed)."""
     pending = st.pending
     st = State(
         st.cash,
@@ -230,45 +316,66 @@ def fill_pending(st: State, p: Settings, i: int, o: float) -> tuple[State, int, 
         st.prev_sig,
         st.held,
     )
-    if pending == 1:
-        fill = buy_price(o, p)
-        eq = st.cash  # entries fill only while flat: equity == cash
-        q = entry_size(eq, fill, p)
-        if q > 0.0:
-            f = fee(q, fill, p)
-            stop, tp = entry_levels(fill, p)
-            st = State(st.cash - (q * fill + f), q, fill, f, i, stop, tp, 0, st.prev_sig, st.held)
-            return st, P_ENTRY_FILLED, no_trade()
-        return st, P_ENTRY_REJECTED, no_trade()
-    if pending == -1 and st.qty > 0.0:
-        st, closed = close_position(st, p, sell_price(o, p), R_SIGNAL)
-        return st, P_EXIT_FILLED, closed
-    return st, P_NONE, no_trade()
+    if pending == Q_NONE:
+        return st, P_NONE, no_trade()
+    closed = no_trade()
+    exited = False
+    if pending != Q_LONG and pending != Q_SHORT and st.qty != 0.0:
+        st, closed = close_position(st, p, exit_price(st.qty, o, p), R_SIGNAL)
+        exited = True
+    side = 0
+    if pending == Q_LONG or pending == Q_EXIT_LONG:  # noqa: SIM109 (numba: no tuple)
+        side = 1
+    elif shorts(p) and (pending == Q_SHORT or pending == Q_EXIT_SHORT):  # noqa: SIM109
+        side = -1
+    if side == 0:
+        return st, (P_EXIT_FILLED if exited else P_NONE), closed
+    st, ok = open_position(st, p, i, o, side)
+    if exited:
+        return st, (P_REVERSED if ok else P_EXIT_FILLED_ENTRY_REJECTED), closed
+    return st, (P_ENTRY_FILLED if ok else P_ENTRY_REJECTED), closed
 
 
 @numba.njit(cache=True, inline="always")
 def protective_exit(st: State, p: Settings, o: float, h: float, lo: float) -> tuple[State, Closed]:
     """Rule 2: stop or take-profit of an open position (``closed.reason`` R_NONE:
     none)."""
-    if st.qty <= 0.0:
+    qty = st.qty
+    if qty == 0.0:
         return st, no_trade()
-    level, reason = exit_level(o, h, lo, st.stop, st.tp)
+    if not shorts(p) or qty > 0.0:
+        level, reason = exit_level(o, h, lo, st.stop, st.tp)
+    else:
+        level, reason = exit_level_short(o, h, lo, st.stop, st.tp)
     if reason == R_NONE:
         return st, no_trade()
-    return close_position(st, p, sell_price(level, p), reason)
+    return close_position(st, p, exit_price(qty, level, p), reason)
 
 
 @numba.njit(cache=True, inline="always")
-def read_signal(st: State, s: int) -> State:
-    """Rule 3: the signal at the close queues an order (``pending`` 1 entry, -1
-    exit). After a protective exit the previous signal is still 1: only a new
-    0 -> 1 change enters again."""
-    sig = 1 if s == 1 else 0  # an int64 whatever integer type the driver reads
-    queued = 0
-    if sig == 1 and st.prev_sig == 0 and st.qty == 0.0:
-        queued = 1
-    elif sig == 0 and st.prev_sig == 1 and st.qty > 0.0:
-        queued = -1
+def read_signal(st: State, p: Settings, s: int) -> State:
+    """Rule 3: the signal at the close queues an order (``pending``, ``Q_*``). When
+    it differs from the previous close's, a held side it no longer asks for is
+    exited and a side it now asks for is entered (both: a reversal). -1 reads as 0
+    unless shorts are allowed. After a protective exit the previous signal is
+    unchanged: only a new change enters again."""
+    # an int64 whatever integer type the driver reads
+    sig = 1 if s == 1 else 0
+    if shorts(p) and s == -1 and p.allow_short:
+        sig = -1
+    queued = Q_NONE
+    if sig != st.prev_sig:
+        qty = st.qty
+        if qty == 0.0:
+            if sig == 1:
+                queued = Q_LONG
+            elif sig == -1:
+                queued = Q_SHORT
+        elif not shorts(p) or qty > 0.0:
+            if sig != 1:
+                queued = Q_EXIT if sig == 0 else Q_EXIT_SHORT
+        elif sig != -1:
+            queued = Q_EXIT if sig == 0 else Q_EXIT_LONG
     return State(
         st.cash, st.qty, st.entry_px, st.entry_fee, st.entry_i, st.stop, st.tp, queued, sig, st.held
     )
@@ -276,18 +383,27 @@ def read_signal(st: State, s: int) -> State:
 
 @numba.njit(cache=True, inline="always")
 def trail_stop(st: State, p: Settings, c: float, atr: float) -> State:
-    """The optional ATR trailing stop: ``max(stop, c - atr_mult * ATR)`` while long
-    (no change while the ATR is undefined)."""
-    if p.use_trailing_atr and st.qty > 0.0 and atr == atr:
-        trail = c - p.atr_mult * atr
-        if trail > st.stop:
+    """The optional ATR trailing stop: ``max(stop, c - atr_mult * ATR)`` while long,
+    ``min(stop, c + atr_mult * ATR)`` while short (no change while the ATR is
+    undefined)."""
+    if p.use_trailing_atr and st.qty != 0.0 and atr == atr:
+        stop = st.stop
+        if not shorts(p) or st.qty > 0.0:
+            trail = c - p.atr_mult * atr
+            if trail > stop:
+                stop = trail
+        else:
+            trail = c + p.atr_mult * atr
+            if trail < stop:
+                stop = trail
+        if stop != st.stop:
             return State(
                 st.cash,
                 st.qty,
                 st.entry_px,
                 st.entry_fee,
                 st.entry_i,
-                trail,
+                stop,
                 st.tp,
                 st.pending,
                 st.prev_sig,
@@ -297,14 +413,14 @@ def trail_stop(st: State, p: Settings, c: float, atr: float) -> State:
 
 
 @numba.njit(cache=True, inline="always")
-def step_bar(
-    st: State, p: Settings, i: int, o: float, h: float, lo: float, c: float, s: int, atr: float
-) -> tuple[State, int, Closed]:
-    """Rules 1-3 for bar ``i``. Returns (state, ``P_*`` outcome of the pending
-    order, the round trip closed in the bar). At most one trade closes per bar: a
-    signal exit at the open leaves nothing for the stop. ``state.held`` is the
-    quantity held through the bar, ``state.pending`` the order queued at its close."""
-    st, filled, closed = fill_pending(st, p, i, o)
+def open_bar(st: State, p: Settings, i: int, o: float) -> tuple[State, int, Closed]:
+    """Rule 1 for bar ``i``: the pending order at the open. Returns (state, ``P_*``
+    outcome, the round trip its exit closed); ``state.held`` is the quantity held
+    after the open."""
+    filled = P_NONE
+    first = no_trade()
+    if st.pending != Q_NONE:
+        st, filled, first = fill_pending(st, p, i, o)
     st = State(
         st.cash,
         st.qty,
@@ -317,24 +433,47 @@ def step_bar(
         st.prev_sig,
         st.qty,
     )
-    if closed.reason == R_NONE:
-        st, closed = protective_exit(st, p, o, h, lo)
-        if closed.reason != R_NONE:
-            st = State(
-                st.cash,
-                st.qty,
-                st.entry_px,
-                st.entry_fee,
-                st.entry_i,
-                st.stop,
-                st.tp,
-                st.pending,
-                st.prev_sig,
-                0.0,
-            )
-    st = read_signal(st, s)
+    return st, filled, first
+
+
+@numba.njit(cache=True, inline="always")
+def close_bar(
+    st: State, p: Settings, o: float, h: float, lo: float, c: float, s: int, atr: float
+) -> tuple[State, Closed]:
+    """Rules 2-3 for the rest of the bar after :func:`open_bar`: the protective
+    exit, the signal at the close, the trailing stop. Returns (state, the round trip
+    the protective exit closed); ``state.held`` is the quantity held through the
+    bar, ``state.pending`` the order queued at its close."""
+    st, closed = protective_exit(st, p, o, h, lo)
+    if closed.reason != R_NONE:
+        st = State(
+            st.cash,
+            st.qty,
+            st.entry_px,
+            st.entry_fee,
+            st.entry_i,
+            st.stop,
+            st.tp,
+            st.pending,
+            st.prev_sig,
+            0.0,
+        )
+    st = read_signal(st, p, s)
     st = trail_stop(st, p, c, atr)
-    return st, filled, closed
+    return st, closed
+
+
+@numba.njit(cache=True, inline="always")
+def step_bar(
+    st: State, p: Settings, i: int, o: float, h: float, lo: float, c: float, s: int, atr: float
+) -> tuple[State, int, Closed, Closed]:
+    """Rules 1-3 for bar ``i`` (:func:`open_bar`, then :func:`close_bar`). Returns
+    (state, ``P_*`` outcome of the pending order, the round trip its exit closed at
+    the open, the round trip a protective exit closed in the bar). Both close only
+    on a reversal whose new position meets its stop or target in the fill bar."""
+    st, filled, first = open_bar(st, p, i, o)
+    st, second = close_bar(st, p, o, h, lo, c, s, atr)
+    return st, filled, first, second
 
 
 @numba.njit(cache=True, inline="always")
@@ -353,14 +492,14 @@ def end_close(st: State, p: Settings, c: float) -> tuple[State, Closed]:
         st.prev_sig,
         st.held,
     )
-    if st.qty > 0.0:
-        return close_position(st, p, sell_price(c, p), R_END)
+    if st.qty != 0.0:
+        return close_position(st, p, exit_price(st.qty, c, p), R_END)
     return st, no_trade()
 
 
 @numba.njit(cache=True, inline="always")
 def equity(st: State, c: float) -> float:
-    """Equity at a close: cash + qty x c."""
+    """Equity at a close: cash + qty x c (``qty`` signed: side x |qty| x c)."""
     return st.cash + st.qty * c
 
 
@@ -396,12 +535,14 @@ N_VECTOR = 10
 
 def settings_vector(p: Settings) -> np.ndarray:
     """``Settings`` as the float64 vector the entry points take."""
-    return np.array([float(x) for x in p], dtype=np.float64)
+    return np.array([0.0 if x is None else float(x) for x in p], dtype=np.float64)
 
 
 @numba.njit(cache=True, inline="always")
 def _settings(v: np.ndarray) -> Settings:
-    return Settings(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7] != 0.0, v[8] != 0.0, v[9])
+    return Settings(
+        v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7] != 0.0, v[8] != 0.0, v[9], v[10] != 0.0
+    )
 
 
 @numba.njit(cache=True, inline="always")
@@ -447,21 +588,24 @@ def step_bar_vector(
     atr: float,
     trade: np.ndarray,
 ) -> tuple[int, float]:
-    """:func:`step_bar` on a state vector ``v`` (updated in place); a closed round
-    trip goes to row 0 of ``trade`` (shape ``(1, N_TRADE)``, reason ``R_NONE``
-    when none). Returns the ``P_*`` outcome of the pending order and the equity at
-    the close."""
-    st, filled, closed = step_bar(_load(v), _settings(pv), i, o, h, lo, c, s, atr)
+    """:func:`step_bar` on a state vector ``v`` (updated in place); the round trip the
+    pending order's exit closed goes to row 0 of ``trade`` (shape ``(2, N_TRADE)``),
+    the one a protective exit closed to row 1 (reason ``R_NONE`` when none).
+    Returns the ``P_*`` outcome of the pending order and the equity at the close."""
+    st, filled, first, second = step_bar(_load(v), _settings(pv), i, o, h, lo, c, s, atr)
     _store(st, v)
     trade[0, T_REASON] = R_NONE
-    write_trade(trade, 0, i, closed)
+    trade[1, T_REASON] = R_NONE
+    write_trade(trade, 0, i, first)
+    write_trade(trade, 1, i, second)
     return filled, equity(st, c)
 
 
 @numba.njit(cache=True)
 def end_close_vector(v: np.ndarray, pv: np.ndarray, i: int, c: float, trade: np.ndarray) -> None:
-    """:func:`end_close` on a state vector, like :func:`step_bar_vector`."""
+    """:func:`end_close` on a state vector, like :func:`step_bar_vector` (row 0)."""
     st, closed = end_close(_load(v), _settings(pv), c)
     _store(st, v)
     trade[0, T_REASON] = R_NONE
+    trade[1, T_REASON] = R_NONE
     write_trade(trade, 0, i, closed)

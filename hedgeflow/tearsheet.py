@@ -27,7 +27,7 @@ import pandas as pd
 from hedgeflow import columns as C
 from hedgeflow.config import CostSettings, RiskSettings
 from hedgeflow.market import bars_per_year
-from hedgeflow.metrics import bar_spacing_seconds, compute_metrics
+from hedgeflow.metrics import bar_spacing_seconds, compute_metrics, side_summary
 from hedgeflow.overfit import DSR_LIMIT, PBO_LIMIT, OverfitStats, overfit_verdict
 from hedgeflow.report import METRIC_LABELS, METRIC_ORDER, fmt_metric
 
@@ -406,6 +406,23 @@ def _trades_table(trades: pd.DataFrame) -> str:
     return note + _table(head, rows, "trades scroll-y")
 
 
+def _sides_table(trades: pd.DataFrame) -> str:
+    """Trades, pnl, win rate and profit factor per side (long, short)."""
+    if trades.empty:
+        return ""
+    rows = [
+        [
+            f"<th>{side}</th>",
+            _cell(f"{int(v['n_trades']):,}"),
+            _cell(fmt_money(v["pnl"]), v["pnl"]),
+            _cell(fmt_pct(v["win_rate"], signed=False)),
+            _cell(fmt_metric("profit_factor", v["profit_factor"])),
+        ]
+        for side, v in side_summary(trades).items()
+    ]
+    return _table(["side", "trades", "pnl", "win rate", "profit factor"], rows, "sides")
+
+
 def _kv_table(pairs: Sequence[tuple[str, str]]) -> str:
     return _table(
         ["setting", "value"],
@@ -698,6 +715,7 @@ def _agent_section(agent: AgentSection, page: _Page, points: int) -> str:
         f"<h2>Agent {escape(agent.name)}: {escape(agent.symbol)}, {escape(agent.strategy)}</h2>",
         page.plot(price_figure(agent, points)),
         f"<h3>Trades ({len(agent.trades):,})</h3>",
+        _sides_table(agent.trades),
         _trades_table(agent.trades),
         page.plot(
             equity_figure(

@@ -454,7 +454,7 @@ def oos_run(
     spec = get_strategy(strategy)
     lead = max(0, start - int(spec.warmup(params)))
     o, h, lo, c = (a[lead:end] for a in arrays)
-    signal, _ = spec.signals(o, h, lo, c, params)
+    signal, _ = spec.signals(o, h, lo, c, params, shorts=config.allow_short)
     k = start - lead
     # the engine reads the warm-up bars too (its ATR for a trailing stop) but places
     # no order there: flat until ``start``, exactly as a run starting at ``start``
@@ -503,7 +503,7 @@ def run_folds(
     _check_warmup(plan, grid)
     spec = get_strategy(grid.strategy)
     initial = float(config.initial_equity)
-    packed = pack_grid(spec, grid.params)
+    packed = pack_grid(spec, grid.params, config.allow_short)
     larger_better = RANK_METRICS[metric]
     # every distinct train segment once, all in one parallel kernel call
     segments = sorted({seg for fold in plan.folds for seg in fold.train})

@@ -67,11 +67,12 @@ class _SignalKey(TableModel):
     symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
     ts: Series[pd.DatetimeTZDtype] = ts_field()
     close: Series[float] = pa.Field(gt=0)
-    signal: Series[np.int8] = pa.Field(isin=[0, 1])
+    signal: Series[np.int8] = pa.Field(isin=[-1, 0, 1])
 
 
 class Signals(IndicatorFields, _SignalKey):
-    """Per bar: the close, the strategy's signal (1 = want long, 0 = flat) and indicators."""
+    """Per bar: the close, the strategy's signal (1 = want long, 0 = flat, -1 = want
+    short) and indicators."""
 
     class Config:
         unique = ("run_id", "agent", "symbol", "ts")

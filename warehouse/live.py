@@ -53,6 +53,21 @@ def _one(frame: pd.DataFrame) -> dict[str, Any] | None:
     return None if frame.empty else frame.iloc[0].to_dict()
 
 
+def _pending(rows: pd.DataFrame) -> dict[str, Any] | None:
+    """The pending order row; an exit carries the entry pending with it as ``then``."""
+    if rows.empty:
+        return None
+    found = [r.to_dict() for _, r in rows.iterrows()]
+    exits = [r for r in found if str(r["order_id"]).endswith("-exit")]
+    if not exits:
+        return found[0]
+    first = exits[0]
+    others = [r for r in found if r is not first]
+    if others:
+        first["then"] = others[0]
+    return first
+
+
 def read_live_record(
     query: Query, agent: str, symbol: str, interval: str, run_id: str | None = None
 ) -> LiveRecord | None:
@@ -79,20 +94,24 @@ def read_live_record(
         )
     run = str(signal["run_id"])
     # An order is pending only between the close that created it and the next bar.
-    pending = _one(
-        query(
-            f"SELECT * FROM {LIVE_ORDERS} WHERE run_id = ? AND agent = ? AND symbol = ? "
-            "AND status = 'pending' AND created_ts = ? ORDER BY order_id DESC LIMIT 1",
-            [run, agent, symbol, last_ts],
-        )
+    # A reversal queues two: the exit (kept, with the entry that follows it as "then").
+    pending_rows = query(
+        f"SELECT * FROM {LIVE_ORDERS} WHERE run_id = ? AND agent = ? AND symbol = ? "
+        "AND status = 'pending' AND created_ts = ? ORDER BY order_id DESC",
+        [run, agent, symbol, last_ts],
     )
+    pending = _pending(pending_rows)
     entry = None
-    if float(position["qty"]) > 0.0:
+    qty = float(position["qty"])
+    if qty != 0.0:
+        # the fill of the order that opened it (a long's entry, a short's sale); at a
+        # reversal the closing fill of the other side has the same ts
+        kind = "entry" if qty > 0.0 else "short"
         entry = _one(
             query(
                 f"SELECT * FROM {LIVE_FILLS} WHERE run_id = ? AND agent = ? AND symbol = ? "
-                "AND side = 'buy' AND ts <= ? ORDER BY ts DESC LIMIT 1",
-                [run, agent, symbol, last_ts],
+                "AND fill_id LIKE ? AND ts <= ? ORDER BY ts DESC LIMIT 1",
+                [run, agent, symbol, f"%-{kind}-f", last_ts],
             )
         )
     live_bars = query(

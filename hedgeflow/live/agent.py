@@ -122,7 +122,7 @@ class LiveAgent:
         validate_interval(self.interval)
         spec = get_strategy(self.strategy)
         self._spec = spec
-        self._stream = spec.streaming(self.params)
+        self._stream = spec.streaming(self.params, shorts=self.config.allow_short)
         self._warmup_bars = int(spec.warmup(self.params))
         self.broker = PaperBroker(self.config, self.name, self.symbol, self.interval)
         self.refused = Counter()
@@ -196,7 +196,7 @@ class LiveAgent:
                 events = broker.on_bar(ts[i], o[i], h[i], lo[i], c[i], sig)
                 for j, event in enumerate(events):
                     if isinstance(event, Fill):
-                        if event.side == "buy":
+                        if event.is_entry:  # a long's buy or a short's sale
                             entry = list(events[j - 1 : j + 1])
                         else:
                             entry = []
@@ -205,9 +205,12 @@ class LiveAgent:
                 broker.observe(h[i], lo[i], c[i])
         # What the live record must show of the history: the open position's entry
         # (order + fill) and the order pending at the last history close.
-        carried = entry if broker.state.qty > 0.0 else []
-        if broker.state.pending is not None:
-            carried.append(OrderCreated(broker.state.pending))
+        carried = entry if broker.state.qty != 0.0 else []
+        pending = broker.state.pending
+        if pending is not None:
+            carried.append(OrderCreated(pending))
+            if pending.then is not None:  # a reversal: the entry after the exit
+                carried.append(OrderCreated(pending.then))
         self._carried = tuple(carried)
         if len(ts):
             if mode == "flat":
@@ -341,7 +344,7 @@ class LiveAgent:
         ratio = split.ratio
         seen = tuple([x / ratio for x in col] for col in self._seen)
         self._seen = seen  # type: ignore[assignment]
-        stream = self._spec.streaming(self.params)
+        stream = self._spec.streaming(self.params, shorts=self.config.allow_short)
         for o, h, lo, c in zip(*seen, strict=True):
             stream.update(o, h, lo, c)
         self._stream = stream

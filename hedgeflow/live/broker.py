@@ -9,13 +9,16 @@ the same bars and signals give bit-identical fills, fees, pnl and equity (the
 parity tests check it against :func:`hedgeflow.engine.run_arrays`).
 
 There is no separate "waiting for a fresh entry" flag in the engine: after a stop
-or take-profit exit the previous signal is still 1, so only a later 0 -> 1 change
+or take-profit exit the previous signal is unchanged, so only a later change
 queues an entry. :attr:`PaperBroker.waiting_for_fresh_entry` exposes it.
 
-Orders have deterministic ids ``<agent>-<bar ts>-<kind>`` (kind ``entry``,
-``exit``, ``stop``, ``take_profit``, ``end``): a bar replayed after a restart
+Orders have deterministic ids ``<agent>-<bar ts>-<kind>`` (kind ``entry``: buy to
+open a long, ``short``: sell to open a short, ``exit``: sell a long or buy to cover
+a short, ``stop``, ``take_profit``, ``end``): a bar replayed after a restart
 produces the same ids, so the durable record upserts instead of duplicating.
-A fill's id is its order id + ``-f`` (one fill per order).
+A fill's id is its order id + ``-f`` (one fill per order). A reversal queues two
+orders at one close, the ``exit`` and then the ``entry`` (or ``short``); the
+pending exit carries the entry as :attr:`PendingOrder.then`.
 """
 
 from __future__ import annotations
@@ -56,13 +59,33 @@ def order_id_for(agent: str, ts: pd.Timestamp, kind: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PendingOrder:
-    """An order queued at the close of bar ``created_ts`` for the next bar's open."""
+    """An order queued at the close of bar ``created_ts`` for the next bar's open;
+    ``then`` is the entry that follows a pending exit at the same open (a reversal)."""
 
     order_id: str
     side: Side
     created_ts: pd.Timestamp
     fill_after_ts: pd.Timestamp
     reason: str  # "signal"
+    then: PendingOrder | None = None
+
+    @property
+    def kind(self) -> str:
+        """``entry``, ``short`` or ``exit`` (the last part of the order id)."""
+        return self.order_id.rsplit("-", 1)[-1]
+
+    def code(self) -> int:
+        """The rules' ``Q_*`` code of this order (and the entry that follows it)."""
+        kind = self.kind
+        if kind == "exit":
+            if self.then is None:
+                return rules.Q_EXIT
+            return rules.Q_EXIT_SHORT if self.then.kind == "short" else rules.Q_EXIT_LONG
+        if kind == "short":
+            return rules.Q_SHORT
+        if kind == "entry":
+            return rules.Q_LONG
+        return rules.Q_LONG if self.side == "buy" else rules.Q_EXIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +126,7 @@ class Trade:
     fees: float
     pnl: float
     return_pct: float
+    side: str = "long"  # or "short"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +145,8 @@ class Fill:
 
     @property
     def is_entry(self) -> bool:
-        return self.side == "buy"
+        """Opens a position (a buy of a long, a sell of a short); exits carry a trade."""
+        return self.trade is None
 
 
 Event = OrderCreated | OrderUpdated | Fill
@@ -168,15 +193,15 @@ class BrokerState:
         )
 
     def to_row(self, agent: str, symbol: str, updated_ts: pd.Timestamp) -> dict[str, Any]:
-        """The ``live_positions`` row (flat: qty 0, levels null)."""
-        long = self.qty > 0.0
+        """The ``live_positions`` row (flat: qty 0, levels null; short: qty < 0)."""
+        held = self.qty != 0.0
         return {
             "agent": agent,
             "symbol": symbol,
             "qty": self.qty,
-            "entry_price": self.entry_price if long else None,
-            "stop": self.stop if long else None,
-            "take_profit": self.take_profit if long else None,
+            "entry_price": self.entry_price if held else None,
+            "stop": self.stop if held else None,
+            "take_profit": self.take_profit if held else None,
             "cash": self.cash,
             "equity": self.equity,
             "updated_ts": updated_ts,
@@ -195,7 +220,7 @@ class BrokerState:
     ) -> BrokerState:
         """Rebuild the state from a ``live_positions`` row plus what the other live
         tables hold: the signal of the last bar, the order still pending at its
-        close, and (while long) the entry fill (ts, fee, order id)."""
+        close, and (while long or short) the entry fill (ts, fee, order id)."""
         qty = float(position["qty"])
         state = cls(
             cash=float(position["cash"]),
@@ -206,10 +231,10 @@ class BrokerState:
             last_ts=_ts_or_none(position.get("last_bar_ts")),
             last_close=float(last_close),
         )
-        if qty > 0.0:
+        if qty != 0.0:
             if entry_fill is None:
-                raise InvalidInputError("a long position needs its entry fill to be restored")
-            if float(entry_fill["qty"]) != qty:
+                raise InvalidInputError("an open position needs its entry fill to be restored")
+            if float(entry_fill["qty"]) != abs(qty):
                 raise InvalidInputError(
                     f"entry fill qty {entry_fill['qty']} differs from the position qty {qty}"
                 )
@@ -233,7 +258,8 @@ def _ts_or_none(value: Any) -> pd.Timestamp | None:
 
 @dataclass
 class PaperBroker:
-    """One agent's paper account under the engine's rules (long only)."""
+    """One agent's paper account under the engine's rules (shorts with
+    ``config.allow_short``)."""
 
     config: EngineConfig
     agent: str
@@ -242,12 +268,11 @@ class PaperBroker:
     state: BrokerState = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.config.allow_short:
-            raise NotImplementedError("the paper broker is long only, like the engine")
         c = self.config
         self._settings = rules.settings_vector(engine_settings(c))
         self._v = np.zeros(rules.N_VECTOR, dtype=np.float64)  # the rules' state, per bar
-        self._trade = np.zeros((1, rules.N_TRADE), dtype=np.float64)
+        # row 0: the round trip the pending order's exit closed; row 1: a protective exit
+        self._trade = np.zeros((2, rules.N_TRADE), dtype=np.float64)
         self._step = pd.Timedelta(seconds=interval_seconds(self.interval))
         self._atr = AtrStream(c.atr_period)
         self._trailing = bool(c.use_trailing_atr)
@@ -260,9 +285,9 @@ class PaperBroker:
 
     @property
     def waiting_for_fresh_entry(self) -> bool:
-        """Flat, nothing pending, signal still 1: only a new 0 -> 1 change enters."""
+        """Flat, nothing pending, signal still long or short: only a new change enters."""
         s = self.state
-        return s.qty == 0.0 and s.pending is None and s.prev_signal == 1
+        return s.qty == 0.0 and s.pending is None and s.prev_signal != 0
 
     def snapshot(self) -> BrokerState:
         return self.state.copy()
@@ -310,8 +335,8 @@ class PaperBroker:
         """Apply the engine's rules (:func:`hedgeflow.rules.step_bar`) to one bar;
         returns the events in order: the pending order's outcome and fill, a
         protective exit, the order queued at the close."""
-        if signal != 0 and signal != 1:
-            raise InvalidInputError(f"signal must be 0 or 1 (long only), got {signal!r}")
+        if signal != 0 and signal != 1 and signal != -1:
+            raise InvalidInputError(f"signal must be -1, 0 or 1, got {signal!r}")
         st = self.state
         c = float(close)
         a = self._atr.update(high, low, c) if self._trailing else math.nan
@@ -351,51 +376,63 @@ class PaperBroker:
         st = self.state
         vals = v.tolist()  # one conversion, then plain Python floats
         trade = self._trade
-        reason = int(trade[0, rules.T_REASON])
+        second = int(trade[1, rules.T_REASON])  # a protective exit's
         events: list[Event] = []
-        # 1. the order pending from the previous close, at this open
+        # 1. the order(s) pending from the previous close, at this open: an exit first
         if order is not None:
-            if filled == rules.P_ENTRY_FILLED:
-                q = vals[rules.V_QTY]
-                if reason == rules.R_STOP or reason == rules.R_TAKE_PROFIT:
-                    # closed again inside its fill bar: the position is flat now, the
-                    # quantity bought is the closed trade's
-                    q = float(trade[0, rules.T_QTY])
-                fill, fee = vals[rules.V_ENTRY_PX], vals[rules.V_ENTRY_FEE]
-                st.entry_ts = ts
-                st.entry_order_id = order.order_id
-                events.append(_order_done(order, "filled", q))
-                events.append(
-                    Fill(
-                        order.order_id + "-f", order.order_id, "buy", q, fill, fee, ts, order.reason
-                    )
-                )
-            elif filled == rules.P_ENTRY_REJECTED:
-                events.append(_order_done(order, "rejected", None))
-            elif filled == rules.P_EXIT_FILLED:
-                closed = trade[0]
-                events.append(_order_done(order, "filled", float(closed[rules.T_QTY])))
-                events.append(self._exit(order.order_id, ts, closed))
-            else:  # pragma: no cover - an exit is only queued while long
-                events.append(_order_done(order, "cancelled", None))
+            entry: PendingOrder | None = order
+            if order.kind == "exit":
+                entry = order.then
+                if filled in (
+                    rules.P_EXIT_FILLED,
+                    rules.P_REVERSED,
+                    rules.P_EXIT_FILLED_ENTRY_REJECTED,
+                ):
+                    closed = trade[0]
+                    events.append(_order_done(order, "filled", abs(float(closed[rules.T_QTY]))))
+                    events.append(self._exit(order.order_id, ts, closed))
+                else:  # pragma: no cover - an exit is only queued while a position is open
+                    events.append(_order_done(order, "cancelled", None))
+            if entry is not None:
+                if filled == rules.P_ENTRY_FILLED or filled == rules.P_REVERSED:
+                    q = abs(vals[rules.V_QTY])
+                    if second == rules.R_STOP or second == rules.R_TAKE_PROFIT:
+                        # closed again inside its fill bar: the position is flat now, the
+                        # quantity opened is the closed trade's
+                        q = abs(float(trade[1, rules.T_QTY]))
+                    fill, fee = vals[rules.V_ENTRY_PX], vals[rules.V_ENTRY_FEE]
+                    st.entry_ts = ts
+                    st.entry_order_id = entry.order_id
+                    events.append(_order_done(entry, "filled", q))
+                    events.append(
+                        Fill(
+                            entry.order_id + "-f", entry.order_id, entry.side, q, fill, fee, ts,
+                            entry.reason,
+                        )
+                    )  # fmt: skip
+                elif (
+                    filled == rules.P_ENTRY_REJECTED or filled == rules.P_EXIT_FILLED_ENTRY_REJECTED
+                ):
+                    events.append(_order_done(entry, "rejected", None))
+                else:  # pragma: no cover - an entry is only queued while flat or exiting
+                    events.append(_order_done(entry, "cancelled", None))
         # 2. a protective exit inside the bar
-        if reason == rules.R_STOP or reason == rules.R_TAKE_PROFIT:
-            closed = trade[0]
-            name = rules.EXIT_REASONS[reason]
+        if second == rules.R_STOP or second == rules.R_TAKE_PROFIT:
+            closed = trade[1]
+            name = rules.EXIT_REASONS[second]
             oid = order_id_for(self.agent, ts, name)
             qty = float(closed[rules.T_QTY])
-            events.append(OrderUpdated(oid, "sell", ts, ts, "filled", name, qty))
+            side: Side = "sell" if qty > 0.0 else "buy"
+            events.append(OrderUpdated(oid, side, ts, ts, "filled", name, abs(qty)))
             events.append(self._exit(oid, ts, closed))
-        # 3. the order queued at the close
+        # 3. the order(s) queued at the close
         queued = int(vals[rules.V_PENDING])
         st.pending = None
-        if queued != 0:
-            kind = "entry" if queued == 1 else "exit"
-            side: Side = "buy" if queued == 1 else "sell"
-            st.pending = PendingOrder(
-                order_id_for(self.agent, ts, kind), side, ts, ts + self._step, "signal"
-            )
+        if queued != rules.Q_NONE:
+            st.pending = self._queue(ts, queued, vals[rules.V_QTY])
             events.append(OrderCreated(st.pending))
+            if st.pending.then is not None:
+                events.append(OrderCreated(st.pending.then))
         # 4. the state after the bar; equity at the close
         self._store(vals, st)
         st.equity = equity
@@ -403,6 +440,27 @@ class PaperBroker:
         st.last_close = c
         self.held = vals[rules.V_HELD]
         return events
+
+    def _queue(self, ts: pd.Timestamp, queued: int, qty: float) -> PendingOrder:
+        """The pending order for the rules' ``Q_*`` code ``queued`` (``qty``: the
+        signed quantity held at the close)."""
+        fill_after = ts + self._step
+        entry: PendingOrder | None = None
+        if queued in (rules.Q_LONG, rules.Q_EXIT_LONG):
+            entry = PendingOrder(
+                order_id_for(self.agent, ts, "entry"), "buy", ts, fill_after, "signal"
+            )
+        elif queued in (rules.Q_SHORT, rules.Q_EXIT_SHORT):
+            entry = PendingOrder(
+                order_id_for(self.agent, ts, "short"), "sell", ts, fill_after, "signal"
+            )
+        if queued in (rules.Q_LONG, rules.Q_SHORT):
+            assert entry is not None
+            return entry
+        side: Side = "sell" if qty > 0.0 else "buy"
+        return PendingOrder(
+            order_id_for(self.agent, ts, "exit"), side, ts, fill_after, "signal", entry
+        )
 
     def close_out(self, reason: str = "end") -> list[Event]:
         """Close at the last bar's close (engine: end of data, :func:`hedgeflow.
@@ -414,6 +472,8 @@ class PaperBroker:
         events: list[Event] = []
         if st.pending is not None:
             events.append(_order_done(st.pending, "cancelled", None))
+            if st.pending.then is not None:
+                events.append(_order_done(st.pending.then, "cancelled", None))
             st.pending = None
         v = self._load(st)
         rules.end_close_vector(v, self._settings, 0, st.last_close, self._trade)
@@ -422,7 +482,8 @@ class PaperBroker:
             ts = st.last_ts
             oid = order_id_for(self.agent, ts, reason)
             qty = float(closed[rules.T_QTY])
-            events.append(OrderUpdated(oid, "sell", ts, ts, "filled", reason, qty))
+            side: Side = "sell" if qty > 0.0 else "buy"
+            events.append(OrderUpdated(oid, side, ts, ts, "filled", reason, abs(qty)))
             events.append(self._exit(oid, ts, closed, reason))
         self._store(v.tolist(), st)
         st.equity = st.cash
@@ -437,7 +498,7 @@ class PaperBroker:
         v = self._v
         v[:] = (
             st.cash, st.qty, st.entry_price, st.entry_fee, 0.0, st.stop, st.take_profit,
-            0 if pending is None else (1 if pending.side == "buy" else -1),
+            rules.Q_NONE if pending is None else pending.code(),
             st.prev_signal, self.held,
         )  # fmt: skip
         return v
@@ -446,7 +507,7 @@ class PaperBroker:
         st.cash = vals[rules.V_CASH]
         st.qty = vals[rules.V_QTY]
         st.prev_signal = int(vals[rules.V_PREV_SIG])
-        if st.qty > 0.0:
+        if st.qty != 0.0:
             st.entry_price = vals[rules.V_ENTRY_PX]
             st.entry_fee = vals[rules.V_ENTRY_FEE]
             st.stop = vals[rules.V_STOP]
@@ -466,7 +527,8 @@ class PaperBroker:
     ) -> Fill:
         """The exit fill of the round trip the rules closed (a row of the trade record)."""
         st = self.state
-        qty = float(closed[rules.T_QTY])
+        signed = float(closed[rules.T_QTY])
+        qty = abs(signed)
         px = float(closed[rules.T_EXIT_PX])
         entry_price = float(closed[rules.T_ENTRY_PX])
         fees = float(closed[rules.T_FEES])
@@ -482,9 +544,11 @@ class PaperBroker:
             fees=fees,
             pnl=pnl,
             return_pct=pnl / (qty * entry_price),
+            side="long" if signed > 0.0 else "short",
         )
         fee = float(closed[rules.T_EXIT_FEE])
-        return Fill(order_id + "-f", order_id, "sell", qty, px, fee, ts, name, trade)
+        side: Side = "sell" if signed > 0.0 else "buy"
+        return Fill(order_id + "-f", order_id, side, qty, px, fee, ts, name, trade)
 
 
 def _order_done(order: PendingOrder, status: str, qty: float | None) -> OrderUpdated:

@@ -270,7 +270,7 @@ def trades_frame(fills: Iterable[Fill]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "trade_id": np.arange(1, k + 1, dtype=np.int64),
-            "side": pd.Series(["long"] * k, dtype="str"),
+            "side": pd.Series([t.side for t in trades], dtype="str"),
             "qty": np.array([t.qty for t in trades], dtype=np.float64),
             "entry_ts": pd.Series([t.entry_ts for t in trades], dtype=ts_dtype),
             "entry_price": np.array([t.entry_price for t in trades], dtype=np.float64),
@@ -292,12 +292,14 @@ def pending_from_row(row: Mapping[str, Any]) -> PendingOrder:
     side = str(row["side"])
     if side not in ("buy", "sell"):
         raise ValueError(f"order side must be buy or sell, got {side!r}")
+    then = row.get("then")
     return PendingOrder(
         order_id=str(row["order_id"]),
         side="buy" if side == "buy" else "sell",
         created_ts=pd.Timestamp(row["created_ts"]),
         fill_after_ts=pd.Timestamp(row["fill_after_ts"]),
         reason=str(row["reason"]),
+        then=pending_from_row(then) if then is not None else None,
     )
 
 
@@ -313,7 +315,8 @@ def state_from_rows(
     ``last_signal`` is the ``live_signals`` row of that bar (its signal is the
     broker's "previous signal"; its close the price an end close-out uses);
     ``pending_order`` the ``live_orders`` row still ``pending`` created at that
-    bar; ``entry_fill`` the buy fill of the open position (None when flat)."""
+    bar (a reversal's exit with its entry as ``then``); ``entry_fill`` the fill that
+    opened the position (None when flat)."""
     return BrokerState.from_row(
         dict(position),
         prev_signal=int(last_signal["signal"]),

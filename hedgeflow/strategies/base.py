@@ -11,7 +11,7 @@
         # state: float64 vector of state_size(params) zeros at the first bar,
         # p: the parameters as a float64 vector (pack), out: one slot per indicator.
         ...
-        return signal  # 1 = want long, 0 = want flat
+        return signal  # 1 = want long, 0 = want flat, -1 = want short (shorts=True)
 
     MyStrategy = Strategy(
         name="my_strategy", params=Params, update=update,
@@ -28,7 +28,14 @@ never looks ahead.
 Parameters are packed into the float64 vector ``p`` field by field, in the
 dataclass's order: numbers as they are, booleans as 0/1, a ``Literal`` choice as
 its position among the choices (``exit_rule: Literal["midline", "lower"]``:
-midline 0.0, lower 1.0).
+midline 0.0, lower 1.0). One more value follows the fields: ``p[-1]`` is 1.0
+when the run allows short selling, else 0.0.
+
+Short selling: a strategy that can want a short declares ``shorts=True`` and
+returns -1 for it, but only while ``p[-1]`` is 1.0; with shorts off it must
+compute exactly its long-only signal (a state machine must not enter its short
+state). The engine reads a -1 as 0 unless ``allow_short``; ``allow_short`` with a
+strategy that does not declare ``shorts`` is an error.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ class Strategy:
     # batch(open, high, low, close, params) -> (signal array, {indicator: array});
     # `hedgeflow strategies check` proves it equals `update` and never looks ahead
     batch: Callable[..., tuple[Any, Mapping[str, Any]]] | None = None
+    shorts: bool = False  # the update can return -1 (want short) when p[-1] is 1.0
     source: str = "built-in"  # where it came from (set by the registry)
     ref: str = ""  # what names it (set by the registry; the name when empty)
 
@@ -84,6 +92,8 @@ class Strategy:
             )
         if isinstance(self.indicators, str) or not all(isinstance(x, str) for x in self.indicators):
             raise InvalidInputError(f"{self.name}: indicators must be a tuple of names")
+        if not isinstance(self.shorts, bool):
+            raise InvalidInputError(f"{self.name}: shorts must be true or false")
 
         if not self.ref:
             object.__setattr__(self, "ref", self.name)
@@ -98,11 +108,20 @@ class Strategy:
     def indicator_columns(self) -> tuple[str, ...]:
         return tuple(self.indicators)
 
-    def pack(self, params: Any) -> np.ndarray:
-        """The parameters as the update's float64 vector."""
+    def pack(self, params: Any, shorts: bool = False) -> np.ndarray:
+        """The parameters as the update's float64 vector, then the shorts flag."""
         if not isinstance(params, self.params):
             raise InvalidInputError(f"expected {self.ref} parameters, got {params!r}")
-        return pack_params(params)
+        self.check_shorts(shorts)
+        return np.append(pack_params(params), 1.0 if shorts else 0.0)
+
+    def check_shorts(self, allow_short: bool) -> None:
+        """``allow_short`` needs a strategy that can produce a short signal."""
+        if allow_short and not self.shorts:
+            raise InvalidInputError(
+                f"allow_short is on but strategy {self.ref} cannot produce a short signal "
+                "(its definition does not declare shorts=True): set allow_short = false"
+            )
 
     def size(self, params: Any) -> int:
         """Floats of state the update needs for ``params``."""
@@ -130,16 +149,17 @@ class Strategy:
         return drivers(self.ref, self.update)
 
     def signals(
-        self, open: Any, high: Any, low: Any, close: Any, params: Any
+        self, open: Any, high: Any, low: Any, close: Any, params: Any, shorts: bool = False
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Batch signals and indicator columns: ``update`` on every bar from a zero state."""
+        """Batch signals and indicator columns: ``update`` on every bar from a zero state
+        (``shorts``: the run allows short selling, see the module docstring)."""
         arrays = [np.ascontiguousarray(np.asarray(x, dtype=np.float64)) for x in (open, high, low, close)]  # fmt: skip  # noqa: E501
         n = arrays[3].shape[0]
         if any(a.ndim != 1 or a.shape[0] != n for a in arrays):
             raise InvalidInputError("open, high, low and close must be 1-D arrays of one length")
-        if self.batch is not None:
+        if self.batch is not None and not shorts:
             return self._vectorised(arrays, params)
-        p = self.pack(params)
+        p = self.pack(params, shorts=shorts)
         k = len(self.indicators)
         try:
             sig, ind = self.kernels().signals(*arrays, p, self.size(params), k)
@@ -185,17 +205,17 @@ class Strategy:
 
     def _checked(self, sig: Any) -> np.ndarray:
         sig = np.asarray(sig)
-        bad = (sig != 0) & (sig != 1)
+        bad = (sig != 0) & (sig != 1) & (sig != -1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise InvalidInputError(
-                f"strategy {self.ref}: signal {int(sig[i])} at bar {i}; expected 0 or 1"
+                f"strategy {self.ref}: signal {int(sig[i])} at bar {i}; expected -1, 0 or 1"
             )
         return np.ascontiguousarray(sig.astype(np.int8))
 
-    def streaming(self, params: Any) -> Streaming:
+    def streaming(self, params: Any, shorts: bool = False) -> Streaming:
         """The live twin: the same ``update``, one bar at a time."""
-        return Streaming(self, params)
+        return Streaming(self, params, shorts)
 
 
 class Streaming:
@@ -205,10 +225,10 @@ class Streaming:
         "_columns", "_k", "_live_step", "_out", "_p", "_st", "_update", "params", "strategy",
     )  # fmt: skip
 
-    def __init__(self, strategy: Strategy, params: Any) -> None:
+    def __init__(self, strategy: Strategy, params: Any, shorts: bool = False) -> None:
         self.strategy = strategy
         self.params = params
-        self._p = strategy.pack(params)
+        self._p = strategy.pack(params, shorts=shorts)
         self._st = np.zeros(strategy.size(params), dtype=np.float64)
         self._columns = strategy.indicator_columns
         self._k = len(self._columns)
@@ -251,9 +271,9 @@ class Streaming:
 
     def _signal(self, sig: Any) -> int:
         sig = int(sig)
-        if sig != 0 and sig != 1:
+        if sig != 0 and sig != 1 and sig != -1:
             raise InvalidInputError(
-                f"strategy {self.strategy.ref}: update returned {sig}; expected 0 or 1"
+                f"strategy {self.strategy.ref}: update returned {sig}; expected -1, 0 or 1"
             )
         return sig
 

@@ -11,6 +11,10 @@ For each asset class (synthetic stock, forex and crypto bars, a seeded market):
   defined from it on;
 - **deterministic**: a second run gives the same signals.
 
+A strategy that declares ``shorts`` is checked twice: as it runs with shorts off
+(where it must never return -1: ``long only when off``) and with shorts on (every
+check above, named ``... (shorts)``, the sweep with ``allow_short``).
+
 Pure: no Prefect, no warehouse.
 """
 
@@ -61,7 +65,7 @@ class CheckResult:
         out = [f"strategy {self.ref} with {self.params}"]
         for f in self.findings:
             out.append(
-                f"  {'ok  ' if f.ok else 'FAIL'} {f.check:<22} {f.asset_class:<7} {f.detail}"
+                f"  {'ok  ' if f.ok else 'FAIL'} {f.check:<28} {f.asset_class:<7} {f.detail}"
             )
         out.append("sound" if self.ok else "NOT sound")
         return out
@@ -101,13 +105,13 @@ def _first_diff_all(
 
 
 def _streaming(
-    strategy: Strategy, params: Any, arrays: Arrays
+    strategy: Strategy, params: Any, arrays: Arrays, shorts: bool = False
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     o, h, lo, c = arrays
     n = c.shape[0]
     sig = np.zeros(n, dtype=np.int8)
     ind = {col: np.empty(n) for col in strategy.indicators}
-    stream = strategy.streaming(params)
+    stream = strategy.streaming(params, shorts=shorts)
     for i in range(n):
         s, values = stream.update(o[i], h[i], lo[i], c[i])
         sig[i] = s
@@ -117,7 +121,13 @@ def _streaming(
 
 
 def _check_class(
-    strategy: Strategy, params: Any, asset_class: str, days: int, seed: int, cuts: int
+    strategy: Strategy,
+    params: Any,
+    asset_class: str,
+    days: int,
+    seed: int,
+    cuts: int,
+    shorts: bool = False,
 ) -> list[Finding]:
     bars = _bars(asset_class, days, seed)
     arrays = _arrays(bars)
@@ -128,14 +138,30 @@ def _check_class(
     def at(i: int) -> str:
         return f"bar {i} ({ts.iat[i]:%Y-%m-%d %H:%M}Z)"
 
+    tag = " (shorts)" if shorts else ""
+
+    def signals(o: Any, h: Any, lo: Any, c: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return strategy.signals(o, h, lo, c, params, shorts=shorts)
+
     o, h, lo, c = arrays
-    sig, ind = strategy.signals(o, h, lo, c, params)
+    sig, ind = signals(o, h, lo, c)
+    if strategy.shorts and not shorts:
+        shorted = np.flatnonzero(sig == -1)
+        out.append(
+            Finding(
+                "long only when off",
+                asset_class,
+                shorted.size == 0,
+                f"no -1 in {n} bars with shorts off" if shorted.size == 0
+                else f"signal -1 at {at(int(shorted[0]))} with shorts off",
+            )
+        )  # fmt: skip
     # batch = streaming
-    s_sig, s_ind = _streaming(strategy, params, arrays)
+    s_sig, s_ind = _streaming(strategy, params, arrays, shorts)
     i, what = _first_diff_all(sig, ind, s_sig, s_ind)
     out.append(
         Finding(
-            "batch = streaming",
+            "batch = streaming" + tag,
             asset_class,
             i < 0,
             f"{n} bars identical" if i < 0 else f"{what} differs at {at(i)}",
@@ -144,12 +170,12 @@ def _check_class(
     # sweep = batch (the generated sweep kernel vs the engine on the batch signal)
     config = EngineConfig(
         stop_pct=0.005, take_profit_pct=0.01, fee_bps=1.0, slippage_bps=1.0,
-        whole_units=asset_class == "stock",
+        whole_units=asset_class == "stock", allow_short=shorts,
     )  # fmt: skip
     eng = engine_settings(config)
     empty = np.empty(0, dtype=np.float64)
     swept = strategy.kernels().sweep(
-        *arrays, empty, eng, strategy.pack(params)[None, :].copy(),
+        *arrays, empty, eng, strategy.pack(params, shorts=shorts)[None, :].copy(),
         np.array([strategy.size(params)], dtype=np.int64), len(strategy.indicators),
         np.zeros(1, dtype=np.int64),
     )[0][0]  # fmt: skip
@@ -158,7 +184,7 @@ def _check_class(
     same = bool(np.array_equal(swept, direct, equal_nan=True))
     out.append(
         Finding(
-            "sweep = batch",
+            "sweep = batch" + tag,
             asset_class,
             same,
             f"{int(direct[K.S_N_TRADES])} trades, statistics identical"
@@ -172,7 +198,7 @@ def _check_class(
     first_bad = -1
     how = ""
     for t in points:
-        cut_sig, cut_ind = strategy.signals(o[:t], h[:t], lo[:t], c[:t], params)
+        cut_sig, cut_ind = signals(o[:t], h[:t], lo[:t], c[:t])
         i, what = _first_diff_all(sig[:t], {k: v[:t] for k, v in ind.items()}, cut_sig, cut_ind)
         if i >= 0 and (first_bad < 0 or i < first_bad):
             first_bad, how = i, f"{what} changes when the bars from {at(int(t))} on are cut off"
@@ -183,14 +209,14 @@ def _check_class(
         o2, h2, lo2, c2 = changed
         h2[t:] = np.maximum.reduce([o2[t:], h2[t:], lo2[t:], c2[t:]])
         lo2[t:] = np.minimum.reduce([o2[t:], h2[t:], lo2[t:], c2[t:]])
-        ch_sig, ch_ind = strategy.signals(o2, h2, lo2, c2, params)
+        ch_sig, ch_ind = signals(o2, h2, lo2, c2)
         head = {k: v[:t] for k, v in ind.items()}
         i, what = _first_diff_all(sig[:t], head, ch_sig[:t], {k: v[:t] for k, v in ch_ind.items()})
         if i >= 0 and (first_bad < 0 or i < first_bad):
             first_bad, how = i, f"{what} changes when the bars from {at(int(t))} on change"
     out.append(
         Finding(
-            "no look-ahead",
+            "no look-ahead" + tag,
             asset_class,
             first_bad < 0,
             f"{len(points)} cut-offs and changes of later bars" if first_bad < 0
@@ -215,13 +241,13 @@ def _check_class(
         ok, detail = False, f"{col} undefined at {at(i)}, after the declared warm-up of {w} bars"
     else:
         ok, detail = True, f"{w} bars: no signal before, every indicator defined from it on"
-    out.append(Finding("warm-up honest", asset_class, ok, detail))
+    out.append(Finding("warm-up honest" + tag, asset_class, ok, detail))
     # determinism
-    again_sig, again_ind = strategy.signals(o, h, lo, c, params)
+    again_sig, again_ind = signals(o, h, lo, c)
     i, what = _first_diff_all(sig, ind, again_sig, again_ind)
     out.append(
         Finding(
-            "deterministic",
+            "deterministic" + tag,
             asset_class,
             i < 0,
             "two runs identical" if i < 0 else f"{what} differs at {at(i)}",
@@ -245,6 +271,9 @@ def check_strategy(
                 f"strategy {ref}: its parameters have no valid defaults: {exc}"
             ) from None
     result = CheckResult(ref, params)
-    for asset_class in CHECK_SYMBOLS:
-        result.findings.extend(_check_class(strategy, params, asset_class, days, seed, cuts))
+    for shorts in (False, True) if strategy.shorts else (False,):
+        for asset_class in CHECK_SYMBOLS:
+            result.findings.extend(
+                _check_class(strategy, params, asset_class, days, seed, cuts, shorts)
+            )
     return result

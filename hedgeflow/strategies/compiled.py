@@ -72,7 +72,7 @@ def signals(open_, high, low, close, p, state_size, n_ind):
 @numba.njit(cache=True)
 def live_step(st, p, out, v, pv, o, h, lo, c, atr, trade):
     sig = _update(st, p, o, h, lo, c, out)
-    if sig != 0 and sig != 1:
+    if sig != 0 and sig != 1 and sig != -1:
         return sig, -1, np.nan
     filled, equity = step_bar_vector(v, pv, 0, o, h, lo, c, sig, atr, trade)
     return sig, filled, equity

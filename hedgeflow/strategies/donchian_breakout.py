@@ -1,5 +1,11 @@
 """donchian_breakout: long when close > upper (previous ``window`` bars' max high),
-stays long until close < mid (``midline``) or close < lower (``lower``).
+stays long until close < mid (``midline``) or close < lower (``lower``); with
+shorts, short when close < lower, stays short until close > mid (``midline``) or
+close > upper (``lower``).
+
+One state machine per bar (DESIGN.md "Short selling"): first the exit of the held
+state, then, when flat, the entry (long first). With shorts off the short entry
+never fires: the long-only machine exactly.
 
 The channel excludes the current bar (the article's bug: including it makes
 ``close > upper`` impossible). Signal 0 (and flat) where the channel is undefined.
@@ -39,23 +45,28 @@ class Params:
 def update(
     st: np.ndarray, p: np.ndarray, o: float, h: float, lo: float, c: float, out: np.ndarray
 ) -> int:
-    """p = (window, exit_rule: 0 midline, 1 lower); state = the long flag, then the
-    channel's."""
+    """p = (window, exit_rule: 0 midline, 1 lower, shorts); state = the held state
+    (1 long, -1 short, 0 flat), then the channel's."""
     u, low, mid = donchian_step(st, 1, int(p[0]), h, lo)
     out[0] = u
     out[1] = low
     out[2] = mid
-    x = mid if p[1] == 0.0 else low
-    long = st[0] != 0.0
+    midline = p[1] == 0.0
+    x = mid if midline else low  # a long's exit level
+    xs = mid if midline else u  # a short's
+    held = st[0]
     if u != u or x != x:
-        long = False
-    elif not long:
-        if c > u:
-            long = True
-    elif c < x:
-        long = False
-    st[0] = 1.0 if long else 0.0
-    return 1 if long else 0
+        held = 0.0
+    else:
+        if (held > 0.0 and c < x) or (held < 0.0 and c > xs):
+            held = 0.0  # the exit of the held state
+        if held == 0.0:
+            if c > u:
+                held = 1.0
+            elif p[2] != 0.0 and c < low:
+                held = -1.0
+    st[0] = held
+    return int(held)
 
 
 STRATEGY = Strategy(
@@ -67,4 +78,5 @@ STRATEGY = Strategy(
     warmup=lambda p: p.window,
     grid={"window": [10, 20, 40, 60, 80, 120], "exit_rule": ["midline", "lower"]},
     description="long above the previous window's high until below the mid (or low)",
+    shorts=True,
 )

@@ -1,6 +1,11 @@
-"""rsi_mean_revert: becomes long when rsi < entry_rsi, stays long until rsi >= exit_rsi.
+"""rsi_mean_revert: becomes long when rsi < entry_rsi, stays long until rsi >= exit_rsi;
+with shorts, becomes short when rsi > 100 - entry_rsi, stays short until
+rsi <= 100 - exit_rsi.
 
-The state machine starts flat; where rsi is undefined the signal is 0 (and flat).
+One state machine per bar (DESIGN.md "Short selling"): first the exit of the held
+state, then, when flat, the entry (long first). The signal is the state after both
+steps. It starts flat; where rsi is undefined the signal is 0 (and flat). With
+shorts off the short entry never fires: the long-only machine exactly.
 """
 
 from __future__ import annotations
@@ -42,19 +47,23 @@ class Params:
 def update(
     st: np.ndarray, p: np.ndarray, o: float, h: float, lo: float, c: float, out: np.ndarray
 ) -> int:
-    """p = (period, entry_rsi, exit_rsi); state = the RSI's, then the long flag."""
+    """p = (period, entry_rsi, exit_rsi, shorts); state = the RSI's, then the held
+    state (1 long, -1 short, 0 flat)."""
     r = rsi_step(st, 0, int(p[0]), c)
     out[0] = r
-    long = st[RSI_STATE_SIZE] != 0.0
+    held = st[RSI_STATE_SIZE]
     if r != r:
-        long = False
-    elif not long:
-        if r < p[1]:
-            long = True
-    elif r >= p[2]:
-        long = False
-    st[RSI_STATE_SIZE] = 1.0 if long else 0.0
-    return 1 if long else 0
+        held = 0.0
+    else:
+        if (held > 0.0 and r >= p[2]) or (held < 0.0 and r <= 100.0 - p[2]):
+            held = 0.0  # the exit of the held state
+        if held == 0.0:
+            if r < p[1]:
+                held = 1.0
+            elif p[3] != 0.0 and r > 100.0 - p[1]:
+                held = -1.0
+    st[RSI_STATE_SIZE] = held
+    return int(held)
 
 
 STRATEGY = Strategy(
@@ -70,4 +79,5 @@ STRATEGY = Strategy(
         "exit_rsi": [50.0, 55.0, 60.0, 70.0],
     },
     description="long from rsi < entry_rsi until rsi >= exit_rsi",
+    shorts=True,
 )

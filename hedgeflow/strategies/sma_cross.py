@@ -1,7 +1,9 @@
-"""sma_cross: long while sma(fast) > sma(slow) (and close > sma(fast) when confirming).
+"""sma_cross: long while sma(fast) > sma(slow) (and close > sma(fast) when confirming);
+with shorts, short while sma(fast) < sma(slow) (and close < sma(fast)).
 
 Signal at bar i is 1 iff both averages are defined, ``sma_fast > sma_slow`` and,
-with ``confirm_above_fast``, ``close > sma_fast``; 0 otherwise.
+with ``confirm_above_fast``, ``close > sma_fast``; with shorts allowed it is -1
+iff ``sma_fast < sma_slow`` and, confirming, ``close < sma_fast``; 0 otherwise.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class Params:
 def update(
     st: np.ndarray, p: np.ndarray, o: float, h: float, lo: float, c: float, out: np.ndarray
 ) -> int:
-    """p = (fast, slow, confirm); state = the fast SMA's, then the slow SMA's."""
+    """p = (fast, slow, confirm, shorts); state = the fast SMA's, then the slow SMA's."""
     fast = int(p[0])
     slow = int(p[1])
     f = sma_step(st, 0, fast, c)
@@ -52,6 +54,8 @@ def update(
     # comparisons with NaN are False: undefined inputs give 0
     if f > s and (p[2] == 0.0 or c > f):
         return 1
+    if p[3] != 0.0 and f < s and (p[2] == 0.0 or c < f):
+        return -1
     return 0
 
 
@@ -64,4 +68,5 @@ STRATEGY = Strategy(
     warmup=lambda p: p.slow - 1,
     grid={"fast": [5, 10, 20, 30, 50], "slow": [50, 100, 150, 200]},
     description="long while sma(fast) > sma(slow) (and close > sma(fast) when confirming)",
+    shorts=True,
 )

@@ -92,11 +92,6 @@ def params_json(params: Any) -> str:
 
 def engine_vector(config: EngineConfig) -> Settings:
     """The engine settings as the kernels take them (the same floats as run_arrays)."""
-    if config.allow_short:
-        raise NotImplementedError(
-            "allow_short=True: the engine is long only (DESIGN convention 5); "
-            "set risk.allow_short = false"
-        )
     return engine_settings(config)
 
 
@@ -107,9 +102,12 @@ def _f64(name: str, x: Any, n: int) -> np.ndarray:
     return arr
 
 
-def pack_grid(spec: Strategy, params: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The parameter vectors (one row per combination) and state sizes the kernel takes."""
-    packed = np.ascontiguousarray(np.stack([spec.pack(p) for p in params]))
+def pack_grid(
+    spec: Strategy, params: Sequence[Any], shorts: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The parameter vectors (one row per combination, then the shorts flag) and state
+    sizes the kernel takes."""
+    packed = np.ascontiguousarray(np.stack([spec.pack(p, shorts=shorts) for p in params]))
     sizes = np.array([spec.size(p) for p in params], dtype=np.int64)
     return packed, sizes
 
@@ -136,7 +134,9 @@ def _raw_stats(
         if config.use_trailing_atr
         else np.empty(0, dtype=np.float64)
     )
-    packed, sizes = packed_sizes if packed_sizes is not None else pack_grid(spec, params)
+    packed, sizes = (
+        packed_sizes if packed_sizes is not None else pack_grid(spec, params, config.allow_short)
+    )
     kernels = spec.kernels()
     cuts = np.zeros(1, dtype=np.int64) if starts is None else np.ascontiguousarray(starts)
     with _KERNEL_LOCK:
@@ -174,7 +174,9 @@ def segment_stats(
     else:
         atr_values = np.empty(0, dtype=np.float64)
         atr_at = np.zeros(len(segments), dtype=np.int64)
-    packed, sizes = packed_sizes if packed_sizes is not None else pack_grid(spec, params)
+    packed, sizes = (
+        packed_sizes if packed_sizes is not None else pack_grid(spec, params, config.allow_short)
+    )
     kernels = spec.kernels()
     lo_at = np.ascontiguousarray(bounds[:, 0])
     hi_at = np.ascontiguousarray(bounds[:, 1])
@@ -326,7 +328,7 @@ def sweep_returns(bars: pd.DataFrame, grid: SweepGrid, config: EngineConfig) -> 
     o, h, lo, c = (bars[col].to_numpy(np.float64) for col in C.PRICE_COLUMNS)
     out = np.empty((len(bars) - 1, grid.size), dtype=np.float64, order="F")
     for j, p in enumerate(grid.params):
-        signal, _ = spec.signals(o, h, lo, c, p)
+        signal, _ = spec.signals(o, h, lo, c, p, shorts=config.allow_short)
         equity = run_arrays(o, h, lo, c, signal, config)["equity"]
         out[:, j] = equity[1:] / equity[:-1] - 1.0
     return out

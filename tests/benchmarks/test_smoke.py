@@ -60,6 +60,10 @@ def test_engine_smoke():
         assert a.identical + a.open_at_end + a.fill_bar + a.signal_vs_stop == a.hf_trades
         assert a.max_rel_diff <= engine.REL_TOL
         assert s.btpy_agreement["hf"] > 0
+        b = s.short_agreement
+        assert b is not None and b.other == 0 and 0 < b.shorts < b.hf_trades == b.vbt_trades
+        done = b.identical + b.open_at_end + b.fill_bar + b.signal_vs_stop + b.reversal_entry
+        assert done == b.hf_trades
 
 
 def test_compile_probe_cold_then_cached():
@@ -122,6 +126,80 @@ def test_unexplained_difference_is_counted_as_other():
     pf = engine.run_vbt(o, h, lo, c, entries, exits, cfg)
     a = engine.compare_with_vbt(out, pf, o, h, lo, c, exits, cfg)
     assert a.other == 1 and a.examples
+
+
+def _agreement_both(rows, signal):
+    """hedgeflow with shorts against vectorbt with long and short signals."""
+    from dataclasses import replace
+
+    from hedgeflow.engine import run_arrays
+
+    o, h, lo, c = _bars(rows)
+    sig = np.array(signal, dtype=np.int8)
+    cfg = replace(engine.engine_config(), allow_short=True)
+    orders = engine.order_arrays_both(sig)
+    out = run_arrays(o, h, lo, c, sig, cfg)
+    pf = engine.run_vbt_both(o, h, lo, c, orders, cfg)
+    at_open = orders[0] | orders[1] | orders[2] | orders[3]
+    return engine.compare_with_vbt(out, pf, o, h, lo, c, at_open, cfg), out
+
+
+def test_shorts_identical_trades_through_a_reversal():
+    rows = [FLAT] * 9
+    # long at bar 2; 1 -> -1 at bar 3's close: the long exits and a short enters at bar
+    # 4's open; -1 -> 0: the short covers at bar 6; a short from bar 8 is open at the end
+    a, out = _agreement_both(rows, [0, 1, 1, -1, -1, 0, 0, -1, -1])
+    assert out["side"].tolist() == [1, -1, -1]
+    assert out["exit_idx"][0] == out["entry_idx"][1] == 4
+    assert (a.identical, a.open_at_end, a.other, a.vbt_trades) == (2, 1, 0, 3)
+
+
+def test_short_stop_inside_the_fill_bar_is_exception_a():
+    rows = [FLAT, FLAT, (100.0, 101.5, 99.9, 101.0), (101.0, 101.2, 100.8, 101.0), FLAT, FLAT]
+    a, out = _agreement_both(rows, [0, -1, -1, -1, 0, 0])
+    assert out["side"].tolist() == [-1]
+    assert (a.fill_bar, a.other) == (1, 0)
+
+
+def test_short_cover_at_the_open_vs_intrabar_stop_is_exception_b():
+    # the cover queued at bar 2's close fills at bar 3's open; bar 3's high reaches the stop
+    rows = [FLAT, FLAT, FLAT, (100.5, 102.0, 100.4, 101.5), FLAT]
+    a, _ = _agreement_both(rows, [0, -1, 0, 0, 0])
+    assert (a.signal_vs_stop, a.other) == (1, 0)
+
+
+def test_reversal_whose_exit_vectorbt_stops_first_counts_its_entry():
+    # short at bar 2 (stop 101); -1 -> 1 at bar 3's close: at bar 4's open hedgeflow covers
+    # and goes long; bar 4's high reaches the short's stop, so vectorbt stops out first
+    # and does not go long in that bar
+    rows = [FLAT, FLAT, FLAT, FLAT, (100.5, 101.5, 100.4, 101.0), FLAT, FLAT]
+    a, out = _agreement_both(rows, [0, -1, -1, 1, 1, 0, 0])
+    assert out["side"].tolist() == [-1, 1]
+    assert (a.signal_vs_stop, a.reversal_entry, a.other) == (1, 1, 0)
+
+
+def test_reversal_at_an_open_beyond_the_stop_counts_its_entry():
+    # long at bar 2 (stop 99); 1 -> -1 at bar 3's close; bar 4 opens at 98.5, below the
+    # stop: both exit at that open (vectorbt by its stop), only hedgeflow then goes short
+    rows = [FLAT, FLAT, FLAT, FLAT, (98.5, 98.7, 98.3, 98.6), FLAT, FLAT]
+    a, out = _agreement_both(rows, [0, 1, 1, -1, -1, 0, 0])
+    assert out["side"].tolist() == [1, -1] and out["reason"][0] == engine.R_SIGNAL
+    assert (a.identical, a.reversal_entry, a.other) == (1, 1, 0)
+
+
+def test_a_short_where_vectorbt_has_a_long_is_other():
+    from dataclasses import replace
+
+    from hedgeflow.engine import run_arrays
+
+    o, h, lo, c = _bars([FLAT] * 5)
+    cfg = replace(engine.engine_config(), allow_short=True)
+    out = run_arrays(o, h, lo, c, np.array([0, -1, -1, 0, 0], dtype=np.int8), cfg)
+    long_orders = engine.order_arrays_both(np.array([0, 1, 1, 0, 0], dtype=np.int8))
+    pf = engine.run_vbt_both(o, h, lo, c, long_orders, cfg)
+    a = engine.compare_with_vbt(out, pf, o, h, lo, c, long_orders[1], cfg)
+    # ours has no twin of its side, theirs none of its own: both counted
+    assert a.other == 2 and "side" in a.examples[0]["what"]
 
 
 @pytest.mark.slow  # about 5 s (the reference over 12,870 splits)

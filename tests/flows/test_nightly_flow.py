@@ -138,3 +138,30 @@ def test_ephemeral_mode_batches_the_tasks() -> None:
         groups = batches(list(range(23)))
     assert len(groups) == EPHEMERAL_TASKS_PER_STAGE
     assert [x for g in groups for x in g] == list(range(23))
+
+
+@pytest.mark.slow  # ~20 s: a nightly flow run of three agents
+def test_allow_short_parameter_stores_short_trades_and_signals(
+    prefect_harness: None, hedgeflow_home: Path
+) -> None:
+    """The flow parameter reaches every agent: short trades (side 'short') and -1
+    signals in the warehouse, the run's parameters say so; the same window without
+    it is long only."""
+    from hedgeflow.flows.nightly import nightly
+
+    summary = nightly(days=2, end="2026-11-20", allow_short=True)
+    assert summary.status == "completed", summary.failed_agents
+    home = hedgeflow_home
+    sides = dict(query(home, "select side, count(*) from trades group by side"))
+    assert sides.get("short", 0) > 0 and sides.get("long", 0) > 0
+    assert query(home, "select count(*) from signals where signal = -1")[0][0] > 0
+    (params,) = query(home, "select params from runs")[0]
+    agents = json.loads(params)["agents"]
+    assert all(a.get("allow_short") is True for a in agents.values())
+    # short pnl: side x qty x (exit - entry) - fees, as stored
+    rows = query(
+        home,
+        "select qty, entry_price, exit_price, fees, pnl from trades where side = 'short'",
+    )
+    for qty, entry, exit_, fees, pnl in rows:
+        assert pnl == pytest.approx(-qty * (exit_ - entry) - fees, rel=1e-9, abs=1e-9)

@@ -26,7 +26,7 @@ def engine(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestRes
 def broker(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestResult:
     """The paper broker bar by bar; its fills become the engine's frames."""
     sig = np.asarray(signal)
-    if sig.ndim != 1 or sig.shape[0] != len(bars) or ((sig != 0) & (sig != 1)).any():
+    if sig.ndim != 1 or sig.shape[0] != len(bars) or ((sig != 0) & (sig != 1) & (sig != -1)).any():
         return backtest(bars, signal, config)  # raises the engine's InvalidInputError
     b = PaperBroker(config, "rules", "TEST", interval="5m")
     equity, position, exits = [], [], []
@@ -42,7 +42,7 @@ def broker(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestRes
     trades = pd.DataFrame(
         {
             "trade_id": np.arange(1, len(exits) + 1, dtype=np.int64),
-            "side": pd.Series(["long"] * len(exits), dtype="str"),
+            "side": pd.Series([f.trade.side for f in exits], dtype="str"),
             "qty": [f.trade.qty for f in exits],
             "entry_ts": pd.Series([f.trade.entry_ts for f in exits], dtype=bars["ts"].dtype),
             "entry_price": [f.trade.entry_price for f in exits],

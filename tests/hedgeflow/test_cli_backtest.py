@@ -115,3 +115,59 @@ def test_unknown_strategy_and_bad_param(bars: pd.DataFrame, tmp_path: Path, caps
     assert "fast" in capsys.readouterr().err
     assert main([*base, "--strategy", "sma_cross", "--param", "fast=60", "--param", "slow=50"]) == 2
     assert "fast" in capsys.readouterr().err
+
+
+def test_allow_short_trades_both_sides_as_the_engine(bars: pd.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "b.parquet"
+    bars.to_parquet(path)
+    out = tmp_path / "out"
+    args = ["backtest", "--bars", str(path), "--strategy", "donchian_breakout", "--allow-short"]
+    args += ["--asset-class", "crypto", "--fee-bps", "5", "--slippage-bps", "2", "--out", str(out)]
+    assert main(args) == 0
+    trades = pd.read_csv(out / "trades.csv")
+    assert set(trades["side"]) == {"long", "short"}
+
+    params = parse_params("donchian_breakout", {})
+    signals = compute_signals(bars, "donchian_breakout", params, shorts=True)
+    config = EngineConfig.from_settings(
+        RiskSettings(allow_short=True), CostSettings(fee_bps=5, slippage_bps=2), "crypto", 1e5
+    )
+    expected = backtest(bars, signals["signal"].to_numpy(), config)
+    assert list(trades["side"]) == list(expected.trades["side"])
+    np.testing.assert_allclose(trades["pnl"], expected.trades["pnl"], rtol=1e-12)
+    # without the flag the same strategy stays long only
+    long_args = [*[a for a in args if a != "--allow-short"][:-1], str(tmp_path / "long")]
+    assert main(long_args) == 0
+    assert set(pd.read_csv(tmp_path / "long" / "trades.csv")["side"]) == {"long"}
+
+
+def test_allow_short_on_a_strategy_without_shorts_is_one_error_line(
+    bars: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    from tests.user_strategy import write_example
+
+    monkeypatch.chdir(tmp_path)
+    ref = write_example(tmp_path)
+    bars.head(300).to_parquet(tmp_path / "b.parquet")
+    out = tmp_path / "out"
+    base = ["backtest", "--bars", "b.parquet", "--strategy", ref, "--out", str(out)]
+    assert main([*base, "--allow-short"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hedgeflow: error: ")
+    assert "cannot produce a short signal" in err[0] and "Bollinger" in err[0]
+    assert not out.exists()
+    assert main(base) == 0  # long only it runs
+
+
+def test_sweep_allow_short_on_a_strategy_without_shorts_fails_before_prefect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    from tests.user_strategy import write_example
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEDGEFLOW_HOME", str(tmp_path / "home"))
+    ref = write_example(tmp_path)
+    assert main(["sweep", "--strategy", ref, "--grid", "window=10,20", "--allow-short"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot produce a short signal" in err[0]
+    assert not (tmp_path / "home").exists()  # nothing started, nothing written

@@ -120,6 +120,36 @@ def test_a_strategy_typo_is_reported_under_strategy(tmp_path: Path) -> None:
         load_settings(config_file=missing, env={})
 
 
+def test_allow_short_default_per_agent_and_against_the_strategy(tmp_path: Path) -> None:
+    from tests.user_strategy import write_example
+
+    path = tmp_path / "hedgeflow.toml"
+    path.write_text(
+        "[risk]\nallow_short = true\n"
+        '[agents.stocks]\nsymbol = "AAPL.US"\nstrategy = "sma_cross"\n'
+        '[agents.fx]\nsymbol = "EURUSD.FOREX"\nstrategy = "rsi_mean_revert"\n'
+        "[agents.fx.risk]\nallow_short = false\n"
+    )
+    s = load_settings(config_file=path, env={})
+    got = {a.name: a.risk.allow_short for a in s.agents}  # the built-in agents stay too
+    assert got == {"stocks": True, "forex": True, "crypto": True, "fx": False}
+    assert not load_settings(env={}, config_file=None).agents[0].risk.allow_short
+    env = {"HEDGEFLOW_RISK__ALLOW_SHORT": "true"}
+    assert all(a.risk.allow_short for a in load_settings(config_file=None, env=env).agents)
+    # a strategy that cannot produce a short signal: one error naming the setting
+    ref = write_example(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        f'[agents.bands]\nsymbol = "EURUSD.FOREX"\nstrategy = "{tmp_path / ref}"\n'
+        "[agents.bands.risk]\nallow_short = true\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_file=bad, env={})
+    message = str(err.value)
+    assert message.startswith("setting 'agents.bands.risk.allow_short': allow_short is on")
+    assert "cannot produce a short signal" in message and "\n" not in message
+
+
 # --------------------------------------------------------------------------- bounded reads
 
 

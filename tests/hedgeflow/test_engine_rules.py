@@ -284,7 +284,7 @@ def test_bad_inputs():
         run([FLAT, FLAT], [0, 2])
     with pytest.raises(InvalidInputError, match="signal"):
         run([FLAT, FLAT], [0])
-    with pytest.raises(NotImplementedError, match="long only"):
-        run([FLAT, FLAT], [0, 1], EngineConfig(allow_short=True))
+    with pytest.raises(InvalidInputError, match="signal"):
+        run([FLAT, FLAT], [0, -2])
     with pytest.raises(InvalidInputError, match="close"):
         backtest(make_bars([FLAT]).drop(columns="close"), np.zeros(1), BASE)

@@ -104,15 +104,15 @@ def test_fee_and_slippage_inside_the_range_are_accepted(value: float) -> None:
     [
         ([0.0, 1.0, math.nan, 1.0, 0.0, 0.0], "signal is NaN at position 2"),
         (pd.Series([math.nan, 0, 1, 1, 0, 0], dtype="float64"), "signal is NaN at position 0"),
-        ([0.0, 1.0, 1.0, math.inf, 0.0, 0.0], "signal must be 0 or 1 (long only), got"),
-        ([0, 1, -1, 0, 0, 0], "signal must be 0 or 1 (long only), got np.int64(-1) at position 2"),
+        ([0.0, 1.0, 1.0, math.inf, 0.0, 0.0], "signal must be -1, 0 or 1 (short, flat, long), got"),
+        ([0, 1, -2, 0, 0, 0], "got np.int64(-2) at position 2"),
         ([0.0, 0.5, 1.0, 0.0, 0.0, 0.0], "got np.float64(0.5) at position 1"),
         # a nullable integer signal with a missing value: refused, not read as 0
         (pd.array([0, 1, pd.NA, 1, 0, 0], dtype="Int64"), "signal is NaN at position 2"),
-        (["0", "1", "1", "0", "0", "0"], "signal must be numeric 0/1, got dtype <U1"),
+        (["0", "1", "1", "0", "0", "0"], "signal must be numeric -1/0/1, got dtype <U1"),
         ([0, 1, 1, 0, 0], "signal must be a 1-D array of 6 values, got shape (5,)"),
     ],
-    ids=["nan", "nan-series", "inf", "minus-one", "half", "pd.NA", "strings", "short"],
+    ids=["nan", "nan-series", "inf", "minus-two", "half", "pd.NA", "strings", "short"],
 )
 def test_bad_signals_are_refused_before_the_loop(
     no_loop: list[Any], signal: Any, message: str

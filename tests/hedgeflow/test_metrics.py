@@ -150,3 +150,24 @@ def test_json_safe():
     text = json.dumps(json_safe(m), allow_nan=False)
     assert json.loads(text)["win_rate"] is None
     assert json_safe({"x": math.inf, "n": np.int64(3)}) == {"x": None, "n": 3}
+
+
+def test_side_summary_splits_long_and_short_trades():
+    import math
+
+    import pandas as pd
+
+    from hedgeflow.metrics import side_summary
+
+    trades = pd.DataFrame(
+        {"side": ["long", "short", "short", "long", "short"], "pnl": [5.0, -2.0, 6.0, -1.0, 3.0]}
+    )
+    got = side_summary(trades)
+    assert got["long"] == {"n_trades": 2.0, "pnl": 4.0, "win_rate": 0.5, "profit_factor": 5.0}
+    assert got["short"] == {
+        "n_trades": 3.0, "pnl": 7.0, "win_rate": 2 / 3, "profit_factor": 4.5,
+    }  # fmt: skip
+    empty = side_summary(trades.iloc[:0])
+    assert empty["short"]["n_trades"] == 0.0 and math.isnan(empty["short"]["win_rate"])
+    only_wins = side_summary(trades[trades["pnl"] > 0])
+    assert math.isnan(only_wins["long"]["profit_factor"])  # no loss: undefined

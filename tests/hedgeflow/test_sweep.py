@@ -189,8 +189,10 @@ def test_sweep_arrays_checks_its_inputs() -> None:
         sweep_arrays(*arrays, "rsi_mean_revert", grid.params, EngineConfig(), 1.0)
     with pytest.raises(InvalidInputError, match="open must be"):
         sweep_arrays(arrays[0][:-1], *arrays[1:], "sma_cross", grid.params, EngineConfig(), 1.0)
-    with pytest.raises(NotImplementedError):
-        sweep_arrays(*arrays, "sma_cross", grid.params, EngineConfig(allow_short=True), 1.0)
+    # a short signal reads as 0 unless allowed: sma_cross with shorts trades more
+    long_only = sweep_arrays(*arrays, "sma_cross", grid.params, EngineConfig(), 1.0)
+    both = sweep_arrays(*arrays, "sma_cross", grid.params, EngineConfig(allow_short=True), 1.0)
+    assert both[0]["n_trades"] > long_only[0]["n_trades"] > 0
 
 
 def test_heatmap_and_summary(tmp_path) -> None:

@@ -354,3 +354,34 @@ def test_sweep_overfit_charts_render_in_chromium(tmp_path) -> None:  # type: ign
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert console_messages(proc.stderr) == []
     assert f'data-charts-rendered="{n_plots}"' in proc.stdout
+
+
+def test_a_short_selling_agent_shows_both_sides() -> None:
+    from dataclasses import replace
+
+    agents, port = sections(10, "crypto")
+    a = agents[0]
+    settings = load_settings(env={})
+    agent = next(x for x in settings.agents if x.name == "crypto")
+    agent = replace(agent, risk=replace(agent.risk, allow_short=True))
+    market = SyntheticMarket(settings.seed)
+    bars = market.fetch_bars(agent.symbol, "5m", END - pd.Timedelta(days=10), END)
+    out = run_agent(bars, agent, settings.costs_for(agent), 100_000.0)
+    trades = out.result.trades
+    both = replace(a, risk=agent.risk, trades=trades, equity=out.result.equity[[C.TS, "equity"]])
+    html = nightly_tearsheet("run-2", "10 days", [both], port, {}, {})
+    text = visible(html)
+    assert "<th>short selling</th><td class='left'>on</td>" in text
+    # the per-side table: each side's count and pnl as the trades frame has them
+    table = text[text.index('class="sides"') :]
+    table = table[: table.index("</table>")]
+    for side in ("long", "short"):
+        part = trades[trades["side"] == side]
+        assert len(part) > 0
+        row = table[table.index(f"<th>{side}</th>") :]
+        row = row[: row.index("</tr>")]
+        assert row.startswith(f"<th>{side}</th><td>{len(part):,}</td>")
+        assert f"{part['pnl'].sum():+,.2f}" in row
+    specs = {int(k): json.loads(v) for k, v in SPEC_RE.findall(html)}
+    names = {t["name"] for s in specs.values() for t in s["data"]}
+    assert {"entry (long)", "entry (short)"} <= names

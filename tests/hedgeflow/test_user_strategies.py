@@ -104,7 +104,7 @@ def test_readme_example_backtests_from_the_cli(outside: Path, bars: pd.DataFrame
     [
         ("import_error", "importing centred.py failed: ModuleNotFoundError"),
         ("raises", "update failed"),
-        ("bad_return", "expected 0 or 1"),
+        ("bad_return", "expected -1, 0 or 1"),
         ("no_compile", "undefined_name"),
         ("not_a_strategy", "int is not a hedgeflow Strategy"),
     ],

@@ -289,7 +289,7 @@ def test_flat_row_has_null_levels_and_bad_signal_is_refused():
     assert row["cash"] == row["equity"] == 100_000.0 and row["last_bar_ts"] is None
     with pytest.raises(InvalidInputError, match="signal"):
         b.on_bar(pd.Timestamp("2024-01-02", tz="UTC"), 1.0, 1.0, 1.0, 1.0, 2)
-    with pytest.raises(NotImplementedError, match="long only"):
-        PaperBroker(replace(BASE, allow_short=True), "a", "AAPL.US")
+    with pytest.raises(InvalidInputError, match="signal"):
+        b.on_bar(pd.Timestamp("2024-01-02", tz="UTC"), 1.0, 1.0, 1.0, 1.0, -2)
     with pytest.raises(InvalidInputError, match="entry fill"):
         BrokerState.from_row({**row, "qty": 3.0}, prev_signal=1)

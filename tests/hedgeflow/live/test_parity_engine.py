@@ -94,8 +94,10 @@ TIGHT = RiskSettings(
 
 
 def _agent(settings_: Settings, name: str, risk: str = "default") -> AgentSettings:
+    """``risk``: default, tight, and each with short selling (``...-shorts``)."""
     a = next(a for a in settings_.agents if a.name == name)
-    return replace(a, risk=TIGHT) if risk == "tight" else a
+    base = TIGHT if risk.startswith("tight") else a.risk
+    return replace(a, risk=replace(base, allow_short=risk.endswith("shorts")))
 
 
 def _live(settings_: Settings, name: str, risk: str = "default") -> LiveAgent:
@@ -121,7 +123,7 @@ def test_default_agents_are_the_article_agents(settings_: Settings) -> None:
     }
 
 
-@pytest.mark.parametrize("risk", ["default", "tight"])
+@pytest.mark.parametrize("risk", ["default", "tight", "default-shorts", "tight-shorts"])
 @pytest.mark.parametrize("name", AGENTS)
 def test_live_equals_nightly_on_every_bar(
     settings_: Settings, market_bars: dict[str, pd.DataFrame], name: str, risk: str
@@ -135,6 +137,8 @@ def test_live_equals_nightly_on_every_bar(
     np.testing.assert_array_equal(run.signals, nightly.signals["signal"].to_numpy())
     assert_same_indicators(run, nightly.signals)
     assert len(nightly.result.trades) >= 10  # the comparison has something to compare
+    sides = set(nightly.result.trades["side"])
+    assert sides == ({"long", "short"} if risk.endswith("shorts") else {"long"})
     pd.testing.assert_frame_equal(run.trades(), nightly.result.trades, check_exact=True)
     np.testing.assert_array_equal(run.equity(), nightly.result.equity["equity"].to_numpy())
     np.testing.assert_array_equal(run.position, nightly.result.equity["position"].to_numpy())
@@ -145,14 +149,37 @@ def test_the_parity_data_exercises_every_exit_reason(
     settings_: Settings, market_bars: dict[str, pd.DataFrame]
 ) -> None:
     reasons: set[str] = set()
-    for name in AGENTS:
-        for risk in ("default", "tight"):
-            run = run_live(_live(settings_, name, risk), market_bars[name])
-            reasons |= set(run.trades()["exit_reason"])
+    short_reasons: set[str] = set()
+    reversals = 0
+    lower = replace(_agent(settings_, "crypto", "default-shorts"), params={"exit_rule": "lower"})
+    for name in [*AGENTS, "crypto-lower"]:
+        risks = (
+            ("default-shorts",) if name == "crypto-lower" else ("default", "tight", "tight-shorts")
+        )
+        for risk in risks:
+            if name == "crypto-lower":  # the short's exit is the long's entry: reversals
+                agent = LiveAgent.from_settings(lower, settings_.costs_for(lower), EQUITY0)
+                trades = run_live(agent, market_bars["crypto"]).trades()
+                nightly = run_agent(
+                    market_bars["crypto"], lower, settings_.costs_for(lower), EQUITY0
+                )
+                pd.testing.assert_frame_equal(trades, nightly.result.trades, check_exact=True)
+            else:
+                trades = run_live(_live(settings_, name, risk), market_bars[name]).trades()
+            reasons |= set(trades["exit_reason"])
+            short_reasons |= set(trades.loc[trades["side"] == "short", "exit_reason"])
+            # a reversal: a trade entered where the previous one exited, on the other side
+            after = trades.iloc[1:].reset_index(drop=True)
+            before = trades.iloc[:-1].reset_index(drop=True)
+            reversals += int(
+                ((after["entry_ts"] == before["exit_ts"]) & (after["side"] != before["side"])).sum()
+            )
     assert reasons == {"signal", "stop", "take_profit", "end"}
+    assert short_reasons >= {"signal", "stop", "take_profit"}
+    assert reversals > 0
 
 
-@pytest.mark.parametrize("risk", ["default", "tight"])
+@pytest.mark.parametrize("risk", ["default", "tight", "tight-shorts"])
 @pytest.mark.parametrize("name", AGENTS)
 @pytest.mark.parametrize("k_kind", ["one", "warmup", "middle", "last"])
 def test_shadow_warm_up_continues_the_backtest(
@@ -311,7 +338,8 @@ def test_broker_equals_compiled_loop_on_random_bars(
             max_size=n,
         )
     )
-    signal = np.array(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), np.int8)
+    shorts = data.draw(st.booleans())
+    signal = np.array(data.draw(st.lists(st.integers(-1, 1), min_size=n, max_size=n)), np.int8)
     bars = _bars_from(returns, spreads)
     config = EngineConfig(
         initial_equity=equity,
@@ -325,6 +353,7 @@ def test_broker_equals_compiled_loop_on_random_bars(
         use_trailing_atr=trailing,
         atr_period=data.draw(st.integers(1, 20)),
         atr_mult=data.draw(st.sampled_from([0.5, 3.0])),
+        allow_short=shorts,
     )
     got = _broker_run(bars, signal, config)
     expected = backtest(bars, signal, config)
