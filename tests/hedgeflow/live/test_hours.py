@@ -27,6 +27,7 @@ MARKET = SyntheticMarket(7)
 START = datetime(2025, 11, 28, 17, 0, tzinfo=UTC)  # an hour before the early close
 CLOSE = pd.Timestamp("2025-11-28 18:00", tz="UTC")
 END = datetime(2025, 11, 29, 1, 0, tzinfo=UTC)  # 20:00 ET: the end of after-hours
+SPEED = 12000.0  # the 8 hours from START to END in 2.4 s
 
 
 def test_ms_round_trips_through_the_us_frame() -> None:
@@ -87,7 +88,10 @@ def _run(
     agent = LiveAgent.from_settings(spec, settings_.costs_for(spec), 100_000.0, "5m")
     agent.warm_up(MARKET.fetch_bars("AAPL.US", "5m", START - timedelta(days=10), START))
     steps: list[LiveStep] = []
-    sim = WsSimulator(seed=7, speed=0, start=START, end=END, tokens=["demo-sim"])
+    # paced (not speed 0): at speed 0 the simulator's clock is the latest tick *sent*,
+    # which runs minutes ahead of the ticks still in the socket, and the time flush then
+    # closes bars before their last ticks arrive
+    sim = WsSimulator(seed=7, speed=SPEED, start=START, end=END, tokens=["demo-sim"])
     with sim:
         runtime = LiveRuntime(
             [agent],
@@ -96,10 +100,8 @@ def _run(
             ws_url=sim.ws_url,
             token="demo-sim",
             clock_ms=sim.now_ms,
-            clock_rate=1.0,
-            # a minute of the simulator's clock (milliseconds here): a tick still in the
-            # socket when the clock passes its bar's end is not late (speed 0 races)
-            grace_seconds=60.0,
+            clock_rate=sim.speed,
+            grace_seconds=0.75 * sim.speed,  # 0.75 wall seconds, as the runtime tests
             extended_hours=extended_hours,
             # a reconnect on a loaded machine is repaired from REST (regular-session bars)
             fetch_bars=rest_fetcher(MARKET, "5m"),
