@@ -37,9 +37,11 @@ def test_an_empty_vendor_answer_is_reported_and_never_replaces_stored_bars(
         assert query_frame(home, "select * from data_gaps").empty  # nothing missing
         sim.faults.inject("empty")  # the next answer: HTTP 200 with []
         second = run_cli_on(harness_api_url, home, *ARGS, **env)
-        served = [r.status for r in sim.request_log]
+        served = [r.status for r in sim.request_log if r.path.startswith("/api/intraday/")]
+        faulted = [r.path for r in sim.request_log if r.fault]
     assert_clean(second)
-    assert served == [200, 200]
+    assert served == [200, 200]  # (each ingest also asked for the stock's splits)
+    assert len(faulted) == 1 and faulted[0].startswith("/api/intraday/")
     # the stored bars are exactly as they were
     assert len(stored) == 3 * 78 + 42
     pd.testing.assert_frame_equal(query_frame(home, BARS), stored)
