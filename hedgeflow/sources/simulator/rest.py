@@ -12,6 +12,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -176,16 +177,22 @@ class RestHandler(BaseHTTPRequestHandler):
     # -- intraday ---------------------------------------------------------------------
 
     def _intraday(self, ticker: str, query: dict[str, str]) -> None:
+        self._answer("/api/intraday/", ticker, query, self._serve)
+
+    def _answer(
+        self,
+        route: str,
+        ticker: str,
+        query: dict[str, str],
+        serve: Callable[[str, dict[str, str]], object],
+    ) -> None:
+        """One /api request: recorded on arrival (without the token), then the next
+        queued fault if there is one, else ``serve(ticker, query)``."""
         sim = self.server.simulator
         fault = sim.faults.next()
         params = {k: v for k, v in query.items() if k != "api_token"}
         record = RequestRecord(
-            "GET",
-            "/api/intraday/" + ticker,
-            ticker,
-            params,
-            fault.kind if fault else None,
-            time.time(),
+            "GET", route + ticker, ticker, params, fault.kind if fault else None, time.time()
         )
         self._record = record
         sim.record(record)
@@ -193,7 +200,7 @@ class RestHandler(BaseHTTPRequestHandler):
             if fault is not None:
                 self._apply_fault(fault, ticker, query)
             else:
-                self._serve(ticker, query)
+                serve(ticker, query)
         finally:
             self._record = None
 
@@ -240,38 +247,23 @@ class RestHandler(BaseHTTPRequestHandler):
         """``GET /api/splits/{TICKER}?from=YYYY-MM-DD&to=YYYY-MM-DD``: the market's
         splits in that range, oldest first (faults apply as to intraday requests;
         ``sim.split_answers[symbol]`` replaces the answer, for malformed vendor data)."""
+        self._answer("/api/splits/", ticker, query, self._serve_splits)
+
+    def _serve_splits(self, ticker: str, query: dict[str, str]) -> None:
         sim = self.server.simulator
-        fault = sim.faults.next()
-        params = {k: v for k, v in query.items() if k != "api_token"}
-        record = RequestRecord(
-            "GET",
-            "/api/splits/" + ticker,
-            ticker,
-            params,
-            fault.kind if fault else None,
-            time.time(),
-        )
-        self._record = record
-        sim.record(record)
+        symbol = self._known_symbol(ticker, query)
+        if symbol is None:
+            return
+        if symbol in sim.split_answers:
+            self._send(200, sim.split_answers[symbol])
+            return
         try:
-            if fault is not None:
-                self._apply_fault(fault, ticker, query)
-                return
-            symbol = self._known_symbol(ticker, query)
-            if symbol is None:
-                return
-            if symbol in sim.split_answers:
-                self._send(200, sim.split_answers[symbol])
-                return
-            try:
-                lo = date.fromisoformat(query.get("from") or "1970-01-01")
-                hi = date.fromisoformat(query.get("to") or datetime.now(UTC).date().isoformat())
-            except ValueError as exc:
-                self._json(422, {"errors": {"from": [str(exc)]}})
-                return
-            self._send(200, render_splits_json(sim.market.fetch_splits(symbol, lo, hi)))
-        finally:
-            self._record = None
+            lo = date.fromisoformat(query.get("from") or "1970-01-01")
+            hi = date.fromisoformat(query.get("to") or datetime.now(UTC).date().isoformat())
+        except ValueError as exc:
+            self._json(422, {"errors": {"from": [str(exc)]}})
+            return
+        self._send(200, render_splits_json(sim.market.fetch_splits(symbol, lo, hi)))
 
     def _apply_fault(self, fault: Fault, ticker: str, query: dict[str, str]) -> int | None:
         kind = fault.kind
