@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from prefect import flow
@@ -22,7 +22,7 @@ from hedgeflow.flows.params import (
     IntervalName,
     SourceName,
 )
-from hedgeflow.market import normalize_symbol, validate_interval
+from hedgeflow.market import interval_seconds, normalize_symbol, validate_interval
 from hedgeflow.tasks.common import (
     batch_label,
     batches,
@@ -94,6 +94,39 @@ def ingest_window(
         else:
             results.extend(outcome)
     return results, failed
+
+
+# Stored bars "cover" the window when they start and end within this of its ends
+# (markets close for weekends; a shorter window uses a quarter of its length).
+COVER_SLACK = timedelta(days=4)
+
+
+def missing_symbols(
+    warehouse: Warehouse, symbols: list[str], interval: str, window: Window
+) -> list[str]:
+    """Symbols whose stored bars do not cover the window (they are ingested first)."""
+    slack = min(COVER_SLACK, (window.end - window.start) / 4)
+    step = timedelta(seconds=interval_seconds(interval))
+    out = []
+    for symbol in symbols:
+        span = warehouse.bars_span(symbol, interval)
+        if span is None or span[0] > window.start + slack or span[1] + step < window.end - slack:
+            out.append(symbol)
+    return out
+
+
+def ingest_missing(
+    warehouse: Warehouse, symbols: list[str], window: Window, settings: Settings, run_id: str
+) -> dict[str, str]:
+    """Ingest the symbols whose stored bars do not cover ``window`` (sweep and
+    walk-forward read the lake); per symbol whose ingest failed, ``ingest failed: ...``."""
+    missing = missing_symbols(warehouse, symbols, settings.interval, window)
+    if not missing:
+        return {}
+    run_logger().info("ingesting %d symbols first: %s", len(missing), ", ".join(missing))
+    with open_source_spec(settings) as spec:
+        _, failed = ingest_window(missing, settings.interval, window, spec, settings, run_id)
+    return {symbol: f"ingest failed: {error}" for symbol, error in failed.items()}
 
 
 @flow(name="ingest", task_runner=thread_pool())

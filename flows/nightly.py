@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -49,7 +48,7 @@ from hedgeflow.tasks.research import (
     agent_backtests,
     combine_portfolio,
 )
-from hedgeflow.warehouse import Warehouse, code_version
+from hedgeflow.warehouse import Warehouse, code_version, combined_fingerprint, failures_reason
 from hedgeflow.windows import Window, lookback_window
 
 
@@ -229,11 +228,8 @@ def nightly(
         headline["reconcile"] = {
             k: summary.reconcile.get(k) for k in ("live_run_id", "unexplained", "error")
         }
-    parts = sorted(f"{s.symbol}={s.bars_fingerprint}" for s in done)
-    fingerprint = (
-        "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
-    )
-    reason = "; ".join(f"{a}: {e}" for a, e in summary.failed_agents.items()) or None
+    fingerprint = combined_fingerprint((s.symbol, s.bars_fingerprint) for s in done)
+    reason = failures_reason(summary.failed_agents)
     warehouse.finish_run(run_id, summary.status, headline, fingerprint, reason=reason)
     if summary.status != "completed":
         notify_run(notify, "nightly", run_id, summary.status, f"failed agents: {reason}")

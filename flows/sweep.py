@@ -19,15 +19,14 @@ and publishes a summary and a heatmap. The task runner is per call
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from prefect import flow
 
 from hedgeflow.config import AgentSettings, Settings, load_settings
-from hedgeflow.flows.ingest import ingest_window, open_source_spec, resolve_symbols
+from hedgeflow.flows.ingest import ingest_missing, resolve_symbols
 from hedgeflow.flows.params import (
     ALLOW_SHORT_DOC,
     DASK_ADDRESS_DOC,
@@ -40,7 +39,6 @@ from hedgeflow.flows.params import (
     StrategyName,
 )
 from hedgeflow.flows.runners import TaskRunnerName, api_for_workers, task_runner_for
-from hedgeflow.market import interval_seconds
 from hedgeflow.sweep import RankMetric, SweepGrid, expand_grid
 from hedgeflow.tasks.common import (
     batch_label,
@@ -59,14 +57,11 @@ from hedgeflow.tasks.sweep import (
     publish_sweep,
     sweep_batch,
 )
-from hedgeflow.warehouse import Warehouse, code_version
+from hedgeflow.warehouse import Warehouse, code_version, combined_fingerprint, failures_reason
 from hedgeflow.windows import Window, lookback_window
 
 # Task runs per sweep-backtests run (PREFECT.md: keep task counts small).
 MAX_SWEEP_TASKS = 12
-# Stored bars "cover" the window when they start and end within this of its ends
-# (markets close for weekends; a shorter window uses a quarter of its length).
-COVER_SLACK = timedelta(days=4)
 
 
 @dataclass
@@ -82,20 +77,6 @@ class SweepSummary:
     best: list[dict[str, Any]] = field(default_factory=list)  # rank-1 row per symbol
     failed: dict[str, str] = field(default_factory=dict)
     report_path: str | None = None  # the run's report.html, absolute
-
-
-def missing_symbols(
-    warehouse: Warehouse, symbols: list[str], interval: str, window: Window
-) -> list[str]:
-    """Symbols whose stored bars do not cover the window (they are ingested first)."""
-    slack = min(COVER_SLACK, (window.end - window.start) / 4)
-    step = timedelta(seconds=interval_seconds(interval))
-    out = []
-    for symbol in symbols:
-        span = warehouse.bars_span(symbol, interval)
-        if span is None or span[0] > window.start + slack or span[1] + step < window.end - slack:
-            out.append(symbol)
-    return out
 
 
 @flow(name="sweep-backtests", validate_parameters=False)
@@ -200,15 +181,7 @@ def sweep(
     )
     done: list[SymbolSweep] = []
     try:
-        missing = missing_symbols(warehouse, chosen, settings.interval, window)
-        if missing:
-            log.info("ingesting %d symbols first: %s", len(missing), ", ".join(missing))
-            with open_source_spec(settings) as spec:
-                _, ingest_failed = ingest_window(
-                    missing, settings.interval, window, spec, settings, run_id
-                )
-            for symbol, error in ingest_failed.items():
-                summary.failed[symbol] = f"ingest failed: {error}"
+        summary.failed.update(ingest_missing(warehouse, chosen, window, settings, run_id))
         agents = [a for a in settings.agents if a.symbol not in summary.failed]
         outcomes: list[SymbolSweep | SymbolFailure] = []
         if agents:
@@ -251,10 +224,7 @@ def sweep(
         }
         for row in summary.best
     }
-    parts = sorted(f"{s.symbol}={s.bars_fingerprint}" for s in done)
-    fingerprint = (
-        "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
-    )
-    reason = "; ".join(f"{sym}: {e}" for sym, e in summary.failed.items()) or None
+    fingerprint = combined_fingerprint((s.symbol, s.bars_fingerprint) for s in done)
+    reason = failures_reason(summary.failed)
     warehouse.finish_run(run_id, summary.status, headline, fingerprint, reason=reason)
     return summary

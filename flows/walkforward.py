@@ -10,7 +10,6 @@ publishes a report, a table artifact of the folds and a markdown summary.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from typing import Annotated, Any
 from prefect import flow
 
 from hedgeflow.config import load_settings
-from hedgeflow.flows.ingest import ingest_window, open_source_spec, resolve_symbols
+from hedgeflow.flows.ingest import ingest_missing, resolve_symbols
 from hedgeflow.flows.params import (
     DAYS_DOC,
     END_DOC,
@@ -27,7 +26,6 @@ from hedgeflow.flows.params import (
     Doc,
     StrategyName,
 )
-from hedgeflow.flows.sweep import missing_symbols
 from hedgeflow.market import interval_seconds
 from hedgeflow.sweep import RankMetric, expand_grid
 from hedgeflow.tasks.common import (
@@ -43,7 +41,7 @@ from hedgeflow.tasks.walkforward import (
     walkforward_symbol,
 )
 from hedgeflow.walkforward import fold_spec, precheck
-from hedgeflow.warehouse import Warehouse, code_version
+from hedgeflow.warehouse import Warehouse, code_version, combined_fingerprint, failures_reason
 from hedgeflow.windows import lookback_window
 
 
@@ -151,15 +149,7 @@ def walkforward(
     )
     done: list[SymbolWalkForward] = []
     try:
-        missing = missing_symbols(warehouse, chosen, settings.interval, window)
-        if missing:
-            log.info("ingesting %d symbols first: %s", len(missing), ", ".join(missing))
-            with open_source_spec(settings) as source:
-                _, ingest_failed = ingest_window(
-                    missing, settings.interval, window, source, settings, run_id
-                )
-            for symbol, error in ingest_failed.items():
-                summary.failed[symbol] = f"ingest failed: {error}"
+        summary.failed.update(ingest_missing(warehouse, chosen, window, settings, run_id))
         agents = [a for a in settings.agents if a.symbol not in summary.failed]
         futures = [
             walkforward_symbol.submit(a, plan, spec, settings, window, metric, run_id)
@@ -201,10 +191,7 @@ def walkforward(
         }
         for item in done
     }
-    parts = sorted(f"{s.symbol}={s.bars_fingerprint}" for s in done)
-    fingerprint = (
-        "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest() if parts else None
-    )
-    reason = "; ".join(f"{sym}: {e}" for sym, e in summary.failed.items()) or None
+    fingerprint = combined_fingerprint((s.symbol, s.bars_fingerprint) for s in done)
+    reason = failures_reason(summary.failed)
     warehouse.finish_run(run_id, summary.status, headline, fingerprint, reason=reason)
     return summary

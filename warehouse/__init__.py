@@ -50,7 +50,13 @@ from hedgeflow.warehouse.lake import (
 )
 from hedgeflow.warehouse.live import LiveRecord
 from hedgeflow.warehouse.paths import REPORT_HTML, SUMMARY_MD, WarehousePaths, check_run_id
-from hedgeflow.warehouse.runs import code_version, data_fingerprint, to_json
+from hedgeflow.warehouse.runs import (
+    code_version,
+    combined_fingerprint,
+    data_fingerprint,
+    failures_reason,
+    to_json,
+)
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -67,7 +73,9 @@ __all__ = [
     "WarehousePaths",
     "WriteReport",
     "code_version",
+    "combined_fingerprint",
     "data_fingerprint",
+    "failures_reason",
     "to_json",
 ]
 

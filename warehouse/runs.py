@@ -87,6 +87,20 @@ def code_version() -> str:
         return "unknown"
 
 
+def combined_fingerprint(fingerprints: Iterable[tuple[str, str]]) -> str | None:
+    """One fingerprint of a run's bars fingerprints, (symbol, fingerprint) per agent or
+    symbol, independent of their order; None when there are none."""
+    parts = sorted(f"{symbol}={fp}" for symbol, fp in fingerprints)
+    if not parts:
+        return None
+    return "sha256:" + hashlib.sha256(",".join(parts).encode()).hexdigest()
+
+
+def failures_reason(failed: Mapping[str, str]) -> str | None:
+    """A run's ``reason`` from what failed (name -> error), or None when nothing did."""
+    return "; ".join(f"{name}: {error}" for name, error in failed.items()) or None
+
+
 def data_fingerprint(frames: Mapping[str, pd.DataFrame] | Iterable[pd.DataFrame]) -> str:
     """A stable hash of the bars a run used (same data -> same text, across processes).
 
