@@ -205,7 +205,7 @@ def run_arrays_before(o: Any, h: Any, lo: Any, c: Any, signal: Any, config: Engi
         o, h, lo, c, sig, np.empty(0, dtype=np.float64),
         float(config.initial_equity), float(config.risk_per_trade), float(config.stop_pct),
         float(config.take_profit_pct), float(config.max_leverage), float(config.fee_bps) / 1e4,
-        float(config.slippage_bps) / 1e4, bool(config.whole_units),
+        float(config.slippage_bps) / 1e4, config.qty_step == 1.0,
         bool(config.use_trailing_atr), float(config.atr_mult),
     )  # fmt: skip
     keys = ("equity", "position", "entry_idx", "exit_idx", "qty", "entry_price",

@@ -137,6 +137,7 @@ def _agent_config(agent: AgentSettings, settings: Settings) -> dict[str, Any]:
                 "params": dict(agent.params),
                 "risk": dataclasses.asdict(agent.risk),
                 "costs": dataclasses.asdict(settings.costs_for(agent)),
+                "minimums": dataclasses.asdict(settings.minimums_for(agent)),
                 "interval": settings.interval,
                 "initial_equity": settings.portfolio.initial_equity,
             },
@@ -500,8 +501,9 @@ def _live_body(
                     raise SourceError(f"live warm-up: ingest failed for {detail}")
             for agent in fresh_agents:
                 live_agent = LiveAgent.from_settings(
-                    agent, settings.costs_for(agent), equity0, interval_
-                )
+                    agent, settings.costs_for(agent), equity0, interval_,
+                    settings.minimums_for(agent),
+                )  # fmt: skip
                 history = warehouse.read_bars(
                     agent.symbol,
                     interval_,
@@ -563,7 +565,9 @@ def _live_body(
                     "live at %s: %s",
                     status.clock.isoformat(),
                     "; ".join(
-                        f"{a.name} {a.bars} bars {a.fills} fills equity {a.equity:,.2f}"
+                        f"{a.name} {a.bars} bars {a.fills} fills "
+                        + (f"{a.skipped} skipped " if a.skipped else "")
+                        + f"equity {a.equity:,.2f}"
                         for a in status.agents
                     ),
                 )

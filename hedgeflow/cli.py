@@ -125,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fee-bps", type=float, default=0.0)
     p.add_argument("--slippage-bps", type=float, default=0.0)
     p.add_argument(
+        "--qty-step",
+        type=float,
+        help="order quantities in whole steps of this (default: the asset class's; "
+        "stock 1, forex 1000, crypto 1e-5; 0: any quantity)",
+    )
+    p.add_argument(
+        "--min-notional",
+        type=float,
+        help="skip entries below this notional (default: the asset class's; crypto 10)",
+    )
+    p.add_argument(
         "--allow-short",
         action="store_true",
         help="trade the strategy's short signals: -1 sells short (default: long only)",
@@ -560,9 +571,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from hedgeflow.backtest_io import output_files
     from hedgeflow.console import print_metrics
-    from hedgeflow.research import backtest_file
+    from hedgeflow.research import backtest_file, skipped_note
 
-    metrics = backtest_file(
+    metrics, skipped = backtest_file(
         bars_path=args.bars,
         strategy=args.strategy,
         params=args.param,
@@ -577,8 +588,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         out_dir=args.out,
         out_format=args.format,
         allow_short=args.allow_short,
+        qty_step=args.qty_step,
+        min_notional=args.min_notional,
     )
     print_metrics(metrics, title=f"{args.strategy} on {args.bars.name}")
+    if not skipped.empty:
+        print(skipped_note(skipped).removeprefix(", ").capitalize())
     names = output_files(args.format).values()
     print("wrote " + ", ".join(str(args.out / name) for name in names))
     return 0

@@ -66,3 +66,8 @@ DRIFT_KINDS: tuple[str, ...] = (
     COSTS,
     VENDOR_REVISION,
 )
+
+# Entries the order minimums skipped: their count per sweep combination
+# (sweep_results) and one row per skipped entry of a nightly run (skipped_orders).
+ORDERS_SKIPPED = "orders_skipped"
+SKIPPED_ORDERS = "skipped_orders"

@@ -72,6 +72,23 @@ class CostSettings:
 
 
 @dataclass(frozen=True)
+class OrderMinimums:
+    """The venue's order minimums: quantities are whole multiples of ``qty_step``
+    (0: any quantity) and an entry's notional (qty x fill) is at least
+    ``min_notional`` (in the quote currency; 0: none). An entry below either is
+    skipped and counted with its reason."""
+
+    qty_step: float = 0.0
+    min_notional: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("qty_step", "min_notional"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1e12:
+                raise InvalidInputError(f"{name} must be in [0, 1e12), got {value}")
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     name: str
     symbol: str
@@ -79,6 +96,8 @@ class AgentSettings:
     params: Mapping[str, Any] = field(default_factory=dict)
     risk: RiskSettings = field(default_factory=RiskSettings)
     costs: CostSettings | None = None  # None: the asset class default
+    # None: the asset class default (DEFAULT_MINIMUMS); settings files resolve it
+    minimums: OrderMinimums | None = None
 
     @property
     def asset_class(self) -> AssetClass:
@@ -207,6 +226,15 @@ DEFAULT_COSTS: dict[str, CostSettings] = {
 }
 
 
+# stocks trade whole shares; forex in 1,000-unit micro lots; crypto in 1e-5 steps with
+# a 10-unit (quote currency) minimum order, as the large spot venues
+DEFAULT_MINIMUMS: dict[str, OrderMinimums] = {
+    "stock": OrderMinimums(qty_step=1.0, min_notional=0.0),
+    "forex": OrderMinimums(qty_step=1000.0, min_notional=0.0),
+    "crypto": OrderMinimums(qty_step=1e-5, min_notional=10.0),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path("data")
@@ -216,6 +244,7 @@ class Settings:
     seed: int = 7
     agents: tuple[AgentSettings, ...] = ()
     costs: Mapping[str, CostSettings] = field(default_factory=lambda: dict(DEFAULT_COSTS))
+    minimums: Mapping[str, OrderMinimums] = field(default_factory=lambda: dict(DEFAULT_MINIMUMS))
     portfolio: PortfolioSettings = field(default_factory=PortfolioSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
@@ -272,6 +301,10 @@ class Settings:
     def costs_for(self, agent: AgentSettings) -> CostSettings:
         return agent.costs or self.costs.get(agent.asset_class, CostSettings())
 
+    def minimums_for(self, agent: AgentSettings) -> OrderMinimums:
+        """The agent's order minimums: its own keys over its asset class's."""
+        return agent.minimums or self.minimums.get(agent.asset_class, OrderMinimums())
+
     def without_secrets(self) -> Settings:
         """These settings without the notification URLs: what may be handed to a
         subflow or task, whose parameters Prefect stores."""
@@ -291,6 +324,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 7,
     "risk": {},
     "costs": {k: dataclasses.asdict(v) for k, v in DEFAULT_COSTS.items()},
+    "minimums": {k: dataclasses.asdict(v) for k, v in DEFAULT_MINIMUMS.items()},
     "portfolio": {},
     "network": {},
     "live": {},
@@ -359,12 +393,21 @@ def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
         if cls not in DEFAULT_COSTS:
             raise ConfigError(f"costs.{cls}", "expected one of stock, forex, crypto")
         costs[cls] = _build(CostSettings, _as_mapping(f"costs.{cls}", value), f"costs.{cls}")
+    minimums = dict(DEFAULT_MINIMUMS)
+    for cls, value in _as_mapping("minimums", data.pop("minimums", {})).items():
+        if cls not in DEFAULT_MINIMUMS:
+            raise ConfigError(f"minimums.{cls}", "expected one of stock, forex, crypto")
+        raw_mins = {**dataclasses.asdict(DEFAULT_MINIMUMS[cls])}
+        raw_mins.update(_as_mapping(f"minimums.{cls}", value))
+        minimums[cls] = _build(OrderMinimums, raw_mins, f"minimums.{cls}")
     agents = []
     for name, raw in agents_raw.items():
         if raw is None or raw is False:
             continue  # an agent can be switched off with `agents.NAME = false`
-        agents.append(_build_agent(str(name), _as_mapping(f"agents.{name}", raw), base_risk))
-    kwargs: dict[str, Any] = {"agents": tuple(agents), "costs": costs}
+        agents.append(
+            _build_agent(str(name), _as_mapping(f"agents.{name}", raw), base_risk, minimums)
+        )
+    kwargs: dict[str, Any] = {"agents": tuple(agents), "costs": costs, "minimums": minimums}
     for f in dataclasses.fields(Settings):
         if f.name in data and f.name not in kwargs:
             kwargs[f.name] = _coerce(f"{f.name}", data[f.name], _field_type(Settings, f.name))
@@ -374,11 +417,16 @@ def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
         raise ConfigError(_key_in(str(exc)), str(exc)) from None
 
 
-def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]) -> AgentSettings:
+def _build_agent(
+    name: str,
+    raw: Mapping[str, Any],
+    base_risk: Mapping[str, Any],
+    minimums: Mapping[str, OrderMinimums] = DEFAULT_MINIMUMS,
+) -> AgentSettings:
     from hedgeflow.strategies import parse_params, resolve_strategy  # local: import cycle
 
     prefix = f"agents.{name}"
-    allowed = {"symbol", "strategy", "params", "risk", "costs"}
+    allowed = {"symbol", "strategy", "params", "risk", "costs", "minimums"}
     for key in raw:
         if key not in allowed:
             raise ConfigError(
@@ -413,6 +461,11 @@ def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]
         costs = _build(
             CostSettings, _as_mapping(f"{prefix}.costs", raw["costs"]), f"{prefix}.costs"
         )
+    # its own keys over its asset class's: resolved here, so that every run of the
+    # agent (nightly, live, reconcile from runs.params) reads the same minimums
+    raw_mins = dataclasses.asdict(minimums.get(asset_class_of(symbol), OrderMinimums()))
+    raw_mins.update(_as_mapping(f"{prefix}.minimums", raw.get("minimums") or {}))
+    agent_minimums = _build(OrderMinimums, raw_mins, f"{prefix}.minimums")
     return AgentSettings(
         name=name,
         symbol=symbol,
@@ -420,6 +473,7 @@ def _build_agent(name: str, raw: Mapping[str, Any], base_risk: Mapping[str, Any]
         params=dataclasses.asdict(params),
         risk=risk,
         costs=costs,
+        minimums=agent_minimums,
     )
 
 

@@ -391,7 +391,9 @@ def format_live_status(status: Any) -> str:
     """One status line of the live runtime (``hedgeflow.live.status.RuntimeStatus``)."""
     parts = [
         f"{a.name} {a.symbol}: {a.bars} bars, sig {a.signal} ({a.signals} chg), "
-        f"{a.fills} fills, pos {a.position:g}, eq {a.equity:,.2f}"
+        f"{a.fills} fills, "
+        + (f"{a.skipped} skipped (order minimums), " if getattr(a, "skipped", 0) else "")
+        + f"pos {a.position:g}, eq {a.equity:,.2f}"
         for a in status.agents
     ]
     feed = f"{status.ticks:,} ticks"

@@ -27,10 +27,12 @@ Order of events in bar ``i`` (open ``o``, high ``h``, low ``l``, close ``c``):
 Sizing equity: entries fill only while flat, so the equity used for sizing is
 the cash at the fill (which equals the equity at the previous close: cash + 0 x
 close). ``qty = equity * risk_per_trade / (fill * stop_pct)``, capped at
-``equity * max_leverage / fill`` (fees not included), floored to whole units when
-``whole_units`` (``floor(qty + 1e-9)`` so that an exact integer computed as
-``999.9999999999`` is not lost to rounding). ``qty <= 0`` -> no trade (the entry is
-dropped; the agent waits for the next 0 -> 1 change).
+``equity * max_leverage / fill`` (fees not included), floored to a whole multiple of
+the venue's ``qty_step`` (``floor(qty / step + 1e-9)`` so that an exact multiple
+computed as ``999.9999999999`` is not lost to rounding; 0: any quantity). An entry
+below one step, or whose notional ``qty * fill`` is below ``min_notional``, or with
+no equity left, is skipped and recorded with its reason (``SKIP_REASONS``;
+``BacktestResult.skipped``); the agent waits for the next signal change.
 
 Trade pnl = ``qty * (exit - entry) - entry fee - exit fee``;
 ``return_pct = pnl / (qty * entry)``; so final equity = initial equity + sum of
@@ -54,6 +56,7 @@ pnl = side x qty x (exit - entry) - fees; ``trades.side`` is ``long`` or
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -63,7 +66,7 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow import rules
-from hedgeflow.config import CostSettings, RiskSettings
+from hedgeflow.config import DEFAULT_MINIMUMS, CostSettings, OrderMinimums, RiskSettings
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.indicators import atr as atr_indicator
 from hedgeflow.market import validate_asset_class
@@ -71,6 +74,8 @@ from hedgeflow.market import validate_asset_class
 __all__ = [
     "EQUITY_COLUMNS",
     "EXIT_REASONS",
+    "SKIPPED_COLUMNS",
+    "SKIP_REASONS",
     "TRADE_COLUMNS",
     "BacktestResult",
     "EngineConfig",
@@ -95,6 +100,8 @@ TRADE_COLUMNS: tuple[str, ...] = (
     "return_pct",
 )
 EQUITY_COLUMNS: tuple[str, ...] = ("ts", "equity", "drawdown", "position")
+SKIPPED_COLUMNS: tuple[str, ...] = ("ts", "side", "reason")
+SKIP_REASONS = rules.SKIP_REASONS
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,9 @@ class EngineConfig:
     max_leverage: float = 1.0
     fee_bps: float = 0.0
     slippage_bps: float = 0.0
-    whole_units: bool = False
+    # order minimums: the venue's quantity step (0: any quantity) and minimum notional
+    qty_step: float = 0.0
+    min_notional: float = 0.0
     use_trailing_atr: bool = False
     atr_period: int = 14
     atr_mult: float = 3.0
@@ -127,6 +136,10 @@ class EngineConfig:
         positive("take_profit_pct")
         positive("max_leverage")
         positive("atr_mult")
+        for name in ("qty_step", "min_notional"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1e12:
+                raise InvalidInputError(f"{name} must be a number in [0, 1e12), got {v!r}")
         for name in ("fee_bps", "slippage_bps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 10_000:
@@ -143,9 +156,12 @@ class EngineConfig:
         costs: CostSettings,
         asset_class: str,
         initial_equity: float,
+        minimums: OrderMinimums | None = None,
     ) -> EngineConfig:
-        """Engine settings for one agent: whole units for stocks, fractional otherwise."""
+        """Engine settings for one agent; ``minimums`` default to its asset class's
+        (``DEFAULT_MINIMUMS``)."""
         ac = validate_asset_class(asset_class)
+        mins = minimums if minimums is not None else DEFAULT_MINIMUMS[ac]
         return cls(
             initial_equity=float(initial_equity),
             risk_per_trade=risk.risk_per_trade,
@@ -154,7 +170,8 @@ class EngineConfig:
             max_leverage=risk.max_leverage,
             fee_bps=costs.fee_bps,
             slippage_bps=costs.slippage_bps,
-            whole_units=ac == "stock",
+            qty_step=mins.qty_step,
+            min_notional=mins.min_notional,
             use_trailing_atr=risk.use_trailing_atr,
             atr_period=risk.atr_period,
             atr_mult=risk.atr_mult,
@@ -167,6 +184,11 @@ class BacktestResult:
     trades: pd.DataFrame  # TRADE_COLUMNS
     equity: pd.DataFrame  # EQUITY_COLUMNS
     config: EngineConfig
+    # SKIPPED_COLUMNS: entries the order minimums skipped (ts of the open they were
+    # due at, side, reason)
+    skipped: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=list(SKIPPED_COLUMNS))
+    )
 
     @property
     def final_equity(self) -> float:
@@ -183,7 +205,8 @@ def engine_settings(config: EngineConfig) -> rules.Settings:
         float(config.max_leverage),
         float(config.fee_bps) / 1e4,
         float(config.slippage_bps) / 1e4,
-        bool(config.whole_units),
+        float(config.qty_step),
+        float(config.min_notional),
         bool(config.use_trailing_atr),
         float(config.atr_mult),
         True if config.allow_short else None,
@@ -202,10 +225,12 @@ def _event_loop(
     signal: np.ndarray,
     atr: np.ndarray,
     p: rules.Settings,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """The batch driver of :mod:`hedgeflow.rules`: ``step_bar`` for every bar, the
-    end-of-data close after the last. Returns (equity, position, trades, n_trades);
-    ``atr`` is read only with the trailing stop on (it may be empty otherwise)."""
+    end-of-data close after the last. Returns (equity, position, trades, n_trades,
+    skipped): ``skipped`` has a row (bar index, ``S_*`` reason x side) per entry the
+    order minimums skipped. ``atr`` is read only with the trailing stop on (it may be
+    empty otherwise)."""
     n = close.shape[0]
     equity = np.empty(n, dtype=np.float64)
     position = np.empty(n, dtype=np.float64)
@@ -214,13 +239,21 @@ def _event_loop(
     cap = n + 1 if rules.shorts(p) else n // 2 + 2
     trades = np.empty((cap, rules.N_TRADE), dtype=np.float64)
     nt = 0
+    # an entry is queued at most once per bar (long only: every other bar)
+    skipped = np.empty((cap, 2), dtype=np.int64)
+    ns = 0
     st = rules.flat_state(p)
     for i in range(n):
         c = close[i]
         a = atr[i] if p.use_trailing_atr else np.nan
         o = open_[i]
         # step_bar in two halves, each round trip written as soon as it closes
-        st, _, closed = rules.open_bar(st, p, i, o)
+        pending = st.pending
+        st, _, skip, closed = rules.open_bar(st, p, i, o)
+        if skip != rules.S_NONE:
+            skipped[ns, 0] = i
+            skipped[ns, 1] = skip * rules.entry_side(pending)
+            ns += 1
         if closed.reason != rules.R_NONE:
             nt = rules.write_trade(trades, nt, i, closed)
         st, closed = rules.close_bar(st, p, o, high[i], low[i], c, signal[i], a)
@@ -232,7 +265,7 @@ def _event_loop(
                 nt = rules.write_trade(trades, nt, i, closed)
         equity[i] = rules.equity(st, c)
         position[i] = st.held
-    return equity, position, trades[:nt], nt
+    return equity, position, trades[:nt], nt, skipped[:ns]
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -278,7 +311,8 @@ def run_arrays(
     Returns ``equity``, ``position`` (one value per bar) and the trade arrays
     ``entry_idx``, ``exit_idx``, ``qty`` (> 0), ``side`` (1 long, -1 short),
     ``entry_price``, ``exit_price``, ``reason`` (index into EXIT_REASONS), ``fees``,
-    ``pnl``.
+    ``pnl``; and the skipped entries ``skip_idx`` (bar index), ``skip_side`` (1, -1),
+    ``skip_reason`` (index into SKIP_REASONS).
     """
     c = _f64("close", close)
     n = c.shape[0]
@@ -290,7 +324,9 @@ def run_arrays(
         atr_values = atr_indicator(h, lo, c, config.atr_period)
     else:
         atr_values = np.empty(0, dtype=np.float64)
-    equity, position, trades, _ = _event_loop(o, h, lo, c, sig, atr_values, engine_settings(config))
+    equity, position, trades, _, skipped = _event_loop(
+        o, h, lo, c, sig, atr_values, engine_settings(config)
+    )
     return {
         "equity": equity,
         "position": position,
@@ -303,6 +339,9 @@ def run_arrays(
         "reason": trades[:, rules.T_REASON].astype(np.int8),
         "fees": trades[:, rules.T_FEES],
         "pnl": trades[:, rules.T_PNL],
+        "skip_idx": skipped[:, 0].copy(),
+        "skip_side": np.sign(skipped[:, 1]).astype(np.int8),
+        "skip_reason": (np.abs(skipped[:, 1]) - 1).astype(np.int8),
     }
 
 
@@ -355,4 +394,14 @@ def backtest(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestR
         },
         columns=list(TRADE_COLUMNS),
     )
-    return BacktestResult(trades=trades, equity=equity_frame, config=config)
+    skipped = pd.DataFrame(
+        {
+            "ts": ts.take(out["skip_idx"]).reset_index(drop=True),
+            "side": pd.Series(np.where(out["skip_side"] < 0, "short", "long"), dtype="str"),
+            "reason": pd.Series(
+                [SKIP_REASONS[r] for r in out["skip_reason"].tolist()], dtype="str"
+            ),
+        },
+        columns=list(SKIPPED_COLUMNS),
+    )
+    return BacktestResult(trades=trades, equity=equity_frame, config=config, skipped=skipped)

@@ -48,7 +48,7 @@ from hedgeflow.columns import (
     MISSED_SIGNAL,
     VENDOR_REVISION,
 )
-from hedgeflow.config import CostSettings, RiskSettings
+from hedgeflow.config import CostSettings, OrderMinimums, RiskSettings
 from hedgeflow.engine import EngineConfig, backtest, engine_settings
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import asset_class_of
@@ -111,11 +111,14 @@ class LiveAgentSpec:
     warmup_start: pd.Timestamp
     live_start: pd.Timestamp
     adjust_splits: bool = False  # the warm-up history split-adjusted (runs since splits)
+    # the order minimums it traded with (None: runs before they were recorded, the
+    # asset class default)
+    minimums: OrderMinimums | None = None
 
     @property
     def config(self) -> EngineConfig:
         return EngineConfig.from_settings(
-            self.risk, self.costs, asset_class_of(self.symbol), self.initial_equity
+            self.risk, self.costs, asset_class_of(self.symbol), self.initial_equity, self.minimums
         )
 
 
@@ -153,6 +156,9 @@ def live_agent_specs(run_params: Mapping[str, Any]) -> tuple[list[LiveAgentSpec]
                     warmup_start=_utc(entry["warmup_start"]),
                     live_start=_utc(entry["live_start"]),
                     adjust_splits=bool(run_params.get("adjust_splits", False)),
+                    minimums=(
+                        OrderMinimums(**dict(cfg["minimums"])) if cfg.get("minimums") else None
+                    ),
                 )
             )
         except (KeyError, TypeError, ValueError, InvalidInputError) as exc:

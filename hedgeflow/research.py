@@ -18,7 +18,13 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow import columns as C
-from hedgeflow.config import AgentSettings, CostSettings, RiskSettings
+from hedgeflow.config import (
+    DEFAULT_MINIMUMS,
+    AgentSettings,
+    CostSettings,
+    OrderMinimums,
+    RiskSettings,
+)
 from hedgeflow.engine import BacktestResult, EngineConfig, backtest
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import AssetClass, validate_asset_class
@@ -76,17 +82,32 @@ def extra_indicators_json(
     ]
 
 
+def skipped_note(skipped: pd.DataFrame) -> str:
+    """``", 3 entries skipped by the order minimums (below_min_notional 3)"``, or ""."""
+    if skipped.empty:
+        return ""
+    counts = skipped["reason"].value_counts().sort_index()
+    by = ", ".join(f"{reason} {n}" for reason, n in counts.items())
+    noun = "entry" if len(skipped) == 1 else "entries"
+    return f", {len(skipped)} {noun} skipped by the order minimums ({by})"
+
+
 def run_agent(
     bars: pd.DataFrame,
     agent: AgentSettings,
     costs: CostSettings,
     initial_equity: float,
+    minimums: OrderMinimums | None = None,
 ) -> AgentResult:
+    """One agent's backtest; ``minimums`` default to the agent's own (its asset
+    class's when it has none)."""
     if bars.empty:
         raise InvalidInputError(f"agent {agent.name}: no bars for {agent.symbol} in the window")
     params = parse_params(agent.strategy, agent.params)
     signals = compute_signals(bars, agent.strategy, params, agent.risk.allow_short)
-    config = EngineConfig.from_settings(agent.risk, costs, agent.asset_class, initial_equity)
+    config = EngineConfig.from_settings(
+        agent.risk, costs, agent.asset_class, initial_equity, minimums or agent.minimums
+    )
     result = backtest(bars, signals["signal"].to_numpy(), config)
     metrics = compute_metrics(
         result.equity["equity"].to_numpy(),
@@ -121,8 +142,12 @@ def backtest_file(
     out_dir: Path,
     out_format: ExportFormat = "csv",
     allow_short: bool = False,
-) -> dict[str, Any]:
-    """``hedgeflow backtest --bars FILE``: every input checked before the file is read."""
+    qty_step: float | None = None,
+    min_notional: float | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """``hedgeflow backtest --bars FILE``: every input checked before the file is read.
+    Returns the metrics and the entries the order minimums skipped (``qty_step`` and
+    ``min_notional`` default to the asset class's)."""
     from hedgeflow.backtest_io import check_out_dir, read_bars_file, write_backtest_outputs
 
     klass: AssetClass = validate_asset_class(asset_class)
@@ -138,10 +163,18 @@ def backtest_file(
     )
     get_strategy(strategy).check_shorts(allow_short)
     costs = CostSettings(fee_bps=fee_bps, slippage_bps=slippage_bps)
+    default = DEFAULT_MINIMUMS[klass]
+    try:
+        minimums = OrderMinimums(
+            qty_step=default.qty_step if qty_step is None else qty_step,
+            min_notional=default.min_notional if min_notional is None else min_notional,
+        )
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"--{str(exc).replace('_', '-')}") from None
     check_out_dir(out_dir, out_format)
     bars = read_bars_file(bars_path)
     signals = compute_signals(bars, strategy, parsed, allow_short)
-    config = EngineConfig.from_settings(risk_settings, costs, klass, equity)
+    config = EngineConfig.from_settings(risk_settings, costs, klass, equity, minimums)
     result = backtest(bars, signals["signal"].to_numpy(), config)
     metrics = compute_metrics(
         result.equity["equity"].to_numpy(),
@@ -151,7 +184,7 @@ def backtest_file(
         result.equity["position"].to_numpy() if "position" in result.equity else None,
     )
     write_backtest_outputs(result, metrics, out_dir, out_format)
-    return metrics
+    return metrics, result.skipped
 
 
 def params_json(params: Mapping[str, Any]) -> str:

@@ -37,7 +37,9 @@ Order of events in bar ``i`` (open ``o``, high ``h``, low ``l``, close ``c``):
    ``o * (1 - slip)``, a short covers at ``o * (1 + slip)``), then a pending
    entry: a long buys at ``o * (1 + slip)``, a short sells at ``o * (1 - slip)``,
    sized by :func:`entry_size` on the cash after the exit (risk over stop
-   distance, leverage cap, whole units). Fee = ``fee_rate * qty * price``. An
+   distance, leverage cap, floored to the venue's quantity step); an entry below
+   one step or the minimum notional is skipped, with its reason (:func:`entry_skip`,
+   ``SKIP_REASONS``). Fee = ``fee_rate * qty * price``. An
    entry sets its levels with :func:`entry_levels`. An exit and an entry at one
    open is a reversal.
 2. :func:`protective_exit`: an open position (also one filled at this open) exits
@@ -71,6 +73,7 @@ import numpy as np
 __all__ = [
     "EXIT_REASONS",
     "N_TRADE",
+    "SKIP_REASONS",
     "Closed",
     "Settings",
     "State",
@@ -98,7 +101,12 @@ Q_NONE, Q_LONG, Q_EXIT, Q_SHORT, Q_EXIT_LONG, Q_EXIT_SHORT = 0, 1, -1, 2, 3, 4
 T_ENTRY_I, T_EXIT_I, T_QTY, T_ENTRY_PX, T_EXIT_PX, T_REASON, T_FEES, T_PNL, T_EXIT_FEE = range(9)
 N_TRADE = 9
 
-WHOLE_UNIT_EPS = 1e-9  # floor(q + 1e-9): an exact integer computed as 999.999... stays
+STEP_EPS = 1e-9  # floor(q / step + 1e-9): an exact multiple computed as 999.999... stays
+
+# Why an entry was not placed (order minimums: the venue's quantity step and minimum
+# notional). ``SKIP_REASONS[k - 1]`` names code k; 0 (S_NONE) is an entry that filled.
+SKIP_REASONS: tuple[str, ...] = ("no_equity", "below_qty_step", "below_min_notional")
+S_NONE, S_NO_EQUITY, S_BELOW_STEP, S_BELOW_NOTIONAL = 0, 1, 2, 3
 
 
 class Settings(NamedTuple):
@@ -111,7 +119,10 @@ class Settings(NamedTuple):
     max_leverage: float
     fee_rate: float
     slip_rate: float
-    whole_units: bool
+    # order minimums: quantities are whole multiples of qty_step (0: any quantity) and
+    # an entry's notional (qty x fill) is at least min_notional
+    qty_step: float
+    min_notional: float
     use_trailing_atr: bool
     atr_mult: float
     # True: shorts; None (not False) with shorts off, so that numba compiles the
@@ -186,14 +197,43 @@ def fee(qty: float, price: float, p: Settings) -> float:
 @numba.njit(cache=True, inline="always")
 def entry_size(eq: float, fill: float, p: Settings) -> float:
     """Risk over the stop distance, capped by leverage (fees not included), floored
-    to whole units where the asset trades in them. ``<= 0``: no trade."""
+    to a whole multiple of the quantity step (:func:`floor_to_step`). ``<= 0``: no
+    trade."""
     q = eq * p.risk_per_trade / (fill * p.stop_pct)
     q_cap = eq * p.max_leverage / fill
     if q > q_cap:
         q = q_cap
-    if p.whole_units:
-        q = float(math.floor(q + WHOLE_UNIT_EPS))
-    return q
+    return floor_to_step(q, p.qty_step)
+
+
+@numba.njit(cache=True, inline="always")
+def floor_to_step(q: float, step: float) -> float:
+    """``q`` floored to a whole multiple of ``step`` (0: unchanged). A step below 1
+    whose inverse is a whole number (1e-5, 0.01) divides by that inverse, so that
+    the quantity is the float nearest its decimal (``12345 / 1e5``, not ``12345 *
+    1e-5``); ``+ STEP_EPS`` keeps an exact multiple computed as 999.9999999 whole."""
+    if step <= 0.0 or q <= 0.0:
+        return q
+    if step < 1.0:
+        inv = 1.0 / step
+        whole = math.floor(inv + 0.5)
+        if abs(inv - whole) <= 1e-9 * whole:
+            return math.floor(q * whole + STEP_EPS) / whole
+    return math.floor(q / step + STEP_EPS) * step
+
+
+@numba.njit(cache=True, inline="always")
+def entry_skip(eq: float, q: float, fill: float, p: Settings) -> int:
+    """Why an entry of ``q`` (already floored) at ``fill`` is not placed, or
+    ``S_NONE``: no equity left, a size below one quantity step, a notional below the
+    venue minimum."""
+    if not eq > 0.0:
+        return S_NO_EQUITY
+    if not q > 0.0:
+        return S_BELOW_STEP
+    if q * fill < p.min_notional:
+        return S_BELOW_NOTIONAL
+    return S_NONE
 
 
 @numba.njit(cache=True, inline="always")
@@ -280,13 +320,15 @@ def close_position(st: State, p: Settings, px: float, reason: int) -> tuple[Stat
 
 
 @numba.njit(cache=True, inline="always")
-def open_position(st: State, p: Settings, i: int, o: float, side: int) -> tuple[State, bool]:
+def open_position(st: State, p: Settings, i: int, o: float, side: int) -> tuple[State, int]:
     """An entry at the open ``o`` while flat (``side`` 1 long, -1 short), sized on
-    the cash (flat: the equity). Returns (state, filled); a size <= 0 is no trade."""
+    the cash (flat: the equity). Returns (state, ``S_*``): ``S_NONE`` filled, else
+    why the entry was skipped (:func:`entry_skip`; the state is unchanged)."""
     fill = buy_price(o, p) if side > 0 else sell_price(o, p)
     eq = st.cash  # entries fill only while flat: equity == cash
     q = entry_size(eq, fill, p)
-    if q > 0.0:
+    skip = entry_skip(eq, q, fill, p)
+    if skip == S_NONE:
         f = fee(q, fill, p)
         if side > 0:
             stop, tp = entry_levels(fill, p)
@@ -294,15 +336,15 @@ def open_position(st: State, p: Settings, i: int, o: float, side: int) -> tuple[
             stop, tp = entry_levels_short(fill, p)
             q = -q
         st = State(st.cash - (q * fill + f), q, fill, f, i, stop, tp, 0, st.prev_sig, st.held)
-        return st, True
-    return st, False
+    return st, skip
 
 
 @numba.njit(cache=True, inline="always")
-def fill_pending(st: State, p: Settings, i: int, o: float) -> tuple[State, int, Closed]:
+def fill_pending(st: State, p: Settings, i: int, o: float) -> tuple[State, int, int, Closed]:
     """Rule 1: the order queued at the previous close fills at this open, the exit
     first, then the entry (sized on the cash after the exit). Returns (state,
-    ``P_*`` outcome, the round trip an exit closed)."""
+    ``P_*`` outcome, ``S_*`` why an entry was skipped, the round trip an exit
+    closed)."""
     pending = st.pending
     st = State(
         st.cash,
@@ -317,7 +359,7 @@ def fill_pending(st: State, p: Settings, i: int, o: float) -> tuple[State, int, 
         st.held,
     )
     if pending == Q_NONE:
-        return st, P_NONE, no_trade()
+        return st, P_NONE, S_NONE, no_trade()
     closed = no_trade()
     exited = False
     if pending != Q_LONG and pending != Q_SHORT and st.qty != 0.0:
@@ -329,11 +371,22 @@ def fill_pending(st: State, p: Settings, i: int, o: float) -> tuple[State, int, 
     elif shorts(p) and (pending == Q_SHORT or pending == Q_EXIT_SHORT):  # noqa: SIM109
         side = -1
     if side == 0:
-        return st, (P_EXIT_FILLED if exited else P_NONE), closed
-    st, ok = open_position(st, p, i, o, side)
+        return st, (P_EXIT_FILLED if exited else P_NONE), S_NONE, closed
+    st, skip = open_position(st, p, i, o, side)
+    ok = skip == S_NONE
     if exited:
-        return st, (P_REVERSED if ok else P_EXIT_FILLED_ENTRY_REJECTED), closed
-    return st, (P_ENTRY_FILLED if ok else P_ENTRY_REJECTED), closed
+        return st, (P_REVERSED if ok else P_EXIT_FILLED_ENTRY_REJECTED), skip, closed
+    return st, (P_ENTRY_FILLED if ok else P_ENTRY_REJECTED), skip, closed
+
+
+@numba.njit(cache=True, inline="always")
+def entry_side(pending: int) -> int:
+    """The side a queued order enters (``Q_*``): 1 long, -1 short, 0 none."""
+    if pending == Q_LONG or pending == Q_EXIT_LONG:  # noqa: SIM109 (numba: no tuple)
+        return 1
+    if pending == Q_SHORT or pending == Q_EXIT_SHORT:  # noqa: SIM109
+        return -1
+    return 0
 
 
 @numba.njit(cache=True, inline="always")
@@ -413,14 +466,15 @@ def trail_stop(st: State, p: Settings, c: float, atr: float) -> State:
 
 
 @numba.njit(cache=True, inline="always")
-def open_bar(st: State, p: Settings, i: int, o: float) -> tuple[State, int, Closed]:
+def open_bar(st: State, p: Settings, i: int, o: float) -> tuple[State, int, int, Closed]:
     """Rule 1 for bar ``i``: the pending order at the open. Returns (state, ``P_*``
-    outcome, the round trip its exit closed); ``state.held`` is the quantity held
-    after the open."""
+    outcome, ``S_*`` why its entry was skipped, the round trip its exit closed);
+    ``state.held`` is the quantity held after the open."""
     filled = P_NONE
+    skip = S_NONE
     first = no_trade()
     if st.pending != Q_NONE:
-        st, filled, first = fill_pending(st, p, i, o)
+        st, filled, skip, first = fill_pending(st, p, i, o)
     st = State(
         st.cash,
         st.qty,
@@ -433,7 +487,7 @@ def open_bar(st: State, p: Settings, i: int, o: float) -> tuple[State, int, Clos
         st.prev_sig,
         st.qty,
     )
-    return st, filled, first
+    return st, filled, skip, first
 
 
 @numba.njit(cache=True, inline="always")
@@ -466,14 +520,15 @@ def close_bar(
 @numba.njit(cache=True, inline="always")
 def step_bar(
     st: State, p: Settings, i: int, o: float, h: float, lo: float, c: float, s: int, atr: float
-) -> tuple[State, int, Closed, Closed]:
+) -> tuple[State, int, int, Closed, Closed]:
     """Rules 1-3 for bar ``i`` (:func:`open_bar`, then :func:`close_bar`). Returns
-    (state, ``P_*`` outcome of the pending order, the round trip its exit closed at
-    the open, the round trip a protective exit closed in the bar). Both close only
-    on a reversal whose new position meets its stop or target in the fill bar."""
-    st, filled, first = open_bar(st, p, i, o)
+    (state, ``P_*`` outcome of the pending order, ``S_*`` why its entry was skipped,
+    the round trip its exit closed at the open, the round trip a protective exit
+    closed in the bar). Both close only on a reversal whose new position meets its
+    stop or target in the fill bar."""
+    st, filled, skip, first = open_bar(st, p, i, o)
     st, second = close_bar(st, p, o, h, lo, c, s, atr)
-    return st, filled, first, second
+    return st, filled, skip, first, second
 
 
 @numba.njit(cache=True, inline="always")
@@ -541,7 +596,7 @@ def settings_vector(p: Settings) -> np.ndarray:
 @numba.njit(cache=True, inline="always")
 def _settings(v: np.ndarray) -> Settings:
     return Settings(
-        v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7] != 0.0, v[8] != 0.0, v[9], v[10] != 0.0
+        v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9] != 0.0, v[10], v[11] != 0.0
     )
 
 
@@ -587,18 +642,19 @@ def step_bar_vector(
     s: int,
     atr: float,
     trade: np.ndarray,
-) -> tuple[int, float]:
+) -> tuple[int, int, float]:
     """:func:`step_bar` on a state vector ``v`` (updated in place); the round trip the
     pending order's exit closed goes to row 0 of ``trade`` (shape ``(2, N_TRADE)``),
     the one a protective exit closed to row 1 (reason ``R_NONE`` when none).
-    Returns the ``P_*`` outcome of the pending order and the equity at the close."""
-    st, filled, first, second = step_bar(_load(v), _settings(pv), i, o, h, lo, c, s, atr)
+    Returns the ``P_*`` outcome of the pending order, ``S_*`` why its entry was
+    skipped, and the equity at the close."""
+    st, filled, skip, first, second = step_bar(_load(v), _settings(pv), i, o, h, lo, c, s, atr)
     _store(st, v)
     trade[0, T_REASON] = R_NONE
     trade[1, T_REASON] = R_NONE
     write_trade(trade, 0, i, first)
     write_trade(trade, 1, i, second)
-    return filled, equity(st, c)
+    return filled, skip, equity(st, c)
 
 
 @numba.njit(cache=True)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow import columns as C
-from hedgeflow.config import CostSettings, RiskSettings
+from hedgeflow.config import CostSettings, OrderMinimums, RiskSettings
 from hedgeflow.market import bars_per_year
 from hedgeflow.metrics import bar_spacing_seconds, compute_metrics, side_summary
 from hedgeflow.overfit import DSR_LIMIT, PBO_LIMIT, OverfitStats, overfit_verdict
@@ -96,6 +96,9 @@ class AgentSection:
     trades: pd.DataFrame  # engine.TRADE_COLUMNS
     equity: pd.DataFrame  # ts, equity
     metrics: Mapping[str, Any]
+    minimums: OrderMinimums = field(default_factory=OrderMinimums)
+    # engine.SKIPPED_COLUMNS: the entries the order minimums skipped
+    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["reason"]))
 
 
 @dataclass(frozen=True)
@@ -685,7 +688,28 @@ def _settings_pairs(agent: AgentSection) -> list[tuple[str, str]]:
         ("max leverage", f"{r.max_leverage:g}x"),
         ("short selling", "on" if r.allow_short else "off (long only)"),
         ("fees / slippage", f"{c.fee_bps:g} bp / {c.slippage_bps:g} bp per fill"),
+        ("order minimums", _minimums_text(agent)),
     ]
+
+
+def _minimums_text(agent: AgentSection) -> str:
+    """``"quantity step 1e-05, notional >= 10; 3 entries skipped (below_min_notional 3)"``."""
+    m = agent.minimums
+    text = f"quantity step {m.qty_step:g}" if m.qty_step > 0 else "any quantity"
+    if m.min_notional > 0:
+        text += f", notional >= {m.min_notional:g}"
+    skipped = agent.skipped
+    if len(skipped):
+        counts = skipped["reason"].value_counts().sort_index()
+        by = ", ".join(f"{reason} {n}" for reason, n in counts.items())
+        noun = "entry" if len(skipped) == 1 else "entries"
+        text += f"; {len(skipped):,} {noun} skipped ({by})"
+    return text
+
+
+def _skipped_head(agent: AgentSection) -> str:
+    n = len(agent.skipped)
+    return f"; {n:,} entr{'y' if n == 1 else 'ies'} skipped by the order minimums" if n else ""
 
 
 def _agent_section(agent: AgentSection, page: _Page, points: int) -> str:
@@ -714,7 +738,7 @@ def _agent_section(agent: AgentSection, page: _Page, points: int) -> str:
         f'<section class="card agent" id="{anchor}">',
         f"<h2>Agent {escape(agent.name)}: {escape(agent.symbol)}, {escape(agent.strategy)}</h2>",
         page.plot(price_figure(agent, points)),
-        f"<h3>Trades ({len(agent.trades):,})</h3>",
+        f"<h3>Trades ({len(agent.trades):,}{_skipped_head(agent)})</h3>",
         _sides_table(agent.trades),
         _trades_table(agent.trades),
         page.plot(

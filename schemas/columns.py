@@ -30,6 +30,8 @@ from hedgeflow.columns import (
     LIVE_POSITIONS,
     LIVE_SIGNALS,
 )
+from hedgeflow.columns import ORDERS_SKIPPED as _ORDERS_SKIPPED
+from hedgeflow.columns import SKIPPED_ORDERS as _SKIPPED_ORDERS
 from hedgeflow.metrics import METRIC_KEYS
 
 # --- runs ---------------------------------------------------------------
@@ -113,6 +115,8 @@ PORTFOLIO_AGENT: Final = "portfolio"
 
 EXIT_REASONS: tuple[str, ...] = ("signal", "stop", "take_profit", "end")
 POSITION_SIDES: tuple[str, ...] = ("long", "short")
+# Why the order minimums skipped an entry (hedgeflow.rules.SKIP_REASONS; a test checks)
+SKIP_REASONS: tuple[str, ...] = ("no_equity", "below_qty_step", "below_min_notional")
 
 # The metrics of DESIGN.md convention 6, in that order.
 METRIC_COLUMNS: tuple[str, ...] = METRIC_KEYS  # defined once, in the core
@@ -166,6 +170,9 @@ AGENT_METRICS: Final = "agent_metrics"
 PORTFOLIO_METRICS: Final = "portfolio_metrics"
 SWEEP_RESULTS: Final = "sweep_results"
 SWEEP_OVERFIT: Final = "sweep_overfit"
+# entries of a nightly run's agents the order minimums skipped, one row each
+SKIPPED_ORDERS: Final = _SKIPPED_ORDERS
+ORDERS_SKIPPED: Final = _ORDERS_SKIPPED  # sweep_results: the count per combination
 # hedgeflow walkforward: one row per fold, and the stitched out-of-sample equity per path
 WALKFORWARD_FOLDS: Final = "walkforward_folds"
 WALKFORWARD_EQUITY: Final = "walkforward_equity"
@@ -184,5 +191,6 @@ RESULT_TABLES: tuple[str, ...] = (
     SWEEP_OVERFIT,
     WALKFORWARD_FOLDS,
     WALKFORWARD_EQUITY,
+    SKIPPED_ORDERS,
 )
 LIVE_TABLES: tuple[str, ...] = (LIVE_BARS, LIVE_SIGNALS, LIVE_ORDERS, LIVE_FILLS, LIVE_POSITIONS)

@@ -22,6 +22,7 @@ from hedgeflow.schemas.columns import (
     EXIT_REASONS,
     POSITION_SIDES,
     RUN_ID_PATTERN,
+    SKIP_REASONS,
     WALKFORWARD_MODES,
 )
 
@@ -104,6 +105,21 @@ class Trades(TableModel):
         return df["exit_ts"] >= df["entry_ts"]
 
 
+class SkippedOrders(TableModel):
+    """An entry the order minimums skipped (the venue's quantity step and minimum
+    notional): the open it was due at, its side and why."""
+
+    run_id: Series[str] = pa.Field(str_matches=RUN_ID_PATTERN)
+    agent: Series[str] = name_field()
+    symbol: Series[str] = pa.Field(str_matches=SYMBOL_PATTERN)
+    ts: Series[pd.DatetimeTZDtype] = ts_field()
+    side: Series[str] = pa.Field(isin=list(POSITION_SIDES))
+    reason: Series[str] = pa.Field(isin=list(SKIP_REASONS))
+
+    class Config:
+        unique = ("run_id", "agent", "ts", "side")
+
+
 class Equity(TableModel):
     """Equity at each bar's close (agent ``portfolio`` for the combination)."""
 
@@ -168,6 +184,8 @@ class SweepResults(MetricFields, _SweepKey):
     """One row per parameter set of a sweep; ``rank`` 1 = best within (symbol, strategy)."""
 
     rank: Series[np.int64] = pa.Field(ge=1)
+    # entries the order minimums skipped (0 for sweeps stored before they were counted)
+    orders_skipped: Series[np.int64] = pa.Field(ge=0)
 
     class Config:
         unique = ("run_id", "symbol", "strategy", "params")

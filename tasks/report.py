@@ -48,6 +48,8 @@ def tearsheet_sections(
             params=dataclasses.asdict(parse_params(s.strategy, by_name[s.agent].params)),
             risk=by_name[s.agent].risk,
             costs=settings.costs_for(by_name[s.agent]),
+            minimums=settings.minimums_for(by_name[s.agent]),
+            skipped=s.skipped,
             prices=s.prices,
             trades=s.trades,
             equity=s.equity,

@@ -15,7 +15,13 @@ from hedgeflow import columns as C
 from hedgeflow.config import AgentSettings, Settings
 from hedgeflow.metrics import compute_metrics
 from hedgeflow.portfolio import combine
-from hedgeflow.research import AgentResult, extra_indicators_json, params_json, run_agent
+from hedgeflow.research import (
+    AgentResult,
+    extra_indicators_json,
+    params_json,
+    run_agent,
+    skipped_note,
+)
 from hedgeflow.schemas import table_columns
 from hedgeflow.tasks.common import log_healed, progress_log, run_logger
 from hedgeflow.warehouse import Warehouse, data_fingerprint
@@ -41,6 +47,7 @@ class AgentSummary:
     prices: pd.DataFrame  # ts, close of the bars traded (the tearsheet's price chart)
     trades: pd.DataFrame  # engine.TRADE_COLUMNS
     bars_fingerprint: str
+    skipped: pd.DataFrame  # engine.SKIPPED_COLUMNS: entries the order minimums skipped
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ def agent_tables(run_id: str, outcome: AgentResult) -> dict[str, pd.DataFrame]:
         **keys, symbol=outcome.symbol, **{C.EXTRA_INDICATORS: indicators}
     ).reindex(columns=list(stored))
     trades = outcome.result.trades.assign(**keys, symbol=outcome.symbol)
+    skipped = outcome.result.skipped.assign(**keys, symbol=outcome.symbol)
     equity = outcome.result.equity[[C.TS, "equity", "drawdown"]].assign(**keys)
     metrics = pd.DataFrame(
         [
@@ -87,7 +95,13 @@ def agent_tables(run_id: str, outcome: AgentResult) -> dict[str, pd.DataFrame]:
             }
         ]
     )
-    return {"signals": signals, "trades": trades, "equity": equity, "agent_metrics": metrics}
+    return {
+        "signals": signals,
+        "trades": trades,
+        "equity": equity,
+        "agent_metrics": metrics,
+        C.SKIPPED_ORDERS: skipped,
+    }
 
 
 def backtest_agent(
@@ -102,16 +116,23 @@ def backtest_agent(
         on_heal=log_healed,
         adjusted=settings.adjust_splits,
     )
-    outcome = run_agent(bars, agent, settings.costs_for(agent), settings.portfolio.initial_equity)
+    outcome = run_agent(
+        bars,
+        agent,
+        settings.costs_for(agent),
+        settings.portfolio.initial_equity,
+        settings.minimums_for(agent),
+    )
     metrics = clean_metrics(outcome.metrics)
     run_logger().info(
-        "agent %s (%s, %s): %d bars, %d trades, total return %.4f",
+        "agent %s (%s, %s): %d bars, %d trades, total return %.4f%s",
         agent.name,
         agent.symbol,
         agent.strategy,
         len(bars),
         int(metrics.get("n_trades") or 0),
         metrics.get("total_return") or 0.0,
+        skipped_note(outcome.result.skipped),
     )
     summary = AgentSummary(
         agent=agent.name,
@@ -124,6 +145,7 @@ def backtest_agent(
         prices=bars[[C.TS, C.CLOSE]].copy(),
         trades=outcome.result.trades.copy(),
         bars_fingerprint=data_fingerprint({agent.symbol: bars}),
+        skipped=outcome.result.skipped.copy(),
     )
     return summary, agent_tables(run_id, outcome)
 

@@ -12,6 +12,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from hedgeflow import columns as C
 from hedgeflow.config import AgentSettings, RiskSettings, Settings
 from hedgeflow.engine import EngineConfig
 from hedgeflow.errors import InvalidInputError, out_of_space_as
@@ -50,7 +51,7 @@ class SymbolFailure:
 def sweep_rows(run_id: str, symbol: str, strategy: str, frame: pd.DataFrame) -> pd.DataFrame:
     """The ``sweep_results`` rows of one symbol (inf stored as null, like agent metrics)."""
     metrics = frame[list(METRIC_KEYS)].replace([np.inf, -np.inf], np.nan)
-    rows = pd.concat([frame[["params", "rank"]], metrics], axis=1).assign(
+    rows = pd.concat([frame[["params", "rank", C.ORDERS_SKIPPED]], metrics], axis=1).assign(
         run_id=run_id, symbol=symbol, strategy=strategy
     )
     return rows.reindex(columns=list(table_columns("sweep_results")))
@@ -111,7 +112,11 @@ def sweep_symbol(
         adjusted=settings.adjust_splits,
     )
     config = EngineConfig.from_settings(
-        agent.risk, settings.costs_for(agent), agent.asset_class, settings.portfolio.initial_equity
+        agent.risk,
+        settings.costs_for(agent),
+        agent.asset_class,
+        settings.portfolio.initial_equity,
+        settings.minimums_for(agent),
     )
     if bars.empty:
         raise InvalidInputError(f"no {settings.interval} bars for {agent.symbol} in the window")

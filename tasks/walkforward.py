@@ -127,7 +127,11 @@ def walkforward_symbol_body(
     if bars.empty:
         raise InvalidInputError(f"no {settings.interval} bars for {agent.symbol} in the window")
     config = EngineConfig.from_settings(
-        agent.risk, settings.costs_for(agent), agent.asset_class, settings.portfolio.initial_equity
+        agent.risk,
+        settings.costs_for(agent),
+        agent.asset_class,
+        settings.portfolio.initial_equity,
+        settings.minimums_for(agent),
     )
     result = walkforward_bars(bars, grid, config, agent.asset_class, spec, metric=metric)
     ts = bars[C.TS].reset_index(drop=True)

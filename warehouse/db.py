@@ -58,21 +58,24 @@ from hedgeflow.schemas.columns import (
     LIVE_TABLES,
     NOTIFY_TABLES,
     NOTIFY_VIEW,
+    ORDERS_SKIPPED,
     PROCESS,
     QUARANTINE,
     REASON,
     RESULT_TABLES,
     RUNS,
     SIGNALS,
+    SKIPPED_ORDERS,
     SPLITS,
     SWEEP_OVERFIT,
+    SWEEP_RESULTS,
     WALKFORWARD_EQUITY,
     WALKFORWARD_FOLDS,
 )
 from hedgeflow.splits import EXCHANGE_TZ
 from hedgeflow.warehouse.paths import WarehousePaths
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 STORE = "store"
 # How long a connection waits for another process's lock before it gives up. Flows
 # pass ``Settings.lock_timeout`` (writers wait, they never drop work); 30 s is for
@@ -468,6 +471,17 @@ def _migration_7(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(table_ddl(table))
 
 
+def _migration_8(con: duckdb.DuckDBPyConnection) -> None:
+    """Order minimums: ``skipped_orders`` (the entries a nightly run's agents skipped)
+    and ``sweep_results.orders_skipped`` (0 for the sweeps stored before it, which did
+    not count them; a new warehouse has both already from migration 1)."""
+    con.execute(table_ddl(SKIPPED_ORDERS))
+    con.execute(
+        f"ALTER TABLE {STORE}.{q(SWEEP_RESULTS)} "
+        f"ADD COLUMN IF NOT EXISTS {q(ORDERS_SKIPPED)} BIGINT DEFAULT 0"
+    )
+
+
 MIGRATIONS = {
     1: _migration_1,
     2: _migration_2,
@@ -476,6 +490,7 @@ MIGRATIONS = {
     5: _migration_5,
     6: _migration_6,
     7: _migration_7,
+    8: _migration_8,
 }
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow import columns as C
-from hedgeflow.config import AgentSettings, CostSettings
+from hedgeflow.config import AgentSettings, CostSettings, OrderMinimums
 from hedgeflow.engine import EngineConfig
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.live.broker import BrokerState, Event, Fill, OrderCreated, PaperBroker
@@ -149,14 +149,18 @@ class LiveAgent:
         costs: CostSettings,
         initial_equity: float,
         interval: str = "5m",
+        minimums: OrderMinimums | None = None,
     ) -> LiveAgent:
-        """The live twin of ``research.run_agent(bars, agent, costs, initial_equity)``."""
+        """The live twin of ``research.run_agent(bars, agent, costs, initial_equity,
+        minimums)``."""
         return cls(
             name=agent.name,
             symbol=agent.symbol,
             strategy=agent.strategy,
             params=parse_params(agent.strategy, agent.params),
-            config=EngineConfig.from_settings(agent.risk, costs, agent.asset_class, initial_equity),
+            config=EngineConfig.from_settings(
+                agent.risk, costs, agent.asset_class, initial_equity, minimums or agent.minimums
+            ),
             interval=interval,
         )
 
@@ -240,11 +244,12 @@ class LiveAgent:
         interval: str,
         replay: pd.DataFrame,
         state: BrokerState,
+        minimums: OrderMinimums | None = None,
     ) -> LiveAgent:
         """Rebuild an agent after a restart: the strategy and the ATR stream replay
         ``replay`` (the bars the lost process had seen, ending at the last processed
         bar), the broker adopts ``state`` (rebuilt from the live tables)."""
-        self = cls.from_settings(agent, costs, initial_equity, interval)
+        self = cls.from_settings(agent, costs, initial_equity, interval, minimums)
         ts, o, h, lo, c = _history_arrays(replay)
         self._remember(o, h, lo, c)
         sig = 0

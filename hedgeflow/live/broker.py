@@ -23,6 +23,7 @@ pending exit carries the entry as :attr:`PendingOrder.then`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -101,7 +102,8 @@ class OrderCreated:
 
 @dataclass(frozen=True, slots=True)
 class OrderUpdated:
-    """An order's final state: ``filled`` (with qty), ``rejected`` (sized to 0) or
+    """An order's final state: ``filled`` (with qty), ``rejected`` (skipped by the
+    order minimums; ``reason`` is which, one of ``rules.SKIP_REASONS``) or
     ``cancelled``. Protective exits (stop, take-profit, end) are created filled."""
 
     order_id: str
@@ -343,11 +345,11 @@ class PaperBroker:
         self.atr = a
         order = st.pending
         v = self._load(st)
-        filled, equity = rules.step_bar_vector(
+        filled, skip, equity = rules.step_bar_vector(
             v, self._settings, 0, float(open_), float(high), float(low), c, int(signal), a,
             self._trade,
         )  # fmt: skip
-        return self._events(ts, c, order, v, filled, equity)
+        return self._events(ts, c, order, v, filled, skip, equity)
 
     def on_bar_with(
         self, ts: pd.Timestamp, o: float, h: float, lo: float, c: float, stream: Any
@@ -360,8 +362,10 @@ class PaperBroker:
         self.atr = a
         order = st.pending
         v = self._load(st)
-        sig, filled, equity = stream.step_with_rules(o, h, lo, c, v, self._settings, a, self._trade)
-        return sig, self._events(ts, c, order, v, filled, equity)
+        sig, filled, skip, equity = stream.step_with_rules(
+            o, h, lo, c, v, self._settings, a, self._trade
+        )
+        return sig, self._events(ts, c, order, v, filled, skip, equity)
 
     def _events(
         self,
@@ -370,6 +374,7 @@ class PaperBroker:
         order: PendingOrder | None,
         v: np.ndarray,
         filled: int,
+        skip: int,
         equity: float,
     ) -> list[Event]:
         """What the rules did in this bar, as orders and fills; the state after it."""
@@ -413,7 +418,13 @@ class PaperBroker:
                 elif (
                     filled == rules.P_ENTRY_REJECTED or filled == rules.P_EXIT_FILLED_ENTRY_REJECTED
                 ):
-                    events.append(_order_done(entry, "rejected", None))
+                    # skipped by the order minimums: the reason says which
+                    events.append(
+                        dataclasses.replace(
+                            _order_done(entry, "rejected", None),
+                            reason=rules.SKIP_REASONS[skip - 1],
+                        )
+                    )
                 else:  # pragma: no cover - an entry is only queued while flat or exiting
                     events.append(_order_done(entry, "cancelled", None))
         # 2. a protective exit inside the bar

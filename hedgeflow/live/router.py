@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.live.agent import LiveAgent, LiveStep
 from hedgeflow.live.aggregator import Bar
-from hedgeflow.live.broker import Fill
+from hedgeflow.live.broker import Fill, OrderUpdated
 from hedgeflow.live.sink import Sink
 from hedgeflow.live.status import AgentStatus
 from hedgeflow.market import interval_seconds
@@ -112,6 +112,8 @@ class BarRouter:
                     st.realized_pnl += event.trade.pnl
             else:
                 st.orders += 1
+                if isinstance(event, OrderUpdated) and event.status == "rejected":
+                    st.skipped += 1
         st.equity = step.equity
         st.position = step.state.qty
         st.last_ts = step.ts

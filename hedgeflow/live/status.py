@@ -28,6 +28,7 @@ class AgentStatus:
     position: float = 0.0
     last_ts: pd.Timestamp | None = None
     refused: int = 0
+    skipped: int = 0  # entries the order minimums skipped (live_orders status 'rejected')
 
 
 @dataclass(slots=True)

@@ -242,16 +242,17 @@ class Streaming:
 
     def step_with_rules(
         self, o: float, h: float, lo: float, c: float, v: Any, pv: Any, atr: float, trade: Any
-    ) -> tuple[int, int, float]:
+    ) -> tuple[int, int, int, float]:
         """The update and the engine's rules for one bar in one compiled call (the
         generated ``live_step``): returns (signal, the pending order's ``P_*``
-        outcome, equity at the close); ``v`` is the broker's state vector."""
+        outcome, ``S_*`` why its entry was skipped, equity at the close); ``v`` is the
+        broker's state vector."""
         if self._live_step is None:
             self._live_step = self.strategy.kernels().live_step
-        sig, filled, equity = self._call(
+        sig, filled, skip, equity = self._call(
             self._live_step, self._st, self._p, self._out, v, pv, o, h, lo, c, atr, trade
         )
-        return self._signal(sig), filled, equity
+        return self._signal(sig), filled, skip, equity
 
     def update(
         self, open: float, high: float, low: float, close: float

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hedgeflow.config import DEFAULT_MINIMUMS
 from hedgeflow.engine import EngineConfig, engine_settings
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.sources.synthetic import SyntheticMarket
@@ -170,7 +171,8 @@ def _check_class(
     # sweep = batch (the generated sweep kernel vs the engine on the batch signal)
     config = EngineConfig(
         stop_pct=0.005, take_profit_pct=0.01, fee_bps=1.0, slippage_bps=1.0,
-        whole_units=asset_class == "stock", allow_short=shorts,
+        qty_step=DEFAULT_MINIMUMS[asset_class].qty_step,
+        min_notional=DEFAULT_MINIMUMS[asset_class].min_notional, allow_short=shorts,
     )  # fmt: skip
     eng = engine_settings(config)
     empty = np.empty(0, dtype=np.float64)

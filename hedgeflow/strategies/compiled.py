@@ -73,9 +73,9 @@ def signals(open_, high, low, close, p, state_size, n_ind):
 def live_step(st, p, out, v, pv, o, h, lo, c, atr, trade):
     sig = _update(st, p, o, h, lo, c, out)
     if sig != 0 and sig != 1 and sig != -1:
-        return sig, -1, np.nan
-    filled, equity = step_bar_vector(v, pv, 0, o, h, lo, c, sig, atr, trade)
-    return sig, filled, equity
+        return sig, -1, 0, np.nan
+    filled, skip, equity = step_bar_vector(v, pv, 0, o, h, lo, c, sig, atr, trade)
+    return sig, filled, skip, equity
 
 
 @numba.njit(cache=True, parallel=True)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hedgeflow import columns as C
+from hedgeflow.columns import ORDERS_SKIPPED
 from hedgeflow.engine import EngineConfig, engine_settings, run_arrays
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.indicators import atr
@@ -300,6 +301,8 @@ def sweep_symbol_bars(
     frame["params"] = [params_json(p) for p in grid.params]
     metric_frame = pd.DataFrame(metrics, columns=list(METRIC_KEYS))
     metric_frame["n_trades"] = metric_frame["n_trades"].astype(np.int64)
+    # entries the order minimums skipped (engine.BacktestResult.skipped, counted)
+    metric_frame[ORDERS_SKIPPED] = stats[:, K.S_SKIPPED].astype(np.int64)
     out = pd.concat([frame.reset_index(drop=True), metric_frame], axis=1)
     overfit = None
     if starts is not None:

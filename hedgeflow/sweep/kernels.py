@@ -38,7 +38,8 @@ S_GROSS_PROFIT = 7  # sum of positive pnl (pairwise, over the positive trades in
 S_GROSS_LOSS = 8  # -(sum of negative pnl)
 S_EXPOSED = 9  # bars with a position open at the close
 S_FINITE = 10  # 1 when every equity value is finite
-N_STATS = 11
+S_SKIPPED = 11  # entries the order minimums skipped
+N_STATS = 12
 
 
 PW_BLOCK = 128  # numpy's PW_BLOCKSIZE
@@ -167,7 +168,7 @@ def _combo_blocks(
     """``_combo``, and the overfitting statistics' block moments of the bar returns
     (``hedgeflow.overfit.block_moments`` about their mean, blocks ``starts``) into
     ``blocks`` (no blocks: ``starts`` of one value)."""
-    equity, position, trades, nt = _event_loop(open_, high, low, close, signal, atr, eng)
+    equity, position, trades, nt, skipped = _event_loop(open_, high, low, close, signal, atr, eng)
     pnl = trades[:, T_PNL]
     n = equity.shape[0]
 
@@ -238,3 +239,4 @@ def _combo_blocks(
     out[S_GROSS_LOSS] = -(0.0 + _pairwise_sum(neg_buf, 0, n_neg))
     out[S_EXPOSED] = exposed
     out[S_FINITE] = 1.0 if finite else 0.0
+    out[S_SKIPPED] = skipped.shape[0]

@@ -10,9 +10,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hedgeflow.engine import TRADE_COLUMNS, BacktestResult, EngineConfig, backtest
+from hedgeflow.engine import (
+    SKIPPED_COLUMNS,
+    TRADE_COLUMNS,
+    BacktestResult,
+    EngineConfig,
+    backtest,
+)
 from hedgeflow.indicators import atr
-from hedgeflow.live.broker import Fill, PaperBroker
+from hedgeflow.live.broker import Fill, OrderUpdated, PaperBroker
 from hedgeflow.sweep import kernels as K
 from hedgeflow.sweep.core import engine_vector
 
@@ -30,9 +36,15 @@ def broker(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestRes
         return backtest(bars, signal, config)  # raises the engine's InvalidInputError
     b = PaperBroker(config, "rules", "TEST", interval="5m")
     equity, position, exits = [], [], []
+    skipped: list[tuple[pd.Timestamp, str, str]] = []
     for row, s in zip(bars.itertuples(index=False), sig.tolist(), strict=True):
         events = b.on_bar(row.ts, row.open, row.high, row.low, row.close, int(s))
         exits += [e for e in events if isinstance(e, Fill) and e.trade is not None]
+        skipped += [
+            (row.ts, "long" if e.side == "buy" else "short", e.reason)
+            for e in events
+            if isinstance(e, OrderUpdated) and e.status == "rejected"
+        ]
         equity.append(b.state.equity)
         position.append(b.held)
     events = b.close_out()
@@ -63,7 +75,15 @@ def broker(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestRes
             "position": np.array(position, dtype=np.float64),
         }
     )
-    return BacktestResult(trades=trades, equity=frame, config=config)
+    skips = pd.DataFrame(
+        {
+            "ts": pd.Series([s[0] for s in skipped], dtype=bars["ts"].dtype),
+            "side": pd.Series([s[1] for s in skipped], dtype="str"),
+            "reason": pd.Series([s[2] for s in skipped], dtype="str"),
+        },
+        columns=list(SKIPPED_COLUMNS),
+    )
+    return BacktestResult(trades=trades, equity=frame, config=config, skipped=skips)
 
 
 def sweep(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestResult:
@@ -85,6 +105,7 @@ def sweep(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestResu
     assert out[K.S_GROSS_LOSS] == -pnl[pnl < 0].sum()
     assert out[K.S_EXPOSED] == int((result.equity["position"].to_numpy() != 0).sum())
     assert out[K.S_MAX_DD] == result.equity["drawdown"].min()
+    assert out[K.S_SKIPPED] == len(result.skipped)
     return result
 
 

@@ -91,7 +91,7 @@ def test_backtest_applies_next_open_fills_stops_sizing_and_costs():
     signal = np.array([0, 1, 1, 1, 1], dtype=np.int8)
     cfg = EngineConfig(
         initial_equity=100_000.0, risk_per_trade=0.005, stop_pct=0.01, take_profit_pct=0.02,
-        fee_bps=10.0, slippage_bps=10.0, whole_units=True,
+        fee_bps=10.0, slippage_bps=10.0, qty_step=1.0,
     )  # fmt: skip
     res = backtest(bars, signal, cfg)
     t = res.trades.iloc[0]

@@ -171,3 +171,28 @@ def test_sweep_allow_short_on_a_strategy_without_shorts_fails_before_prefect(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot produce a short signal" in err[0]
     assert not (tmp_path / "home").exists()  # nothing started, nothing written
+
+
+def test_order_minimums_skip_and_count_entries_with_a_line(
+    bars: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With 50 of equity and a 100 minimum notional every entry is skipped: no trade,
+    and one line says how many and why; a bad value is one error line."""
+    path = tmp_path / "b.parquet"
+    bars.to_parquet(path)
+    base = ["backtest", "--bars", str(path), "--strategy", "donchian_breakout"]
+    base += ["--asset-class", "crypto", "--equity", "50"]
+    assert main([*base, "--min-notional", "100", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "o" / "trades.csv").empty
+    line = [x for x in out.splitlines() if "skipped by the order minimums" in x]
+    assert len(line) == 1 and "(below_min_notional " in line[0], out
+    # the crypto default (1e-5 steps, 10 minimum): 50 of equity trades
+    assert main([*base, "--out", str(tmp_path / "d")]) == 0
+    trades = pd.read_csv(tmp_path / "d" / "trades.csv")
+    assert len(trades) > 0 and "skipped" not in capsys.readouterr().out
+    np.testing.assert_allclose(trades["qty"], np.round(trades["qty"], 5), rtol=0, atol=1e-12)
+    assert main([*base, "--qty-step", "-1", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["hedgeflow: error: --qty-step must be in [0, 1e12), got -1.0"]
+    assert not (tmp_path / "x").exists()

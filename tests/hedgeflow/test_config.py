@@ -150,6 +150,52 @@ def test_allow_short_default_per_agent_and_against_the_strategy(tmp_path: Path) 
     assert "cannot produce a short signal" in message and "\n" not in message
 
 
+def test_order_minimums_per_asset_class_and_per_agent(tmp_path: Path) -> None:
+    from hedgeflow.config import DEFAULT_MINIMUMS, OrderMinimums
+
+    s = load_settings(env={}, config_file=None)
+    got = {a.name: a.minimums for a in s.agents}
+    assert got == {
+        "stocks": OrderMinimums(qty_step=1.0, min_notional=0.0),
+        "forex": OrderMinimums(qty_step=1000.0, min_notional=0.0),
+        "crypto": OrderMinimums(qty_step=1e-5, min_notional=10.0),
+    }
+    assert dict(s.minimums) == DEFAULT_MINIMUMS
+    path = tmp_path / "hedgeflow.toml"
+    path.write_text(
+        "[minimums.crypto]\nmin_notional = 5\n"  # the class's step stays 1e-5
+        '[agents.eth]\nsymbol = "ETH-USD.CC"\nstrategy = "donchian_breakout"\n'
+        "[agents.eth.minimums]\nqty_step = 0.001\n"  # its own step, the class's minimum
+    )
+    s = load_settings(config_file=path, env={})
+    mins = {a.name: s.minimums_for(a) for a in s.agents}
+    assert mins["crypto"] == OrderMinimums(qty_step=1e-5, min_notional=5.0)
+    assert mins["eth"] == OrderMinimums(qty_step=0.001, min_notional=5.0)
+    assert mins["forex"] == OrderMinimums(qty_step=1000.0, min_notional=0.0)
+    env = {"HEDGEFLOW_AGENTS__FOREX__MINIMUMS__QTY_STEP": "1"}
+    forex = load_settings(config_file=None, env=env).agents[1]
+    assert forex.minimums == OrderMinimums(qty_step=1.0, min_notional=0.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[minimums.crypto]\nmin_notional = -1\n", "minimums.crypto"),
+        ("[minimums.bonds]\nqty_step = 1\n", "minimums.bonds"),
+        ("[minimums.forex]\nlot = 1\n", "minimums.forex.lot"),
+        ("[agents.forex.minimums]\nqty_step = -5\n", "agents.forex.minimums"),
+        ('[agents.forex.minimums]\nqty_step = "big"\n', "agents.forex.minimums.qty_step"),
+    ],
+)
+def test_bad_order_minimums_name_the_key(text: str, key: str, tmp_path: Path) -> None:
+    path = tmp_path / "hedgeflow.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_file=path, env={})
+    message = str(err.value)
+    assert message.startswith(f"setting '{key}") and "\n" not in message, message
+
+
 # --------------------------------------------------------------------------- bounded reads
 
 

@@ -4,7 +4,10 @@ The data are seeded random walks (stock-like trend regimes in US session hours,
 mean-reverting forex 24x5, fat-tailed crypto 24x7), each agent with its default
 strategy, risk settings and asset-class costs. The pinned numbers were computed
 once by the engine and are cross-checked here against an independent, plain
-Python implementation of DESIGN.md's "Order of events" and by invariants.
+Python implementation of DESIGN.md's "Order of events" and by invariants. The
+forex and crypto quantities were re-pinned when the order minimums arrived (forex
+in steps of 1,000 units, crypto of 1e-5): the same trades at the same bars, each
+quantity floored to its step.
 """
 
 from __future__ import annotations
@@ -134,9 +137,9 @@ def reference_engine(bars: pd.DataFrame, signal: np.ndarray, cfg: EngineConfig):
                 cash * cfg.risk_per_trade / (fill * cfg.stop_pct),
                 cash * cfg.max_leverage / fill,
             )
-            if cfg.whole_units:
-                size = math.floor(size + 1e-9)
-            if size > 0:
+            if cfg.qty_step > 0:  # whole multiples of the venue's step
+                size = math.floor(size / cfg.qty_step + 1e-9) * cfg.qty_step
+            if size > 0 and size * fill >= cfg.min_notional:
                 entry_fee = fee * size * fill
                 cash -= size * fill + entry_fee
                 qty = size
@@ -222,44 +225,44 @@ GOLDEN = {
         "first": {
             "trade_id": 1,
             "side": "long",
-            "qty": 91138.32193591757,
+            "qty": 91000.0,
             "entry_ts": "2024-03-04 09:55:00+00:00",
             "entry_price": 1.0972332809716792,
             "exit_ts": "2024-03-04 12:45:00+00:00",
             "exit_price": 1.0962916361273451,
             "exit_reason": "signal",
-            "fees": 3.998283601380556,
-            "pnl": -89.81821457359062,
+            "fees": 3.992215349120224,
+            "pnl": -89.6818961835152,
             "return_pct": -0.0008981821457359063,
         },
         "last": {
             "trade_id": 12,
             "side": "long",
-            "qty": 91678.9094350707,
+            "qty": 91000.0,
             "entry_ts": "2024-03-12 18:40:00+00:00",
             "entry_price": 1.0992654011422387,
             "exit_ts": "2024-03-12 20:10:00+00:00",
             "exit_price": 1.09998721881699,
             "exit_reason": "signal",
-            "fees": 4.032501635401682,
-            "pnl": 62.14295559674809,
-            "return_pct": 0.0006166232664538495,
+            "fees": 4.002639768325796,
+            "pnl": 61.682768634034566,
+            "return_pct": 0.0006166232664538493,
         },
-        "sum_pnl": 841.5961120227539,
-        "sum_qty": 1094379.6703756026,
-        "sum_fees": 48.151982759709014,
-        "final_equity": 100841.59611202271,
+        "sum_pnl": 836.0394901943401,
+        "sum_qty": 1088000.0,
+        "sum_fees": 47.87125104539611,
+        "final_equity": 100836.03949019438,
         "metrics": {
-            "total_return": 0.008415961120227244,
-            "cagr": 0.3687967034341981,
-            "ann_vol": 0.029453711872959493,
-            "sharpe": 10.673228960793738,
-            "sortino": 16.614569515936537,
-            "max_drawdown": -0.0022274687887268163,
-            "calmar": 165.5676188598791,
+            "total_return": 0.008360394901943735,
+            "cagr": 0.3659742489612674,
+            "ann_vol": 0.02930023971192318,
+            "sharpe": 10.658532964706026,
+            "sortino": 16.58174669880907,
+            "max_drawdown": -0.0022240881274582236,
+            "calmar": 164.55024620787725,
             "n_trades": 12,
             "win_rate": 0.9166666666666666,
-            "profit_factor": 10.369993781530919,
+            "profit_factor": 10.322277134769324,
             "exposure": 0.0895,
         },
     },
@@ -270,44 +273,44 @@ GOLDEN = {
         "first": {
             "trade_id": 1,
             "side": "long",
-            "qty": 1.651058788031675,
+            "qty": 1.65105,
             "entry_ts": "2024-03-01 01:45:00+00:00",
             "entry_price": 60567.19525972538,
             "exit_ts": "2024-03-01 03:20:00+00:00",
             "exit_price": 59949.5310024667,
             "exit_reason": "stop",
-            "fees": 99.4901,
-            "pnl": -1119.2900999999988,
+            "fees": 99.48957044759612,
+            "pnl": -1119.2841423945376,
             "return_pct": -0.01119290099999999,
         },
         "last": {
             "trade_id": 36,
             "side": "long",
-            "qty": 1.363254666948365,
+            "qty": 1.36325,
             "entry_ts": "2024-03-07 21:00:00+00:00",
             "entry_price": 73879.62338341509,
             "exit_ts": "2024-03-07 22:30:00+00:00",
             "exit_price": 73509.81335766357,
             "exit_reason": "signal",
-            "fees": 100.46466874808314,
-            "pnl": -604.609912238135,
+            "fees": 100.46432481863775,
+            "pnl": -604.6078424243947,
             "return_pct": -0.006003072617471108,
         },
-        "sum_pnl": 112.13145758998792,
-        "sum_qty": 53.37088690121126,
-        "sum_fees": 3563.1092577456843,
-        "final_equity": 100112.13145759003,
+        "sum_pnl": 112.14261823679931,
+        "sum_qty": 53.370720000000006,
+        "sum_fees": 3563.0980761860146,
+        "final_equity": 100112.14261823682,
         "metrics": {
-            "total_return": 0.0011213145759003673,
-            "cagr": 0.06070389762210149,
-            "ann_vol": 0.512870912626812,
-            "sharpe": 0.3714015716362009,
-            "sortino": 0.5088306991695872,
-            "max_drawdown": -0.05281476877430247,
-            "calmar": 1.1493735375707552,
+            "total_return": 0.0011214261823682126,
+            "cagr": 0.06071011590716391,
+            "ann_vol": 0.5128692753886118,
+            "sharpe": 0.3714125480172071,
+            "sortino": 0.5088458094756438,
+            "max_drawdown": -0.05281466241134791,
+            "calmar": 1.149493590138324,
             "n_trades": 36,
             "win_rate": 0.2777777777777778,
-            "profit_factor": 1.0074675852117845,
+            "profit_factor": 1.007468352363566,
             "exposure": 0.277,
         },
     },
@@ -394,6 +397,12 @@ def test_golden_invariants(agent_run):
     assert (notional <= equity_before * cfg.max_leverage * (1 + 1e-12)).all()
     if agent == "stocks":
         assert (trades.qty == np.floor(trades.qty)).all()
+    # every quantity a whole multiple of the asset class's step (forex 1,000 units,
+    # crypto 1e-5: the float nearest k x step), every notional above its minimum
+    steps = np.round(trades.qty.to_numpy() / cfg.qty_step)
+    assert (trades.qty.to_numpy() == steps / round(1 / cfg.qty_step) if cfg.qty_step < 1
+            else trades.qty.to_numpy() == steps * cfg.qty_step).all()  # fmt: skip
+    assert (notional >= cfg.min_notional).all() and res.skipped.empty
     # fees are fee_bps of both legs' notional
     fee_rate = cfg.fee_bps / 1e4
     np.testing.assert_allclose(

@@ -29,7 +29,8 @@ configs = st.builds(
     max_leverage=st.floats(0.1, 5.0),
     fee_bps=st.floats(0.0, 50.0),
     slippage_bps=st.floats(0.0, 50.0),
-    whole_units=st.booleans(),
+    qty_step=st.sampled_from([0.0, 1.0, 1e-5, 1000.0]),
+    min_notional=st.sampled_from([0.0, 10.0, 5_000.0]),
     use_trailing_atr=st.booleans(),
     atr_period=st.integers(1, 20),
     atr_mult=st.floats(0.5, 5.0),
@@ -70,8 +71,12 @@ def test_engine_invariants(seed, n, vol, p_flip, cfg):
     notional = trades.qty.to_numpy() * trades.entry_price.to_numpy()
     assert (notional <= equity_before * cfg.max_leverage * (1 + 1e-9)).all()
     assert (trades.qty > 0).all()
-    if cfg.whole_units:
-        assert (trades.qty == np.floor(trades.qty)).all()
+    if cfg.qty_step > 0:  # whole multiples of the step (to the float nearest k x step)
+        k = np.round(trades.qty.to_numpy() / cfg.qty_step)
+        np.testing.assert_allclose(trades.qty, k * cfg.qty_step, rtol=1e-12, atol=0)
+    # no entry below the minimum notional; every skipped entry counted once
+    assert (notional >= cfg.min_notional).all()
+    assert len(res.skipped) == len(set(res.skipped["ts"]))
     # per-trade arithmetic
     np.testing.assert_allclose(
         trades.pnl,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hedgeflow.config import CostSettings, RiskSettings
+from hedgeflow.config import CostSettings, OrderMinimums, RiskSettings
 from hedgeflow.engine import TRADE_COLUMNS, EngineConfig, backtest
 from hedgeflow.errors import InvalidInputError
 from tests.hedgeflow.rule_drivers import DRIVERS, Driver
@@ -34,7 +34,7 @@ BASE = EngineConfig(
     stop_pct=0.01,
     take_profit_pct=0.02,
     max_leverage=1.0,
-    whole_units=True,
+    qty_step=1.0,
 )
 
 
@@ -166,11 +166,11 @@ def test_wait_for_fresh_entry_after_stop_and_size_from_new_equity():
 def test_leverage_cap_binding():
     # risk 2 % with a 1 % stop wants 2x notional: capped at equity x max_leverage / fill
     rows = [FLAT, FLAT, (100.0, 100.5, 99.5, 100.0), FLAT]
-    cfg = EngineConfig(risk_per_trade=0.02, stop_pct=0.01, max_leverage=1.0, whole_units=True)
+    cfg = EngineConfig(risk_per_trade=0.02, stop_pct=0.01, max_leverage=1.0, qty_step=1.0)
     assert only_trade(run(rows, [0, 1, 1, 1], cfg)).qty == 1000.0  # not 2000
-    cfg = EngineConfig(risk_per_trade=0.02, stop_pct=0.01, max_leverage=1.5, whole_units=True)
+    cfg = EngineConfig(risk_per_trade=0.02, stop_pct=0.01, max_leverage=1.5, qty_step=1.0)
     assert only_trade(run(rows, [0, 1, 1, 1], cfg)).qty == 1500.0
-    cfg = EngineConfig(risk_per_trade=0.02, stop_pct=0.01, max_leverage=3.0, whole_units=True)
+    cfg = EngineConfig(risk_per_trade=0.02, stop_pct=0.01, max_leverage=3.0, qty_step=1.0)
     assert only_trade(run(rows, [0, 1, 1, 1], cfg)).qty == 2000.0  # risk binds
 
 
@@ -178,13 +178,13 @@ def test_whole_units_floor_and_zero_quantity():
     rows = [(300.0, 301.0, 299.0, 300.0)] * 4
     cfg = EngineConfig(initial_equity=1000.0, risk_per_trade=0.01, stop_pct=0.01)
     # 1000 x 0.01 / (300 x 0.01) = 3.33 -> 3 whole shares, 3.33.. fractional
-    whole = only_trade(run(rows, [0, 1, 1, 1], replace(cfg, whole_units=True)))
+    whole = only_trade(run(rows, [0, 1, 1, 1], replace(cfg, qty_step=1.0)))
     assert whole.qty == 3.0
     frac = only_trade(run(rows, [0, 1, 1, 1], cfg))
     assert frac.qty == pytest.approx(1000 / 300, rel=1e-15)
     # price 1500: 0.67 of a share -> 0 -> no trade at all, equity untouched
     rows = [(1500.0, 1501.0, 1499.0, 1500.0)] * 4
-    res = run(rows, [0, 1, 1, 1], replace(cfg, whole_units=True))
+    res = run(rows, [0, 1, 1, 1], replace(cfg, qty_step=1.0))
     assert len(res.trades) == 0
     assert (res.equity.equity == 1000.0).all() and (res.equity.position == 0).all()
 
@@ -192,7 +192,7 @@ def test_whole_units_floor_and_zero_quantity():
 def test_fees_and_slippage_arithmetic():
     cfg = EngineConfig(
         risk_per_trade=0.005, stop_pct=0.01, take_profit_pct=0.02,
-        fee_bps=10.0, slippage_bps=50.0, whole_units=True,
+        fee_bps=10.0, slippage_bps=50.0, qty_step=1.0,
     )  # fmt: skip
     rows = [
         FLAT,
@@ -222,7 +222,7 @@ def test_fees_and_slippage_arithmetic():
 
 
 def test_end_of_data_close_with_reason_end():
-    cfg = EngineConfig(risk_per_trade=0.005, take_profit_pct=0.5, whole_units=True, fee_bps=1.0)
+    cfg = EngineConfig(risk_per_trade=0.005, take_profit_pct=0.5, qty_step=1.0, fee_bps=1.0)
     rows = [FLAT, FLAT, (100.0, 100.5, 99.5, 102.0), (102.0, 105.5, 101.5, 105.0)]
     res = run(rows, [0, 1, 1, 1], cfg)
     t = only_trade(res)
@@ -239,7 +239,7 @@ def test_end_of_data_close_with_reason_end():
 def test_trailing_atr_stop_raises_the_stop():
     # ATR(1) = true range of the bar; at bar 3's close: 110 - 1 x 2 = 108 > 99
     cfg = EngineConfig(
-        risk_per_trade=0.005, take_profit_pct=0.5, whole_units=True,
+        risk_per_trade=0.005, take_profit_pct=0.5, qty_step=1.0,
         use_trailing_atr=True, atr_period=1, atr_mult=1.0,
     )  # fmt: skip
     rows = [
@@ -256,7 +256,7 @@ def test_trailing_atr_stop_raises_the_stop():
     assert t.exit_price == pytest.approx(108.0, abs=1e-12)
     assert t.exit_ts == make_bars(rows).ts[5]
     # without the trailing stop the position is held to the end
-    plain = EngineConfig(risk_per_trade=0.005, take_profit_pct=0.5, whole_units=True)
+    plain = EngineConfig(risk_per_trade=0.005, take_profit_pct=0.5, qty_step=1.0)
     assert only_trade(run(rows, [0, 1, 1, 1, 1, 1, 1], plain)).exit_reason == "end"
 
 
@@ -272,9 +272,17 @@ def test_from_settings():
     cfg = EngineConfig.from_settings(
         RiskSettings(), CostSettings(fee_bps=0.5, slippage_bps=1.0), "stock", 50_000.0
     )
-    assert cfg.whole_units and cfg.fee_bps == 0.5 and cfg.slippage_bps == 1.0
+    assert cfg.qty_step == 1.0 and cfg.min_notional == 0.0
+    assert cfg.fee_bps == 0.5 and cfg.slippage_bps == 1.0
     assert cfg.initial_equity == 50_000.0 and cfg.stop_pct == 0.01 and cfg.max_leverage == 1.0
-    assert not EngineConfig.from_settings(RiskSettings(), CostSettings(), "crypto", 1.0).whole_units
+    crypto = EngineConfig.from_settings(RiskSettings(), CostSettings(), "crypto", 1.0)
+    assert (crypto.qty_step, crypto.min_notional) == (1e-5, 10.0)
+    forex = EngineConfig.from_settings(RiskSettings(), CostSettings(), "forex", 1.0)
+    assert (forex.qty_step, forex.min_notional) == (1000.0, 0.0)
+    own = EngineConfig.from_settings(
+        RiskSettings(), CostSettings(), "forex", 1.0, OrderMinimums(qty_step=1.0)
+    )
+    assert (own.qty_step, own.min_notional) == (1.0, 0.0)
 
 
 def test_bad_inputs():

@@ -27,7 +27,7 @@ SHORTS = EngineConfig(
     stop_pct=0.01,
     take_profit_pct=0.02,
     max_leverage=1.0,
-    whole_units=True,
+    qty_step=1.0,
     allow_short=True,
 )
 
@@ -160,7 +160,7 @@ def test_reversal_short_to_long_whose_long_stops_in_the_fill_bar():
 
 
 def test_short_costs_slippage_and_end_close():
-    cfg = replace(SHORTS, fee_bps=10.0, slippage_bps=10.0, whole_units=False)
+    cfg = replace(SHORTS, fee_bps=10.0, slippage_bps=10.0, qty_step=0.0)
     rows = [*ENTER, (99.0, 99.5, 98.5, 99.0)]
     res = run(rows, [*ENTER_SIG, -1], cfg)
     t = res.trades.iloc[0]

@@ -316,7 +316,8 @@ def test_live_agent_specs_read_the_live_runs_params() -> None:
     }
     specs, skipped = live_agent_specs(params)
     assert specs == [spec] and skipped == ["stocks"]
-    assert specs[0].config.fee_bps == 5.0 and not specs[0].config.whole_units
+    assert specs[0].config.fee_bps == 5.0 and specs[0].config.qty_step == 1e-5
+    assert specs[0].config.min_notional == 10.0
     bad = {"agents": {"crypto": {**params["agents"]["crypto"], "config": {**config, "risk": {
         "stop_pct": 2.0}}}}}  # fmt: skip
     with pytest.raises(InvalidInputError, match="agent crypto: the live run's recorded settings"):

@@ -46,7 +46,8 @@ def _normal_path(bars: pd.DataFrame, strategy: str, params: object, cfg: EngineC
     signal, _ = get_strategy(strategy).signals(*arrays, params)
     out = run_arrays(*arrays, signal, cfg)
     trades = pd.DataFrame({"pnl": out["pnl"]})
-    return compute_metrics(out["equity"], bars["ts"], trades, "crypto", out["position"])
+    metrics = compute_metrics(out["equity"], bars["ts"], trades, "crypto", out["position"])
+    return {**metrics, "orders_skipped": len(out["skip_idx"])}
 
 
 GRIDS = {
@@ -57,9 +58,15 @@ GRIDS = {
 CONFIGS = {
     "costs": EngineConfig(fee_bps=5.0, slippage_bps=2.0),
     "whole_units_leverage": EngineConfig(
-        risk_per_trade=0.02, stop_pct=0.005, max_leverage=2.0, whole_units=True, fee_bps=1.0
+        risk_per_trade=0.02, stop_pct=0.005, max_leverage=2.0, qty_step=1.0, fee_bps=1.0
     ),
     "trailing_atr": EngineConfig(use_trailing_atr=True, atr_period=10, atr_mult=2.0),
+    # 300 of equity with a 150 minimum and 0.01 steps: once losses bring the equity
+    # under 150, entries are skipped (counted per combination)
+    "minimums": EngineConfig(
+        initial_equity=300.0, risk_per_trade=0.5, stop_pct=0.01, take_profit_pct=0.01,
+        qty_step=0.01, min_notional=150.0, fee_bps=20.0,
+    ),  # fmt: skip
 }
 
 
@@ -71,15 +78,18 @@ def test_batch_equals_the_normal_path_exactly(strategy: str, config_name: str) -
     grid = expand_grid(strategy, GRIDS[strategy])
     frame = sweep_bars(bars, grid, cfg, "crypto")
     assert len(frame) == grid.size
-    traded = 0
+    traded = skipped = 0
     for params, row in zip(grid.params, frame.to_dict("records"), strict=True):
         ref = _normal_path(bars, strategy, params, cfg)
         got = {k: row[k] for k in METRIC_KEYS}
         got["n_trades"] = int(got["n_trades"])
         for key in METRIC_KEYS:
             assert _same(float(ref[key]), float(got[key])), (params, key, ref[key], got[key])
+        assert row["orders_skipped"] == ref["orders_skipped"], params
         traded += ref["n_trades"] > 0
+        skipped += ref["orders_skipped"] > 0
     assert traded == grid.size  # every combination trades: the comparison is not vacuous
+    assert (skipped > 0) == (config_name == "minimums"), skipped
 
 
 def test_tiny_inputs_match_too() -> None:

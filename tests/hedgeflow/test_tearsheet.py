@@ -60,6 +60,8 @@ def sections(days: int, only: str | None = None) -> tuple[list[AgentSection], Po
                 trades=out.result.trades,
                 equity=out.result.equity[[C.TS, "equity"]],
                 metrics=out.metrics,
+                minimums=settings.minimums_for(agent),
+                skipped=out.result.skipped,
             )
         )
     curves = {a.name: a.equity for a in agents}
@@ -385,3 +387,35 @@ def test_a_short_selling_agent_shows_both_sides() -> None:
     specs = {int(k): json.loads(v) for k, v in SPEC_RE.findall(html)}
     names = {t["name"] for s in specs.values() for t in s["data"]}
     assert {"entry (long)", "entry (short)"} <= names
+
+
+def test_an_agent_whose_entries_the_minimums_skipped_says_how_many_and_why() -> None:
+    from dataclasses import replace
+
+    from hedgeflow.config import OrderMinimums
+
+    agents, port = sections(10, "crypto")
+    a = agents[0]
+    settings = load_settings(env={})
+    agent = next(x for x in settings.agents if x.name == "crypto")
+    market = SyntheticMarket(settings.seed)
+    bars = market.fetch_bars(agent.symbol, "5m", END - pd.Timedelta(days=10), END)
+    # 5 of equity cannot place a 10-unit minimum order: every entry is skipped
+    mins = OrderMinimums(qty_step=1e-5, min_notional=10.0)
+    out = run_agent(bars, agent, settings.costs_for(agent), 5.0, mins)
+    skipped = out.result.skipped
+    assert out.result.trades.empty and len(skipped) > 0
+    assert set(skipped["reason"]) == {"below_min_notional"}
+    tiny = replace(
+        a, trades=out.result.trades, equity=out.result.equity[[C.TS, "equity"]],
+        metrics=out.metrics, minimums=mins, skipped=skipped,
+    )  # fmt: skip
+    text = visible(nightly_tearsheet("run-3", "10 days", [tiny], port, {}, {}))
+    n = len(skipped)
+    assert f"Trades (0; {n:,} entries skipped by the order minimums)" in text
+    assert (
+        "<th>order minimums</th><td class='left'>quantity step 1e-05, notional &gt;= 10; "
+        f"{n:,} entries skipped (below_min_notional {n})</td>"
+    ) in text
+    # the default page's crypto agent: its minimums, nothing skipped
+    assert "quantity step 1e-05, notional &gt;= 10</td>" in visible(page())

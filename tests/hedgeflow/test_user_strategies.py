@@ -93,7 +93,7 @@ def test_readme_example_backtests_from_the_cli(outside: Path, bars: pd.DataFrame
     params = strategy.params(window=30)
     arrays = [bars[c].to_numpy(np.float64) for c in ("open", "high", "low", "close")]
     signal, _ = strategy.signals(*arrays, params)
-    expected = backtest(bars, signal, EngineConfig())
+    expected = backtest(bars, signal, EngineConfig(qty_step=1000.0))  # forex lots
     assert len(trades) == len(expected.trades) > 0
     np.testing.assert_allclose(trades["pnl"], expected.trades["pnl"], rtol=1e-12)
     assert metrics["n_trades"] == len(expected.trades)

@@ -140,9 +140,20 @@ VALID: dict[str, Callable[[], pd.DataFrame]] = {
                 "params": json.dumps({"fast": f}),
                 **METRICS,
                 "rank": r,
+                "orders_skipped": r - 1,
             }
             for f, r in ((5, 1), (10, 2))
         ]
+    ),
+    "skipped_orders": lambda: pd.DataFrame(
+        {
+            "run_id": ["r1", "r1"],
+            "agent": ["crypto", "crypto"],
+            "symbol": ["BTC-USD.CC", "BTC-USD.CC"],
+            "ts": pd.to_datetime(["2025-01-02 10:00", "2025-01-02 11:00"], utc=True).as_unit("us"),
+            "side": ["long", "short"],
+            "reason": ["below_min_notional", "below_qty_step"],
+        }
     ),
     "sweep_overfit": lambda: pd.DataFrame(
         [

@@ -133,7 +133,7 @@ def test_migration_4_adds_live_drift_and_keeps_rows(tmp_path: Path) -> None:
     assert list(again.list_runs()["run_id"]) == ["r1"]
     with db.read_write(wh.db_path, 5) as con:
         # 5: the notify outbox, 6: sweep_overfit, 7: walkforward_folds / _equity
-        assert db.installed_version(con) == SCHEMA_VERSION == 7
+        assert db.installed_version(con) == SCHEMA_VERSION == 8
 
 
 def test_migration_6_adds_sweep_overfit_and_keeps_rows(tmp_path: Path) -> None:
@@ -146,14 +146,15 @@ def test_migration_6_adds_sweep_overfit_and_keeps_rows(tmp_path: Path) -> None:
         con.execute("DELETE FROM store.meta WHERE key = 'view:sweep_overfit'")
         con.execute("DELETE FROM store.schema_version WHERE version >= 6")
         con.execute(
-            "INSERT INTO store.sweep_results (run_id, symbol, strategy, params, n_trades, rank) "
-            "VALUES ('r1', 'AAPL.US', 'sma_cross', '{}', 3, 1)"
+            "INSERT INTO store.sweep_results "
+            "(run_id, symbol, strategy, params, n_trades, rank, orders_skipped) "
+            "VALUES ('r1', 'AAPL.US', 'sma_cross', '{}', 3, 1, 0)"
         )
         assert db.installed_version(con) == 5
     # the next reader migrates: the table and its finished-runs-only view appear
     assert Warehouse(wh.home).query("SELECT count(*) FROM sweep_overfit").iloc[0, 0] == 0
     with db.read_write(wh.db_path, 5) as con:
-        assert db.installed_version(con) == SCHEMA_VERSION == 7
+        assert db.installed_version(con) == SCHEMA_VERSION == 8
         cols = [r[0] for r in con.execute("DESCRIBE store.sweep_overfit").fetchall()]
         assert tuple(cols) == table_columns("sweep_overfit")
         assert con.execute("SELECT n_trades FROM store.sweep_results").fetchall() == [(3,)]
@@ -169,21 +170,51 @@ def test_migration_7_adds_the_walkforward_tables_and_keeps_rows(tmp_path: Path) 
             con.execute(f"DROP VIEW main.{table}")
             con.execute(f"DROP TABLE store.{table}")
             con.execute(f"DELETE FROM store.meta WHERE key = 'view:{table}'")
-        con.execute("DELETE FROM store.schema_version WHERE version = 7")
+        con.execute("DELETE FROM store.schema_version WHERE version >= 7")
         con.execute(
-            "INSERT INTO store.sweep_results (run_id, symbol, strategy, params, n_trades, rank) "
-            "VALUES ('r1', 'AAPL.US', 'sma_cross', '{}', 3, 1)"
+            "INSERT INTO store.sweep_results "
+            "(run_id, symbol, strategy, params, n_trades, rank, orders_skipped) "
+            "VALUES ('r1', 'AAPL.US', 'sma_cross', '{}', 3, 1, 0)"
         )
         assert db.installed_version(con) == 6
     # the next reader migrates: the tables and their finished-runs-only views appear
     for table in tables:
         assert Warehouse(wh.home).query(f"SELECT count(*) FROM {table}").iloc[0, 0] == 0
     with db.read_write(wh.db_path, 5) as con:
-        assert db.installed_version(con) == SCHEMA_VERSION == 7
+        assert db.installed_version(con) == SCHEMA_VERSION == 8
         for table in tables:
             cols = [r[0] for r in con.execute(f"DESCRIBE store.{table}").fetchall()]
             assert tuple(cols) == table_columns(table)
         assert con.execute("SELECT n_trades FROM store.sweep_results").fetchall() == [(3,)]
+
+
+def test_migration_8_adds_the_order_minimums_and_keeps_rows(tmp_path: Path) -> None:
+    """A version-7 warehouse (no skipped_orders, sweep_results without
+    orders_skipped) with a sweep in it: the sweep keeps its row, counted 0."""
+    wh = Warehouse(tmp_path / "home")
+    wh.list_runs()
+    with db.read_write(wh.db_path, 5) as con:
+        con.execute("DROP VIEW main.skipped_orders")
+        con.execute("DROP TABLE store.skipped_orders")
+        con.execute("DELETE FROM store.meta WHERE key = 'view:skipped_orders'")
+        con.execute("DROP VIEW main.sweep_results")
+        con.execute("ALTER TABLE store.sweep_results DROP COLUMN orders_skipped")
+        con.execute("DELETE FROM store.meta WHERE key = 'view:sweep_results'")
+        con.execute("DELETE FROM store.schema_version WHERE version = 8")
+        con.execute(
+            "INSERT INTO store.sweep_results (run_id, symbol, strategy, params, n_trades, rank) "
+            "VALUES ('r1', 'AAPL.US', 'sma_cross', '{}', 3, 1)"
+        )
+        assert db.installed_version(con) == 7
+    assert Warehouse(wh.home).query("SELECT count(*) FROM skipped_orders").iloc[0, 0] == 0
+    with db.read_write(wh.db_path, 5) as con:
+        assert db.installed_version(con) == SCHEMA_VERSION == 8
+        cols = [r[0] for r in con.execute("DESCRIBE store.skipped_orders").fetchall()]
+        assert tuple(cols) == table_columns("skipped_orders")
+        cols = [r[0] for r in con.execute("DESCRIBE store.sweep_results").fetchall()]
+        assert tuple(cols) == table_columns("sweep_results")
+        got = con.execute("SELECT n_trades, orders_skipped FROM store.sweep_results").fetchall()
+        assert got == [(3, 0)]
 
 
 def test_store_tables_follow_the_models(wh: Warehouse) -> None:

@@ -137,3 +137,43 @@ def test_unknown_strategy_and_bad_interval() -> None:
         )
     with pytest.raises(InvalidInputError, match="interval"):
         LiveAgent.from_settings(AGENT, COSTS, 1.0, interval="7m")
+
+
+def test_entries_below_the_order_minimums_are_rejected_with_their_reason(
+    bars: pd.DataFrame,
+) -> None:
+    """5 of paper equity cannot place crypto's 10-unit minimum order: each live entry
+    is recorded as a rejected order whose reason says why, at the opens where the
+    batch engine skips them, and the router counts them."""
+    from hedgeflow.config import OrderMinimums
+    from hedgeflow.engine import backtest
+    from hedgeflow.live.broker import OrderUpdated
+    from hedgeflow.live.record import event_rows
+    from hedgeflow.live.router import BarRouter
+    from hedgeflow.live.status import AgentStatus
+    from hedgeflow.research import compute_signals
+
+    mins = OrderMinimums(qty_step=1e-5, min_notional=10.0)
+    agent = LiveAgent.from_settings(AGENT, COSTS, 5.0, "5m", mins)
+    assert agent.config.qty_step == 1e-5 and agent.config.min_notional == 10.0
+    rejected, rows = [], []
+    status = AgentStatus(AGENT.name, AGENT.symbol, AGENT.strategy)
+    for r in bars.itertuples(index=False):
+        step = agent.on_bar(r)
+        assert step is not None
+        BarRouter._count(status, step)
+        orders, fills = event_rows("run-1", AGENT.name, AGENT.symbol, step.events)
+        assert fills == []
+        rows += [o for o in orders if o["status"] == "rejected"]
+        rejected += [
+            (r.ts, e.reason)
+            for e in step.events
+            if isinstance(e, OrderUpdated) and e.status == "rejected"
+        ]
+    assert len(rejected) > 3 and {reason for _, reason in rejected} == {"below_min_notional"}
+    assert [o["reason"] for o in rows] == [reason for _, reason in rejected]
+    signal = compute_signals(bars, AGENT.strategy, agent.params)["signal"].to_numpy()
+    batch = backtest(bars, signal, agent.config)
+    assert batch.trades.empty
+    assert list(zip(batch.skipped["ts"], batch.skipped["reason"], strict=True)) == rejected
+    assert status.skipped == len(rejected) and status.fills == 0  # the live status line

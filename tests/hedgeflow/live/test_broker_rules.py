@@ -27,7 +27,7 @@ BASE = EngineConfig(
     stop_pct=0.01,
     take_profit_pct=0.02,
     max_leverage=1.0,
-    whole_units=True,
+    qty_step=1.0,
 )
 
 
@@ -159,17 +159,17 @@ def test_waiting_for_fresh_entry_flag():
 def test_leverage_cap():
     rows = [FLAT, FLAT, (100.0, 100.5, 99.5, 100.0), FLAT]
     for lev, qty in ((1.0, 1000.0), (1.5, 1500.0), (3.0, 2000.0)):
-        cfg = EngineConfig(risk_per_trade=0.02, stop_pct=0.01, max_leverage=lev, whole_units=True)
+        cfg = EngineConfig(risk_per_trade=0.02, stop_pct=0.01, max_leverage=lev, qty_step=1.0)
         assert Run(rows, [0, 1, 1, 1], cfg).only_trade().qty == qty
 
 
 def test_whole_shares_floor_and_rejected_entry():
     rows = [(300.0, 301.0, 299.0, 300.0)] * 4
     cfg = EngineConfig(initial_equity=1000.0, risk_per_trade=0.01, stop_pct=0.01)
-    assert Run(rows, [0, 1, 1, 1], replace(cfg, whole_units=True)).only_trade().qty == 3.0
+    assert Run(rows, [0, 1, 1, 1], replace(cfg, qty_step=1.0)).only_trade().qty == 3.0
     assert Run(rows, [0, 1, 1, 1], cfg).only_trade().qty == 1000 / 300
     # 0.67 of a share -> 0: the order is rejected, nothing traded
-    run = Run([(1500.0, 1501.0, 1499.0, 1500.0)] * 4, [0, 1, 1, 1], replace(cfg, whole_units=True))
+    run = Run([(1500.0, 1501.0, 1499.0, 1500.0)] * 4, [0, 1, 1, 1], replace(cfg, qty_step=1.0))
     assert len(run.trades) == 0
     (rejected,) = run.events[2]
     assert isinstance(rejected, OrderUpdated)
@@ -180,10 +180,10 @@ def test_whole_shares_floor_and_rejected_entry():
 def test_whole_units_epsilon_keeps_an_exact_integer():
     # 100_000 x 0.01 / (100 x 0.01) computes to exactly 1000 here; the engine's
     # floor(q + 1e-9) also keeps 999.9999999999 as 1000, the broker too.
-    cfg = EngineConfig(risk_per_trade=0.01, stop_pct=0.01, whole_units=True)
+    cfg = EngineConfig(risk_per_trade=0.01, stop_pct=0.01, qty_step=1.0)
     rows = [FLAT, FLAT, (100.0, 100.5, 99.5, 100.0), FLAT]
     assert Run(rows, [0, 1, 1, 1], cfg).only_trade().qty == 1000.0
-    cfg = EngineConfig(initial_equity=0.3, risk_per_trade=1.0, stop_pct=0.1, whole_units=True)
+    cfg = EngineConfig(initial_equity=0.3, risk_per_trade=1.0, stop_pct=0.1, qty_step=1.0)
     rows = [(0.1, 0.11, 0.095, 0.1)] * 4  # 0.3 / 0.1 / ... = 2.9999999999999996 -> 3
     assert Run(rows, [0, 1, 1, 1], cfg).only_trade().qty == 3.0
 
@@ -203,7 +203,7 @@ def test_fees_and_slippage():
 
 
 def test_end_close_out_and_cancelled_pending_order():
-    cfg = EngineConfig(risk_per_trade=0.005, take_profit_pct=0.5, whole_units=True, fee_bps=1.0)
+    cfg = EngineConfig(risk_per_trade=0.005, take_profit_pct=0.5, qty_step=1.0, fee_bps=1.0)
     rows = [FLAT, FLAT, (100.0, 100.5, 99.5, 102.0), (102.0, 105.5, 101.5, 105.0)]
     run = Run(rows, [0, 1, 1, 0], cfg)  # an exit is queued on the last bar
     cancelled, done, fill = run.end
@@ -217,7 +217,7 @@ def test_end_close_out_and_cancelled_pending_order():
 
 def test_trailing_atr_stop():
     cfg = EngineConfig(
-        risk_per_trade=0.005, take_profit_pct=0.5, whole_units=True,
+        risk_per_trade=0.005, take_profit_pct=0.5, qty_step=1.0,
         use_trailing_atr=True, atr_period=1, atr_mult=1.0,
     )  # fmt: skip
     rows = [
