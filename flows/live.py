@@ -66,7 +66,7 @@ from hedgeflow.flows.params import (
 )
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.clock import SimulatedClock
-from hedgeflow.live.corporate import SplitFetcher, announce_splits
+from hedgeflow.live.corporate import SplitFetcher, SplitRefresh, announce_splits
 from hedgeflow.live.rest import BarFetcher, rest_fetcher
 from hedgeflow.live.runtime import SHUTDOWN, request_shutdown, shutdown_reason
 from hedgeflow.live.session import last_session_open
@@ -524,6 +524,10 @@ def _live_body(
         agents_ = [live_agents[a.name] for a in settings.agents]
         for warning in announce_splits(agents_, sources.splits, begin):
             log.warning("%s", warning)
+        # asked again on every new New York day of the live clock (a background thread)
+        splits_refresh = SplitRefresh(
+            agents_, sources.splits, begin, lambda warning: log.warning("%s", warning)
+        )
         for name, (w_start, w_end) in windows.items():
             params["agents"][name].update(
                 warmup_start=w_start.isoformat(), live_start=w_end.isoformat()
@@ -554,6 +558,8 @@ def _live_body(
 
         def on_status(status: RuntimeStatus) -> None:
             status.backlog = sink.pending if sink.busy_for > 0 else 0
+            if splits_refresh.on_clock(status.clock):
+                log.info("live: asking for the splits ahead of %s", status.clock.date())
             progress_log.info(
                 "live status",
                 extra={"hedgeflow_event": "live_status", "hedgeflow_status": status},

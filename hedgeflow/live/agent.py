@@ -32,6 +32,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
@@ -334,11 +335,21 @@ class LiveAgent:
         day = local.date()
         nxt = (local.normalize() + pd.Timedelta(days=1)).normalize()
         self._next_day_ns = int(nxt.tz_convert("UTC").value)
-        due = [s for s in self.splits_ahead if s.ex_date <= day]
+        # a split is applied once, whatever a refresh of splits_ahead (another thread:
+        # hedgeflow.live.corporate.SplitRefresh) put back in the meantime
+        due = [s for s in self.splits_ahead if s.ex_date <= day and s not in self.splits_applied]
         if due:
             self.splits_ahead = [s for s in self.splits_ahead if s.ex_date > day]
             for split in sorted(due):
                 self.apply_split(split)
+
+    @property
+    def processed_day(self) -> date | None:
+        """The New York day of the last bar this (stock) agent processed, or None."""
+        if self._next_day_ns == -(2**63):
+            return None
+        last = pd.Timestamp(self._next_day_ns - 1, unit="ns", tz="UTC")
+        return last.tz_convert(EXCHANGE_TZ).date()
 
     def apply_split(self, split: Split) -> None:
         """A stock split from the next bar on: the position's quantity is multiplied by

@@ -64,9 +64,14 @@ CONFIGS = {
     # 300 of equity with a 150 minimum and 0.01 steps: once losses bring the equity
     # under 150, entries are skipped (counted per combination)
     "minimums": EngineConfig(
-        initial_equity=300.0, risk_per_trade=0.5, stop_pct=0.01, take_profit_pct=0.01,
-        qty_step=0.01, min_notional=150.0, fee_bps=20.0,
-    ),  # fmt: skip
+        initial_equity=300.0,
+        risk_per_trade=0.5,
+        stop_pct=0.01,
+        take_profit_pct=0.01,
+        qty_step=0.01,
+        min_notional=150.0,
+        fee_bps=20.0,
+    ),
 }
 
 

@@ -130,3 +130,68 @@ def test_splits_ahead_come_from_the_vendor_for_stocks_only() -> None:
     ]
     assert stocks.splits_ahead == [SPLIT] and crypto.splits_ahead == [] and bad.splits_ahead == []
     assert warnings == ["BAD.US: splits ahead unknown (HTTP 500)"]
+
+
+def test_a_split_announced_after_the_start_reaches_the_agent_the_next_day(
+    raw: pd.DataFrame,
+) -> None:
+    """The run starts on 2021-01-15 with no split known; the vendor announces the
+    4-for-1 on the 19th. The refresh on the clock's new New York day (in a thread) puts
+    it ahead of the agent, which rescales its position at the ex-date's first bar, once,
+    even though later refreshes keep answering with it."""
+    from hedgeflow.live.corporate import SplitRefresh
+
+    answers: list[tuple[str, date, date]] = []
+
+    def fetch(symbol: str, first: date, last: date) -> list[Split]:
+        answers.append((symbol, first, last))
+        return [SPLIT] if first >= date(2021, 1, 19) else []
+
+    agent = _agent()
+    start = pd.Timestamp("2021-01-15 14:30", tz="UTC")
+    agent.warm_up(raw[raw["ts"] < start])
+    assert announce_splits([agent], fetch, start) == [] and agent.splits_ahead == []
+    warned: list[str] = []
+    refresh = SplitRefresh([agent], fetch, start, warned.append)
+    assert not refresh.on_clock(start + pd.Timedelta(hours=6))  # the same New York day
+    ex = pd.Timestamp(SPLIT.ex_date, tz="UTC")
+    rescaled = []
+    for row in raw[raw["ts"] >= start].itertuples(index=False):
+        if refresh.on_clock(row.ts):  # the status callback sees the live clock
+            refresh.join(5)
+        before = agent.broker.snapshot()
+        step = agent.on_bar(_bar(row))
+        assert step is not None
+        if step.state.qty != before.qty and before.qty != 0 and step.state.qty == 4 * before.qty:
+            rescaled.append(row.ts)
+    assert agent.splits_applied == [SPLIT] and agent.splits_ahead == []
+    assert rescaled == [raw.loc[raw["ts"] >= ex, "ts"].iloc[0]]
+    # asked once per new New York day the clock reached (here the bars' days: the
+    # first after the start is Tuesday the 19th, Monday being a holiday), for the
+    # splits from that day on
+    days = [first for _, first, _ in answers[1:]]
+    assert days[0] == date(2021, 1, 19) and len(days) == len(set(days)) >= 14
+    assert days == sorted(days)
+    assert warned == [] and refresh.refreshes == len(answers) - 1
+
+
+def test_a_refresh_that_fails_keeps_the_known_splits_and_warns() -> None:
+    from hedgeflow.live.corporate import SplitRefresh
+
+    calls = []
+
+    def fetch(symbol: str, first: date, last: date) -> list[Split]:
+        calls.append(first)
+        if len(calls) > 1:
+            raise SourceError("HTTP 503")
+        return [SPLIT]
+
+    agent = _agent()
+    start = datetime(2021, 1, 15, 15, tzinfo=UTC)
+    announce_splits([agent], fetch, start)
+    warned: list[str] = []
+    refresh = SplitRefresh([agent], fetch, start, warned.append)
+    assert refresh.on_clock(datetime(2021, 1, 16, 15, tzinfo=UTC))
+    refresh.join(5)
+    assert agent.splits_ahead == [SPLIT]
+    assert warned == [f"{SYMBOL}: splits ahead unknown (HTTP 503)"]
