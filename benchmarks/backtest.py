@@ -94,7 +94,7 @@ def hedgeflow_backtest(path: Path, out: Path) -> dict[str, Any]:
     from hedgeflow.research import backtest_file
 
     cfg = _cfg()
-    metrics = backtest_file(
+    metrics, _ = backtest_file(
         bars_path=path,
         strategy="sma_cross",
         params=[f"fast={FAST}", f"slow={SLOW}"],
@@ -107,6 +107,8 @@ def hedgeflow_backtest(path: Path, out: Path) -> dict[str, Any]:
         fee_bps=cfg.fee_bps,
         slippage_bps=cfg.slippage_bps,
         out_dir=out,
+        qty_step=cfg.qty_step,  # the engine benchmark's config: any quantity
+        min_notional=cfg.min_notional,
     )
     return {"trades": int(metrics["n_trades"])}
 
