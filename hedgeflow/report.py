@@ -238,3 +238,10 @@ def formatted_metrics_rows(
         {first: label, **{METRIC_LABELS[k]: fmt_metric(k, metrics.get(k)) for k in keys}}
         for label, metrics in rows
     ]
+
+
+def skipped_by_reason(skipped: pd.DataFrame) -> str:
+    """The entries the order minimums skipped (``engine.SKIPPED_COLUMNS``), counted per
+    reason in reason order: ``"below_min_notional 3, below_qty_step 1"``."""
+    counts = skipped["reason"].value_counts().sort_index()
+    return ", ".join(f"{reason} {n}" for reason, n in counts.items())

@@ -29,6 +29,7 @@ from hedgeflow.engine import BacktestResult, EngineConfig, backtest
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.market import AssetClass, validate_asset_class
 from hedgeflow.metrics import compute_metrics
+from hedgeflow.report import skipped_by_reason
 from hedgeflow.strategies import get_strategy, params_from_strings, parse_params
 
 if TYPE_CHECKING:
@@ -86,10 +87,8 @@ def skipped_note(skipped: pd.DataFrame) -> str:
     """``", 3 entries skipped by the order minimums (below_min_notional 3)"``, or ""."""
     if skipped.empty:
         return ""
-    counts = skipped["reason"].value_counts().sort_index()
-    by = ", ".join(f"{reason} {n}" for reason, n in counts.items())
     noun = "entry" if len(skipped) == 1 else "entries"
-    return f", {len(skipped)} {noun} skipped by the order minimums ({by})"
+    return f", {len(skipped)} {noun} skipped by the order minimums ({skipped_by_reason(skipped)})"
 
 
 def run_agent(

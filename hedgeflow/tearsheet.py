@@ -29,7 +29,7 @@ from hedgeflow.config import CostSettings, OrderMinimums, RiskSettings
 from hedgeflow.market import bars_per_year
 from hedgeflow.metrics import bar_spacing_seconds, compute_metrics, side_summary
 from hedgeflow.overfit import DSR_LIMIT, PBO_LIMIT, OverfitStats, overfit_verdict
-from hedgeflow.report import METRIC_LABELS, METRIC_ORDER, fmt_metric
+from hedgeflow.report import METRIC_LABELS, METRIC_ORDER, fmt_metric, skipped_by_reason
 
 __all__ = [
     "ANNUALISED_METRICS",
@@ -700,10 +700,8 @@ def _minimums_text(agent: AgentSection) -> str:
         text += f", notional >= {m.min_notional:g}"
     skipped = agent.skipped
     if len(skipped):
-        counts = skipped["reason"].value_counts().sort_index()
-        by = ", ".join(f"{reason} {n}" for reason, n in counts.items())
         noun = "entry" if len(skipped) == 1 else "entries"
-        text += f"; {len(skipped):,} {noun} skipped ({by})"
+        text += f"; {len(skipped):,} {noun} skipped ({skipped_by_reason(skipped)})"
     return text
 
 

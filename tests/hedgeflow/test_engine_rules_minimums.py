@@ -10,7 +10,6 @@ import sys
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from hedgeflow.config import DEFAULT_MINIMUMS, CostSettings, RiskSettings
@@ -18,6 +17,7 @@ from hedgeflow.engine import SKIPPED_COLUMNS, EngineConfig, backtest
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.rules import floor_to_step
 from tests.hedgeflow.rule_drivers import DRIVERS, Driver
+from tests.hedgeflow.test_engine_rules import make_bars
 
 DRIVER: Driver = DRIVERS["engine"]
 
@@ -26,12 +26,6 @@ DRIVER: Driver = DRIVERS["engine"]
 def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(sys.modules[__name__], "DRIVER", DRIVERS[request.param])
     return str(request.param)
-
-
-def make_bars(rows: list[tuple[float, float, float, float]]) -> pd.DataFrame:
-    o, h, lo, c = (np.array(x, dtype=float) for x in zip(*rows, strict=True))
-    ts = pd.date_range("2024-01-02 14:30", periods=len(rows), freq="5min", tz="UTC", unit="us")
-    return pd.DataFrame({"ts": ts, "open": o, "high": h, "low": lo, "close": c, "volume": 1.0})
 
 
 def run(rows, signal, config):
