@@ -34,6 +34,7 @@ import os
 import stat
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +258,7 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
             kind = "duplicate time" if step[k - 1] == 0 else "times not sorted ascending:"
             raise _fail(p, f"{kind} {ts.iat[k]} in row {k + 1} (row {k} has {ts.iat[k - 1]})")
 
-    out = pd.DataFrame({"ts": ts})
+    out: dict[str, Any] = {"ts": ts}
     for name in PRICE_NAMES:
         col = rest[lower[name]]
         values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
@@ -280,9 +281,9 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
             raise _fail(p, f"infinite volume {_show(vol_col.iat[row - 1])} in row {row}")
         out["volume"] = vol
     else:
-        out["volume"] = np.nan
+        out["volume"] = np.full(len(ts), np.nan)
 
-    o, h, lo, c = (out[k].to_numpy() for k in PRICE_NAMES)
+    o, h, lo, c = (out[k] for k in PRICE_NAMES)
     bad_high = h < np.maximum(o, c)
     if bad_high.any():
         row = int(np.flatnonzero(bad_high)[0]) + 1
@@ -299,7 +300,8 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
             f"low {lo[row - 1]} is above min(open, close) = {min(o[row - 1], c[row - 1])} "
             f"in row {row}",
         )
-    return out[list(BAR_COLUMNS)]
+    # one block per column (copy=False): no consolidating copy of a 1M-row file
+    return pd.DataFrame({k: out[k] for k in BAR_COLUMNS}, copy=False)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -337,8 +339,16 @@ def write_backtest_outputs(
     paths = {key: out / name for key, name in output_files(fmt).items()}
     with out_of_space_as(out):  # a full disk: "no space left on <DIR>", no partial file
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(paths["trades"], lambda tmp: write_table(trades, tmp, fmt, TRADE_TIME_COLUMNS))
-        atomic_write(paths["equity"], lambda tmp: write_table(equity, tmp, fmt, ("ts",)))
+        # trades beside the (much longer) equity curve: Arrow's writers and the time
+        # kernel release the GIL
+        with ThreadPoolExecutor(1) as pool:
+            trades_done = pool.submit(
+                atomic_write,
+                paths["trades"],
+                lambda tmp: write_table(trades, tmp, fmt, TRADE_TIME_COLUMNS),
+            )
+            atomic_write(paths["equity"], lambda tmp: write_table(equity, tmp, fmt, ("ts",)))
+            trades_done.result()
         atomic_write(paths["metrics"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return paths
 

@@ -371,7 +371,8 @@ def backtest(bars: pd.DataFrame, signal: Any, config: EngineConfig) -> BacktestR
             "equity": equity,
             "drawdown": equity / peak - 1.0,
             "position": out["position"],
-        }
+        },
+        copy=False,  # the arrays are the loop's own: no consolidating copy
     )
     qty = out["qty"]
     entry_price = out["entry_price"]

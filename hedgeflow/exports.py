@@ -16,7 +16,9 @@ the caller's (``backtest_io``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +26,7 @@ import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -32,6 +35,8 @@ __all__ = ["EXPORT_FORMATS", "ExportFormat", "iso_utc", "write_table"]
 ExportFormat = Literal["csv", "parquet"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "parquet")
 
+# Below this many rows a table's columns are formatted in the calling thread.
+_THREADED_ROWS = 50_000
 _ISO_WIDTH = len("2024-01-02T14:30:00.000000+00:00")
 # Years the fixed four-digit text can show.
 _MIN_US = int(np.datetime64("0001-01-01T00:00:00", "us").astype(np.int64))
@@ -46,32 +51,47 @@ def _put(out: np.ndarray, at: int, value: int, width: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
+def _civil(days: int) -> tuple[int, int, int]:
+    """Days since 1970-01-01 -> (year, month, day): H. Hinnant's algorithm."""
+    z = days + 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (1 if month <= 2 else 0), month, day
+
+
+@numba.njit(cache=True, nogil=True)
 def _iso_kernel(us: np.ndarray, valid: np.ndarray, out: np.ndarray) -> None:
     """``out[32 * j:]`` gets the ISO text of the j-th valid time (``us`` microseconds
-    since the epoch, UTC; years 1-9999). Days to a civil date: H. Hinnant's algorithm."""
+    since the epoch, UTC; years 1-9999). The date part is computed once per day and
+    copied for the day's other times (bars come in time order)."""
     j = 0
+    last_day = np.int64(-(1 << 62))
+    date_at = 0  # where the last day's date text was written
     for i in range(us.shape[0]):
         if not valid[i]:
             continue
         t = us[i]
         days = t // 86_400_000_000
         rem = t - days * 86_400_000_000
-        z = days + 719468
-        era = (z if z >= 0 else z - 146096) // 146097
-        doe = z - era * 146097
-        yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-        doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-        mp = (5 * doy + 2) // 153
-        day = doy - (153 * mp + 2) // 5 + 1
-        month = mp + 3 if mp < 10 else mp - 9
-        year = yoe + era * 400 + (1 if month <= 2 else 0)
-        secs = rem // 1_000_000
         a = j * 32
-        _put(out, a, year, 4)
-        out[a + 4] = 45  # -
-        _put(out, a + 5, month, 2)
-        out[a + 7] = 45
-        _put(out, a + 8, day, 2)
+        if days == last_day:
+            for k in range(10):
+                out[a + k] = out[date_at + k]
+        else:
+            year, month, day = _civil(days)
+            _put(out, a, year, 4)
+            out[a + 4] = 45  # -
+            _put(out, a + 5, month, 2)
+            out[a + 7] = 45
+            _put(out, a + 8, day, 2)
+            last_day = days
+        date_at = a
+        secs = rem // 1_000_000
         out[a + 10] = 84  # T
         _put(out, a + 11, secs // 3600, 2)
         out[a + 13] = 58  # :
@@ -109,16 +129,32 @@ def iso_utc(times: pd.Series | pd.DatetimeIndex) -> pa.StringArray:
     )
 
 
+def _text_column(col: pd.Series, is_time: bool) -> pa.Array:
+    """One column as the text the CSV holds: ISO times, floats as their shortest
+    round-trip text (pyarrow's cast, the one its CSV writer uses), NaN/NaT as null (an
+    empty field, as pandas wrote); other columns as they are."""
+    if is_time:
+        return iso_utc(col)
+    array = pa.array(col.to_numpy(), from_pandas=True)  # NaN -> null
+    if pa.types.is_floating(array.type):
+        return pc.cast(array, pa.string())
+    return array
+
+
 def _csv_table(frame: pd.DataFrame, time_columns: Iterable[str]) -> pa.Table:
+    """The frame as a table of text columns, formatted column by column in threads (the
+    time kernel and Arrow's casts release the GIL: on a 1M-row equity table the
+    formatting takes about half the single-threaded time on two cores)."""
     times = set(time_columns)
-    arrays = []
-    for name in frame.columns:
-        col = frame[name]
-        if name in times:
-            arrays.append(iso_utc(col))
-        else:  # from_pandas: NaN -> null, written as an empty field as pandas did
-            arrays.append(pa.array(col.to_numpy(), from_pandas=True))
-    return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
+    names = [str(c) for c in frame.columns]
+    jobs = [(frame[name], name in times) for name in frame.columns]
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers <= 1 or len(frame) < _THREADED_ROWS:
+        arrays = [_text_column(col, is_time) for col, is_time in jobs]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            arrays = list(pool.map(lambda job: _text_column(*job), jobs))
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 def write_table(
@@ -127,7 +163,12 @@ def write_table(
     """Write ``frame`` (no index) to ``path`` as CSV or Parquet; the file is created by
     an ordinary open, so it gets the user's umask."""
     if fmt == "parquet":
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        # Dictionary pages only where values repeat (sides, exit reasons): on a column of
+        # distinct floats the dictionary is built, found too large and dropped, which
+        # doubled the time of writing an equity curve.
+        dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+        pq.write_table(table, path, use_dictionary=dictionary)
         return
     if fmt != "csv":
         raise ValueError(f"unknown export format {fmt!r}: expected one of {EXPORT_FORMATS}")

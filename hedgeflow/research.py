@@ -59,7 +59,7 @@ def compute_signals(
     signal, indicators = spec.signals(o, h, lo, c, params, shorts=shorts)
     columns: dict[str, Any] = {C.TS: bars[C.TS].array, C.CLOSE: c, "signal": signal}
     columns.update(indicators)
-    return pd.DataFrame(columns)
+    return pd.DataFrame(columns, copy=False)  # fresh arrays: no consolidating copy
 
 
 def _json_number(value: float) -> str:

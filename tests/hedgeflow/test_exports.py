@@ -135,6 +135,21 @@ def test_iso_text_equals_pandas_strftime_over_the_allowed_years() -> None:
     assert ours[:5] + ours[6:] == theirs[:5] + theirs[6:]
 
 
+def test_iso_text_of_dense_intraday_times_reuses_each_days_date_exactly() -> None:
+    """The date text is made once per day and copied to the day's other times: minute
+    bars across midnights and a month end, a NaT inside a day, then out of order."""
+    times = pd.Series(
+        pd.date_range("2024-02-28 23:00", "2024-03-02 01:00", freq="7min", tz="UTC").as_unit("us")
+    )
+    times.iloc[40] = pd.NaT
+    shuffled = times.sample(frac=1.0, random_state=5).reset_index(drop=True)
+    for series in (times, shuffled):
+        ours = iso_utc(series).to_pylist()
+        theirs = _old_iso(series).tolist()
+        assert [o is None for o in ours] == [pd.isna(t) for t in theirs]
+        assert [o for o in ours if o is not None] == [t for t in theirs if not pd.isna(t)]
+
+
 def test_iso_refuses_naive_times() -> None:
     with pytest.raises(TypeError, match="tz-aware"):
         iso_utc(pd.Series(pd.to_datetime(["2024-01-01"])))
