@@ -101,3 +101,29 @@ def test_engine_invariants(seed, n, vol, p_flip, cfg):
     for a, b, r in zip(ei, xi, trades.exit_reason, strict=True):
         held[a : b + (1 if r == "end" else 0)] = True
     np.testing.assert_array_equal(eq.position.to_numpy() != 0, held)
+
+
+def test_trade_buffers_that_grow_give_the_same_run_as_buffers_never_full() -> None:
+    """The loop writes trades and skipped entries into buffers it doubles when nearly
+    full, running the bars in chunks between: starting them at one row (grown at
+    once, many times over) or at the default (grown part-way) gives exactly the run of
+    buffers large enough from the start. Reversals every few bars, entries skipped by
+    the quantity step."""
+    import hedgeflow.engine as engine
+    from hedgeflow.engine import engine_settings
+
+    bars = random_bars(11, 20_000, 0.01)
+    signal = np.random.default_rng(4).choice(np.array([-1, 0, 1], dtype=np.int8), 20_000)
+    cfg = EngineConfig(
+        initial_equity=1000.0, risk_per_trade=0.5, stop_pct=0.05, qty_step=20.0, allow_short=True
+    )
+    prices = [np.ascontiguousarray(bars[k].to_numpy()) for k in ("open", "high", "low", "close")]
+    args = (*prices, signal, np.empty(0), engine_settings(cfg))
+    roomy = engine._event_loop(*args, 40_000)
+    # the trades outgrow the default start; from one row, both buffers grow
+    assert roomy[3] > 3_072 + 20_000 // 64 and len(roomy[4]) > 500
+    for rows in (1, 0):
+        grown = engine._event_loop(*args, rows)
+        assert grown[3] == roomy[3]
+        for got, want in zip(grown[:3] + grown[4:], roomy[:3] + roomy[4:], strict=True):
+            np.testing.assert_array_equal(got, want)
