@@ -260,12 +260,15 @@ def _bars(
             skipped[ns, 0] = i
             skipped[ns, 1] = skip * rules.entry_side(pending)
             ns += 1
-        nt = rules.write_trade(trades, nt, i, closed)
+        if closed.reason != rules.R_NONE:
+            nt = rules.write_trade(trades, nt, i, closed)
         st, closed = rules.close_bar(st, p, o, high[i], low[i], c, signal[i], a)
-        nt = rules.write_trade(trades, nt, i, closed)
+        if closed.reason != rules.R_NONE:
+            nt = rules.write_trade(trades, nt, i, closed)
         if i == n - 1:
             st, closed = rules.end_close(st, p, c)
-            nt = rules.write_trade(trades, nt, i, closed)
+            if closed.reason != rules.R_NONE:
+                nt = rules.write_trade(trades, nt, i, closed)
         equity[i] = rules.equity(st, c)
         position[i] = st.held
     return st, nt, ns
