@@ -1091,6 +1091,11 @@ def _use_resident_server() -> None:
         if PREFECT_API_URL.value():
             return
     ensure_server(announce=sys.stderr)
+    # ensure_server reuses a server only when it runs this very Prefect version (and
+    # starts one with it otherwise): Prefect's own version handshake (a GET of
+    # /admin/version by the first client of each thread, each with a new TLS context)
+    # would only repeat that check.
+    os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
 
 
 if __name__ == "__main__":
