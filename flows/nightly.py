@@ -1,4 +1,9 @@
-"""The nightly research flow: ingest -> per-agent backtests -> portfolio -> report."""
+"""The nightly research flow: ingest -> per-agent backtests -> portfolio -> report.
+
+The reconcile subflow and the failure notifications (with the live-trading modules
+they import) are imported where they are needed: a night with no live run to reconcile
+and nothing to announce, the usual one, never loads them (the command's start).
+"""
 
 from __future__ import annotations
 
@@ -29,7 +34,6 @@ from hedgeflow.flows.params import (
     SourceName,
     agents_mapping,
 )
-from hedgeflow.flows.reconcile import reconcile
 from hedgeflow.flows.runners import TaskRunnerName, api_for_workers, task_runner_for
 from hedgeflow.tasks.common import (
     batch_label,
@@ -40,7 +44,6 @@ from hedgeflow.tasks.common import (
     run_logger,
     thread_pool,
 )
-from hedgeflow.tasks.notify import notify_run
 from hedgeflow.tasks.report import publish_report
 from hedgeflow.tasks.research import (
     AgentFailure,
@@ -212,6 +215,8 @@ def nightly(
     except BaseException as exc:
         mark_run_ended(warehouse, run_id, exc)
         if isinstance(exc, Exception):  # not a Ctrl-C / SIGTERM stop: it failed
+            from hedgeflow.tasks.notify import notify_run
+
             notify_run(notify, "nightly", run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     headline: dict[str, Any] = {
@@ -232,6 +237,8 @@ def nightly(
     reason = failures_reason(summary.failed_agents)
     warehouse.finish_run(run_id, summary.status, headline, fingerprint, reason=reason)
     if summary.status != "completed":
+        from hedgeflow.tasks.notify import notify_run
+
         notify_run(notify, "nightly", run_id, summary.status, f"failed agents: {reason}")
     return summary
 
@@ -245,6 +252,8 @@ def _reconcile_live(warehouse: Warehouse) -> dict[str, Any] | None:
         return None
     live_run_id = str(live_run["run_id"])
     log = run_logger()
+    from hedgeflow.flows.reconcile import reconcile
+
     try:
         done = reconcile(run=live_run_id)
     except Exception as exc:

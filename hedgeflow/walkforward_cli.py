@@ -91,6 +91,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_LOGGING_LOGGERS_DISTRIBUTED_LEVEL", "WARNING")
     from hedgeflow.flows.walkforward import walkforward
 
+    cli.start_done()
     summary = walkforward(
         symbols=symbols,
         strategy=args.strategy,

@@ -1,51 +1,33 @@
-"""``make_source(name, network, seed, token)``: the one place that picks a source."""
+"""``make_source(name, network, seed, token)``: the one place that picks a source.
+
+The EODHD client and the simulator (``requests`` and an HTTP server) are imported when
+one of them is asked for: the synthetic source, every demo's, never loads them.
+"""
 
 from __future__ import annotations
 
-import atexit
-import dataclasses
 import os
-import threading
+from typing import TYPE_CHECKING, Any
 
 from hedgeflow.config import NetworkSettings
 from hedgeflow.errors import InvalidInputError
 from hedgeflow.secrets import load_eodhd_token
 from hedgeflow.sources.base import MarketSource
-from hedgeflow.sources.eodhd import EodhdClient
-from hedgeflow.sources.simulator.server import Simulator
 from hedgeflow.sources.synthetic import SyntheticMarket
+
+if TYPE_CHECKING:
+    from hedgeflow.sources.simulator_source import SimulatorSource as SimulatorSource
 
 SOURCE_NAMES: tuple[str, ...] = ("synthetic", "eodhd", "simulator")
 SIMULATOR_TOKEN = "demo-sim"
 
 
-class SimulatorSource(EodhdClient):
-    """The real EODHD client talking to a private local simulator (same seed).
+def __getattr__(name: str) -> Any:
+    if name == "SimulatorSource":  # its home before hedgeflow.sources.simulator_source
+        from hedgeflow.sources.simulator_source import SimulatorSource
 
-    ``close()`` (or leaving a ``with`` block, or interpreter exit) stops the server.
-    """
-
-    name = "simulator"
-
-    def __init__(self, network: NetworkSettings, seed: int) -> None:
-        self.simulator = Simulator(
-            seed=seed, tokens=(SIMULATOR_TOKEN,), timeout_sleep=network.rest_timeout + 1.0
-        ).start()
-        network = dataclasses.replace(network, base_url=self.simulator.base_url)
-        super().__init__(SIMULATOR_TOKEN, network)
-        self._closed = threading.Event()
-        atexit.register(self.close)
-
-    def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        super().close()
-        self.simulator.stop()
-        atexit.unregister(self.close)
-
-    def __enter__(self) -> SimulatorSource:
-        return self
+        return SimulatorSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_source(
@@ -56,7 +38,11 @@ def make_source(
     if name == "synthetic":
         return SyntheticMarket(seed)
     if name == "eodhd":
+        from hedgeflow.sources.eodhd import EodhdClient
+
         return EodhdClient(token or load_eodhd_token(os.environ), network)
     if name == "simulator":
+        from hedgeflow.sources.simulator_source import SimulatorSource
+
         return SimulatorSource(network, seed)
     raise InvalidInputError(f"unknown source {name!r}: expected one of {', '.join(SOURCE_NAMES)}")

@@ -97,3 +97,35 @@ def test_the_command_does_not_import_dask_to_validate_pandas(tmp_path: Path) -> 
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
     assert "pandera.typing.pandas" in imported  # the schemas were built
     assert "dask.dataframe" not in imported and "dask" not in imported
+
+
+def test_a_flow_command_starts_without_the_collector_then_freezes_its_start() -> None:
+    """The collector is off while a flow command starts, then what the start built is
+    frozen and the collector is back on; a command that ends before its flow only turns
+    it back on; a collector someone else turned off is left alone."""
+    import gc
+
+    from hedgeflow import cli
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        cli.gc_off_for_start()
+        assert not gc.isenabled()
+        cli.start_done()
+        assert gc.isenabled() and gc.get_freeze_count() > frozen
+        cli.start_done()  # once only
+        assert gc.isenabled()
+        gc.unfreeze()
+
+        cli.gc_off_for_start()
+        cli._gc_back_on()
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+
+        gc.disable()
+        cli.gc_off_for_start()
+        cli.start_done()
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
