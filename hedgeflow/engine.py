@@ -216,62 +216,21 @@ def engine_settings(config: EngineConfig) -> rules.Settings:
 # --------------------------------------------------------------------------- kernel
 
 
-_MIN_ROOM = 3 * 1024  # rows left in a buffer below which it is doubled
+@numba.njit(cache=True)
+def _signal_changes(signal: np.ndarray) -> int:
+    """How many bars' signal differs from the bar before (the first bar's from 0)."""
+    changes = 0
+    prev = 0
+    for i in range(signal.shape[0]):
+        s = signal[i]
+        changes += s != prev
+        prev = s
+    return changes
 
 
 @numba.njit(cache=True)
-def _grown(rows: np.ndarray, used: int) -> np.ndarray:
-    """A buffer twice the size of ``rows`` holding its first ``used`` rows."""
-    bigger = np.empty((2 * rows.shape[0], rows.shape[1]), dtype=rows.dtype)
-    bigger[:used] = rows[:used]
-    return bigger
-
-
-@numba.njit(cache=True)
-def _bars(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    signal: np.ndarray,
-    atr: np.ndarray,
-    p: rules.Settings,
-    first: int,
-    stop: int,
-    st: rules.State,
-    equity: np.ndarray,
-    position: np.ndarray,
-    trades: np.ndarray,
-    nt: int,
-    skipped: np.ndarray,
-    ns: int,
-) -> tuple[rules.State, int, int]:
-    """``step_bar`` for bars ``first`` to ``stop - 1`` (the caller leaves room in the
-    buffers for what they can write); returns the state and the rows used."""
-    n = close.shape[0]
-    for i in range(first, stop):
-        c = close[i]
-        a = atr[i] if p.use_trailing_atr else np.nan
-        o = open_[i]
-        # step_bar in two halves, each round trip written as soon as it closes
-        pending = st.pending
-        st, _, skip, closed = rules.open_bar(st, p, i, o)
-        if skip != rules.S_NONE:
-            skipped[ns, 0] = i
-            skipped[ns, 1] = skip * rules.entry_side(pending)
-            ns += 1
-        if closed.reason != rules.R_NONE:
-            nt = rules.write_trade(trades, nt, i, closed)
-        st, closed = rules.close_bar(st, p, o, high[i], low[i], c, signal[i], a)
-        if closed.reason != rules.R_NONE:
-            nt = rules.write_trade(trades, nt, i, closed)
-        if i == n - 1:
-            st, closed = rules.end_close(st, p, c)
-            if closed.reason != rules.R_NONE:
-                nt = rules.write_trade(trades, nt, i, closed)
-        equity[i] = rules.equity(st, c)
-        position[i] = st.held
-    return st, nt, ns
+def _full() -> None:
+    raise RuntimeError("engine: more trades than signal changes (a broken rule invariant)")
 
 
 @numba.njit(cache=True)
@@ -283,43 +242,58 @@ def _event_loop(
     signal: np.ndarray,
     atr: np.ndarray,
     p: rules.Settings,
-    rows: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """The batch driver of :mod:`hedgeflow.rules`: ``step_bar`` for every bar, the
     end-of-data close after the last. Returns (equity, position, trades, n_trades,
     skipped): ``skipped`` has a row (bar index, ``S_*`` reason x side) per entry the
     order minimums skipped. ``atr`` is read only with the trailing stop on (it may be
-    empty otherwise).
-
-    Trades and skipped entries go to row buffers started at ``rows`` rows (0: 3,072 plus
-    one per 64 bars) and doubled when nearly full; the bar loop (``_bars``) runs in
-    chunks the buffers have room for and returns here to grow them (an array
-    reassigned inside the bar loop would cost reference counting on every bar). One
-    matrix sized for the most trades possible (n / 2 round trips) is tens of MB for a
-    1M-bar run, which the allocator maps afresh on every call, and every page the
-    trades then touch faults.
-    """
+    empty otherwise)."""
     n = close.shape[0]
     equity = np.empty(n, dtype=np.float64)
     position = np.empty(n, dtype=np.float64)
-    start = rows if rows > 0 else _MIN_ROOM + n // 64
-    trades = np.empty((start, rules.N_TRADE), dtype=np.float64)
-    skipped = np.empty((start, 2), dtype=np.int64)
-    i, nt, ns = 0, 0, 0
+    # Every trade and every skipped entry begins with an entry queued when the signal
+    # read at a close changed (rules.read_signal; a protective exit does not re-enter
+    # before the next change), so their number is at most the signal's changes. The
+    # bound keeps the buffers small (sma_cross on 1M bars: 5 MB, not 36 MB for n / 2
+    # round trips, which the allocator maps afresh on every call and which then
+    # faults on every page the trades touch). A write past it stops the run
+    # (_full) rather than going unchecked.
+    cap = _signal_changes(signal) + 1
+    trades = np.empty((cap, rules.N_TRADE), dtype=np.float64)
+    nt = 0
+    skipped = np.empty((cap, 2), dtype=np.int64)
+    ns = 0
     st = rules.flat_state(p)
-    while i < n:
-        # a bar writes at most three trades (a reversal's exit, a stop inside the bar,
-        # the end close) and one skipped entry
-        if trades.shape[0] - nt < _MIN_ROOM:
-            trades = _grown(trades, nt)
-        if skipped.shape[0] - ns < _MIN_ROOM:
-            skipped = _grown(skipped, ns)
-        stop = min(n, i + (trades.shape[0] - nt) // 3, i + skipped.shape[0] - ns)
-        st, nt, ns = _bars(
-            open_, high, low, close, signal, atr, p, i, stop, st, equity, position, trades,
-            nt, skipped, ns,
-        )  # fmt: skip
-        i = stop
+    for i in range(n):
+        c = close[i]
+        a = atr[i] if p.use_trailing_atr else np.nan
+        o = open_[i]
+        # step_bar in two halves, each round trip written as soon as it closes
+        pending = st.pending
+        st, _, skip, closed = rules.open_bar(st, p, i, o)
+        if skip != rules.S_NONE:
+            if ns == cap:
+                _full()
+            skipped[ns, 0] = i
+            skipped[ns, 1] = skip * rules.entry_side(pending)
+            ns += 1
+        if closed.reason != rules.R_NONE:
+            if nt == cap:
+                _full()
+            nt = rules.write_trade(trades, nt, i, closed)
+        st, closed = rules.close_bar(st, p, o, high[i], low[i], c, signal[i], a)
+        if closed.reason != rules.R_NONE:
+            if nt == cap:
+                _full()
+            nt = rules.write_trade(trades, nt, i, closed)
+        if i == n - 1:
+            st, closed = rules.end_close(st, p, c)
+            if closed.reason != rules.R_NONE:
+                if nt == cap:
+                    _full()
+                nt = rules.write_trade(trades, nt, i, closed)
+        equity[i] = rules.equity(st, c)
+        position[i] = st.held
     return equity, position, trades[:nt], nt, skipped[:ns]
 
 

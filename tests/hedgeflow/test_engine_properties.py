@@ -103,27 +103,28 @@ def test_engine_invariants(seed, n, vol, p_flip, cfg):
     np.testing.assert_array_equal(eq.position.to_numpy() != 0, held)
 
 
-def test_trade_buffers_that_grow_give_the_same_run_as_buffers_never_full() -> None:
-    """The loop writes trades and skipped entries into buffers it doubles when nearly
-    full, running the bars in chunks between: starting them at one row (grown at
-    once, many times over) or at the default (grown part-way) gives exactly the run of
-    buffers large enough from the start. Reversals every few bars, entries skipped by
-    the quantity step."""
+def test_trade_buffers_are_bounded_by_the_signals_changes_and_hold_every_trade() -> None:
+    """The loop sizes its trade and skipped buffers by the signal's changes (each
+    trade and each skipped entry begins with an entry a change queued). Signals that
+    change on every bar fill them as far as the rules can: a reversal at every open
+    with shorts, an entry or exit at every open without; every trade is kept."""
     import hedgeflow.engine as engine
-    from hedgeflow.engine import engine_settings
 
-    bars = random_bars(11, 20_000, 0.01)
-    signal = np.random.default_rng(4).choice(np.array([-1, 0, 1], dtype=np.int8), 20_000)
-    cfg = EngineConfig(
-        initial_equity=1000.0, risk_per_trade=0.5, stop_pct=0.05, qty_step=20.0, allow_short=True
-    )
-    prices = [np.ascontiguousarray(bars[k].to_numpy()) for k in ("open", "high", "low", "close")]
-    args = (*prices, signal, np.empty(0), engine_settings(cfg))
-    roomy = engine._event_loop(*args, 40_000)
-    # the trades outgrow the default start; from one row, both buffers grow
-    assert roomy[3] > 3_072 + 20_000 // 64 and len(roomy[4]) > 500
-    for rows in (1, 0):
-        grown = engine._event_loop(*args, rows)
-        assert grown[3] == roomy[3]
-        for got, want in zip(grown[:3] + grown[4:], roomy[:3] + roomy[4:], strict=True):
-            np.testing.assert_array_equal(got, want)
+    n = 2_000
+    bars = random_bars(11, n, 0.001)
+    flip = np.where(np.arange(n) % 2 == 0, 1, -1).astype(np.int8)
+    on_off = np.where(np.arange(n) % 2 == 0, 1, 0).astype(np.int8)
+    assert engine._signal_changes(flip) == n and engine._signal_changes(on_off) == n
+    assert engine._signal_changes(np.zeros(5, dtype=np.int8)) == 0
+    wide = {"stop_pct": 0.5, "take_profit_pct": 5.0, "risk_per_trade": 0.1}
+    reversals = backtest(bars, flip, EngineConfig(allow_short=True, **wide))
+    # the orders queued at closes 0..n-2 fill: n - 1 entries, each closed by the next
+    # reversal or the end close
+    assert len(reversals.trades) == n - 1
+    assert (reversals.trades["side"].iloc[::2] == "long").all()
+    assert (reversals.trades["side"].iloc[1::2] == "short").all()
+    entries_exits = backtest(bars, on_off, EngineConfig(**wide))
+    assert len(entries_exits.trades) == n // 2
+    # every entry skipped: as many skipped rows as entries queued
+    tiny = backtest(bars, flip, EngineConfig(allow_short=True, min_notional=1e9, **wide))
+    assert len(tiny.trades) == 0 and len(tiny.skipped) == n - 1
