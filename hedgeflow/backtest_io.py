@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -228,6 +229,111 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+# Units of datetime64 times the one-pass check reads: (multiplier, divisor) to microseconds.
+_TIME_SCALE = {"s": (1_000_000, 1), "ms": (1_000, 1), "us": (1, 1), "ns": (1, 1_000)}
+
+
+def _valid_bars_at_once(
+    raw_ts: pd.Series, prices: list[pd.Series], volume: pd.Series | None
+) -> pd.DataFrame | None:
+    """The bars of a file whose times are datetime64 values and whose prices and volume
+    are numbers, when all of them pass every check (``_check_bars``, one compiled
+    pass that also copies them out); None otherwise, for the general path to convert
+    what it can and name the first bad row. The general path does the same checks in
+    about a dozen whole-column passes (and their temporary arrays)."""
+    dtype = raw_ts.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):  # the values are UTC instants whatever the zone
+        unit = dtype.unit
+        raw = np.asarray(raw_ts.array.asi8)
+    elif isinstance(dtype, np.dtype) and dtype.kind == "M":  # naive: UTC (convention 1)
+        unit = np.datetime_data(dtype)[0]
+        raw = raw_ts.to_numpy().view(np.int64)
+    else:
+        return None
+    if unit not in _TIME_SCALE:
+        return None
+    columns = [*prices, *([volume] if volume is not None else [])]
+    if not all(
+        isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf" for col in columns
+    ):  # text, booleans, nullable or Arrow-backed numbers: the general path
+        return None
+    o, h, lo, c = (np.ascontiguousarray(col.to_numpy(dtype=np.float64)) for col in prices)
+    v = (
+        np.ascontiguousarray(volume.to_numpy(dtype=np.float64))
+        if volume is not None
+        else np.empty(0, dtype=np.float64)
+    )
+    mult, div = _TIME_SCALE[unit]
+    low, high = (int(t.value) // 1000 for t in TIME_RANGE)
+    n = raw.shape[0]
+    out = np.empty((5, n), dtype=np.float64)  # open, high, low, close, volume
+    t_us = np.empty(n, dtype=np.int64)
+    if not _check_bars(np.ascontiguousarray(raw), mult, div, low, high, o, h, lo, c, v, t_us, out):
+        return None
+    ts = pd.Series(pd.DatetimeIndex(t_us.view("datetime64[us]")).tz_localize("UTC"))
+    frame = {"ts": ts, **{name: out[k] for k, name in enumerate(BAR_COLUMNS[1:])}}
+    return pd.DataFrame(frame, copy=False)
+
+
+@numba.njit(cache=True, nogil=True)
+def _check_bars(
+    raw: np.ndarray,
+    mult: int,
+    div: int,
+    low: int,
+    high: int,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+    t_us: np.ndarray,
+    out: np.ndarray,
+) -> bool:
+    """Whether every bar passes read_bars_file's checks (a time in [low, high)
+    microseconds, exact in microseconds, after the row before; prices finite and > 0,
+    high >= max(open, close), low <= min(open, close); volume not negative and not
+    infinite, NaN allowed); the times in microseconds and the values are copied to
+    ``t_us`` and ``out`` on the way. NaT (the lowest int64) is out of range."""
+    n = raw.shape[0]
+    has_volume = v.shape[0] == n
+    raw_low = low // mult if div == 1 else low * div
+    raw_high = high // mult if div == 1 else high * div
+    prev = np.int64(0)
+    for i in range(n):
+        r = raw[i]
+        if r < raw_low or r >= raw_high:
+            return False
+        if div > 1:
+            if r % div != 0:
+                return False
+            t = r // div
+        else:
+            t = r * mult
+        if t < low or t >= high or (i > 0 and t <= prev):
+            return False
+        prev = t
+        oo, hh, ll, cc = o[i], h[i], lo[i], c[i]
+        if not (oo > 0.0 and oo < np.inf and hh > 0.0 and hh < np.inf):
+            return False
+        if not (ll > 0.0 and ll < np.inf and cc > 0.0 and cc < np.inf):
+            return False
+        if hh < max(oo, cc) or ll > min(oo, cc):
+            return False
+        vv = np.nan
+        if has_volume:
+            vv = v[i]
+            if vv < 0.0 or vv == np.inf:
+                return False
+        t_us[i] = t
+        out[0, i] = oo
+        out[1, i] = hh
+        out[2, i] = ll
+        out[3, i] = cc
+        out[4, i] = vv
+    return True
+
+
 def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read and validate a bars file -> frame ts (datetime64[us, UTC]), open, high, low,
     close, volume (float64), sorted by ts, RangeIndex. See the module doc."""
@@ -248,6 +354,11 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
             f"missing column(s) {', '.join(missing)}; columns are "
             f"{', '.join(map(str, df.columns))}",
         )
+    volume_col = rest[lower["volume"]] if "volume" in lower else None
+    fast = _valid_bars_at_once(raw_ts, [rest[lower[k]] for k in PRICE_NAMES], volume_col)
+    if fast is not None:
+        return fast
+    # the general path: every conversion, and the error naming the first bad row
     ts = _parse_times(p, raw_ts)
 
     t = ts.to_numpy(dtype="datetime64[us]").astype(np.int64)
@@ -261,7 +372,8 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
     out: dict[str, Any] = {"ts": ts}
     for name in PRICE_NAMES:
         col = rest[lower[name]]
-        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        # copy=True: a frame of our own, writable (a view of the file's column is not)
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, copy=True)
         bad = ~(np.isfinite(values) & (values > 0))  # NaN, non-numeric, zero, negative, inf
         if bad.any():
             row = int(np.flatnonzero(bad)[0]) + 1
@@ -271,7 +383,7 @@ def read_bars_file(path: str | os.PathLike[str]) -> pd.DataFrame:
         out[name] = values
     if "volume" in lower:
         vol_col = rest[lower["volume"]]
-        vol = pd.to_numeric(vol_col, errors="coerce").to_numpy(dtype=np.float64)
+        vol = pd.to_numeric(vol_col, errors="coerce").to_numpy(dtype=np.float64, copy=True)
         neg = vol < 0
         if neg.any():
             row = int(np.flatnonzero(neg)[0]) + 1

@@ -102,7 +102,7 @@ def read_table_file(path: Path, what: str, limits: Limits) -> pd.DataFrame:
                     path,
                     f"decompresses to {inflated:,} bytes, more than {size_words(limits.max_bytes)}",
                 )
-            return pq.read_table(path).to_pandas()
+            return _to_pandas(pq.read_table(path))
         if name.endswith(CSV_SUFFIXES):
             if not name.endswith(".gz") and (fast := _arrow_csv(path)) is not None:
                 if len(fast) > limits.max_rows:
@@ -139,4 +139,11 @@ def _arrow_csv(path: Path) -> pd.DataFrame | None:
     names = table.column_names
     if len(set(names)) != len(names) or any(not n.strip() for n in names):
         return None
-    return table.to_pandas()
+    return _to_pandas(table)
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """The table as a frame without a consolidating copy: numeric columns without nulls
+    are views of Arrow's memory (read-only; readers copy what they keep), and each
+    column's Arrow memory is released as it is converted."""
+    return table.to_pandas(split_blocks=True, self_destruct=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -355,3 +356,87 @@ def test_duplicate_column_names_are_left_to_pandas(tmp_path):
     path = write(tmp_path, "ts,open,high,low,close,close\n2024-01-02 14:30,1,2,0.5,1.5,1.5\n")
     assert tf._arrow_csv(path) is None
     assert list(read_bars_file(path).columns) == ["ts", "open", "high", "low", "close", "volume"]
+
+
+def _bars_frame(n: int = 500, unit: str = "us", tz: str | None = "UTC") -> pd.DataFrame:
+    rng = np.random.default_rng(9)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
+    open_ = np.r_[close[:1], close[:-1]]
+    ts = pd.date_range("2024-03-01 09:30", periods=n, freq="5min", tz=tz).as_unit(unit)
+    return pd.DataFrame(
+        {
+            "ts": ts,
+            "open": open_,
+            "high": np.maximum(open_, close) * 1.001,
+            "low": np.minimum(open_, close) * 0.999,
+            "close": close,
+            "volume": rng.integers(0, 1000, n).astype(np.float64),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "unit, tz, volume",
+    [("s", "UTC", True), ("ms", None, True), ("us", "America/New_York", False),
+     ("ns", "UTC", True)],
+)  # fmt: skip
+def test_one_pass_check_reads_like_the_general_path(tmp_path, monkeypatch, unit, tz, volume):
+    """A file of datetime64 times and numeric prices is checked and copied in one
+    compiled pass; the bars equal the general path's (each check a column pass)."""
+    import hedgeflow.backtest_io as bio
+
+    frame = _bars_frame(unit=unit, tz=tz)
+    if not volume:
+        frame = frame.drop(columns=["volume"])
+    path = tmp_path / "bars.parquet"
+    frame.to_parquet(path)
+    taken = []
+    real = bio._valid_bars_at_once
+    monkeypatch.setattr(bio, "_valid_bars_at_once", lambda *a: taken.append(r := real(*a)) or r)
+    fast = read_bars_file(path)
+    assert taken[0] is not None  # the one-pass check was the one taken
+    monkeypatch.setattr(bio, "_valid_bars_at_once", lambda *a: None)
+    pd.testing.assert_frame_equal(fast, read_bars_file(path))
+    fast.loc[0, "close"] = 1.0  # a frame of its own: writable
+    assert fast["close"].iat[0] == 1.0
+
+
+@pytest.mark.parametrize(
+    "column, row, value, fragment",
+    [("high", 7, 50.0, "high 50.0 is below max(open, close)"),
+     ("low", 9, 500.0, "low 500.0 is above min(open, close)"),
+     ("close", 3, np.nan, "close must be a positive number, got an empty value in row 4"),
+     ("open", 0, -1.0, "open must be a positive number, got -1.0 in row 1"),
+     ("volume", 5, -2.0, "negative volume -2.0 in row 6"),
+     ("volume", 6, np.inf, "infinite volume inf in row 7"),
+     ("ts", 4, pd.NaT, "missing time in row 5"),
+     ("ts", 8, pd.Timestamp("2024-03-01 09:30", tz="UTC"), "in row 9"),
+     ("ts", 2, pd.Timestamp("1899-12-31", tz="UTC"), "outside 1900-2199")],
+)  # fmt: skip
+def test_what_the_one_pass_check_refuses_gets_the_general_error(
+    tmp_path, column, row, value, fragment
+):
+    import hedgeflow.backtest_io as bio
+
+    frame = _bars_frame()
+    frame.loc[row, column] = value
+    path = tmp_path / "bars.parquet"
+    frame.to_parquet(path)
+    raw = pd.read_parquet(path)
+    prices = [raw[k] for k in ("open", "high", "low", "close")]
+    assert bio._valid_bars_at_once(raw["ts"], prices, raw["volume"]) is None
+    with pytest.raises(InvalidInputError, match=re.escape(fragment)):
+        read_bars_file(path)
+
+
+def test_times_finer_than_microseconds_are_left_to_the_general_path(tmp_path):
+    import hedgeflow.backtest_io as bio
+
+    frame = _bars_frame(unit="ns")
+    frame.loc[3, "ts"] = frame.loc[3, "ts"] + pd.Timedelta(nanoseconds=1)
+    raw_ts = frame["ts"]
+    prices = [frame[k] for k in ("open", "high", "low", "close")]
+    assert bio._valid_bars_at_once(raw_ts, prices, None) is None
+    path = tmp_path / "bars.parquet"
+    frame.to_parquet(path)
+    assert read_bars_file(path)["ts"].iat[3] == frame["ts"].iat[3].floor("us")
