@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             body = backtest.render(
                 backtest.run(
                     days=backtest.QUICK_DAYS if args.quick else backtest.FULL_DAYS,
-                    repeat=min(repeat, 3),
+                    repeat=min(repeat, 5),
                     command=command,
                     quick=args.quick,
                 )

@@ -142,19 +142,28 @@ def _text_column(col: pd.Series, is_time: bool) -> pa.Array:
 
 
 def _csv_table(frame: pd.DataFrame, time_columns: Iterable[str]) -> pa.Table:
-    """The frame as a table of text columns, formatted column by column in threads (the
-    time kernel and Arrow's casts release the GIL: on a 1M-row equity table the
-    formatting takes about half the single-threaded time on two cores)."""
+    """The frame as a table of text columns, formatted in threads: each column in row
+    blocks, one per core (the time kernel and Arrow's casts release the GIL; equal
+    blocks keep the cores equally busy). On a 1M-row equity table the formatting takes
+    a little over half the single-threaded time on two cores."""
     times = set(time_columns)
     names = [str(c) for c in frame.columns]
-    jobs = [(frame[name], name in times) for name in frame.columns]
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers <= 1 or len(frame) < _THREADED_ROWS:
-        arrays = [_text_column(col, is_time) for col, is_time in jobs]
+    n = len(frame)
+    workers = os.cpu_count() or 1
+    blocks = workers if workers > 1 and n >= _THREADED_ROWS else 1
+    bounds = [n * b // blocks for b in range(blocks + 1)]
+    jobs = [
+        (frame[name].iloc[bounds[b] : bounds[b + 1]], name in times)
+        for name in frame.columns
+        for b in range(blocks)
+    ]
+    if blocks == 1:
+        pieces = [_text_column(col, is_time) for col, is_time in jobs]
     else:
         with ThreadPoolExecutor(workers) as pool:
-            arrays = list(pool.map(lambda job: _text_column(*job), jobs))
-    return pa.Table.from_arrays(arrays, names=names)
+            pieces = list(pool.map(lambda job: _text_column(*job), jobs))
+    columns = [pa.chunked_array(pieces[j * blocks : (j + 1) * blocks]) for j in range(len(names))]
+    return pa.Table.from_arrays(columns, names=names)
 
 
 def write_table(
