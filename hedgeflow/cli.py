@@ -836,6 +836,7 @@ def _sql_once(warehouse: Any, args: argparse.Namespace, memory_limit: str) -> No
     with (
         warehouse.snapshot(args.query, memory_limit=memory_limit) as con,
         _deadline(con, args.timeout) as timer,
+        _interrupt_on_signal(con),
     ):
         try:
             cursor = con.execute(args.query)
@@ -887,6 +888,49 @@ def _one_line(exc: BaseException) -> str:
 
 class _Timer:
     fired = False
+
+
+@contextlib.contextmanager
+def _interrupt_on_signal(con: Any) -> Iterator[None]:
+    """Interrupt ``con``'s running query as soon as Ctrl-C (or SIGTERM) arrives.
+
+    Python runs its signal handlers in the main thread between bytecodes, and the main
+    thread is inside DuckDB until the query yields, which a large join does only every
+    tens of seconds. The signal's wakeup byte (``signal.set_wakeup_fd``, written by the
+    C-level handler at once) reaches a watcher thread instead, which interrupts the
+    query (DuckDB's interrupt is thread-safe: ``--timeout`` uses it); the handler then
+    raises KeyboardInterrupt as before."""
+    import socket
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except ValueError:  # pragma: no cover - not the main thread of the main interpreter
+        reader.close()
+        writer.close()
+        yield
+        return
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while reader.recv(64):  # a signal's number; b"" once the writer is closed
+                con.interrupt()
+
+    watcher = threading.Thread(target=watch, name="sql-interrupt", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        writer.shutdown(socket.SHUT_RDWR)
+        writer.close()
+        watcher.join(timeout=1.0)
+        reader.close()
 
 
 @contextlib.contextmanager
