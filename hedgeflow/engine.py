@@ -229,11 +229,6 @@ def _signal_changes(signal: np.ndarray) -> int:
 
 
 @numba.njit(cache=True)
-def _full() -> None:
-    raise RuntimeError("engine: more trades than signal changes (a broken rule invariant)")
-
-
-@numba.njit(cache=True)
 def _event_loop(
     open_: np.ndarray,
     high: np.ndarray,
@@ -256,8 +251,8 @@ def _event_loop(
     # before the next change), so their number is at most the signal's changes. The
     # bound keeps the buffers small (sma_cross on 1M bars: 5 MB, not 36 MB for n / 2
     # round trips, which the allocator maps afresh on every call and which then
-    # faults on every page the trades touch). A write past it stops the run
-    # (_full) rather than going unchecked.
+    # faults on every page the trades touch). A write past it raises (write_trade
+    # checks its matrix) rather than going unchecked.
     cap = _signal_changes(signal) + 1
     trades = np.empty((cap, rules.N_TRADE), dtype=np.float64)
     nt = 0
@@ -273,24 +268,18 @@ def _event_loop(
         st, _, skip, closed = rules.open_bar(st, p, i, o)
         if skip != rules.S_NONE:
             if ns == cap:
-                _full()
+                raise RuntimeError("engine: more skipped entries than signal changes")
             skipped[ns, 0] = i
             skipped[ns, 1] = skip * rules.entry_side(pending)
             ns += 1
         if closed.reason != rules.R_NONE:
-            if nt == cap:
-                _full()
             nt = rules.write_trade(trades, nt, i, closed)
         st, closed = rules.close_bar(st, p, o, high[i], low[i], c, signal[i], a)
         if closed.reason != rules.R_NONE:
-            if nt == cap:
-                _full()
             nt = rules.write_trade(trades, nt, i, closed)
         if i == n - 1:
             st, closed = rules.end_close(st, p, c)
             if closed.reason != rules.R_NONE:
-                if nt == cap:
-                    _full()
                 nt = rules.write_trade(trades, nt, i, closed)
         equity[i] = rules.equity(st, c)
         position[i] = st.held

@@ -562,9 +562,12 @@ def equity(st: State, c: float) -> float:
 def write_trade(trades: np.ndarray, nt: int, exit_i: int, t: Closed) -> int:
     """The one trade-record writer: ``t`` closed at bar ``exit_i`` into row ``nt`` of a
     ``(capacity, N_TRADE)`` matrix (one cache line per trade); returns the next row
-    (unchanged without a trade)."""
+    (unchanged without a trade). A full matrix raises: a driver sizes it by a bound
+    the rules guarantee, and a write past it is a broken invariant, never unchecked."""
     if t.reason == R_NONE:
         return nt
+    if nt >= trades.shape[0]:
+        raise RuntimeError("rules: more trades than the driver's bound (a broken invariant)")
     trades[nt, T_ENTRY_I] = t.entry_i
     trades[nt, T_EXIT_I] = exit_i
     trades[nt, T_QTY] = t.qty
