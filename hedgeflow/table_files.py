@@ -104,18 +104,17 @@ def read_table_file(path: Path, what: str, limits: Limits) -> pd.DataFrame:
                 )
             return _to_pandas(pq.read_table(path))
         if name.endswith(CSV_SUFFIXES):
-            if not name.endswith(".gz") and (fast := _arrow_csv(path)) is not None:
-                if len(fast) > limits.max_rows:
-                    raise too_many_rows(f"{len(fast):,}")
-                if limits.max_cells is not None and fast.size > limits.max_cells:
-                    raise too_many_cells(int(fast.size))
-                return fast
-            stream = gzip.open(path, "rb") if name.endswith(".gz") else open(path, "rb")  # noqa: SIM115
-            excess = fail(what, path, f"decompresses to more than {size_words(limits.max_bytes)}")
-            with io.BufferedReader(_Bounded(stream, limits.max_bytes, excess)) as fh:
-                frame = pd.read_csv(fh, nrows=limits.max_rows + 1)
+            frame = None if name.endswith(".gz") else _arrow_csv(path)
+            counted = frame is not None  # pyarrow reads every row; pandas stops past the limit
+            if frame is None:
+                stream = gzip.open(path, "rb") if name.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+                excess = fail(
+                    what, path, f"decompresses to more than {size_words(limits.max_bytes)}"
+                )
+                with io.BufferedReader(_Bounded(stream, limits.max_bytes, excess)) as fh:
+                    frame = pd.read_csv(fh, nrows=limits.max_rows + 1)
             if len(frame) > limits.max_rows:
-                raise too_many_rows("more")
+                raise too_many_rows(f"{len(frame):,}" if counted else "more")
             if limits.max_cells is not None and frame.size > limits.max_cells:
                 raise too_many_cells(int(frame.size))
             return frame
