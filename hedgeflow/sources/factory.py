@@ -7,7 +7,6 @@ one of them is asked for: the synthetic source, every demo's, never loads them.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from hedgeflow.config import NetworkSettings
 from hedgeflow.errors import InvalidInputError
@@ -15,19 +14,8 @@ from hedgeflow.secrets import load_eodhd_token
 from hedgeflow.sources.base import MarketSource
 from hedgeflow.sources.synthetic import SyntheticMarket
 
-if TYPE_CHECKING:
-    from hedgeflow.sources.simulator_source import SimulatorSource as SimulatorSource
-
 SOURCE_NAMES: tuple[str, ...] = ("synthetic", "eodhd", "simulator")
 SIMULATOR_TOKEN = "demo-sim"
-
-
-def __getattr__(name: str) -> Any:
-    if name == "SimulatorSource":  # its home before hedgeflow.sources.simulator_source
-        from hedgeflow.sources.simulator_source import SimulatorSource
-
-        return SimulatorSource
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_source(

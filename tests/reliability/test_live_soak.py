@@ -41,7 +41,7 @@ from hedgeflow.config import NetworkSettings, load_settings
 from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.rest import rest_fetcher
 from hedgeflow.live.runtime import LiveRuntime
-from hedgeflow.sources.factory import SimulatorSource
+from hedgeflow.sources.simulator_source import SimulatorSource
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
 from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_simulator import WsSimulator

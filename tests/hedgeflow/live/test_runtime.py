@@ -30,7 +30,7 @@ from hedgeflow.live.rest import rest_fetcher
 from hedgeflow.live.runtime import SHUTDOWN, LiveRuntime, feed_of
 from hedgeflow.live.session import last_session_open
 from hedgeflow.research import run_agent
-from hedgeflow.sources.factory import SimulatorSource
+from hedgeflow.sources.simulator_source import SimulatorSource
 from hedgeflow.sources.synthetic import SyntheticMarket, aggregate_ticks
 from hedgeflow.sources.tick import Tick
 from hedgeflow.sources.ws_simulator import WsSimulator

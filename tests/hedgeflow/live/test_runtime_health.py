@@ -16,7 +16,7 @@ from hedgeflow.live.agent import LiveAgent
 from hedgeflow.live.rest import rest_fetcher
 from hedgeflow.live.runtime import LiveRuntime
 from hedgeflow.live.status import live_verdict
-from hedgeflow.sources.factory import SimulatorSource
+from hedgeflow.sources.simulator_source import SimulatorSource
 from hedgeflow.sources.synthetic import SyntheticMarket
 from hedgeflow.sources.ws_simulator import WsSimulator
 
