@@ -57,9 +57,11 @@ def compute_signals(
         np.ascontiguousarray(bars[x].to_numpy(dtype=np.float64)) for x in C.PRICE_COLUMNS
     )
     signal, indicators = spec.signals(o, h, lo, c, params, shorts=shorts)
-    columns: dict[str, Any] = {C.TS: bars[C.TS].array, C.CLOSE: c, "signal": signal}
+    # the times copied (a frame of its own, as before); the other columns are fresh
+    # arrays, taken as they are (copy=False: no consolidating copy)
+    columns: dict[str, Any] = {C.TS: bars[C.TS].array.copy(), C.CLOSE: c, "signal": signal}
     columns.update(indicators)
-    return pd.DataFrame(columns, copy=False)  # fresh arrays: no consolidating copy
+    return pd.DataFrame(columns, copy=False)
 
 
 def _json_number(value: float) -> str:
