@@ -32,8 +32,9 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal, NamedTuple, Protocol
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -42,10 +43,20 @@ from hedgeflow import columns as C
 from hedgeflow.config import AgentSettings, CostSettings, OrderMinimums
 from hedgeflow.engine import EngineConfig
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.live.broker import BrokerState, Event, Fill, OrderCreated, PaperBroker
+from hedgeflow.live import buffer as B
+from hedgeflow.live.broker import (
+    BrokerState,
+    Event,
+    Fill,
+    OrderCreated,
+    PaperBroker,
+    key_ts,
+    state_from,
+)
 from hedgeflow.market import asset_class_of, validate_interval
 from hedgeflow.splits import EXCHANGE_TZ, Split
 from hedgeflow.strategies import get_strategy, parse_params
+from hedgeflow.strategies.base import one_line
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +83,63 @@ class BarLike(Protocol):
 
 class LiveStep(NamedTuple):
     """The outcome of one bar (or of :meth:`LiveAgent.close_out`, ``bar`` None); a
-    named tuple (immutable, three times cheaper to build than a frozen dataclass on
-    the per-bar path).
+    named tuple built in one C call on the per-bar path.
 
-    ``signal`` and ``indicators`` are the strategy's values at the bar's close;
-    ``equity`` is cash + qty x close after the bar; ``position`` the quantity held
-    through the close (the engine's ``position`` column); ``state`` the broker
-    state after the bar (a copy: what ``live_positions`` stores)."""
+    The numbers are read from the bar's record in the agent's buffer
+    (:mod:`hedgeflow.live.buffer`: written by the compiled bar, never changed
+    afterwards) when asked: ``signal`` and ``indicators`` are the strategy's values at
+    the bar's close; ``equity`` is cash + qty x close after the bar; ``position`` the
+    quantity held through the close (the engine's ``position`` column), ``qty`` after
+    it; ``state`` the broker state after the bar (what ``live_positions`` stores)."""
 
     ts: pd.Timestamp
     bar: Any
     signal: int | None
-    indicators: dict[str, float]
-    close: float
     events: tuple[Event, ...]
-    equity: float
-    position: float
-    state: BrokerState
+    record: Any  # the buffer holding this step's record
+    at: int  # where the record starts in it
+    # the broker's Python values after the bar (pending order, entry time and id) and
+    # the indicator names
+    context: tuple[Any, ...]
+
+    @property
+    def close(self) -> float:
+        return float(self.record[self.at + B.R_CLOSE])
+
+    @property
+    def equity(self) -> float:
+        return float(self.record[self.at + B.R_EQUITY])
+
+    @property
+    def position(self) -> float:
+        return float(self.record[self.at + B.R_HELD])
+
+    @property
+    def qty(self) -> float:
+        return float(self.record[self.at + B.R_QTY])
+
+    @property
+    def indicators(self) -> dict[str, float]:
+        columns = self.context[3]
+        start = self.at + B.R_IND
+        return dict(zip(columns, self.record[start : start + len(columns)].tolist(), strict=True))
+
+    @property
+    def state(self) -> BrokerState:
+        r = self.record[self.at : self.at + B.R_IND].tolist()
+        vals = [
+            r[B.R_CASH], r[B.R_QTY], r[B.R_ENTRY_PX], r[B.R_ENTRY_FEE], 0.0, r[B.R_STOP],
+            r[B.R_TP], 0.0, r[B.R_PREV_SIG], r[B.R_HELD],
+        ]  # fmt: skip
+        pending, entry_ts, entry_order_id = self.context[:3]
+        return state_from(
+            vals, r[B.R_EQUITY], r[B.R_CLOSE], self.ts, pending, entry_ts, entry_order_id
+        )
+
+
+_new_step = tuple.__new__
+_EXCHANGE_ZONE = ZoneInfo(EXCHANGE_TZ)
+_Timestamp = pd.Timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,25 +174,36 @@ class LiveAgent:
         validate_interval(self.interval)
         spec = get_strategy(self.strategy)
         self._spec = spec
-        self._stream = spec.streaming(self.params, shorts=self.config.allow_short)
         self._warmup_bars = int(spec.warmup(self.params))
+        self._columns = spec.indicator_columns
+        self._p = spec.pack(self.params, shorts=self.config.allow_short)
+        self._state_size = spec.size(self.params)
+        kernels = spec.kernels()
+        self._kernel = kernels.live_bar
+        self._observe = kernels.live_observe
         self.broker = PaperBroker(self.config, self.name, self.symbol, self.interval)
+        self.broker.buf = self._buf = self.broker.new_buffer(
+            self._p, self._state_size, len(self._columns)
+        )
+        self._context: tuple[Any, ...] = (None, None, None, self._columns)
         self.refused = Counter()
-        self.n_bars = 0  # bars seen (history included)
-        self.last_ts: pd.Timestamp | None = None
-        self._last_key = -(2**63)  # last_ts as epoch ns (cheap comparisons)
-        self.last_signal = 0
         self.restore_warnings: list[str] = []
         self._carried: tuple[Event, ...] = ()
         # Stock splits: the bars seen (history included) on the current basis, kept to
-        # rebuild the indicators when a split changes it; the splits still ahead, and
-        # the first ns of the next New York day (the only bar that can be an ex-date's
-        # first is the first at or after it: one integer compare per bar).
+        # rebuild the indicators when a split changes it (the live bars' are the records
+        # of the buffers since the last split); the splits still ahead. The compiled bar
+        # stops at the first bar at or after the next New York day (the only bar that
+        # can be an ex-date's first): one integer compare per bar.
         self._splits = asset_class_of(self.symbol) == "stock"
         self._seen: tuple[list[float], list[float], list[float], list[float]] = ([], [], [], [])
+        self._old: list[np.ndarray] = []
         self.splits_ahead: list[Split] = []
         self.splits_applied: list[Split] = []
-        self._next_day_ns = -(2**63)
+        if self._splits:
+            self._header()[B.H_NEXT_DAY] = B.KEY_NONE
+
+    def _header(self) -> np.ndarray:
+        return self._buf.view(np.int64)
 
     @classmethod
     def from_settings(
@@ -169,7 +231,7 @@ class LiveAgent:
 
     @property
     def equity(self) -> float:
-        return self.broker.state.equity
+        return float(self._buf[B.OFF_EQUITY])
 
     @property
     def ready(self) -> bool:
@@ -179,6 +241,27 @@ class LiveAgent:
     @property
     def warmup_bars(self) -> int:
         return self._warmup_bars
+
+    @property
+    def n_bars(self) -> int:
+        """Bars seen (history included)."""
+        return int(self._header()[B.H_N_BARS])
+
+    @property
+    def last_ts(self) -> pd.Timestamp | None:
+        """The last processed bar's time (UTC)."""
+        return key_ts(int(self._header()[B.H_LAST_KEY]))
+
+    @property
+    def last_signal(self) -> int:
+        return int(self._header()[B.H_LAST_SIG])
+
+    def indicators(self) -> dict[str, float]:
+        """The indicator values at the last bar."""
+        ib = self._header()
+        start = int(ib[B.H_OFF_OUT])
+        values = self._buf[start : start + len(self._columns)].tolist()
+        return dict(zip(self._columns, values, strict=True))
 
     # -- history ----------------------------------------------------------------------
 
@@ -190,41 +273,50 @@ class LiveAgent:
             raise InvalidInputError(f"agent {self.name}: warm up before the first live bar")
         ts, o, h, lo, c = _history_arrays(bars)
         shadow_trades = 0
-        stream = self._stream
         broker = self.broker
-        sig = 0
         entry: list[Event] = []
         self._remember(o, h, lo, c)
-        for i in range(len(ts)):
-            sig, _ = stream.update(o[i], h[i], lo[i], c[i])
-            if mode == "shadow":
-                events = broker.on_bar(ts[i], o[i], h[i], lo[i], c[i], sig)
-                for j, event in enumerate(events):
-                    if isinstance(event, Fill):
-                        if event.is_entry:  # a long's buy or a short's sale
-                            entry = list(events[j - 1 : j + 1])
-                        else:
-                            entry = []
-                            shadow_trades += 1
-            else:
-                broker.observe(h[i], lo[i], c[i])
+        if mode == "shadow":
+            ib = self._header()
+            next_day = int(ib[B.H_NEXT_DAY])
+            ib[B.H_NEXT_DAY] = B.KEY_NEVER  # splits start with the live bars
+            for i in range(len(ts)):
+                code = self._process(ts[i], o[i], h[i], lo[i], c[i])
+                if code < 0:
+                    raise InvalidInputError(
+                        f"agent {self.name}: history bar {ts[i]} "
+                        f"{_REFUSALS.get(code, 'was refused')}"
+                    )
+                if code & B.EVENTS:
+                    events = broker.events(ts[i])
+                    for j, event in enumerate(events):
+                        if isinstance(event, Fill):
+                            if event.is_entry:  # a long's buy or a short's sale
+                                entry = list(events[j - 1 : j + 1])
+                            else:
+                                entry = []
+                                shadow_trades += 1
+            self._buf = broker.buf
+            self._header()[B.H_NEXT_DAY] = next_day
+            # the history's records are no step's: the live bars' start afresh
+            self._header()[B.H_ROW] = self._header()[B.H_OFF_REC]
+            self._old.clear()
+        else:
+            self._replay(o, h, lo, c)
+        sig = self.last_signal
         # What the live record must show of the history: the open position's entry
         # (order + fill) and the order pending at the last history close.
         carried = entry if broker.state.qty != 0.0 else []
-        pending = broker.state.pending
+        pending = broker.pending
         if pending is not None:
             carried.append(OrderCreated(pending))
             if pending.then is not None:  # a reversal: the entry after the exit
                 carried.append(OrderCreated(pending.then))
-        self._carried = tuple(carried)
-        if len(ts):
-            if mode == "flat":
-                broker.state.prev_signal = sig
-                broker.state.last_ts = ts[-1]
-            self.last_ts = ts[-1]
-            self._last_key = ts[-1].value
-            self.last_signal = sig
-            self.n_bars += len(ts)
+        self._carry(tuple(carried))
+        self._context = (*broker.python_state, self._columns)
+        if len(ts) and mode == "flat":
+            broker.set_last(ts[-1], prev_signal=sig)
+            self._header()[B.H_N_BARS] += len(ts)
         return WarmUpReport(
             mode=mode,
             bars=len(ts),
@@ -235,6 +327,25 @@ class LiveAgent:
             shadow_trades=shadow_trades,
             carried_events=self._carried,
         )
+
+    def _carry(self, events: tuple[Event, ...]) -> None:
+        """Events the first live step starts with (the compiled bar reports events)."""
+        self._carried = events
+        self._header()[B.H_FORCE] = 1 if events else 0
+
+    def _replay(self, o: list[float], h: list[float], lo: list[float], c: list[float]) -> None:
+        """The strategy and the ATR stream over bars, without trading."""
+        if not len(c):
+            return
+        arrays = [np.asarray(x, dtype=np.float64) for x in (o, h, lo, c)]
+        try:
+            code = self._observe(self._buf, *arrays)
+        except Exception as exc:
+            raise InvalidInputError(
+                f"strategy {self._spec.ref}: update failed: {one_line(exc)}"
+            ) from None
+        if code == B.B_BAD_SIGNAL:
+            self._bad_signal()
 
     @classmethod
     def resume(
@@ -253,16 +364,12 @@ class LiveAgent:
         self = cls.from_settings(agent, costs, initial_equity, interval, minimums)
         ts, o, h, lo, c = _history_arrays(replay)
         self._remember(o, h, lo, c)
-        sig = 0
-        for i in range(len(ts)):
-            sig, _ = self._stream.update(o[i], h[i], lo[i], c[i])
-            self.broker.observe(h[i], lo[i], c[i])
-        self.n_bars = len(ts)
+        self._replay(o, h, lo, c)
+        sig = self.last_signal
+        self._header()[B.H_N_BARS] = len(ts)
         self.broker.restore_state(state)
-        self.last_ts = state.last_ts
-        if state.last_ts is not None:
-            self._last_key = pd.Timestamp(state.last_ts).value
-        self.last_signal = state.prev_signal
+        self._context = (*self.broker.python_state, self._columns)
+        self._header()[B.H_LAST_SIG] = state.prev_signal
         if state.last_ts is not None and (not len(ts) or ts[-1] != state.last_ts):
             found = ts[-1] if len(ts) else None
             self.restore_warnings.append(
@@ -282,44 +389,73 @@ class LiveAgent:
     def on_bar(self, bar: BarLike) -> LiveStep | None:
         """Process one closed bar; None when it is refused (see ``refused``)."""
         ts = bar.ts
-        if type(ts) is not pd.Timestamp:
-            ts = pd.Timestamp(ts)
+        if type(ts) is not _Timestamp:
+            ts = _Timestamp(ts)
         if ts.tzinfo is None:
             raise InvalidInputError(f"agent {self.name}: bar ts {ts} has no time zone (UTC)")
-        key = ts.value
-        if key <= self._last_key:
-            self._refuse("duplicate" if key == self._last_key else "out_of_order", ts)
-            return None
         symbol = getattr(bar, "symbol", None)
         if symbol is not None and symbol != self.symbol:
             self._refuse("other_symbol", ts)
             return None
-        o, h, lo, c = float(bar.open), float(bar.high), float(bar.low), float(bar.close)
-        if not (lo > 0.0 and lo <= o and lo <= c and o <= h and c <= h and h < math.inf):
-            self._refuse("bad_prices", ts)
-            return None
-        if self._splits:
-            if key >= self._next_day_ns:
+        try:
+            code = self._kernel(self._buf, ts.value, bar.open, bar.high, bar.low, bar.close)
+        except Exception:
+            code = self._process(ts, bar.open, bar.high, bar.low, bar.close)
+        if code & B.EVENTS or code < 0:
+            return self._eventful(bar, ts, code)
+        return _new_step(LiveStep, (ts, bar, (code & 3) - 1, (), self._buf, code >> 3, self._context))  # fmt: skip  # noqa: E501
+
+    def _process(self, ts: pd.Timestamp, o: Any, h: Any, lo: Any, c: Any) -> int:
+        """The compiled bar with prices as floats; new days and full records handled
+        (the code of the processed or refused bar)."""
+        try:
+            prices = (float(o), float(h), float(lo), float(c))
+        except (TypeError, ValueError):
+            return B.B_BAD_PRICES
+        while True:
+            try:
+                code = int(self._kernel(self._buf, ts.value, *prices))
+            except Exception as exc:
+                raise InvalidInputError(
+                    f"strategy {self._spec.ref}: update failed: {one_line(exc)}"
+                ) from None
+            if code == B.B_NEW_DAY:
                 self._new_day(ts)
-            seen = self._seen
-            seen[0].append(o)
-            seen[1].append(h)
-            seen[2].append(lo)
-            seen[3].append(c)
+            elif code == B.B_FULL:
+                self._rotate()
+            else:
+                return code
+
+    def _eventful(self, bar: BarLike, ts: pd.Timestamp, code: int) -> LiveStep | None:
+        """The rest of :meth:`on_bar` for a bar with events, or one not processed."""
+        if code < 0:
+            if code == B.B_NEW_DAY or code == B.B_FULL:
+                code = self._process(ts, bar.open, bar.high, bar.low, bar.close)
+            if code == B.B_BAD_SIGNAL:
+                self._bad_signal()
+            if code < 0:
+                self._refuse(_REASONS[code], ts)
+                return None
+            if not code & B.EVENTS:
+                return _new_step(LiveStep, (ts, bar, (code & 3) - 1, (), self._buf, code >> 3, self._context))  # fmt: skip  # noqa: E501
         broker = self.broker
-        stream = self._stream
-        sig, events = broker.on_bar_with(ts, o, h, lo, c, stream)
-        indicators = stream.indicators()
+        events = broker.events(ts)
         if self._carried:
             events = [*self._carried, *events]
-            self._carried = ()
-        self.last_ts = ts
-        self._last_key = key
-        self.last_signal = sig
-        self.n_bars += 1
-        st = broker.state
-        return LiveStep(
-            ts, bar, sig, indicators, c, tuple(events), st.equity, broker.held, broker.snapshot()
+            self._carry(())
+        self._context = (*broker.python_state, self._columns)
+        return LiveStep(ts, bar, (code & 3) - 1, tuple(events), self._buf, code >> 3, self._context)  # fmt: skip  # noqa: E501
+
+    def _rotate(self) -> None:
+        old = self.broker.rotate()
+        if self._splits:
+            self._old.append(old)  # a split rebuilds the indicators from its records
+        self._buf = self.broker.buf
+
+    def _bad_signal(self) -> None:
+        sig = int(self._header()[B.H_BAD_SIG])
+        raise InvalidInputError(
+            f"strategy {self._spec.ref}: update returned {sig}; expected -1, 0 or 1"
         )
 
     # -- splits -----------------------------------------------------------------------
@@ -331,10 +467,9 @@ class LiveAgent:
 
     def _new_day(self, ts: pd.Timestamp) -> None:
         """The first bar of a New York day: apply the splits whose ex-date has come."""
-        local = ts.tz_convert(EXCHANGE_TZ)
-        day = local.date()
-        nxt = (local.normalize() + pd.Timedelta(days=1)).normalize()
-        self._next_day_ns = int(nxt.tz_convert("UTC").value)
+        day = ts.to_pydatetime(warn=False).astimezone(_EXCHANGE_ZONE).date()
+        nxt = datetime.combine(day + timedelta(days=1), time(0), tzinfo=_EXCHANGE_ZONE)
+        self._header()[B.H_NEXT_DAY] = int(nxt.timestamp()) * 1_000_000_000
         # a split is applied once, whatever a refresh of splits_ahead (another thread:
         # hedgeflow.live.corporate.SplitRefresh) put back in the meantime
         due = [s for s in self.splits_ahead if s.ex_date <= day and s not in self.splits_applied]
@@ -346,10 +481,20 @@ class LiveAgent:
     @property
     def processed_day(self) -> date | None:
         """The New York day of the last bar this (stock) agent processed, or None."""
-        if self._next_day_ns == -(2**63):
+        next_day = int(self._header()[B.H_NEXT_DAY])
+        if next_day in (B.KEY_NONE, B.KEY_NEVER):
             return None
-        last = pd.Timestamp(self._next_day_ns - 1, unit="ns", tz="UTC")
+        last = pd.Timestamp(next_day - 1, unit="ns", tz="UTC")
         return last.tz_convert(EXCHANGE_TZ).date()
+
+    def _seen_bars(self) -> list[list[float]]:
+        """Every bar seen on the current basis: the history's, then the records'."""
+        cols = [list(col) for col in self._seen]
+        for buf in [*self._old, self._buf]:
+            rows = B.records(buf)
+            for col, j in zip(cols, (B.R_OPEN, B.R_HIGH, B.R_LOW, B.R_CLOSE), strict=True):
+                col.extend(rows[:, j].tolist())
+        return cols
 
     def apply_split(self, split: Split) -> None:
         """A stock split from the next bar on: the position's quantity is multiplied by
@@ -358,12 +503,21 @@ class LiveAgent:
         the strategy's indicators and the ATR are rebuilt from the bars seen, on the new
         basis (as a backtest on the adjusted bars has them)."""
         ratio = split.ratio
-        seen = tuple([x / ratio for x in col] for col in self._seen)
+        seen = tuple([x / ratio for x in col] for col in self._seen_bars())
         self._seen = seen  # type: ignore[assignment]
-        stream = self._spec.streaming(self.params, shorts=self.config.allow_short)
-        for o, h, lo, c in zip(*seen, strict=True):
-            stream.update(o, h, lo, c)
-        self._stream = stream
+        self._old.clear()
+        self.broker.rotate()  # the records so far are on the old basis
+        self._buf = buf = self.broker.buf
+        ib = self._header()
+        off_st, off_rec = int(ib[B.H_OFF_ST]), int(ib[B.H_OFF_REC])
+        last_sig = int(ib[B.H_LAST_SIG])
+        buf[off_st : int(ib[B.H_OFF_OUT])] = 0.0  # the strategy from a zero state
+        buf[int(ib[B.H_OFF_OUT]) : off_rec] = math.nan
+        saved = buf[B.OFF_ATR : B.OFF_ATR + 4].copy(), buf[B.OFF_ATR_VALUE], buf[B.OFF_LAST_CLOSE]
+        self._replay(*seen)
+        # the broker's side of the split (its ATR rebuilt by apply_split)
+        buf[B.OFF_ATR : B.OFF_ATR + 4], buf[B.OFF_ATR_VALUE], buf[B.OFF_LAST_CLOSE] = saved
+        ib[B.H_LAST_SIG] = last_sig
         self.broker.apply_split(ratio, seen[1], seen[2], seen[3])
         self.splits_applied.append(split)
         log.info("agent %s: %s split %s applied", self.name, self.symbol, split.vendor_text())
@@ -371,25 +525,32 @@ class LiveAgent:
     def close_out(self, reason: str = "end") -> LiveStep | None:
         """Close any position at the last bar's close (the engine's end of data)."""
         broker = self.broker
-        st = broker.state
-        if st.last_ts is None:
+        ts = broker.last_ts
+        if ts is None:
             return None
         events = broker.close_out(reason)
-        return LiveStep(
-            st.last_ts,
-            None,
-            None,
-            {},
-            st.last_close,
-            tuple(events),
-            st.equity,
-            broker.held,
-            broker.snapshot(),
-        )
+        at = B.record_close(self._buf)
+        if at == B.B_FULL:
+            self._rotate()
+            at = B.record_close(self._buf)
+        self._context = (*broker.python_state, self._columns)
+        return LiveStep(ts, None, None, tuple(events), self._buf, at, (*broker.python_state, ()))
 
     def _refuse(self, reason: str, ts: pd.Timestamp) -> None:
         self.refused[reason] += 1
         log.info("agent %s: bar %s refused (%s, last %s)", self.name, ts, reason, self.last_ts)
+
+
+_REASONS = {
+    B.B_DUPLICATE: "duplicate",
+    B.B_OUT_OF_ORDER: "out_of_order",
+    B.B_BAD_PRICES: "bad_prices",
+}
+_REFUSALS = {
+    B.B_DUPLICATE: "repeats the previous bar's time",
+    B.B_OUT_OF_ORDER: "is older than the previous bar",
+    B.B_BAD_PRICES: "has invalid prices",
+}
 
 
 def _history_arrays(

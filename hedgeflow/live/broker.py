@@ -24,7 +24,9 @@ pending exit carries the entry as :attr:`PendingOrder.then`.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,7 +36,7 @@ import pandas as pd
 from hedgeflow import rules
 from hedgeflow.engine import EngineConfig, engine_settings
 from hedgeflow.errors import InvalidInputError
-from hedgeflow.indicators import AtrStream
+from hedgeflow.live import buffer as B
 from hedgeflow.market import interval_seconds
 
 __all__ = [
@@ -52,7 +54,14 @@ Side = Literal["buy", "sell"]
 
 def order_id_for(agent: str, ts: pd.Timestamp, kind: str) -> str:
     """Deterministic order id: ``<agent>-<YYYYmmddTHHMMSSZ>-<kind>``."""
-    return f"{agent}-{ts.strftime('%Y%m%dT%H%M%SZ')}-{kind}"
+    if ts.utcoffset() == _ZERO:  # UTC: from the epoch seconds (a third of strftime's)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts.value // 1_000_000_000))
+    else:
+        stamp = ts.strftime("%Y%m%dT%H%M%SZ")
+    return f"{agent}-{stamp}-{kind}"
+
+
+_ZERO = datetime.timedelta(0)
 
 
 # --------------------------------------------------------------------------- events
@@ -258,46 +267,144 @@ def _ts_or_none(value: Any) -> pd.Timestamp | None:
 # --------------------------------------------------------------------------- broker
 
 
+def bar_key(ts: Any) -> int:
+    """A bar time as epoch nanoseconds (the buffer's ``H_LAST_KEY``)."""
+    return int(ts.value if type(ts) is pd.Timestamp else pd.Timestamp(ts).value)
+
+
+def key_ts(key: int) -> pd.Timestamp | None:
+    """The UTC time of an epoch-ns key (microsecond unit when exact, as bars are)."""
+    if key == B.KEY_NONE:
+        return None
+    ts = pd.Timestamp(key, unit="ns", tz="UTC")
+    return ts.as_unit("us") if key % 1000 == 0 else ts
+
+
+def state_from(
+    vals: list[float],
+    equity: float,
+    last_close: float,
+    last_ts: pd.Timestamp | None,
+    pending: PendingOrder | None,
+    entry_ts: pd.Timestamp | None,
+    entry_order_id: str | None,
+) -> BrokerState:
+    """A :class:`BrokerState` from the rules' numbers (``V_*`` order) and the broker's
+    Python values; flat, the entry's levels are cleared (the rules keep stale ones)."""
+    qty = vals[rules.V_QTY]
+    if qty == 0.0:
+        return BrokerState(
+            vals[rules.V_CASH], qty, 0.0, 0.0, None, None, 0.0, 0.0, pending,
+            int(vals[rules.V_PREV_SIG]), equity, last_ts, last_close,
+        )  # fmt: skip
+    return BrokerState(
+        vals[rules.V_CASH], qty, vals[rules.V_ENTRY_PX], vals[rules.V_ENTRY_FEE], entry_ts,
+        entry_order_id, vals[rules.V_STOP], vals[rules.V_TP], pending,
+        int(vals[rules.V_PREV_SIG]), equity, last_ts, last_close,
+    )  # fmt: skip
+
+
 @dataclass
 class PaperBroker:
     """One agent's paper account under the engine's rules (shorts with
-    ``config.allow_short``)."""
+    ``config.allow_short``). Its numbers live in :attr:`buf` (see
+    :mod:`hedgeflow.live.buffer`), which the compiled bar updates in place;
+    :attr:`state` is a snapshot of them (change it with :meth:`restore_state`)."""
 
     config: EngineConfig
     agent: str
     symbol: str
     interval: str = "5m"
-    state: BrokerState = field(init=False)
+    buf: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        c = self.config
-        self._settings = rules.settings_vector(engine_settings(c))
-        self._v = np.zeros(rules.N_VECTOR, dtype=np.float64)  # the rules' state, per bar
-        # row 0: the round trip the pending order's exit closed; row 1: a protective exit
-        self._trade = np.zeros((2, rules.N_TRADE), dtype=np.float64)
+        self._settings = rules.settings_vector(engine_settings(self.config))
         self._step = pd.Timedelta(seconds=interval_seconds(self.interval))
-        self._atr = AtrStream(c.atr_period)
-        self._trailing = bool(c.use_trailing_atr)
-        self.atr = math.nan
-        self.held = 0.0  # quantity held through the last bar's close (engine `position`)
-        e0 = float(c.initial_equity)
-        self.state = BrokerState(cash=e0, equity=e0)
+        self._trailing = bool(self.config.use_trailing_atr)
+        self._pending: PendingOrder | None = None
+        self._entry_ts: pd.Timestamp | None = None
+        self._entry_order_id: str | None = None
+        self.buf = self.new_buffer()
+
+    def new_buffer(
+        self, p: np.ndarray | None = None, state_size: int = 0, n_ind: int = 0
+    ) -> np.ndarray:
+        """A fresh buffer for this account (with a strategy's regions: the agent's)."""
+        c = self.config
+        return B.new_buffer(
+            self._settings, int(c.atr_period), self._trailing, float(c.initial_equity),
+            p, state_size, n_ind,
+        )  # fmt: skip
 
     # -- state ------------------------------------------------------------------------
 
     @property
+    def state(self) -> BrokerState:
+        """The account after the last bar (a snapshot)."""
+        b = self.buf
+        return state_from(
+            b[B.OFF_V : B.OFF_V + rules.N_VECTOR].tolist(), float(b[B.OFF_EQUITY]),
+            float(b[B.OFF_LAST_CLOSE]), self.last_ts, self._pending, self._entry_ts,
+            self._entry_order_id,
+        )  # fmt: skip
+
+    @property
+    def last_ts(self) -> pd.Timestamp | None:
+        return key_ts(int(self.buf.view(np.int64)[B.H_LAST_KEY]))
+
+    @property
+    def held(self) -> float:
+        """Quantity held through the last bar's close (the engine's ``position``)."""
+        return float(self.buf[B.OFF_V + rules.V_HELD])
+
+    @property
+    def atr(self) -> float:
+        """The ATR at the last bar (NaN without the trailing stop)."""
+        return float(self.buf[B.OFF_ATR_VALUE])
+
+    @property
+    def pending(self) -> PendingOrder | None:
+        return self._pending
+
+    @property
+    def python_state(self) -> tuple[PendingOrder | None, pd.Timestamp | None, str | None]:
+        """What the buffer does not hold: the pending order, the entry's time and id."""
+        return self._pending, self._entry_ts, self._entry_order_id
+
+    @property
     def waiting_for_fresh_entry(self) -> bool:
         """Flat, nothing pending, signal still long or short: only a new change enters."""
-        s = self.state
-        return s.qty == 0.0 and s.pending is None and s.prev_signal != 0
+        v = self.buf
+        return (
+            v[B.OFF_V + rules.V_QTY] == 0.0
+            and self._pending is None
+            and v[B.OFF_V + rules.V_PREV_SIG] != 0.0
+        )
 
     def snapshot(self) -> BrokerState:
-        return self.state.copy()
+        return self.state
 
     def restore_state(self, state: BrokerState) -> None:
         """Adopt a saved state (the ATR stream is rebuilt separately by ``observe``)."""
-        self.state = state.copy()
-        self.held = state.qty
+        b = self.buf
+        pending = state.pending
+        b[B.OFF_V : B.OFF_V + rules.N_VECTOR] = (
+            state.cash, state.qty, state.entry_price, state.entry_fee, 0.0, state.stop,
+            state.take_profit, rules.Q_NONE if pending is None else pending.code(),
+            state.prev_signal, state.qty,
+        )  # fmt: skip
+        b[B.OFF_EQUITY] = state.equity
+        b[B.OFF_LAST_CLOSE] = state.last_close
+        self.set_last(state.last_ts)
+        self._pending = pending
+        self._entry_ts = state.entry_ts
+        self._entry_order_id = state.entry_order_id
+
+    def set_last(self, ts: pd.Timestamp | None, prev_signal: int | None = None) -> None:
+        """The last bar's time (and the previous signal): a flat start after history."""
+        self.buf.view(np.int64)[B.H_LAST_KEY] = B.KEY_NONE if ts is None else bar_key(ts)
+        if prev_signal is not None:
+            self.buf[B.OFF_V + rules.V_PREV_SIG] = prev_signal
 
     def apply_split(
         self, ratio: float, high: list[float], low: list[float], close: list[float]
@@ -305,23 +412,28 @@ class PaperBroker:
         """A split of ``ratio`` new shares per old one: quantity x ratio, price levels /
         ratio (cash and equity unchanged); the ATR stream rebuilt from the bars seen, on
         the new basis."""
-        st = self.state
-        st.qty *= ratio
-        self.held *= ratio
-        st.entry_price /= ratio
-        st.stop /= ratio
-        st.take_profit /= ratio
-        st.last_close /= ratio
+        b = self.buf
+        v = B.OFF_V
+        b[v + rules.V_QTY] *= ratio
+        b[v + rules.V_HELD] *= ratio
+        b[v + rules.V_ENTRY_PX] /= ratio
+        b[v + rules.V_STOP] /= ratio
+        b[v + rules.V_TP] /= ratio
+        b[B.OFF_LAST_CLOSE] /= ratio
         if self._trailing:
-            self._atr = AtrStream(self.config.atr_period)
-            for h, lo, c in zip(high, low, close, strict=True):
-                self.atr = self._atr.update(h, lo, c)
+            b[B.OFF_ATR : B.OFF_ATR + 4] = (0.0, math.nan, 0.0, math.nan)
+            last = b[B.OFF_LAST_CLOSE]
+            B.observe_bars(b, _f64(high), _f64(low), _f64(close))
+            b[B.OFF_LAST_CLOSE] = last
 
     def observe(self, high: float, low: float, close: float) -> None:
         """Feed a bar to the ATR stream only (warm-up without trading, restore)."""
-        if self._trailing:  # the ATR only moves the trailing stop
-            self.atr = self._atr.update(high, low, close)
-        self.state.last_close = float(close)
+        self.observe_many([high], [low], [close])
+
+    def observe_many(self, high: Any, low: Any, close: Any) -> None:
+        """:meth:`observe` for many bars in one call."""
+        if len(close):
+            B.observe_bars(self.buf, _f64(high), _f64(low), _f64(close))
 
     # -- the bar ----------------------------------------------------------------------
 
@@ -339,49 +451,31 @@ class PaperBroker:
         protective exit, the order queued at the close."""
         if signal != 0 and signal != 1 and signal != -1:
             raise InvalidInputError(f"signal must be -1, 0 or 1, got {signal!r}")
-        st = self.state
-        c = float(close)
-        a = self._atr.update(high, low, c) if self._trailing else math.nan
-        self.atr = a
-        order = st.pending
-        v = self._load(st)
-        filled, skip, equity = rules.step_bar_vector(
-            v, self._settings, 0, float(open_), float(high), float(low), c, int(signal), a,
-            self._trade,
-        )  # fmt: skip
-        return self._events(ts, c, order, v, filled, skip, equity)
+        key = bar_key(ts)
+        args = (key, float(open_), float(high), float(low), float(close), int(signal))
+        code = B.rules_bar(self.buf, *args)
+        if code == B.B_FULL:
+            self.rotate()
+            code = B.rules_bar(self.buf, *args)
+        return self.events(ts) if code & B.EVENTS else []
 
-    def on_bar_with(
-        self, ts: pd.Timestamp, o: float, h: float, lo: float, c: float, stream: Any
-    ) -> tuple[int, list[Event]]:
-        """:meth:`on_bar` with the signal of ``stream`` (a strategy's
-        :class:`~hedgeflow.strategies.base.Streaming`) computed in the same compiled
-        call as the rules. Returns (signal, events)."""
-        st = self.state
-        a = self._atr.update(h, lo, c) if self._trailing else math.nan
-        self.atr = a
-        order = st.pending
-        v = self._load(st)
-        sig, filled, skip, equity = stream.step_with_rules(
-            o, h, lo, c, v, self._settings, a, self._trade
-        )
-        return sig, self._events(ts, c, order, v, filled, skip, equity)
+    def rotate(self) -> np.ndarray:
+        """Move to a fresh buffer (the records are full); returns the old one."""
+        old = self.buf
+        self.buf = B.rotated(old)
+        return old
 
-    def _events(
-        self,
-        ts: pd.Timestamp,
-        c: float,
-        order: PendingOrder | None,
-        v: np.ndarray,
-        filled: int,
-        skip: int,
-        equity: float,
-    ) -> list[Event]:
-        """What the rules did in this bar, as orders and fills; the state after it."""
-        st = self.state
-        vals = v.tolist()  # one conversion, then plain Python floats
-        trade = self._trade
+    def events(self, ts: pd.Timestamp) -> list[Event]:
+        """What the rules did in the bar just processed, as orders and fills (in order:
+        the pending order's outcome and fill, a protective exit, the order queued at
+        the close); the broker's Python values after it."""
+        b = self.buf
+        vals = b[B.OFF_V : B.OFF_V + rules.N_VECTOR].tolist()
+        trade = b[B.OFF_TRADE : B.OFF_TRADE + 2 * rules.N_TRADE].reshape(2, rules.N_TRADE)
+        filled = int(b[B.OFF_FILLED])
+        skip = int(b[B.OFF_SKIP])
         second = int(trade[1, rules.T_REASON])  # a protective exit's
+        order = self._pending
         events: list[Event] = []
         # 1. the order(s) pending from the previous close, at this open: an exit first
         if order is not None:
@@ -406,8 +500,8 @@ class PaperBroker:
                         # quantity opened is the closed trade's
                         q = abs(float(trade[1, rules.T_QTY]))
                     fill, fee = vals[rules.V_ENTRY_PX], vals[rules.V_ENTRY_FEE]
-                    st.entry_ts = ts
-                    st.entry_order_id = entry.order_id
+                    self._entry_ts = ts
+                    self._entry_order_id = entry.order_id
                     events.append(_order_done(entry, "filled", q))
                     events.append(
                         Fill(
@@ -438,18 +532,15 @@ class PaperBroker:
             events.append(self._exit(oid, ts, closed))
         # 3. the order(s) queued at the close
         queued = int(vals[rules.V_PENDING])
-        st.pending = None
+        self._pending = None
         if queued != rules.Q_NONE:
-            st.pending = self._queue(ts, queued, vals[rules.V_QTY])
-            events.append(OrderCreated(st.pending))
-            if st.pending.then is not None:
-                events.append(OrderCreated(st.pending.then))
-        # 4. the state after the bar; equity at the close
-        self._store(vals, st)
-        st.equity = equity
-        st.last_ts = ts
-        st.last_close = c
-        self.held = vals[rules.V_HELD]
+            self._pending = self._queue(ts, queued, vals[rules.V_QTY])
+            events.append(OrderCreated(self._pending))
+            if self._pending.then is not None:
+                events.append(OrderCreated(self._pending.then))
+        if vals[rules.V_QTY] == 0.0:
+            self._entry_ts = None
+            self._entry_order_id = None
         return events
 
     def _queue(self, ts: pd.Timestamp, queued: int, qty: float) -> PendingOrder:
@@ -477,67 +568,35 @@ class PaperBroker:
         """Close at the last bar's close (engine: end of data, :func:`hedgeflow.
         rules.end_close`): cancels a pending order, exits a position (slippage and
         fee apply); equity becomes the cash."""
-        st = self.state
-        if st.last_ts is None:
+        ts = self.last_ts
+        if ts is None:
             return []
         events: list[Event] = []
-        if st.pending is not None:
-            events.append(_order_done(st.pending, "cancelled", None))
-            if st.pending.then is not None:
-                events.append(_order_done(st.pending.then, "cancelled", None))
-            st.pending = None
-        v = self._load(st)
-        rules.end_close_vector(v, self._settings, 0, st.last_close, self._trade)
-        closed = self._trade[0]
+        if self._pending is not None:
+            events.append(_order_done(self._pending, "cancelled", None))
+            if self._pending.then is not None:
+                events.append(_order_done(self._pending.then, "cancelled", None))
+            self._pending = None
+        b = self.buf
+        B.end_close_buffer(b)
+        closed = b[B.OFF_TRADE : B.OFF_TRADE + rules.N_TRADE]
         if int(closed[rules.T_REASON]) != rules.R_NONE:
-            ts = st.last_ts
             oid = order_id_for(self.agent, ts, reason)
             qty = float(closed[rules.T_QTY])
             side: Side = "sell" if qty > 0.0 else "buy"
             events.append(OrderUpdated(oid, side, ts, ts, "filled", reason, abs(qty)))
             events.append(self._exit(oid, ts, closed, reason))
-        self._store(v.tolist(), st)
-        st.equity = st.cash
+        if b[B.OFF_V + rules.V_QTY] == 0.0:
+            self._entry_ts = None
+            self._entry_order_id = None
         return events
 
     # -- helpers ----------------------------------------------------------------------
-
-    def _load(self, st: BrokerState) -> np.ndarray:
-        """The rules' state vector for ``st`` (``V_*`` order; the entry bar index is
-        not used)."""
-        pending = st.pending
-        v = self._v
-        v[:] = (
-            st.cash, st.qty, st.entry_price, st.entry_fee, 0.0, st.stop, st.take_profit,
-            rules.Q_NONE if pending is None else pending.code(),
-            st.prev_signal, self.held,
-        )  # fmt: skip
-        return v
-
-    def _store(self, vals: list[float], st: BrokerState) -> None:
-        st.cash = vals[rules.V_CASH]
-        st.qty = vals[rules.V_QTY]
-        st.prev_signal = int(vals[rules.V_PREV_SIG])
-        if st.qty != 0.0:
-            st.entry_price = vals[rules.V_ENTRY_PX]
-            st.entry_fee = vals[rules.V_ENTRY_FEE]
-            st.stop = vals[rules.V_STOP]
-            st.take_profit = vals[rules.V_TP]
-        else:
-            # flat: the levels are unused until the next entry sets them (the rules keep
-            # stale values; clearing them keeps snapshots equal to restored states)
-            st.entry_price = 0.0
-            st.entry_fee = 0.0
-            st.stop = 0.0
-            st.take_profit = 0.0
-            st.entry_ts = None
-            st.entry_order_id = None
 
     def _exit(
         self, order_id: str, ts: pd.Timestamp, closed: np.ndarray, reason: str | None = None
     ) -> Fill:
         """The exit fill of the round trip the rules closed (a row of the trade record)."""
-        st = self.state
         signed = float(closed[rules.T_QTY])
         qty = abs(signed)
         px = float(closed[rules.T_EXIT_PX])
@@ -547,7 +606,7 @@ class PaperBroker:
         name = reason or rules.EXIT_REASONS[int(closed[rules.T_REASON])]
         trade = Trade(
             qty=qty,
-            entry_ts=st.entry_ts if st.entry_ts is not None else ts,
+            entry_ts=self._entry_ts if self._entry_ts is not None else ts,
             entry_price=entry_price,
             exit_ts=ts,
             exit_price=px,
@@ -560,6 +619,10 @@ class PaperBroker:
         fee = float(closed[rules.T_EXIT_FEE])
         side: Side = "sell" if signed > 0.0 else "buy"
         return Fill(order_id + "-f", order_id, side, qty, px, fee, ts, name, trade)
+
+
+def _f64(x: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float64))
 
 
 def _order_done(order: PendingOrder, status: str, qty: float | None) -> OrderUpdated:

@@ -115,7 +115,7 @@ class BarRouter:
                 if isinstance(event, OrderUpdated) and event.status == "rejected":
                     st.skipped += 1
         st.equity = step.equity
-        st.position = step.state.qty
+        st.position = step.qty
         st.last_ts = step.ts
 
     def agent_status(self) -> list[AgentStatus]:

@@ -167,7 +167,7 @@ class Strategy:
             raise
         except Exception as exc:
             raise InvalidInputError(
-                f"strategy {self.ref}: update failed: {_one_line(exc)}"
+                f"strategy {self.ref}: update failed: {one_line(exc)}"
             ) from None
         return self._checked(sig), {
             col: np.ascontiguousarray(ind[:, j]) for j, col in enumerate(self.indicators)
@@ -181,9 +181,7 @@ class Strategy:
         try:
             sig, ind = self.batch(*arrays, params)
         except Exception as exc:
-            raise InvalidInputError(
-                f"strategy {self.ref}: batch failed: {_one_line(exc)}"
-            ) from None
+            raise InvalidInputError(f"strategy {self.ref}: batch failed: {one_line(exc)}") from None
         sig = np.asarray(sig)
         if sig.shape != (n,):
             raise InvalidInputError(
@@ -222,7 +220,7 @@ class Streaming:
     """``update`` one bar at a time from a zero state (the live agent's strategy)."""
 
     __slots__ = (
-        "_columns", "_k", "_live_step", "_out", "_p", "_st", "_update", "params", "strategy",
+        "_columns", "_k", "_out", "_p", "_st", "_update", "params", "strategy",
     )  # fmt: skip
 
     def __init__(self, strategy: Strategy, params: Any, shorts: bool = False) -> None:
@@ -234,25 +232,10 @@ class Streaming:
         self._k = len(self._columns)
         self._out = np.full(self._k, np.nan)
         self._update = strategy.update
-        self._live_step: Any = None
 
     def indicators(self) -> dict[str, float]:
         """The indicator values of the last bar."""
         return dict(zip(self._columns, self._out.tolist(), strict=True))
-
-    def step_with_rules(
-        self, o: float, h: float, lo: float, c: float, v: Any, pv: Any, atr: float, trade: Any
-    ) -> tuple[int, int, int, float]:
-        """The update and the engine's rules for one bar in one compiled call (the
-        generated ``live_step``): returns (signal, the pending order's ``P_*``
-        outcome, ``S_*`` why its entry was skipped, equity at the close); ``v`` is the
-        broker's state vector."""
-        if self._live_step is None:
-            self._live_step = self.strategy.kernels().live_step
-        sig, filled, skip, equity = self._call(
-            self._live_step, self._st, self._p, self._out, v, pv, o, h, lo, c, atr, trade
-        )
-        return self._signal(sig), filled, skip, equity
 
     def update(
         self, open: float, high: float, low: float, close: float
@@ -267,7 +250,7 @@ class Streaming:
             return fn(*args)
         except Exception as exc:
             raise InvalidInputError(
-                f"strategy {self.strategy.ref}: update failed: {_one_line(exc)}"
+                f"strategy {self.strategy.ref}: update failed: {one_line(exc)}"
             ) from None
 
     def _signal(self, sig: Any) -> int:
@@ -279,7 +262,7 @@ class Streaming:
         return sig
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """One line for an exception from user code; for numba's many-line messages the
     first line that says what is wrong, and where."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
