@@ -82,7 +82,7 @@ def new_buffer(
     p: np.ndarray | None = None,
     state_size: int = 0,
     n_ind: int = 0,
-    rows: int = ROWS,
+    rows: int | None = None,
 ) -> np.ndarray:
     """A fresh buffer: flat with ``cash``, no bar seen; the strategy's parameter
     vector ``p``, ``state_size`` zeros of state and ``n_ind`` indicator slots."""
@@ -92,7 +92,7 @@ def new_buffer(
     off_out = off_st + state_size
     off_rec = off_out + n_ind
     width = R_IND + n_ind
-    buf = np.zeros(off_rec + rows * width, dtype=np.float64)
+    buf = np.zeros(off_rec + (rows or ROWS) * width, dtype=np.float64)
     ib = buf.view(np.int64)
     ib[H_LAST_KEY] = KEY_NONE
     ib[H_NEXT_DAY] = KEY_NEVER
