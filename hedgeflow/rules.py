@@ -597,40 +597,60 @@ def settings_vector(p: Settings) -> np.ndarray:
 
 
 @numba.njit(cache=True, inline="always")
-def _settings(v: np.ndarray) -> Settings:
+def settings_at(v: np.ndarray, off: int) -> Settings:
+    """The settings from ``v[off:]`` (:func:`settings_vector`'s order)."""
     return Settings(
-        v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9] != 0.0, v[10], v[11] != 0.0
+        v[off], v[off + 1], v[off + 2], v[off + 3], v[off + 4], v[off + 5], v[off + 6],
+        v[off + 7], v[off + 8], v[off + 9] != 0.0, v[off + 10], v[off + 11] != 0.0,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, inline="always")
+def load_at(v: np.ndarray, off: int) -> State:
+    """The state from ``v[off:]`` (``V_*`` order): a driver's array holds it at an
+    offset without a slice (a view per bar costs reference counting)."""
+    return State(
+        v[off + V_CASH],
+        v[off + V_QTY],
+        v[off + V_ENTRY_PX],
+        v[off + V_ENTRY_FEE],
+        int(v[off + V_ENTRY_I]),
+        v[off + V_STOP],
+        v[off + V_TP],
+        int(v[off + V_PENDING]),
+        int(v[off + V_PREV_SIG]),
+        v[off + V_HELD],
     )
+
+
+@numba.njit(cache=True, inline="always")
+def store_at(st: State, v: np.ndarray, off: int) -> None:
+    """``st`` into ``v[off:]`` (``V_*`` order)."""
+    v[off + V_CASH] = st.cash
+    v[off + V_QTY] = st.qty
+    v[off + V_ENTRY_PX] = st.entry_px
+    v[off + V_ENTRY_FEE] = st.entry_fee
+    v[off + V_ENTRY_I] = st.entry_i
+    v[off + V_STOP] = st.stop
+    v[off + V_TP] = st.tp
+    v[off + V_PENDING] = st.pending
+    v[off + V_PREV_SIG] = st.prev_sig
+    v[off + V_HELD] = st.held
+
+
+@numba.njit(cache=True, inline="always")
+def _settings(v: np.ndarray) -> Settings:
+    return settings_at(v, 0)
 
 
 @numba.njit(cache=True, inline="always")
 def _load(v: np.ndarray) -> State:
-    return State(
-        v[V_CASH],
-        v[V_QTY],
-        v[V_ENTRY_PX],
-        v[V_ENTRY_FEE],
-        int(v[V_ENTRY_I]),
-        v[V_STOP],
-        v[V_TP],
-        int(v[V_PENDING]),
-        int(v[V_PREV_SIG]),
-        v[V_HELD],
-    )
+    return load_at(v, 0)
 
 
 @numba.njit(cache=True, inline="always")
 def _store(st: State, v: np.ndarray) -> None:
-    v[V_CASH] = st.cash
-    v[V_QTY] = st.qty
-    v[V_ENTRY_PX] = st.entry_px
-    v[V_ENTRY_FEE] = st.entry_fee
-    v[V_ENTRY_I] = st.entry_i
-    v[V_STOP] = st.stop
-    v[V_TP] = st.tp
-    v[V_PENDING] = st.pending
-    v[V_PREV_SIG] = st.prev_sig
-    v[V_HELD] = st.held
+    store_at(st, v, 0)
 
 
 @numba.njit(cache=True)

@@ -28,6 +28,8 @@ In both modes the signals of the live bars equal the batch signals over
 
 from __future__ import annotations
 
+import bisect
+import functools
 import logging
 import math
 from collections import Counter
@@ -85,61 +87,104 @@ class LiveStep(NamedTuple):
     """The outcome of one bar (or of :meth:`LiveAgent.close_out`, ``bar`` None); a
     named tuple built in one C call on the per-bar path.
 
-    The numbers are read from the bar's record in the agent's buffer
+    Everything else is read from the bar's record in the agent's buffer
     (:mod:`hedgeflow.live.buffer`: written by the compiled bar, never changed
     afterwards) when asked: ``signal`` and ``indicators`` are the strategy's values at
-    the bar's close; ``equity`` is cash + qty x close after the bar; ``position`` the
-    quantity held through the close (the engine's ``position`` column), ``qty`` after
-    it; ``state`` the broker state after the bar (what ``live_positions`` stores)."""
+    the bar's close; ``events`` the orders and fills of the bar; ``equity`` is cash +
+    qty x close after the bar; ``position`` the quantity held through the close (the
+    engine's ``position`` column), ``qty`` after it; ``state`` the broker state after
+    the bar (what ``live_positions`` stores)."""
 
     ts: pd.Timestamp
     bar: Any
-    signal: int | None
-    events: tuple[Event, ...]
     record: Any  # the buffer holding this step's record
-    at: int  # where the record starts in it
-    # the broker's Python values after the bar (pending order, entry time and id) and
-    # the indicator names
-    context: tuple[Any, ...]
+    code: int  # the compiled bar's: (record start << 3) | (events << 2) | (signal + 1)
+    extra: tuple[Event, ...]  # events before the bar's own (the history's, carried)
+    broker: Any  # the PaperBroker that rebuilds orders from the record
+
+    @property
+    def at(self) -> int:
+        """Where the record starts in :attr:`record`."""
+        return self.code >> 3
+
+    @property
+    def signal(self) -> int | None:
+        return None if self.bar is None else (self.code & 3) - 1
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        if not self.code & B.EVENTS:
+            return self.extra
+        return (*self.extra, *self.broker.events_at(self.ts, self.record, self.code >> 3))
 
     @property
     def close(self) -> float:
-        return float(self.record[self.at + B.R_CLOSE])
+        return float(self.record[(self.code >> 3) + B.R_CLOSE])
 
     @property
     def equity(self) -> float:
-        return float(self.record[self.at + B.R_EQUITY])
+        return float(self.record[(self.code >> 3) + B.R_EQUITY])
 
     @property
     def position(self) -> float:
-        return float(self.record[self.at + B.R_HELD])
+        return float(self.record[(self.code >> 3) + B.R_HELD])
 
     @property
     def qty(self) -> float:
-        return float(self.record[self.at + B.R_QTY])
+        return float(self.record[(self.code >> 3) + B.R_QTY])
 
     @property
     def indicators(self) -> dict[str, float]:
-        columns = self.context[3]
-        start = self.at + B.R_IND
+        if self.bar is None:
+            return {}
+        columns = self.broker.indicator_columns
+        start = (self.code >> 3) + B.R_IND
         return dict(zip(columns, self.record[start : start + len(columns)].tolist(), strict=True))
 
     @property
     def state(self) -> BrokerState:
-        r = self.record[self.at : self.at + B.R_IND].tolist()
+        at = self.code >> 3
+        r = self.record[at : at + B.R_IND].tolist()
+        ib = self.record.view(np.int64)
         vals = [
             r[B.R_CASH], r[B.R_QTY], r[B.R_ENTRY_PX], r[B.R_ENTRY_FEE], 0.0, r[B.R_STOP],
             r[B.R_TP], 0.0, r[B.R_PREV_SIG], r[B.R_HELD],
         ]  # fmt: skip
-        pending, entry_ts, entry_order_id = self.context[:3]
+        broker = self.broker
+        qty = r[B.R_QTY]
+        pending = broker.pending_order(int(r[B.R_PENDING]), self.ts.value, qty)
         return state_from(
-            vals, r[B.R_EQUITY], r[B.R_CLOSE], self.ts, pending, entry_ts, entry_order_id
-        )
+            vals, r[B.R_EQUITY], r[B.R_CLOSE], self.ts, pending,
+            key_ts(int(ib[at + B.R_ENTRY_KEY])),
+            broker.entry_order_id(int(ib[at + B.R_ENTRY_ORDER_KEY]), qty),
+        )  # fmt: skip
 
 
 _new_step = tuple.__new__
-_EXCHANGE_ZONE = ZoneInfo(EXCHANGE_TZ)
 _Timestamp = pd.Timestamp
+_EXCHANGE_ZONE = ZoneInfo(EXCHANGE_TZ)
+_FIRST_DAY, _LAST_DAY = date(1970, 1, 1), date(2100, 1, 1)
+
+
+@functools.cache
+def _midnights() -> list[int]:
+    """Epoch ns of every New York midnight from 1970 to 2100 (built once: about 20 ms)."""
+    days = pd.date_range(_FIRST_DAY, _LAST_DAY, freq="D", tz=EXCHANGE_TZ)
+    return days.as_unit("ns").asi8.tolist()
+
+
+def _exchange_day(key: int) -> tuple[date, int, list[int]]:
+    """The New York day of the instant ``key`` (epoch ns), the ns of the next midnight
+    there and of up to ``N_DAYS`` midnights after it (a search in the table; zoneinfo
+    outside its years)."""
+    table = _midnights()
+    i = bisect.bisect_right(table, key)
+    if 0 < i < len(table):
+        return _FIRST_DAY + timedelta(days=i - 1), table[i], table[i + 1 : i + 1 + B.N_DAYS]
+    moment = datetime.fromtimestamp(key // 1_000_000_000, tz=_EXCHANGE_ZONE)
+    day = moment.date()
+    nxt = datetime.combine(day + timedelta(days=1), time(0), tzinfo=_EXCHANGE_ZONE)
+    return day, int(nxt.timestamp()) * 1_000_000_000, []
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +227,10 @@ class LiveAgent:
         self._kernel = kernels.live_bar
         self._observe = kernels.live_observe
         self.broker = PaperBroker(self.config, self.name, self.symbol, self.interval)
+        self.broker.indicator_columns = self._columns
         self.broker.buf = self._buf = self.broker.new_buffer(
             self._p, self._state_size, len(self._columns)
         )
-        self._context: tuple[Any, ...] = (None, None, None, self._columns)
         self.refused = Counter()
         self.restore_warnings: list[str] = []
         self._carried: tuple[Event, ...] = ()
@@ -197,10 +242,22 @@ class LiveAgent:
         self._splits = asset_class_of(self.symbol) == "stock"
         self._seen: tuple[list[float], list[float], list[float], list[float]] = ([], [], [], [])
         self._old: list[np.ndarray] = []
-        self.splits_ahead: list[Split] = []
+        self._splits_ahead: list[Split] = []
         self.splits_applied: list[Split] = []
         if self._splits:
             self._header()[B.H_NEXT_DAY] = B.KEY_NONE
+            _midnights()  # built once per process, before the first bar
+
+    @property
+    def splits_ahead(self) -> list[Split]:
+        """The splits still ahead (set by :mod:`hedgeflow.live.corporate`, maybe from
+        another thread); while there are some, the compiled bar stops at every new day."""
+        return self._splits_ahead
+
+    @splits_ahead.setter
+    def splits_ahead(self, splits: list[Split]) -> None:
+        self._splits_ahead = splits
+        self._header()[B.H_WATCH] = 1 if splits else 0
 
     def _header(self) -> np.ndarray:
         return self._buf.view(np.int64)
@@ -288,7 +345,7 @@ class LiveAgent:
                         f"{_REFUSALS.get(code, 'was refused')}"
                     )
                 if code & B.EVENTS:
-                    events = broker.events(ts[i])
+                    events = broker.events_at(ts[i], broker.buf, code >> 3)
                     for j, event in enumerate(events):
                         if isinstance(event, Fill):
                             if event.is_entry:  # a long's buy or a short's sale
@@ -313,7 +370,6 @@ class LiveAgent:
             if pending.then is not None:  # a reversal: the entry after the exit
                 carried.append(OrderCreated(pending.then))
         self._carry(tuple(carried))
-        self._context = (*broker.python_state, self._columns)
         if len(ts) and mode == "flat":
             broker.set_last(ts[-1], prev_signal=sig)
             self._header()[B.H_N_BARS] += len(ts)
@@ -368,7 +424,6 @@ class LiveAgent:
         sig = self.last_signal
         self._header()[B.H_N_BARS] = len(ts)
         self.broker.restore_state(state)
-        self._context = (*self.broker.python_state, self._columns)
         self._header()[B.H_LAST_SIG] = state.prev_signal
         if state.last_ts is not None and (not len(ts) or ts[-1] != state.last_ts):
             found = ts[-1] if len(ts) else None
@@ -389,10 +444,8 @@ class LiveAgent:
     def on_bar(self, bar: BarLike) -> LiveStep | None:
         """Process one closed bar; None when it is refused (see ``refused``)."""
         ts = bar.ts
-        if type(ts) is not _Timestamp:
-            ts = _Timestamp(ts)
-        if ts.tzinfo is None:
-            raise InvalidInputError(f"agent {self.name}: bar ts {ts} has no time zone (UTC)")
+        if type(ts) is not _Timestamp or ts.tzinfo is None:
+            ts = self._timestamp(ts)
         symbol = getattr(bar, "symbol", None)
         if symbol is not None and symbol != self.symbol:
             self._refuse("other_symbol", ts)
@@ -401,9 +454,15 @@ class LiveAgent:
             code = self._kernel(self._buf, ts.value, bar.open, bar.high, bar.low, bar.close)
         except Exception:
             code = self._process(ts, bar.open, bar.high, bar.low, bar.close)
-        if code & B.EVENTS or code < 0:
-            return self._eventful(bar, ts, code)
-        return _new_step(LiveStep, (ts, bar, (code & 3) - 1, (), self._buf, code >> 3, self._context))  # fmt: skip  # noqa: E501
+        if code < 0:
+            return self._unusual(bar, ts, code)
+        return _new_step(LiveStep, (ts, bar, self._buf, code, (), self.broker))
+
+    def _timestamp(self, ts: Any) -> pd.Timestamp:
+        ts = _Timestamp(ts)
+        if ts.tzinfo is None:
+            raise InvalidInputError(f"agent {self.name}: bar ts {ts} has no time zone (UTC)")
+        return ts
 
     def _process(self, ts: pd.Timestamp, o: Any, h: Any, lo: Any, c: Any) -> int:
         """The compiled bar with prices as floats; new days and full records handled
@@ -423,28 +482,26 @@ class LiveAgent:
                 self._new_day(ts)
             elif code == B.B_FULL:
                 self._rotate()
+            elif code == B.B_FORCED:
+                self._header()[B.H_FORCE] = 0
             else:
                 return code
 
-    def _eventful(self, bar: BarLike, ts: pd.Timestamp, code: int) -> LiveStep | None:
-        """The rest of :meth:`on_bar` for a bar with events, or one not processed."""
+    def _unusual(self, bar: BarLike, ts: pd.Timestamp, code: int) -> LiveStep | None:
+        """The rest of :meth:`on_bar` for a bar not processed at once: a new day, full
+        records, events carried from the history, or a refusal."""
+        extra, self._carried = self._carried, ()
+        if code == B.B_NEW_DAY:
+            self._new_day(ts)
+        code = self._process(ts, bar.open, bar.high, bar.low, bar.close)
+        if code == B.B_BAD_SIGNAL:
+            self._bad_signal()
         if code < 0:
-            if code == B.B_NEW_DAY or code == B.B_FULL:
-                code = self._process(ts, bar.open, bar.high, bar.low, bar.close)
-            if code == B.B_BAD_SIGNAL:
-                self._bad_signal()
-            if code < 0:
-                self._refuse(_REASONS[code], ts)
-                return None
-            if not code & B.EVENTS:
-                return _new_step(LiveStep, (ts, bar, (code & 3) - 1, (), self._buf, code >> 3, self._context))  # fmt: skip  # noqa: E501
-        broker = self.broker
-        events = broker.events(ts)
-        if self._carried:
-            events = [*self._carried, *events]
-            self._carry(())
-        self._context = (*broker.python_state, self._columns)
-        return LiveStep(ts, bar, (code & 3) - 1, tuple(events), self._buf, code >> 3, self._context)  # fmt: skip  # noqa: E501
+            if extra:
+                self._carry(extra)
+            self._refuse(_REASONS[code], ts)
+            return None
+        return LiveStep(ts, bar, self._buf, code, extra, self.broker)
 
     def _rotate(self) -> None:
         old = self.broker.rotate()
@@ -467,9 +524,10 @@ class LiveAgent:
 
     def _new_day(self, ts: pd.Timestamp) -> None:
         """The first bar of a New York day: apply the splits whose ex-date has come."""
-        day = ts.to_pydatetime(warn=False).astimezone(_EXCHANGE_ZONE).date()
-        nxt = datetime.combine(day + timedelta(days=1), time(0), tzinfo=_EXCHANGE_ZONE)
-        self._header()[B.H_NEXT_DAY] = int(nxt.timestamp()) * 1_000_000_000
+        day, nxt, after = _exchange_day(ts.value)
+        B.set_days(self._buf, nxt, after)
+        if not self.splits_ahead:
+            return
         # a split is applied once, whatever a refresh of splits_ahead (another thread:
         # hedgeflow.live.corporate.SplitRefresh) put back in the meantime
         due = [s for s in self.splits_ahead if s.ex_date <= day and s not in self.splits_applied]
@@ -528,13 +586,9 @@ class LiveAgent:
         ts = broker.last_ts
         if ts is None:
             return None
-        events = broker.close_out(reason)
-        at = B.record_close(self._buf)
-        if at == B.B_FULL:
-            self._rotate()
-            at = B.record_close(self._buf)
-        self._context = (*broker.python_state, self._columns)
-        return LiveStep(ts, None, None, tuple(events), self._buf, at, (*broker.python_state, ()))
+        events, at = broker.close_out_at(reason)
+        self._buf = broker.buf
+        return LiveStep(ts, None, self._buf, at << 3, tuple(events), broker)
 
     def _refuse(self, reason: str, ts: pd.Timestamp) -> None:
         self.refused[reason] += 1

@@ -307,9 +307,11 @@ def state_from(
 @dataclass
 class PaperBroker:
     """One agent's paper account under the engine's rules (shorts with
-    ``config.allow_short``). Its numbers live in :attr:`buf` (see
-    :mod:`hedgeflow.live.buffer`), which the compiled bar updates in place;
-    :attr:`state` is a snapshot of them (change it with :meth:`restore_state`)."""
+    ``config.allow_short``). All of its state lives in :attr:`buf` (see
+    :mod:`hedgeflow.live.buffer`: numbers, and the bars that queued the pending order
+    and the entry, from which the orders are rebuilt), which the compiled bar updates
+    in place; :attr:`state` is a snapshot of it (change it with :meth:`restore_state`).
+    The events of a bar are built from its record (:meth:`events_at`)."""
 
     config: EngineConfig
     agent: str
@@ -321,9 +323,10 @@ class PaperBroker:
         self._settings = rules.settings_vector(engine_settings(self.config))
         self._step = pd.Timedelta(seconds=interval_seconds(self.interval))
         self._trailing = bool(self.config.use_trailing_atr)
-        self._pending: PendingOrder | None = None
-        self._entry_ts: pd.Timestamp | None = None
-        self._entry_order_id: str | None = None
+        # orders of a restored state whose ids or times are not the ones these bars give
+        self._restored_pending: dict[int, PendingOrder] = {}
+        self._restored_ids: dict[int, str] = {}
+        self.indicator_columns: tuple[str, ...] = ()  # the strategy's (an agent's broker)
         self.buf = self.new_buffer()
 
     def new_buffer(
@@ -336,16 +339,61 @@ class PaperBroker:
             p, state_size, n_ind,
         )  # fmt: skip
 
+    # -- orders rebuilt from bars -------------------------------------------------------
+
+    def pending_order(self, code: int, key: int, qty: float) -> PendingOrder | None:
+        """The order for the rules' ``Q_*`` ``code`` queued at the close of bar ``key``
+        while holding ``qty`` (signed)."""
+        if code == rules.Q_NONE:
+            return None
+        restored = self._restored_pending.get(key)
+        if restored is not None and restored.code() == code:
+            return restored
+        ts = key_ts(key)
+        assert ts is not None
+        fill_after = ts + self._step
+        entry: PendingOrder | None = None
+        if code in (rules.Q_LONG, rules.Q_EXIT_LONG):
+            entry = PendingOrder(
+                order_id_for(self.agent, ts, "entry"), "buy", ts, fill_after, "signal"
+            )
+        elif code in (rules.Q_SHORT, rules.Q_EXIT_SHORT):
+            entry = PendingOrder(
+                order_id_for(self.agent, ts, "short"), "sell", ts, fill_after, "signal"
+            )
+        if code in (rules.Q_LONG, rules.Q_SHORT):
+            assert entry is not None
+            return entry
+        side: Side = "sell" if qty > 0.0 else "buy"
+        return PendingOrder(
+            order_id_for(self.agent, ts, "exit"), side, ts, fill_after, "signal", entry
+        )
+
+    def entry_order_id(self, key: int, qty: float) -> str | None:
+        """The id of the entry order queued at bar ``key`` that opened ``qty``."""
+        if key == B.KEY_NONE:
+            return None
+        restored = self._restored_ids.get(key)
+        if restored is not None:
+            return restored
+        ts = key_ts(key)
+        assert ts is not None
+        return order_id_for(self.agent, ts, "entry" if qty > 0.0 else "short")
+
     # -- state ------------------------------------------------------------------------
 
     @property
     def state(self) -> BrokerState:
         """The account after the last bar (a snapshot)."""
         b = self.buf
+        ib = b.view(np.int64)
+        vals = b[B.OFF_V : B.OFF_V + rules.N_VECTOR].tolist()
+        qty = vals[rules.V_QTY]
         return state_from(
-            b[B.OFF_V : B.OFF_V + rules.N_VECTOR].tolist(), float(b[B.OFF_EQUITY]),
-            float(b[B.OFF_LAST_CLOSE]), self.last_ts, self._pending, self._entry_ts,
-            self._entry_order_id,
+            vals, float(b[B.OFF_EQUITY]), float(b[B.OFF_LAST_CLOSE]), self.last_ts,
+            self.pending_order(int(vals[rules.V_PENDING]), int(ib[B.H_PENDING_KEY]), qty),
+            key_ts(int(ib[B.H_ENTRY_KEY])),
+            self.entry_order_id(int(ib[B.H_ENTRY_ORDER_KEY]), qty),
         )  # fmt: skip
 
     @property
@@ -364,12 +412,12 @@ class PaperBroker:
 
     @property
     def pending(self) -> PendingOrder | None:
-        return self._pending
-
-    @property
-    def python_state(self) -> tuple[PendingOrder | None, pd.Timestamp | None, str | None]:
-        """What the buffer does not hold: the pending order, the entry's time and id."""
-        return self._pending, self._entry_ts, self._entry_order_id
+        b = self.buf
+        return self.pending_order(
+            int(b[B.OFF_V + rules.V_PENDING]),
+            int(b.view(np.int64)[B.H_PENDING_KEY]),
+            float(b[B.OFF_V + rules.V_QTY]),
+        )
 
     @property
     def waiting_for_fresh_entry(self) -> bool:
@@ -377,7 +425,7 @@ class PaperBroker:
         v = self.buf
         return (
             v[B.OFF_V + rules.V_QTY] == 0.0
-            and self._pending is None
+            and v[B.OFF_V + rules.V_PENDING] == rules.Q_NONE
             and v[B.OFF_V + rules.V_PREV_SIG] != 0.0
         )
 
@@ -387,6 +435,7 @@ class PaperBroker:
     def restore_state(self, state: BrokerState) -> None:
         """Adopt a saved state (the ATR stream is rebuilt separately by ``observe``)."""
         b = self.buf
+        ib = b.view(np.int64)
         pending = state.pending
         b[B.OFF_V : B.OFF_V + rules.N_VECTOR] = (
             state.cash, state.qty, state.entry_price, state.entry_fee, 0.0, state.stop,
@@ -396,9 +445,23 @@ class PaperBroker:
         b[B.OFF_EQUITY] = state.equity
         b[B.OFF_LAST_CLOSE] = state.last_close
         self.set_last(state.last_ts)
-        self._pending = pending
-        self._entry_ts = state.entry_ts
-        self._entry_order_id = state.entry_order_id
+        self._restored_pending.clear()
+        self._restored_ids.clear()
+        ib[B.H_PENDING_KEY] = B.KEY_NONE
+        if pending is not None:
+            key = bar_key(pending.created_ts)
+            ib[B.H_PENDING_KEY] = key
+            if self.pending_order(pending.code(), key, state.qty) != pending:
+                self._restored_pending[key] = pending
+        ib[B.H_ENTRY_KEY] = B.KEY_NONE if state.entry_ts is None else bar_key(state.entry_ts)
+        ib[B.H_ENTRY_ORDER_KEY] = B.KEY_NONE
+        if state.entry_order_id is not None:
+            parsed = _stamp_key(state.entry_order_id)
+            if parsed is None or self.entry_order_id(parsed, state.qty) != state.entry_order_id:
+                # not an id these bars give: kept as it is, under a key no bar has
+                parsed = B.KEY_NONE + 1
+                self._restored_ids[parsed] = state.entry_order_id
+            ib[B.H_ENTRY_ORDER_KEY] = parsed
 
     def set_last(self, ts: pd.Timestamp | None, prev_signal: int | None = None) -> None:
         """The last bar's time (and the previous signal): a flat start after history."""
@@ -457,7 +520,7 @@ class PaperBroker:
         if code == B.B_FULL:
             self.rotate()
             code = B.rules_bar(self.buf, *args)
-        return self.events(ts) if code & B.EVENTS else []
+        return self.events_at(ts, self.buf, code >> 3) if code & B.EVENTS else []
 
     def rotate(self) -> np.ndarray:
         """Move to a fresh buffer (the records are full); returns the old one."""
@@ -465,17 +528,23 @@ class PaperBroker:
         self.buf = B.rotated(old)
         return old
 
-    def events(self, ts: pd.Timestamp) -> list[Event]:
-        """What the rules did in the bar just processed, as orders and fills (in order:
-        the pending order's outcome and fill, a protective exit, the order queued at
-        the close); the broker's Python values after it."""
-        b = self.buf
-        vals = b[B.OFF_V : B.OFF_V + rules.N_VECTOR].tolist()
-        trade = b[B.OFF_TRADE : B.OFF_TRADE + 2 * rules.N_TRADE].reshape(2, rules.N_TRADE)
-        filled = int(b[B.OFF_FILLED])
-        skip = int(b[B.OFF_SKIP])
-        second = int(trade[1, rules.T_REASON])  # a protective exit's
-        order = self._pending
+    def events_at(self, ts: pd.Timestamp, rec: np.ndarray, at: int) -> list[Event]:
+        """What the rules did in the bar ``ts`` recorded at ``rec[at:]``, as orders and
+        fills, in order: the pending order's outcome and fill, a protective exit, the
+        order queued at the close."""
+        ib = rec.view(np.int64)
+        row = rec[at : at + B.R_IND].tolist()
+        t0 = B.R_TRADES
+        trade = (row[t0 : t0 + rules.N_TRADE], row[t0 + rules.N_TRADE : t0 + 2 * rules.N_TRADE])
+        filled = int(row[B.R_FILLED])
+        skip = int(row[B.R_SKIP])
+        second = int(trade[1][rules.T_REASON])  # a protective exit's
+        qty_after = row[B.R_QTY]
+        order = self.pending_order(
+            int(row[B.R_PENDING_BEFORE]), int(ib[at + B.R_PENDING_BEFORE_KEY]),
+            row[B.R_QTY_BEFORE],
+        )  # fmt: skip
+        entry_ts = key_ts(int(ib[at + B.R_ENTRY_KEY_BEFORE]))
         events: list[Event] = []
         # 1. the order(s) pending from the previous close, at this open: an exit first
         if order is not None:
@@ -488,20 +557,19 @@ class PaperBroker:
                     rules.P_EXIT_FILLED_ENTRY_REJECTED,
                 ):
                     closed = trade[0]
-                    events.append(_order_done(order, "filled", abs(float(closed[rules.T_QTY]))))
-                    events.append(self._exit(order.order_id, ts, closed))
+                    events.append(_order_done(order, "filled", abs(closed[rules.T_QTY])))
+                    events.append(self._exit(order.order_id, ts, closed, entry_ts))
                 else:  # pragma: no cover - an exit is only queued while a position is open
                     events.append(_order_done(order, "cancelled", None))
             if entry is not None:
                 if filled == rules.P_ENTRY_FILLED or filled == rules.P_REVERSED:
-                    q = abs(vals[rules.V_QTY])
+                    q = abs(qty_after)
                     if second == rules.R_STOP or second == rules.R_TAKE_PROFIT:
                         # closed again inside its fill bar: the position is flat now, the
                         # quantity opened is the closed trade's
-                        q = abs(float(trade[1, rules.T_QTY]))
-                    fill, fee = vals[rules.V_ENTRY_PX], vals[rules.V_ENTRY_FEE]
-                    self._entry_ts = ts
-                    self._entry_order_id = entry.order_id
+                        q = abs(trade[1][rules.T_QTY])
+                    fill, fee = row[B.R_ENTRY_PX], row[B.R_ENTRY_FEE]
+                    entry_ts = ts
                     events.append(_order_done(entry, "filled", q))
                     events.append(
                         Fill(
@@ -526,87 +594,78 @@ class PaperBroker:
             closed = trade[1]
             name = rules.EXIT_REASONS[second]
             oid = order_id_for(self.agent, ts, name)
-            qty = float(closed[rules.T_QTY])
+            qty = closed[rules.T_QTY]
             side: Side = "sell" if qty > 0.0 else "buy"
             events.append(OrderUpdated(oid, side, ts, ts, "filled", name, abs(qty)))
-            events.append(self._exit(oid, ts, closed))
+            events.append(self._exit(oid, ts, closed, entry_ts))
         # 3. the order(s) queued at the close
-        queued = int(vals[rules.V_PENDING])
-        self._pending = None
-        if queued != rules.Q_NONE:
-            self._pending = self._queue(ts, queued, vals[rules.V_QTY])
-            events.append(OrderCreated(self._pending))
-            if self._pending.then is not None:
-                events.append(OrderCreated(self._pending.then))
-        if vals[rules.V_QTY] == 0.0:
-            self._entry_ts = None
-            self._entry_order_id = None
+        queued = self.pending_order(int(row[B.R_PENDING]), bar_key(ts), qty_after)
+        if queued is not None:
+            events.append(OrderCreated(queued))
+            if queued.then is not None:
+                events.append(OrderCreated(queued.then))
         return events
 
-    def _queue(self, ts: pd.Timestamp, queued: int, qty: float) -> PendingOrder:
-        """The pending order for the rules' ``Q_*`` code ``queued`` (``qty``: the
-        signed quantity held at the close)."""
-        fill_after = ts + self._step
-        entry: PendingOrder | None = None
-        if queued in (rules.Q_LONG, rules.Q_EXIT_LONG):
-            entry = PendingOrder(
-                order_id_for(self.agent, ts, "entry"), "buy", ts, fill_after, "signal"
+    def close_out_at(self, reason: str = "end") -> tuple[list[Event], int]:
+        """:meth:`close_out`, and where its record starts in :attr:`buf` (-1: no bar
+        was ever processed, nothing done)."""
+        ts = self.last_ts
+        if ts is None:
+            return [], -1
+        at = B.end_close_record(self.buf)
+        if at == B.B_FULL:
+            self.rotate()
+            at = B.end_close_record(self.buf)
+        rec = self.buf
+        ib = rec.view(np.int64)
+        row = rec[at : at + B.R_IND].tolist()
+        events: list[Event] = []
+        pending = self.pending_order(
+            int(row[B.R_PENDING_BEFORE]), int(ib[at + B.R_PENDING_BEFORE_KEY]),
+            row[B.R_QTY_BEFORE],
+        )  # fmt: skip
+        if pending is not None:
+            events.append(_order_done(pending, "cancelled", None))
+            if pending.then is not None:
+                events.append(_order_done(pending.then, "cancelled", None))
+        closed = row[B.R_TRADES : B.R_TRADES + rules.N_TRADE]
+        if int(closed[rules.T_REASON]) != rules.R_NONE:
+            oid = order_id_for(self.agent, ts, reason)
+            qty = closed[rules.T_QTY]
+            side: Side = "sell" if qty > 0.0 else "buy"
+            events.append(OrderUpdated(oid, side, ts, ts, "filled", reason, abs(qty)))
+            events.append(
+                self._exit(oid, ts, closed, key_ts(int(ib[at + B.R_ENTRY_KEY_BEFORE])), reason)
             )
-        elif queued in (rules.Q_SHORT, rules.Q_EXIT_SHORT):
-            entry = PendingOrder(
-                order_id_for(self.agent, ts, "short"), "sell", ts, fill_after, "signal"
-            )
-        if queued in (rules.Q_LONG, rules.Q_SHORT):
-            assert entry is not None
-            return entry
-        side: Side = "sell" if qty > 0.0 else "buy"
-        return PendingOrder(
-            order_id_for(self.agent, ts, "exit"), side, ts, fill_after, "signal", entry
-        )
+        return events, at
 
     def close_out(self, reason: str = "end") -> list[Event]:
         """Close at the last bar's close (engine: end of data, :func:`hedgeflow.
         rules.end_close`): cancels a pending order, exits a position (slippage and
         fee apply); equity becomes the cash."""
-        ts = self.last_ts
-        if ts is None:
-            return []
-        events: list[Event] = []
-        if self._pending is not None:
-            events.append(_order_done(self._pending, "cancelled", None))
-            if self._pending.then is not None:
-                events.append(_order_done(self._pending.then, "cancelled", None))
-            self._pending = None
-        b = self.buf
-        B.end_close_buffer(b)
-        closed = b[B.OFF_TRADE : B.OFF_TRADE + rules.N_TRADE]
-        if int(closed[rules.T_REASON]) != rules.R_NONE:
-            oid = order_id_for(self.agent, ts, reason)
-            qty = float(closed[rules.T_QTY])
-            side: Side = "sell" if qty > 0.0 else "buy"
-            events.append(OrderUpdated(oid, side, ts, ts, "filled", reason, abs(qty)))
-            events.append(self._exit(oid, ts, closed, reason))
-        if b[B.OFF_V + rules.V_QTY] == 0.0:
-            self._entry_ts = None
-            self._entry_order_id = None
-        return events
+        return self.close_out_at(reason)[0]
 
     # -- helpers ----------------------------------------------------------------------
 
     def _exit(
-        self, order_id: str, ts: pd.Timestamp, closed: np.ndarray, reason: str | None = None
+        self,
+        order_id: str,
+        ts: pd.Timestamp,
+        closed: list[float],
+        entry_ts: pd.Timestamp | None,
+        reason: str | None = None,
     ) -> Fill:
         """The exit fill of the round trip the rules closed (a row of the trade record)."""
-        signed = float(closed[rules.T_QTY])
+        signed = closed[rules.T_QTY]
         qty = abs(signed)
-        px = float(closed[rules.T_EXIT_PX])
-        entry_price = float(closed[rules.T_ENTRY_PX])
-        fees = float(closed[rules.T_FEES])
-        pnl = float(closed[rules.T_PNL])
+        px = closed[rules.T_EXIT_PX]
+        entry_price = closed[rules.T_ENTRY_PX]
+        fees = closed[rules.T_FEES]
+        pnl = closed[rules.T_PNL]
         name = reason or rules.EXIT_REASONS[int(closed[rules.T_REASON])]
         trade = Trade(
             qty=qty,
-            entry_ts=self._entry_ts if self._entry_ts is not None else ts,
+            entry_ts=entry_ts if entry_ts is not None else ts,
             entry_price=entry_price,
             exit_ts=ts,
             exit_price=px,
@@ -616,9 +675,21 @@ class PaperBroker:
             return_pct=pnl / (qty * entry_price),
             side="long" if signed > 0.0 else "short",
         )
-        fee = float(closed[rules.T_EXIT_FEE])
+        fee = closed[rules.T_EXIT_FEE]
         side: Side = "sell" if signed > 0.0 else "buy"
         return Fill(order_id + "-f", order_id, side, qty, px, fee, ts, name, trade)
+
+
+def _stamp_key(order_id: str) -> int | None:
+    """The bar of ``<agent>-<YYYYmmddTHHMMSSZ>-<kind>`` as epoch ns, or None."""
+    parts = order_id.rsplit("-", 2)
+    if len(parts) != 3:
+        return None
+    try:
+        when = datetime.datetime.strptime(parts[1], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return None
+    return int(when.replace(tzinfo=datetime.UTC).timestamp()) * 1_000_000_000
 
 
 def _f64(x: Any) -> np.ndarray:

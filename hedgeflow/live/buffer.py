@@ -42,8 +42,15 @@ __all__ = ["new_buffer", "rotated", "rules_bar"]
 (
     H_LAST_KEY, H_NEXT_DAY, H_ROW, H_ROWS_END, H_N_BARS, H_FORCE, H_OFF_P, H_OFF_ST,
     H_OFF_OUT, H_K, H_OFF_REC, H_REC_W, H_ATR_N, H_TRAILING, H_LAST_SIG, H_BAD_SIG,
-) = range(16)  # fmt: skip
-N_HEADER = 16
+    H_PENDING_KEY, H_ENTRY_KEY, H_ENTRY_ORDER_KEY, H_DAY_I, H_DAY_N, H_WATCH,
+) = range(22)  # fmt: skip
+# H_NEXT_DAY: the next New York midnight (a stock's); the compiled bar moves it on along
+# the N_DAYS midnights that follow it (OFF_DAYS: H_DAY_I the next one, H_DAY_N filled)
+# and stops (B_NEW_DAY) when they run out, or at every new day while H_WATCH is set
+# (splits ahead: the owner applies them)
+# H_PENDING_KEY: the bar whose close queued the pending order; H_ENTRY_KEY: the bar the
+# open position's entry filled in; H_ENTRY_ORDER_KEY: the bar that queued that entry
+N_HEADER = 24
 KEY_NONE = -(2**63)  # no bar yet
 KEY_NEVER = 2**63 - 1  # no day check (not a stock)
 
@@ -57,19 +64,29 @@ OFF_LAST_CLOSE = OFF_EQUITY + 1
 OFF_FILLED = OFF_EQUITY + 2
 OFF_SKIP = OFF_EQUITY + 3
 OFF_ATR_VALUE = OFF_EQUITY + 4
-N_FIXED = OFF_EQUITY + 8
+OFF_DAYS = OFF_EQUITY + 8
+N_DAYS = 64
+N_FIXED = OFF_DAYS + N_DAYS
 
 # a record row (then one value per indicator)
 (
     R_OPEN, R_HIGH, R_LOW, R_CLOSE, R_SIG, R_EQUITY, R_HELD, R_CASH, R_QTY, R_ENTRY_PX,
-    R_ENTRY_FEE, R_STOP, R_TP, R_PREV_SIG,
-) = range(14)  # fmt: skip
-R_IND = 14
+    R_ENTRY_FEE, R_STOP, R_TP, R_PREV_SIG, R_PENDING_BEFORE, R_PENDING_BEFORE_KEY,
+    R_QTY_BEFORE, R_FILLED, R_SKIP, R_ENTRY_KEY_BEFORE, R_ENTRY_KEY, R_ENTRY_ORDER_KEY,
+    R_PENDING,
+) = range(23)  # fmt: skip
+# what the bar did, for its events: the order pending at its open (Q_* code, the bar
+# that queued it, the quantity held then), the P_* / S_* outcome, the entry's bars
+# before and after it (the *_KEY slots are int64), the order queued at its close; then
+# the two trade rows of the bar (T_*), then one value per indicator
+R_TRADES = 23
+R_IND = R_TRADES + 2 * rules.N_TRADE
 
 # why a bar was not processed (nothing changed)
-B_DUPLICATE, B_OUT_OF_ORDER, B_BAD_PRICES, B_NEW_DAY, B_FULL, B_BAD_SIGNAL = (
-    -1, -2, -3, -4, -5, -6,
+B_DUPLICATE, B_OUT_OF_ORDER, B_BAD_PRICES, B_NEW_DAY, B_FULL, B_BAD_SIGNAL, B_FORCED = (
+    -1, -2, -3, -4, -5, -6, -7,
 )  # fmt: skip
+# B_FORCED: the owner has events to add to the next bar's (``H_FORCE``)
 EVENTS = 4
 ROWS = 512  # records per array (about 60 KB: reused heap memory, no page faults)
 
@@ -96,6 +113,7 @@ def new_buffer(
     ib = buf.view(np.int64)
     ib[H_LAST_KEY] = KEY_NONE
     ib[H_NEXT_DAY] = KEY_NEVER
+    ib[H_PENDING_KEY] = ib[H_ENTRY_KEY] = ib[H_ENTRY_ORDER_KEY] = KEY_NONE
     ib[H_ROW] = off_rec
     ib[H_ROWS_END] = buf.shape[0]
     ib[H_OFF_P], ib[H_OFF_ST], ib[H_OFF_OUT], ib[H_K] = off_p, off_st, off_out, n_ind
@@ -111,6 +129,16 @@ def new_buffer(
     buf[off_p:off_st] = pv
     buf[off_out:off_rec] = math.nan
     return buf
+
+
+def set_days(buf: np.ndarray, next_day: int, after: list[int]) -> None:
+    """The next New York midnight (epoch ns) and up to :data:`N_DAYS` that follow it."""
+    ib = buf.view(np.int64)
+    ahead = after[:N_DAYS]
+    ib[H_NEXT_DAY] = next_day
+    ib[OFF_DAYS : OFF_DAYS + len(ahead)] = ahead
+    ib[H_DAY_I] = 0
+    ib[H_DAY_N] = len(ahead)
 
 
 def rotated(buf: np.ndarray) -> np.ndarray:
@@ -142,9 +170,20 @@ def precheck(
     if not (lo > 0.0 and lo <= o and lo <= c and o <= h and c <= h and h < np.inf):
         return B_BAD_PRICES
     if key >= ib[H_NEXT_DAY]:
-        return B_NEW_DAY
+        if ib[H_WATCH] != 0:
+            return B_NEW_DAY
+        i = ib[H_DAY_I]
+        n = ib[H_DAY_N]
+        while i < n and key >= ib[OFF_DAYS + i]:
+            i += 1
+        if i >= n:
+            return B_NEW_DAY
+        ib[H_DAY_I] = i  # (the same for this key whatever follows: no harm if refused)
+        ib[H_NEXT_DAY] = ib[OFF_DAYS + i]
     if ib[H_ROW] + ib[H_REC_W] > ib[H_ROWS_END]:
         return B_FULL
+    if ib[H_FORCE] != 0:
+        return B_FORCED
     return 0
 
 
@@ -183,8 +222,9 @@ def atr_step(buf: np.ndarray, ib: np.ndarray, h: float, lo: float, c: float) -> 
 def record(
     buf: np.ndarray, ib: np.ndarray, o: float, h: float, lo: float, c: float, sig: int, eq: float
 ) -> int:
-    """Write the next record row (the caller checked there is room); its start."""
-    v = buf[OFF_V : OFF_V + rules.N_VECTOR]
+    """Write the next record row's state after the bar (the caller checked there is
+    room, and writes what the bar did); its start."""
+    v = OFF_V  # the state's slots (no view: see rules.load_at)
     r = ib[H_ROW]
     ib[H_ROW] = r + ib[H_REC_W]
     buf[r + R_OPEN] = o
@@ -193,18 +233,47 @@ def record(
     buf[r + R_CLOSE] = c
     buf[r + R_SIG] = sig
     buf[r + R_EQUITY] = eq
-    buf[r + R_HELD] = v[rules.V_HELD]
-    buf[r + R_CASH] = v[rules.V_CASH]
-    buf[r + R_QTY] = v[rules.V_QTY]
-    buf[r + R_ENTRY_PX] = v[rules.V_ENTRY_PX]
-    buf[r + R_ENTRY_FEE] = v[rules.V_ENTRY_FEE]
-    buf[r + R_STOP] = v[rules.V_STOP]
-    buf[r + R_TP] = v[rules.V_TP]
-    buf[r + R_PREV_SIG] = v[rules.V_PREV_SIG]
+    buf[r + R_HELD] = buf[v + rules.V_HELD]
+    buf[r + R_CASH] = buf[v + rules.V_CASH]
+    buf[r + R_QTY] = buf[v + rules.V_QTY]
+    buf[r + R_ENTRY_PX] = buf[v + rules.V_ENTRY_PX]
+    buf[r + R_ENTRY_FEE] = buf[v + rules.V_ENTRY_FEE]
+    buf[r + R_STOP] = buf[v + rules.V_STOP]
+    buf[r + R_TP] = buf[v + rules.V_TP]
+    buf[r + R_PREV_SIG] = buf[v + rules.V_PREV_SIG]
+    buf[r + R_PENDING] = buf[v + rules.V_PENDING]
+    ib[r + R_ENTRY_KEY] = ib[H_ENTRY_KEY]
+    ib[r + R_ENTRY_ORDER_KEY] = ib[H_ENTRY_ORDER_KEY]
     out = ib[H_OFF_OUT]
     for j in range(ib[H_K]):
         buf[r + R_IND + j] = buf[out + j]
     return r
+
+
+@numba.njit(cache=True, inline="always")
+def record_before(
+    buf: np.ndarray, ib: np.ndarray, r: int, pending: float, pending_key: int, qty: float,
+    entry_key: int, filled: int, skip: int,
+) -> None:  # fmt: skip
+    """What the bar did, into its record ``r``: the order pending at its open, the
+    outcome, the entry before it, the trade rows."""
+    buf[r + R_PENDING_BEFORE] = pending
+    ib[r + R_PENDING_BEFORE_KEY] = pending_key
+    buf[r + R_QTY_BEFORE] = qty
+    buf[r + R_FILLED] = filled
+    buf[r + R_SKIP] = skip
+    ib[r + R_ENTRY_KEY_BEFORE] = entry_key
+    t = r + R_TRADES
+    if (
+        buf[OFF_TRADE + rules.T_REASON] == rules.R_NONE
+        and buf[OFF_TRADE + rules.N_TRADE + rules.T_REASON] == rules.R_NONE
+    ):
+        # no trade closed (most bars): only the reasons say so
+        buf[t + rules.T_REASON] = rules.R_NONE
+        buf[t + rules.N_TRADE + rules.T_REASON] = rules.R_NONE
+        return
+    for j in range(2 * rules.N_TRADE):
+        buf[t + j] = buf[OFF_TRADE + j]
 
 
 @numba.njit(cache=True, inline="always")
@@ -213,12 +282,22 @@ def apply_rules(
 ) -> int:
     """The engine's rules for one bar on the buffer, the bar's record; the code."""
     atr = atr_step(buf, ib, h, lo, c)
-    v = buf[OFF_V : OFF_V + rules.N_VECTOR]
-    trade = buf[OFF_TRADE : OFF_TRADE + 2 * rules.N_TRADE].reshape((2, rules.N_TRADE))
-    before = v[rules.V_PENDING]
-    filled, skip, eq = rules.step_bar_vector(
-        v, buf[OFF_PV : OFF_PV + N_PV], 0, o, h, lo, c, sig, atr, trade
+    before = buf[OFF_V + rules.V_PENDING]
+    before_key = ib[H_PENDING_KEY]
+    qty_before = buf[OFF_V + rules.V_QTY]
+    entry_before = ib[H_ENTRY_KEY]
+    # the state and settings read at their offsets (no views: see rules.load_at)
+    st, filled, skip, first, second = rules.step_bar(
+        rules.load_at(buf, OFF_V), rules.settings_at(buf, OFF_PV), 0, o, h, lo, c, sig, atr
     )
+    rules.store_at(st, buf, OFF_V)
+    eq = rules.equity(st, c)
+    buf[OFF_TRADE + rules.T_REASON] = rules.R_NONE
+    buf[OFF_TRADE + rules.N_TRADE + rules.T_REASON] = rules.R_NONE
+    if first.reason != rules.R_NONE or second.reason != rules.R_NONE:
+        trade = buf[OFF_TRADE : OFF_TRADE + 2 * rules.N_TRADE].reshape((2, rules.N_TRADE))
+        rules.write_trade(trade, 0, 0, first)
+        rules.write_trade(trade, 1, 0, second)
     buf[OFF_EQUITY] = eq
     buf[OFF_LAST_CLOSE] = c
     buf[OFF_FILLED] = filled
@@ -227,13 +306,14 @@ def apply_rules(
     ib[H_LAST_KEY] = key
     ib[H_N_BARS] += 1
     ib[H_LAST_SIG] = sig
+    if filled == rules.P_ENTRY_FILLED or filled == rules.P_REVERSED:
+        ib[H_ENTRY_KEY] = key
+        ib[H_ENTRY_ORDER_KEY] = before_key
+    if st.pending != rules.Q_NONE:
+        ib[H_PENDING_KEY] = key
     r = record(buf, ib, o, h, lo, c, sig, eq)
-    events = (
-        before != rules.Q_NONE
-        or trade[1, rules.T_REASON] != rules.R_NONE
-        or v[rules.V_PENDING] != rules.Q_NONE
-        or ib[H_FORCE] != 0
-    )
+    record_before(buf, ib, r, before, before_key, qty_before, entry_before, filled, skip)
+    events = before != rules.Q_NONE or second.reason != rules.R_NONE or st.pending != rules.Q_NONE
     return (r << 3) | (EVENTS if events else 0) | (sig + 1)
 
 
@@ -258,21 +338,22 @@ def observe_bars(buf: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.n
 
 
 @numba.njit(cache=True)
-def end_close_buffer(buf: np.ndarray) -> None:
-    """:func:`hedgeflow.rules.end_close` at the last close (trade row 0); equity
-    becomes the cash."""
-    v = buf[OFF_V : OFF_V + rules.N_VECTOR]
-    trade = buf[OFF_TRADE : OFF_TRADE + 2 * rules.N_TRADE].reshape((2, rules.N_TRADE))
-    rules.end_close_vector(v, buf[OFF_PV : OFF_PV + N_PV], 0, buf[OFF_LAST_CLOSE], trade)
-    buf[OFF_EQUITY] = v[rules.V_CASH]
-
-
-@numba.njit(cache=True)
-def record_close(buf: np.ndarray) -> int:
-    """The record of a close-out (no bar: the last close, no signal); its start, or
-    ``B_FULL``."""
+def end_close_record(buf: np.ndarray) -> int:
+    """:func:`hedgeflow.rules.end_close` at the last close (trade row 0) and its record
+    (no bar: the last close, no signal; the pending order it drops is the record's
+    order before); equity becomes the cash. Its start, or ``B_FULL`` (nothing done)."""
     ib = buf.view(np.int64)
     if ib[H_ROW] + ib[H_REC_W] > ib[H_ROWS_END]:
         return B_FULL
+    v = buf[OFF_V : OFF_V + rules.N_VECTOR]
+    before = v[rules.V_PENDING]
+    before_key = ib[H_PENDING_KEY]
+    qty_before = v[rules.V_QTY]
+    entry_before = ib[H_ENTRY_KEY]
+    trade = buf[OFF_TRADE : OFF_TRADE + 2 * rules.N_TRADE].reshape((2, rules.N_TRADE))
     c = buf[OFF_LAST_CLOSE]
-    return record(buf, ib, c, c, c, c, 0, buf[OFF_EQUITY])
+    rules.end_close_vector(v, buf[OFF_PV : OFF_PV + N_PV], 0, c, trade)
+    buf[OFF_EQUITY] = v[rules.V_CASH]
+    r = record(buf, ib, c, c, c, c, 0, buf[OFF_EQUITY])
+    record_before(buf, ib, r, before, before_key, qty_before, entry_before, rules.P_NONE, 0)
+    return r

@@ -119,3 +119,44 @@ def test_a_split_rebuilds_from_the_records_of_every_buffer(
     ex = pd.Timestamp(split.ex_date, tz="UTC")
     assert sum(s.ts < ex for s in default if s.bar is not None) > 3 * 10
     _same(_seen(default), _seen(small))
+
+
+def test_a_restored_state_keeps_order_ids_the_bars_would_not_give() -> None:
+    """The broker rebuilds orders from the bars that queued them; a restored state whose
+    ids are not those (another naming, an older version) keeps its own, in its state
+    and in the events of the orders it carries."""
+    from dataclasses import replace
+
+    from hedgeflow.engine import EngineConfig
+    from hedgeflow.live.broker import Fill, OrderUpdated, PaperBroker
+
+    bars = _bars("BTC-USD.CC", START, START + pd.Timedelta(hours=2))
+    rows = list(bars.itertuples(index=False))
+    config = EngineConfig(initial_equity=100_000.0)
+    broker = PaperBroker(config, "c", "BTC-USD.CC")
+    for row, sig in zip(rows[:4], (0, 1, 1, 0), strict=True):
+        broker.on_bar(row.ts, row.open, row.high, row.low, row.close, sig)
+    state = broker.state
+    assert state.qty > 0 and state.pending is not None and state.pending.kind == "exit"
+    assert state.entry_order_id == broker.entry_order_id(
+        rows[1].ts.value, state.qty
+    )  # the entry queued at bar 1
+    odd = replace(
+        state,
+        entry_order_id="legacy-entry-1",
+        pending=replace(state.pending, order_id="legacy-7-exit"),
+    )
+    fresh = PaperBroker(config, "c", "BTC-USD.CC")
+    fresh.restore_state(odd)
+    assert fresh.state == odd
+    row = rows[4]
+    events = fresh.on_bar(row.ts, row.open, row.high, row.low, row.close, 0)
+    done = [e for e in events if isinstance(e, OrderUpdated)]
+    fills = [e for e in events if isinstance(e, Fill)]
+    assert [e.order_id for e in done] == ["legacy-7-exit"]
+    assert [f.order_id for f in fills] == ["legacy-7-exit"] and fills[0].trade is not None
+    assert fresh.state.qty == 0.0 and fresh.state.entry_order_id is None
+    # and a state with the ids the bars give round-trips without any kept id
+    again = PaperBroker(config, "c", "BTC-USD.CC")
+    again.restore_state(state)
+    assert again.state == state and not again._restored_ids and not again._restored_pending
