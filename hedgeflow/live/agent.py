@@ -450,13 +450,14 @@ class LiveAgent:
         if symbol is not None and symbol != self.symbol:
             self._refuse("other_symbol", ts)
             return None
+        buf = self._buf
         try:
-            code = self._kernel(self._buf, ts.value, bar.open, bar.high, bar.low, bar.close)
-        except Exception:
-            code = self._process(ts, bar.open, bar.high, bar.low, bar.close)
+            code = self._kernel(buf, ts.value, bar.open, bar.high, bar.low, bar.close)
+        except Exception:  # prices that are not floats, or the strategy's update failed
+            code = _RETRY
         if code < 0:
             return self._unusual(bar, ts, code)
-        return _new_step(LiveStep, (ts, bar, self._buf, code, (), self.broker))
+        return _new_step(LiveStep, (ts, bar, buf, code, (), self.broker))
 
     def _timestamp(self, ts: Any) -> pd.Timestamp:
         ts = _Timestamp(ts)
@@ -489,7 +490,7 @@ class LiveAgent:
 
     def _unusual(self, bar: BarLike, ts: pd.Timestamp, code: int) -> LiveStep | None:
         """The rest of :meth:`on_bar` for a bar not processed at once: a new day, full
-        records, events carried from the history, or a refusal."""
+        records, events carried from the history, prices to convert, or a refusal."""
         extra, self._carried = self._carried, ()
         if code == B.B_NEW_DAY:
             self._new_day(ts)
@@ -595,6 +596,7 @@ class LiveAgent:
         log.info("agent %s: bar %s refused (%s, last %s)", self.name, ts, reason, self.last_ts)
 
 
+_RETRY = -100  # on_bar: process the bar again through _process (converted, or a clear error)
 _REASONS = {
     B.B_DUPLICATE: "duplicate",
     B.B_OUT_OF_ORDER: "out_of_order",

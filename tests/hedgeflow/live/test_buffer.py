@@ -160,3 +160,36 @@ def test_a_restored_state_keeps_order_ids_the_bars_would_not_give() -> None:
     again = PaperBroker(config, "c", "BTC-USD.CC")
     again.restore_state(state)
     assert again.state == state and not again._restored_ids and not again._restored_pending
+
+
+def test_prices_of_other_number_types_give_the_same_steps() -> None:
+    """The compiled bar takes floats; ints, numpy floats, Decimals and numeric text go
+    through the converting path and give the same steps; text that is no number is
+    refused as bad prices."""
+    from decimal import Decimal
+
+    import numpy as np
+
+    settings = load_settings(env={})
+    a = next(x for x in settings.agents if x.name == "crypto")
+    bars = _bars(a.symbol, START, START + pd.Timedelta(days=2))
+    history, live = bars.iloc[:300], bars.iloc[300:340]
+
+    def run(convert: Any) -> list[Any]:
+        agent = LiveAgent.from_settings(a, settings.costs_for(a), 100_000.0)
+        agent.warm_up(history)
+        steps = []
+        for row in live.itertuples(index=False):
+            bar = SimpleNamespace(
+                ts=row.ts, **{k: convert(getattr(row, k)) for k in ("open", "high", "low", "close")}
+            )
+            steps.append(agent.on_bar(bar))
+        return _seen(steps)
+
+    floats = run(float)
+    for convert in (np.float64, Decimal, repr):
+        _same(run(convert), floats)
+    agent = LiveAgent.from_settings(a, settings.costs_for(a), 100_000.0)
+    row = live.iloc[0]
+    bar = SimpleNamespace(ts=row.ts, open="abc", high=row.high, low=row.low, close=row.close)
+    assert agent.on_bar(bar) is None and agent.refused["bad_prices"] == 1 and agent.n_bars == 0
