@@ -105,11 +105,11 @@ class LiveStep(NamedTuple):
     @property
     def at(self) -> int:
         """Where the record starts in :attr:`record`."""
-        return self.code >> 3
+        return int(self.code >> 3)
 
     @property
     def signal(self) -> int | None:
-        return None if self.bar is None else (self.code & 3) - 1
+        return None if self.bar is None else int(self.code & 3) - 1
 
     @property
     def events(self) -> tuple[Event, ...]:
