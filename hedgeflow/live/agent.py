@@ -1,8 +1,12 @@
 """The live agent: one configured agent's streaming strategy plus its paper broker.
 
-Per closed bar, :meth:`LiveAgent.on_bar` updates the strategy's streaming twin
-(O(1), identical to the batch signals on every bar) and applies the engine's
-rules in the :class:`~hedgeflow.live.broker.PaperBroker`; no DataFrame is built.
+Per closed bar, :meth:`LiveAgent.on_bar` makes one compiled call (the strategy's
+generated ``live_bar``, :mod:`hedgeflow.strategies.compiled`) on the agent's buffer
+(:mod:`hedgeflow.live.buffer`): the strategy's update (O(1), identical to the batch
+signals on every bar), then the engine's rules on the
+:class:`~hedgeflow.live.broker.PaperBroker`'s state, then the bar's record. The
+returned :class:`LiveStep` reads its numbers, and builds its orders and fills, from
+that record when asked; no DataFrame is built.
 A bar whose ``ts`` is not after the last processed bar is refused and counted
 (``duplicate`` when equal, ``out_of_order`` when older), never processed twice.
 

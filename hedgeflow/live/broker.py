@@ -1,9 +1,11 @@
 """Paper broker: the backtest engine's rules, one bar at a time.
 
 :class:`PaperBroker` calls the engine's own rule functions once per bar
-(:func:`hedgeflow.rules.step_bar`, through :func:`hedgeflow.rules.step_bar_vector`;
-:meth:`PaperBroker.close_out` is :func:`hedgeflow.rules.end_close`) and turns what
-they report into orders and fills. It does none of the arithmetic itself: fills,
+(:func:`hedgeflow.rules.step_bar`, through :func:`hedgeflow.live.buffer.rules_bar`, or
+the agent's compiled bar; :meth:`PaperBroker.close_out` is
+:func:`hedgeflow.rules.end_close`) on its state in one float64 array
+(:mod:`hedgeflow.live.buffer`) and turns what they report, each bar's record, into
+orders and fills. It does none of the arithmetic itself: fills,
 sizing, fees, stops, take-profit, the trailing stop and pnl are the engine's, so
 the same bars and signals give bit-identical fills, fees, pnl and equity (the
 parity tests check it against :func:`hedgeflow.engine.run_arrays`).
