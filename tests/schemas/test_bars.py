@@ -197,6 +197,126 @@ def test_ensure_valid_bars() -> None:
         ensure_valid_bars(pd.concat([bars, bars.iloc[[-1]]]).reset_index(drop=True))
 
 
+def _no_row_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the row checks (and still run them)."""
+    import hedgeflow.schemas.bars as bars_mod
+
+    calls: list[int] = []
+    real = bars_mod._row_checks
+
+    def counted(ts: np.ndarray, v: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+        calls.append(len(ts))
+        return real(ts, v)
+
+    monkeypatch.setattr(bars_mod, "_row_checks", counted)
+    return calls
+
+
+def test_ensure_valid_bars_passes_splits_valid_frame_unchecked(monkeypatch) -> None:
+    """The valid frame as split_valid_bars returned it was checked there: the writer's
+    gate does not check it again; a frame derived from it is checked."""
+    import pickle
+
+    valid, _ = split(make_bars())
+    calls = _no_row_checks(monkeypatch)
+    assert ensure_valid_bars(valid) is valid
+    assert calls == []
+    derived = [
+        valid.copy(),
+        valid.copy(deep=False),
+        valid.iloc[:5],
+        valid[list(BAR_COLUMNS)],
+        valid.reset_index(drop=True),
+        pickle.loads(pickle.dumps(valid)),
+        pd.DataFrame(valid),
+    ]
+    for frame in derived:
+        pd.testing.assert_frame_equal(ensure_valid_bars(frame), frame)
+    assert len(calls) == len(derived)
+    # the input frame changed after the split: copy-on-write keeps the valid frame as it was
+    bars = make_bars()
+    valid, _ = split(bars)
+    bars.loc[1, "high"] = 1.0
+    bars["low"] = -1.0
+    assert ensure_valid_bars(valid) is valid
+    pd.testing.assert_frame_equal(valid, make_bars())
+
+
+def _set_high(df: pd.DataFrame) -> None:
+    df.loc[3, "high"] = 1.0
+
+
+def _iloc_high(df: pd.DataFrame) -> None:
+    df.iloc[3, 2] = 1.0
+
+
+def _iat_low(df: pd.DataFrame) -> None:
+    df.iat[3, 3] = 1e9
+
+
+def _new_column(df: pd.DataFrame) -> None:
+    df["close"] = -df["close"]
+
+
+def _inplace_op(df: pd.DataFrame) -> None:
+    df["high"] *= 0.5
+
+
+def _mask_set(df: pd.DataFrame) -> None:
+    df.loc[df["close"] > 105, "low"] = 1e9
+
+
+def _update(df: pd.DataFrame) -> None:
+    df.update(pd.DataFrame({"open": [1e9]}, index=[2]))
+
+
+def _reverse(df: pd.DataFrame) -> None:
+    df["ts"] = df["ts"].iloc[::-1].to_numpy()
+
+
+def _duplicate(df: pd.DataFrame) -> None:
+    df.loc[4, "ts"] = df.loc[3, "ts"]
+
+
+def _swap_names(df: pd.DataFrame) -> None:
+    df.columns = ["ts", "open", "low", "high", "close", "volume"]
+
+
+def _nan_volume_dtype(df: pd.DataFrame) -> None:
+    df["volume"] = df["volume"].astype("float32") * -1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _set_high,
+        _iloc_high,
+        _iat_low,
+        _new_column,
+        _inplace_op,
+        _mask_set,
+        _update,
+        _reverse,
+        _duplicate,
+        _swap_names,
+        _nan_volume_dtype,
+    ],
+)
+def test_a_changed_valid_frame_is_checked_again(change) -> None:
+    valid, _ = split(make_bars())
+    change(valid)
+    with pytest.raises(DataValidationError):
+        ensure_valid_bars(valid)
+
+
+def test_a_valid_frames_arrays_are_read_only() -> None:
+    """What the mark cannot see (a write through a numpy view) pandas refuses."""
+    valid, _ = split(make_bars())
+    for values in (valid["high"].to_numpy(), np.asarray(valid["low"])):
+        with pytest.raises(ValueError, match="read-only"):
+            values[0] = 1.0
+
+
 def test_stored_bars_model() -> None:
     bars = make_bars()
     stored = bars.assign(
