@@ -301,6 +301,45 @@ def _order_checks(ts: np.ndarray, row_ok: np.ndarray) -> list[tuple[str, np.ndar
     return [(r, m) for r, m in ((REASON_DUPLICATE, dup), (REASON_UNSORTED, unsorted)) if m.any()]
 
 
+def _all_rows_pass(ts: np.ndarray, v: dict[str, np.ndarray]) -> bool:
+    """True when no row or order rule fails anywhere, found with a few reductions
+    instead of a mask per rule (the usual case: a vendor's bars are valid); False
+    when some rule may fail (``_row_checks`` and ``_order_checks`` then say which)."""
+    if len(ts) == 0:
+        return True
+    with np.errstate(invalid="ignore"):
+        for c in PRICE_COLUMNS:
+            x = v[c]
+            if not (x.min() > 0 and x.max() < np.inf):  # a NaN makes both False
+                return False
+        o, h, lo, c_ = v[OPEN], v[HIGH], v[LOW], v[CLOSE]  # no NaN from here
+        if not (h >= np.maximum(o, c_)).all() or not (lo <= np.minimum(o, c_)).all():
+            return False
+        vol = v[VOLUME]
+        if (vol < 0).any() or np.isinf(vol).any():
+            return False
+    # strictly increasing: no duplicate, none out of order, and only ts[0] could be NaT
+    return bool(ts[0] != _NAT and (ts[1:] > ts[:-1]).all())
+
+
+def _failing_checks(
+    ts: np.ndarray, v: dict[str, np.ndarray]
+) -> tuple[list[tuple[str, np.ndarray]], np.ndarray | None]:
+    """(reason, mask of failing rows) of every row and order rule failing somewhere,
+    and the mask of the bad rows (None when there is none)."""
+    if _all_rows_pass(ts, v):
+        return [], None
+    checks = _row_checks(ts, v)
+    row_bad = np.zeros(len(ts), dtype=bool)
+    for _, mask in checks:
+        row_bad |= mask
+    order = _order_checks(ts, ~row_bad)
+    bad = row_bad
+    for _, mask in order:
+        bad = bad | mask
+    return checks + order, bad if bad.any() else None
+
+
 def _bars_frame(ts: np.ndarray, v: dict[str, np.ndarray], keep: np.ndarray | None) -> pd.DataFrame:
     def pick(a: np.ndarray) -> np.ndarray:
         return a if keep is None else a[keep]
@@ -356,17 +395,9 @@ def split_valid_bars(
     _check_columns(frame)
 
     ts, values = _arrays(frame)
-    checks = _row_checks(ts, values)
-    row_bad = np.zeros(len(ts), dtype=bool)
-    for _, mask in checks:
-        row_bad |= mask
-    order = _order_checks(ts, ~row_bad)
-    bad = row_bad
-    for _, mask in order:
-        bad = bad | mask
-    checks += order
+    checks, bad = _failing_checks(ts, values)
 
-    if not bad.any():
+    if bad is None:
         # a frame of the exact dtypes is taken as it is (pandas' copy-on-write keeps
         # the two apart if either is changed later), any other is built anew
         valid = _exact_bars(frame)
@@ -490,11 +521,7 @@ def ensure_valid_bars(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     _check_columns(frame)
     ts, values = _arrays(frame)
-    checks = _row_checks(ts, values)
-    row_bad = np.zeros(len(ts), dtype=bool)
-    for _, mask in checks:
-        row_bad |= mask
-    checks += _order_checks(ts, ~row_bad)
+    checks, _ = _failing_checks(ts, values)
     if checks:
         summary = ", ".join(f"{int(m.sum())} x {r}" for r, m in checks)
         first = int(np.flatnonzero(np.logical_or.reduce([m for _, m in checks]))[0])

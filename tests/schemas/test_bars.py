@@ -197,18 +197,83 @@ def test_ensure_valid_bars() -> None:
         ensure_valid_bars(pd.concat([bars, bars.iloc[[-1]]]).reset_index(drop=True))
 
 
-def _no_row_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the row checks (and still run them)."""
+_NAT = np.iinfo(np.int64).min
+_VALUES = st.sampled_from([np.nan, np.inf, -np.inf, -1.0, 0.0, 1.0, 2.0, 2.0, 3.0, 1e308])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_the_quick_all_pass_agrees_with_the_rules(data) -> None:
+    """_all_rows_pass (a few reductions) is True exactly when no row or order rule
+    fails anywhere (split_valid_bars and ensure_valid_bars then skip the masks)."""
+    import hedgeflow.schemas.bars as bars_mod
+
+    n = data.draw(st.integers(0, 5))
+    cols = ("open", "high", "low", "close", "volume")
+    v = {c: np.array(data.draw(st.lists(_VALUES, min_size=n, max_size=n))) for c in cols}
+    ts_values = st.sampled_from([_NAT, -1, 0, 1, 2, 60])
+    ts = np.array(data.draw(st.lists(ts_values, min_size=n, max_size=n)), dtype=np.int64)
+    if n and data.draw(st.booleans()):  # valid bars, then at most one value changed
+        usable = st.lists(st.sampled_from([1.0, 2.0, 3.0]), min_size=n, max_size=n)
+        v["open"], v["close"] = np.array(data.draw(usable)), np.array(data.draw(usable))
+        v["high"] = np.maximum(v["open"], v["close"])
+        v["low"] = np.minimum(v["open"], v["close"])
+        v["volume"] = np.array(data.draw(usable))
+        ts = np.arange(n, dtype=np.int64) * 60
+        col = data.draw(st.sampled_from([*cols, "ts", None]))
+        row = data.draw(st.integers(0, n - 1))
+        if col == "ts":
+            ts[row] = data.draw(ts_values)
+        elif col is not None:
+            v[col][row] = data.draw(_VALUES)
+    assert bars_mod._all_rows_pass(ts, v) != _rules_fail(ts, v)
+
+
+def _rules_fail(ts: np.ndarray, v: dict[str, np.ndarray]) -> bool:
+    import hedgeflow.schemas.bars as bars_mod
+
+    checks = bars_mod._row_checks(ts, v)
+    row_bad = np.zeros(len(ts), dtype=bool)
+    for _, mask in checks:
+        row_bad |= mask
+    return bool(checks or bars_mod._order_checks(ts, ~row_bad))
+
+
+def test_the_quick_all_pass_sees_every_rule_at_every_row() -> None:
+    """Valid bars with one value changed, every column, row and kind of value."""
+    import hedgeflow.schemas.bars as bars_mod
+
+    specials = [np.nan, np.inf, -np.inf, -1.0, 0.0, 1.0, 2.5, 10.0, 1e308]
+    for col in ("ts", "open", "high", "low", "close", "volume"):
+        for row in range(3):
+            for value in [_NAT, -60, 0, 60, 120, 180] if col == "ts" else specials:
+                ts = np.arange(3, dtype=np.int64) * 60
+                v = {
+                    "open": np.array([2.0, 3.0, 4.0]),
+                    "high": np.array([3.0, 4.0, 5.0]),
+                    "low": np.array([1.0, 2.0, 3.0]),
+                    "close": np.array([2.5, 3.5, 4.5]),
+                    "volume": np.array([5.0, np.nan, 0.0]),
+                }
+                if col == "ts":
+                    ts[row] = value
+                else:
+                    v[col][row] = value
+                assert bars_mod._all_rows_pass(ts, v) != _rules_fail(ts, v), (col, row, value)
+
+
+def _count_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the row and order checks (and still run them)."""
     import hedgeflow.schemas.bars as bars_mod
 
     calls: list[int] = []
-    real = bars_mod._row_checks
+    real = bars_mod._failing_checks
 
-    def counted(ts: np.ndarray, v: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    def counted(ts: np.ndarray, v: dict[str, np.ndarray]) -> object:
         calls.append(len(ts))
         return real(ts, v)
 
-    monkeypatch.setattr(bars_mod, "_row_checks", counted)
+    monkeypatch.setattr(bars_mod, "_failing_checks", counted)
     return calls
 
 
@@ -218,7 +283,7 @@ def test_ensure_valid_bars_passes_splits_valid_frame_unchecked(monkeypatch) -> N
     import pickle
 
     valid, _ = split(make_bars())
-    calls = _no_row_checks(monkeypatch)
+    calls = _count_checks(monkeypatch)
     assert ensure_valid_bars(valid) is valid
     assert calls == []
     derived = [
