@@ -536,13 +536,15 @@ def _scan_parts(body: bytes, starts: Sequence[int]) -> tuple[np.ndarray, np.ndar
 
     # No bar object is shorter than {"timestamp":0,"open":0,"high":0,"low":0,"close":0}.
     caps = [(end - start) // _MIN_BAR_BYTES + 1 for start, end in zip(starts, ends, strict=True)]
+    # The first part scans straight into the result's arrays (room for every part's
+    # bars: at least the body's, should it read to the end), the others into their own.
     arrays = [
         (
-            np.empty(cap, dtype=np.int64),
-            np.empty((5, cap), dtype=np.float64),
+            np.empty(sum(caps) if k == 0 else cap, dtype=np.int64),
+            np.empty((5, sum(caps) if k == 0 else cap), dtype=np.float64),
             np.empty((min(cap * 5, _MAX_SLOW), 4), dtype=np.int64),
         )
-        for cap in caps
+        for k, cap in enumerate(caps)
     ]
 
     def scan(k: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
@@ -570,24 +572,26 @@ def _scan_parts(body: bytes, starts: Sequence[int]) -> tuple[np.ndarray, np.ndar
     if sum(len(slow) for _, _, slow in used) > _MAX_SLOW:  # as the single scan
         return None
     rows = sum(len(ts) for ts, _, _ in used)
-    ts_out = np.empty(rows, dtype=np.int64)
-    vals_out = np.empty((5, rows), dtype=np.float64)
+    ts_out, vals_out = arrays[0][0][:rows], arrays[0][1][:, :rows]
     slows = []
     row = 0
-    for ts, vals, slow in used:
-        np.multiply(ts, 1_000_000, out=ts_out[row : row + len(ts)])  # seconds -> us
-        vals_out[:, row : row + len(ts)] = vals
+    for k, (ts, vals, slow) in enumerate(used):
+        if k:  # the first part's bars are in place
+            ts_out[row : row + len(ts)] = ts
+            vals_out[:, row : row + len(ts)] = vals
         if len(slow):
             slows.append(slow + np.array([row, 0, 0, 0], dtype=np.int64))
         row += len(ts)
+    np.multiply(ts_out, 1_000_000, out=ts_out)  # seconds -> us
     if slows:
         _convert_slow(body, vals_out, np.concatenate(slows))
     return ts_out, vals_out
 
 
 def _bars_frame(ts_us: np.ndarray, vals: np.ndarray) -> pd.DataFrame:
-    """The bars frame of the scan's arrays, taking ``vals`` (5 x bars, C order: the
-    frame's float block as it is) without a copy: the frame is its only owner."""
+    """The bars frame of the scan's arrays, taking ``vals`` (5 x bars, each row
+    contiguous: the frame's float block as it is) without a copy: the frame is its
+    only owner."""
     frame = pd.DataFrame(vals.T, columns=[*PRICE_FIELDS, VOLUME], copy=False)
     ts = pd.DatetimeIndex(ts_us.view("datetime64[us]"), tz="UTC")
     frame.insert(0, TS, ts)
