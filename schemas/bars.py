@@ -426,7 +426,10 @@ def _exact_bars(frame: pd.DataFrame) -> pd.DataFrame | None:
     """``frame``'s bar columns in order, without a copy, when their dtypes are exactly
     the bars frame's (ts ``datetime64[us, UTC]``, float64 values); else None."""
     dtypes = frame.dtypes
-    if dtypes[TS] != TS_PANDAS_DTYPE:
+    ts_dtype = dtypes[TS]
+    # the very tz object _bars_frame gives (an equal one, e.g. dateutil's tzutc(), is
+    # not the same to a reader of .dt.tz)
+    if ts_dtype != TS_PANDAS_DTYPE or ts_dtype.tz is not TS_PANDAS_DTYPE.tz:
         return None
     if any(dtypes[c] != np.float64 for c in (*PRICE_COLUMNS, VOLUME)):
         return None

@@ -467,3 +467,16 @@ def test_split_valid_bars_speed_on_1m_rows() -> None:
     elapsed = time.perf_counter() - t0
     assert len(valid) == n
     assert elapsed < 0.3, f"split_valid_bars on 1M rows took {elapsed:.3f} s"
+
+
+@pytest.mark.parametrize("tz", ["UTC", "dateutil/UTC", "Etc/UTC", "America/New_York"])
+def test_the_valid_frame_is_utc_whatever_the_utc(tz: str) -> None:
+    """The valid frame's ts is datetime64[us, UTC] with pandas' own UTC, whichever
+    time zone object the input had (an input taken without a copy included)."""
+    import datetime
+
+    bars = make_bars()
+    bars["ts"] = bars["ts"].dt.tz_convert(tz)
+    valid, _ = split(bars)
+    assert valid["ts"].dt.tz is datetime.UTC
+    assert valid["ts"].tolist() == make_bars()["ts"].tolist()
