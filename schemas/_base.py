@@ -65,13 +65,20 @@ def _without_unique(model: type[pa.DataFrameModel]) -> Any:
 
 
 def validate_frame(
-    model: type[pa.DataFrameModel], frame: pd.DataFrame, table: str, *, unique: bool = True
+    model: type[pa.DataFrameModel],
+    frame: pd.DataFrame,
+    table: str,
+    *,
+    unique: bool = True,
+    inplace: bool = False,
 ) -> pd.DataFrame:
     """Validate (and coerce) ``frame`` with ``model``; any failure is a DataValidationError.
 
     The message names the table and summarises pandera's failure cases (a few
     rows at most), so a bad frame is never silently stored. ``unique=False`` skips the
     model's key uniqueness (rows of several upserts, later ones replacing earlier).
+    ``inplace=True`` spares pandera's copy of the frame (coercion then replaces
+    columns of ``frame`` itself): for a frame the caller has just built.
     """
     if not isinstance(frame, pd.DataFrame):
         kind = type(frame).__name__
@@ -81,7 +88,7 @@ def validate_frame(
         frame = frame.reset_index(drop=True)
     try:
         validator = model if unique else _without_unique(model)
-        out = validator.validate(frame, lazy=True)
+        out = validator.validate(frame, lazy=True, inplace=inplace)
     except pandera.errors.SchemaErrors as exc:
         raise DataValidationError(f"{table}: {_summarise(exc)}") from exc
     except pandera.errors.SchemaError as exc:  # pragma: no cover - lazy=True collects

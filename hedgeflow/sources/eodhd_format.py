@@ -6,7 +6,10 @@ The answer is a JSON array of
 with ``timestamp`` the bar's start in Unix seconds UTC. Values may be null.
 
 Parsing is the ingest hot path: a numba byte scanner reads the expected shape
-straight into columns. Numbers are converted exactly: Clinger's fast path
+straight into columns; a large body in parts, one thread each (split at object
+starts; each part's scan checks that it ends exactly where the next begins, so the
+result is the single scan's bit for bit, else the body is scanned whole). Numbers
+are converted exactly: Clinger's fast path
 (mantissa <= 2**53, |exponent| <= 22), else the Eisel-Lemire algorithm on the
 first 19 significant digits (as in fast_float: a 128-bit truncated power of five,
 correctly rounded; full-precision prices of 17 digits take this path); the rare
@@ -23,7 +26,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba
@@ -40,6 +46,12 @@ PRICE_FIELDS: tuple[str, ...] = (OPEN, HIGH, LOW, CLOSE)
 EXCERPT_CHARS = 80
 _MAX_EXACT_INT = 1 << 53
 _MIN_BAR_BYTES = len(b'{"timestamp":0,"open":0,"high":0,"low":0,"close":0}')
+_MAX_SLOW = 65536  # numbers left to float() per body; more: the careful parser
+# A body of at least _PART_MIN_BYTES per part is scanned in parts, one thread each
+# (up to _MAX_PARTS, and the CPUs this process may use); smaller ones in one.
+_PART_MIN_BYTES = 1 << 20
+_MAX_PARTS = 4
+_SPLIT_SEARCH = 1 << 16  # how far past its share a part's start is looked for
 
 
 # -- render ---------------------------------------------------------------------------
@@ -84,6 +96,8 @@ def render_intraday_json(bars: pd.DataFrame) -> bytes:
 _OK = 0
 _BAIL = 1  # not the expected shape: let the careful parser decide
 _TOO_MANY_SLOW = 2
+_STOP = 3  # a part's scan reached its end at an object start
+_MISSED = 4  # a part's scan passed its end inside an object: scan the body whole
 
 _POW10 = np.array([10.0**i for i in range(23)], dtype=np.float64)  # exact doubles
 
@@ -226,6 +240,8 @@ def _eisel_lemire(w: np.uint64, q: int, pow5: np.ndarray) -> float:
 @numba.njit(cache=True, nogil=True)
 def _scan(
     buf: np.ndarray,
+    start: int,
+    stop: int,
     ts: np.ndarray,
     vals: np.ndarray,
     slow_pos: np.ndarray,
@@ -236,25 +252,38 @@ def _scan(
     """Scan an intraday array into ``ts`` (Unix s) and ``vals`` (5 x n).
 
     Returns (code, bars, slow values). ``slow_pos`` gets (row, field, start, end) of
-    numbers that need Python's float for an exact conversion.
+    numbers that need Python's float for an exact conversion (rows counted from this
+    scan's first bar; start and end are positions in ``buf``).
+
+    The whole array: ``start`` 0 and ``stop`` ``len(buf)``. A part of it (see
+    ``_scan_parts``): ``start`` > 0 is where the part's first object is expected
+    (its ``{``: the scan goes on from there as the whole scan would from an object
+    start), and ``stop`` < ``len(buf)`` where the next part's begins: at the first
+    object start at or past ``stop`` the scan returns _STOP when it is exactly
+    ``stop`` (the whole scan would be at an object start there too) and _MISSED when
+    past it (``stop`` was inside an object: not a place to split). Up to that point
+    the scan reads the whole buffer exactly as the whole scan does, so a bail or the
+    array's end before it are the whole scan's answer too.
     """
     n = len(buf)
     cap = ts.shape[0]
+    limit = stop if stop < n else n + 1  # the last part (or the whole) has no stop
     n_slow = 0
-    i = 0
-    if i < n and buf[i] <= 32:
-        i = _skip_ws(buf, i, n)
-    if i >= n or buf[i] != 91:  # [
-        return _BAIL, 0, 0
-    i = i + 1
-    if i < n and buf[i] <= 32:
-        i = _skip_ws(buf, i, n)
+    i = start
     row = 0
-    if i < n and buf[i] == 93:  # ]
+    if start == 0:
+        if i < n and buf[i] <= 32:
+            i = _skip_ws(buf, i, n)
+        if i >= n or buf[i] != 91:  # [
+            return _BAIL, 0, 0
         i = i + 1
         if i < n and buf[i] <= 32:
             i = _skip_ws(buf, i, n)
-        return (_OK if i == n else _BAIL), 0, 0
+        if i < n and buf[i] == 93:  # ]
+            i = i + 1
+            if i < n and buf[i] <= 32:
+                i = _skip_ws(buf, i, n)
+            return (_OK if i == n else _BAIL), 0, 0
     while True:
         if i >= n or buf[i] != 123 or row >= cap:  # {
             return _BAIL, row, n_slow
@@ -420,6 +449,8 @@ def _scan(
             i = i + 1
             if i < n and buf[i] <= 32:
                 i = _skip_ws(buf, i, n)
+            if i >= limit:  # the next object starts at or past this part's end
+                return (_STOP if i == stop else _MISSED), row, n_slow
             continue
         if buf[i] == 93:
             i = i + 1
@@ -433,24 +464,138 @@ def parse_intraday_json(body: bytes) -> pd.DataFrame:
     """EODHD's intraday JSON -> a bars frame (sorted as received; not validated).
 
     Raises DataFormatError for anything that is not an array of bar objects.
+    A large body is scanned in parts, one thread each (see ``_scan_parts``).
     """
     if isinstance(body, str):
         body = body.encode("utf-8")
     body = bytes(body)
-    # No bar object is shorter than {"timestamp":0,"open":0,"high":0,"low":0,"close":0}.
-    cap = len(body) // _MIN_BAR_BYTES + 1
-    buf = np.frombuffer(body, dtype=np.uint8)
-    ts = np.empty(cap, dtype=np.int64)
-    vals = np.empty((5, cap), dtype=np.float64)
-    slow = np.empty((min(cap * 5, 65536), 4), dtype=np.int64)
-    code, rows, n_slow = _scan(buf, ts, vals, slow, _POW10, _KEY_BYTES, _KEY_LENS)
-    if code != _OK:
+    scanned = _scan_parts(body, _split_points(body, _parse_threads(len(body))))
+    if scanned is None:
         return _parse_careful(body)
-    if n_slow:
-        _convert_slow(body, vals, slow[:n_slow])
-    if rows == 0:
+    ts, vals = scanned
+    if len(ts) == 0:
         return empty_bars()
-    return bars_frame(ts[:rows] * 1_000_000, *vals[:, :rows])
+    return _bars_frame(ts, vals)
+
+
+def _parse_threads(size: int) -> int:
+    """How many parts (threads) to scan a body of ``size`` bytes in."""
+    if size < _PART_MIN_BYTES:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(_MAX_PARTS, cpus, size // _PART_MIN_BYTES))
+
+
+def _split_points(body: bytes, parts: int) -> list[int]:
+    """Where the parts of ``body`` begin: 0, then for each further part the first
+    ``{`` from its share of the body on that follows a ``}`` and a ``,`` (whitespace
+    allowed between): an object start, unless the text is inside a string (then the
+    scan of the part before finds out, see ``_scan_parts``). A part whose search
+    finds none within _SPLIT_SEARCH bytes is left out."""
+    starts = [0]
+    n = len(body)
+    for k in range(1, parts):
+        pos = max(k * n // parts, starts[-1] + 1)
+        end = min(pos + _SPLIT_SEARCH, n)
+        while (brace := body.find(b"{", pos, end)) >= 0:
+            p = _skip_ws_back(body, brace - 1)
+            if p > 0 and body[p] == 44:  # ,
+                p = _skip_ws_back(body, p - 1)
+                if p > 0 and body[p] == 125:  # }
+                    starts.append(brace)
+                    break
+            pos = brace + 1
+    return starts
+
+
+def _skip_ws_back(body: bytes, p: int) -> int:
+    while p > 0 and body[p] in b" \t\r\n":
+        p -= 1
+    return p
+
+
+def _scan_parts(body: bytes, starts: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Scan ``body`` in parts, part k from ``starts[k]`` to ``starts[k + 1]`` (the last
+    to the end; ``starts[0]`` is 0, the others increasing), each in a thread of its own
+    (the compiled scanner releases the GIL). Returns (ts in Unix microseconds, values
+    5 x bars) or None when the body is not the expected shape (the careful parser decides).
+
+    The result is the single scan's, bit for bit, wherever the parts begin: a part's
+    scan reads the whole buffer, and tells whether the single scan would be at an
+    object start exactly where the next part begins (_STOP). Only then is the next
+    part's answer used (a scan from an object start does not depend on what came
+    before it); a part that ends inside an object (_MISSED: the split fell in a
+    string) sends the body to one single scan. Parts after a part that reached the
+    array's end, or bailed, are ignored (that is the single scan's answer).
+    """
+    buf = np.frombuffer(body, dtype=np.uint8)
+    ends = [*starts[1:], len(buf)]
+
+    # No bar object is shorter than {"timestamp":0,"open":0,"high":0,"low":0,"close":0}.
+    caps = [(end - start) // _MIN_BAR_BYTES + 1 for start, end in zip(starts, ends, strict=True)]
+    # The first part scans straight into the result's arrays (room for every part's
+    # bars: at least the body's, should it read to the end), the others into their own.
+    arrays = [
+        (
+            np.empty(sum(caps) if k == 0 else cap, dtype=np.int64),
+            np.empty((5, sum(caps) if k == 0 else cap), dtype=np.float64),
+            np.empty((min(cap * 5, _MAX_SLOW), 4), dtype=np.int64),
+        )
+        for k, cap in enumerate(caps)
+    ]
+
+    def scan(k: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        ts, vals, slow = arrays[k]
+        code, rows, n_slow = _scan(
+            buf, starts[k], ends[k], ts, vals, slow, _POW10, _KEY_BYTES, _KEY_LENS
+        )
+        return int(code), ts[:rows], vals[:, :rows], slow[:n_slow]
+
+    if len(starts) == 1:
+        results = [scan(0)]
+    else:
+        with ThreadPoolExecutor(len(starts) - 1, thread_name_prefix="eodhd-scan") as pool:
+            others = [pool.submit(scan, k) for k in range(1, len(starts))]
+            results = [scan(0), *(f.result() for f in others)]
+    used = []
+    for code, ts, vals, slow in results:
+        if code == _MISSED:
+            return _scan_parts(body, [0])
+        if code not in (_OK, _STOP):
+            return None
+        used.append((ts, vals, slow))
+        if code == _OK:  # the array's end (the last part's, or an earlier one's)
+            break
+    if sum(len(slow) for _, _, slow in used) > _MAX_SLOW:  # as the single scan
+        return None
+    rows = sum(len(ts) for ts, _, _ in used)
+    ts_out, vals_out = arrays[0][0][:rows], arrays[0][1][:, :rows]
+    slows = []
+    row = 0
+    for k, (ts, vals, slow) in enumerate(used):
+        if k:  # the first part's bars are in place
+            ts_out[row : row + len(ts)] = ts
+            vals_out[:, row : row + len(ts)] = vals
+        if len(slow):
+            slows.append(slow + np.array([row, 0, 0, 0], dtype=np.int64))
+        row += len(ts)
+    np.multiply(ts_out, 1_000_000, out=ts_out)  # seconds -> us
+    if slows:
+        _convert_slow(body, vals_out, np.concatenate(slows))
+    return ts_out, vals_out
+
+
+def _bars_frame(ts_us: np.ndarray, vals: np.ndarray) -> pd.DataFrame:
+    """The bars frame of the scan's arrays, taking ``vals`` (5 x bars, each row
+    contiguous: the frame's float block as it is) without a copy: the frame is its
+    only owner."""
+    frame = pd.DataFrame(vals.T, columns=[*PRICE_FIELDS, VOLUME], copy=False)
+    ts = pd.DatetimeIndex(ts_us.view("datetime64[us]"), tz="UTC")
+    frame.insert(0, TS, ts)
+    return frame
 
 
 def _convert_slow(body: bytes, vals: np.ndarray, slow: np.ndarray) -> None:

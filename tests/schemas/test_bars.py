@@ -197,6 +197,191 @@ def test_ensure_valid_bars() -> None:
         ensure_valid_bars(pd.concat([bars, bars.iloc[[-1]]]).reset_index(drop=True))
 
 
+_NAT = np.iinfo(np.int64).min
+_VALUES = st.sampled_from([np.nan, np.inf, -np.inf, -1.0, 0.0, 1.0, 2.0, 2.0, 3.0, 1e308])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_the_quick_all_pass_agrees_with_the_rules(data) -> None:
+    """_all_rows_pass (a few reductions) is True exactly when no row or order rule
+    fails anywhere (split_valid_bars and ensure_valid_bars then skip the masks)."""
+    import hedgeflow.schemas.bars as bars_mod
+
+    n = data.draw(st.integers(0, 5))
+    cols = ("open", "high", "low", "close", "volume")
+    v = {c: np.array(data.draw(st.lists(_VALUES, min_size=n, max_size=n))) for c in cols}
+    ts_values = st.sampled_from([_NAT, -1, 0, 1, 2, 60])
+    ts = np.array(data.draw(st.lists(ts_values, min_size=n, max_size=n)), dtype=np.int64)
+    if n and data.draw(st.booleans()):  # valid bars, then at most one value changed
+        usable = st.lists(st.sampled_from([1.0, 2.0, 3.0]), min_size=n, max_size=n)
+        v["open"], v["close"] = np.array(data.draw(usable)), np.array(data.draw(usable))
+        v["high"] = np.maximum(v["open"], v["close"])
+        v["low"] = np.minimum(v["open"], v["close"])
+        v["volume"] = np.array(data.draw(usable))
+        ts = np.arange(n, dtype=np.int64) * 60
+        col = data.draw(st.sampled_from([*cols, "ts", None]))
+        row = data.draw(st.integers(0, n - 1))
+        if col == "ts":
+            ts[row] = data.draw(ts_values)
+        elif col is not None:
+            v[col][row] = data.draw(_VALUES)
+    assert bars_mod._all_rows_pass(ts, v) != _rules_fail(ts, v)
+
+
+def _rules_fail(ts: np.ndarray, v: dict[str, np.ndarray]) -> bool:
+    import hedgeflow.schemas.bars as bars_mod
+
+    checks = bars_mod._row_checks(ts, v)
+    row_bad = np.zeros(len(ts), dtype=bool)
+    for _, mask in checks:
+        row_bad |= mask
+    return bool(checks or bars_mod._order_checks(ts, ~row_bad))
+
+
+def test_the_quick_all_pass_sees_every_rule_at_every_row() -> None:
+    """Valid bars with one value changed, every column, row and kind of value."""
+    import hedgeflow.schemas.bars as bars_mod
+
+    specials = [np.nan, np.inf, -np.inf, -1.0, 0.0, 1.0, 2.5, 10.0, 1e308]
+    for col in ("ts", "open", "high", "low", "close", "volume"):
+        for row in range(3):
+            for value in [_NAT, -60, 0, 60, 120, 180] if col == "ts" else specials:
+                ts = np.arange(3, dtype=np.int64) * 60
+                v = {
+                    "open": np.array([2.0, 3.0, 4.0]),
+                    "high": np.array([3.0, 4.0, 5.0]),
+                    "low": np.array([1.0, 2.0, 3.0]),
+                    "close": np.array([2.5, 3.5, 4.5]),
+                    "volume": np.array([5.0, np.nan, 0.0]),
+                }
+                if col == "ts":
+                    ts[row] = value
+                else:
+                    v[col][row] = value
+                assert bars_mod._all_rows_pass(ts, v) != _rules_fail(ts, v), (col, row, value)
+
+
+def _count_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the row and order checks (and still run them)."""
+    import hedgeflow.schemas.bars as bars_mod
+
+    calls: list[int] = []
+    real = bars_mod._failing_checks
+
+    def counted(ts: np.ndarray, v: dict[str, np.ndarray]) -> object:
+        calls.append(len(ts))
+        return real(ts, v)
+
+    monkeypatch.setattr(bars_mod, "_failing_checks", counted)
+    return calls
+
+
+def test_ensure_valid_bars_passes_splits_valid_frame_unchecked(monkeypatch) -> None:
+    """The valid frame as split_valid_bars returned it was checked there: the writer's
+    gate does not check it again; a frame derived from it is checked."""
+    import pickle
+
+    valid, _ = split(make_bars())
+    calls = _count_checks(monkeypatch)
+    assert ensure_valid_bars(valid) is valid
+    assert calls == []
+    derived = [
+        valid.copy(),
+        valid.copy(deep=False),
+        valid.iloc[:5],
+        valid[list(BAR_COLUMNS)],
+        valid.reset_index(drop=True),
+        pickle.loads(pickle.dumps(valid)),
+        pd.DataFrame(valid),
+    ]
+    for frame in derived:
+        pd.testing.assert_frame_equal(ensure_valid_bars(frame), frame)
+    assert len(calls) == len(derived)
+    # the input frame changed after the split: copy-on-write keeps the valid frame as it was
+    bars = make_bars()
+    valid, _ = split(bars)
+    bars.loc[1, "high"] = 1.0
+    bars["low"] = -1.0
+    assert ensure_valid_bars(valid) is valid
+    pd.testing.assert_frame_equal(valid, make_bars())
+
+
+def _set_high(df: pd.DataFrame) -> None:
+    df.loc[3, "high"] = 1.0
+
+
+def _iloc_high(df: pd.DataFrame) -> None:
+    df.iloc[3, 2] = 1.0
+
+
+def _iat_low(df: pd.DataFrame) -> None:
+    df.iat[3, 3] = 1e9
+
+
+def _new_column(df: pd.DataFrame) -> None:
+    df["close"] = -df["close"]
+
+
+def _inplace_op(df: pd.DataFrame) -> None:
+    df["high"] *= 0.5
+
+
+def _mask_set(df: pd.DataFrame) -> None:
+    df.loc[df["close"] > 105, "low"] = 1e9
+
+
+def _update(df: pd.DataFrame) -> None:
+    df.update(pd.DataFrame({"open": [1e9]}, index=[2]))
+
+
+def _reverse(df: pd.DataFrame) -> None:
+    df["ts"] = df["ts"].iloc[::-1].to_numpy()
+
+
+def _duplicate(df: pd.DataFrame) -> None:
+    df.loc[4, "ts"] = df.loc[3, "ts"]
+
+
+def _swap_names(df: pd.DataFrame) -> None:
+    df.columns = ["ts", "open", "low", "high", "close", "volume"]
+
+
+def _nan_volume_dtype(df: pd.DataFrame) -> None:
+    df["volume"] = df["volume"].astype("float32") * -1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _set_high,
+        _iloc_high,
+        _iat_low,
+        _new_column,
+        _inplace_op,
+        _mask_set,
+        _update,
+        _reverse,
+        _duplicate,
+        _swap_names,
+        _nan_volume_dtype,
+    ],
+)
+def test_a_changed_valid_frame_is_checked_again(change) -> None:
+    valid, _ = split(make_bars())
+    change(valid)
+    with pytest.raises(DataValidationError):
+        ensure_valid_bars(valid)
+
+
+def test_a_valid_frames_arrays_are_read_only() -> None:
+    """What the mark cannot see (a write through a numpy view) pandas refuses."""
+    valid, _ = split(make_bars())
+    for values in (valid["high"].to_numpy(), np.asarray(valid["low"])):
+        with pytest.raises(ValueError, match="read-only"):
+            values[0] = 1.0
+
+
 def test_stored_bars_model() -> None:
     bars = make_bars()
     stored = bars.assign(
@@ -282,3 +467,16 @@ def test_split_valid_bars_speed_on_1m_rows() -> None:
     elapsed = time.perf_counter() - t0
     assert len(valid) == n
     assert elapsed < 0.3, f"split_valid_bars on 1M rows took {elapsed:.3f} s"
+
+
+@pytest.mark.parametrize("tz", ["UTC", "dateutil/UTC", "Etc/UTC", "America/New_York"])
+def test_the_valid_frame_is_utc_whatever_the_utc(tz: str) -> None:
+    """The valid frame's ts is datetime64[us, UTC] with pandas' own UTC, whichever
+    time zone object the input had (an input taken without a copy included)."""
+    import datetime
+
+    bars = make_bars()
+    bars["ts"] = bars["ts"].dt.tz_convert(tz)
+    valid, _ = split(bars)
+    assert valid["ts"].dt.tz is datetime.UTC
+    assert valid["ts"].tolist() == make_bars()["ts"].tolist()

@@ -162,6 +162,20 @@ def test_bars_outside_the_range_or_invalid_are_refused(wh: Warehouse) -> None:
     assert files_under(wh.home / "lake" / "bars") == []
 
 
+def test_split_bars_are_written_and_checked_again_once_changed(wh: Warehouse) -> None:
+    """split_valid_bars's valid frame is not checked again by the writer; changed after
+    the split (here in place, through pandas), it is, and refused."""
+    from hedgeflow.schemas.bars import split_valid_bars
+
+    valid, _ = split_valid_bars(bars("2026-11-02", 10), "AAPL.US", "5m", "run-1")
+    assert wh.write_bars(valid, *DAY).rows_written == 10
+    pd.testing.assert_frame_equal(wh.read_bars("AAPL.US", "5m"), valid)
+    valid.loc[4, "high"] = 1.0
+    with pytest.raises(DataValidationError, match="high"):
+        wh.write_bars(valid, *DAY)
+    assert wh.read_bars("AAPL.US", "5m")["high"].iloc[4] != 1.0
+
+
 @pytest.mark.parametrize("symbol", ["../x", "A;DROP TABLE bars", "../../etc/passwd", "A/B.US", ""])
 def test_hostile_symbols_are_refused_before_any_file_is_touched(
     tmp_path: Path, symbol: str

@@ -124,7 +124,7 @@ def _run_scan(
     vals = np.zeros((5, cap), dtype=np.float64)
     slow = np.zeros((cap * 5, 4), dtype=np.int64)
     buf = np.frombuffer(body, dtype=np.uint8)
-    code, rows, n_slow = scan(buf, ts, vals, slow, m._POW10, m._KEY_BYTES, m._KEY_LENS)
+    code, rows, n_slow = scan(buf, 0, len(buf), ts, vals, slow, m._POW10, m._KEY_BYTES, m._KEY_LENS)
     return (int(code), int(rows), int(n_slow)), ts[:rows], vals[:, :rows], slow[:n_slow]
 
 
@@ -374,3 +374,158 @@ def test_careful_parser_decodes_full_precision_and_what_orjson_refuses() -> None
         assert parsed[col].to_numpy().tobytes() == expected.tobytes(), col
     big = b'[{"timestamp":60,"open":"1","high":' + b"9" * 30 + b',"low":1,"close":1}]'
     assert parse_intraday_json(big)["high"].tolist() == [float("9" * 30)]
+
+
+# -- a large body is scanned in parts, one thread each: the single scan's result --------
+
+
+def _parts_body() -> bytes:
+    """Bars in every shape the scanner takes: compact and pretty-printed, reordered and
+    extra keys, nulls, numbers left to float() (over 19 digits) early and late, and
+    strings holding what looks like an object boundary ('},{', '}, {')."""
+    rows = []
+    for k in range(24):
+        x = f"{100 + k}.{k}123456789012" if k % 5 else f"{7 * (k + 1)}{'1' * 20}.5"
+        note = ['"},{\\"timestamp\\":1,', '"}, {', '"x}\\n,\\n{', '"plain'][k % 4]
+        row = (
+            f'"timestamp":{60 * k},"gmtoffset":0,"datetime":"1970-01-01 00:{k:02d}:00",'
+            f'"open":{x},"high":{x},"low":{x},"close":{x if k != 7 else "null"},'
+            f'"volume":{k if k != 3 else "null"}}}'
+        )
+        if k % 3 == 1:
+            row = row.replace(",", ",\n  ").replace(":", " : ")
+        rows.append(f'{{"note":{note}",' + row if k % 2 else "{" + row[:-1] + f',"n":{note}"}}')
+    return ("[" + ",".join(rows[:8]) + " ,\n " + ",".join(rows[8:]) + "\n]").encode()
+
+
+def _single_scan(body: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    return eodhd_format._scan_parts(body, [0])
+
+
+def _assert_same_scan(got: tuple[np.ndarray, np.ndarray] | None, want: object) -> None:
+    assert want is not None and got is not None
+    assert got[0].tobytes() == want[0].tobytes()  # type: ignore[index]
+    assert got[1].tobytes() == want[1].tobytes()  # type: ignore[index]
+
+
+def test_scan_in_parts_equals_the_single_scan_wherever_the_parts_begin() -> None:
+    """Two and three parts beginning anywhere (inside keys, strings holding '},{',
+    numbers, whitespace; at object starts): the same arrays bit for bit."""
+    body = _parts_body()
+    want = _single_scan(body)
+    assert want is not None and len(want[0]) == 24
+    assert want[0].tolist() == [60_000_000 * k for k in range(24)]
+    n = len(body)
+    step = 1 if _py_scan() is not eodhd_format._scan else 7  # uncompiled: a sample
+    for a in range(1, n, step):
+        _assert_same_scan(eodhd_format._scan_parts(body, [0, a]), want)
+    rng = random.Random(3)
+    for _ in range(300 if step == 1 else 40):
+        a, b = sorted(rng.sample(range(1, n), 2))
+        _assert_same_scan(eodhd_format._scan_parts(body, [0, a, b]), want)
+    starts = [i + 1 for i in range(n - 2) if body[i : i + 2] == b",{"]
+    _assert_same_scan(eodhd_format._scan_parts(body, [0, *starts]), want)
+
+
+def test_split_points_are_object_starts() -> None:
+    body = _parts_body()
+    for parts in range(2, 9):
+        starts = eodhd_format._split_points(body, parts)
+        assert starts[0] == 0 and starts == sorted(set(starts))
+        for s in starts[1:]:
+            assert body[s : s + 1] == b"{"
+            assert body[:s].rstrip()[-1:] == b"," and body[:s].rstrip()[:-1].rstrip()[-1:] == b"}"
+        _assert_same_scan(eodhd_format._scan_parts(body, starts), _single_scan(body))
+    # inside the strings: found, and the part before tells (the body scans whole)
+    tricky = b'[{"timestamp":0,"open":1,"high":1,"low":1,"close":1,"s":"' + b"},{" * 50 + b'"}]'
+    starts = eodhd_format._split_points(tricky, 2)
+    assert len(starts) == 2
+    _assert_same_scan(eodhd_format._scan_parts(tricky, starts), _single_scan(tricky))
+    assert eodhd_format._split_points(b"[" + b" " * 1000 + b"]", 4) == [0]  # none to find
+
+
+def test_parse_in_parts_equals_one_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    bars = MARKET.fetch_bars("BTC-USD.CC", "1m", utc(2024, 5, 1), utc(2024, 5, 2))
+    body = render_intraday_json(bars)
+    one = parse_intraday_json(body)
+    monkeypatch.setattr(eodhd_format, "_PART_MIN_BYTES", len(body) // 3)
+    monkeypatch.setattr(eodhd_format, "_parse_threads", lambda size: 3)
+    assert len(eodhd_format._split_points(body, 3)) == 3
+    parts = parse_intraday_json(body)
+    pd.testing.assert_frame_equal(parts, one)
+    pd.testing.assert_frame_equal(parts, bars)
+    for col in BAR_COLUMNS[1:]:
+        assert parts[col].to_numpy().tobytes() == bars[col].to_numpy().tobytes()
+    body = _parts_body()
+    pd.testing.assert_frame_equal(parse_intraday_json(body), _parse_careful(body))
+
+
+def test_parse_threads_by_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert eodhd_format._parse_threads(1000) == 1
+    monkeypatch.setattr(eodhd_format.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    big = eodhd_format._PART_MIN_BYTES
+    assert eodhd_format._parse_threads(big) == 1
+    assert eodhd_format._parse_threads(2 * big) == 2
+    assert eodhd_format._parse_threads(100 * big) == eodhd_format._MAX_PARTS
+    monkeypatch.setattr(eodhd_format.os, "sched_getaffinity", lambda pid: {0})
+    assert eodhd_format._parse_threads(100 * big) == 1
+
+
+def _damaged(body: bytes, seed: int) -> list[bytes]:
+    """``body`` broken in its second half: a byte changed, dropped or doubled, cut short."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(40):
+        p = rng.randrange(len(body) // 2, len(body))
+        c = bytes([rng.choice(b'{}[],:"0.e-x \\')])
+        out += [body[:p] + c + body[p + 1 :], body[:p] + body[p + 1 :], body[:p] + c + body[p:]]
+    out += [body[: len(body) * 3 // 4], body + b",", body[:-1] + b",]", body + b"x"]
+    return out
+
+
+def test_malformed_body_in_parts_fails_as_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Damage anywhere: the parts give the single scan's answer (the same frame, or the
+    same one-line error from the careful parser); never a silent partial result."""
+    bars = MARKET.fetch_bars("BTC-USD.CC", "5m", utc(2024, 5, 1), utc(2024, 5, 2))
+    body = render_intraday_json(bars)
+    monkeypatch.setattr(eodhd_format, "_PART_MIN_BYTES", 1)
+    for bad in _damaged(body, 5)[:: 1 if _py_scan() is not eodhd_format._scan else 6]:
+        want = _single_scan(bad)
+        for parts in (2, 3):
+            got = eodhd_format._scan_parts(bad, eodhd_format._split_points(bad, parts))
+            if want is None:
+                assert got is None
+            else:
+                _assert_same_scan(got, want)
+        monkeypatch.setattr(eodhd_format, "_parse_threads", lambda size: 1)
+        try:
+            one: pd.DataFrame | str = parse_intraday_json(bad)
+        except DataFormatError as exc:
+            one = str(exc)
+        monkeypatch.setattr(eodhd_format, "_parse_threads", lambda size: 2)
+        try:
+            two: pd.DataFrame | str = parse_intraday_json(bad)
+        except DataFormatError as exc:
+            two = str(exc)
+        if isinstance(one, str):
+            assert two == one and "\n" not in one
+        else:
+            assert isinstance(two, pd.DataFrame)
+            pd.testing.assert_frame_equal(two, one)
+
+
+def test_parts_leave_as_many_numbers_to_float_as_one_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over _MAX_SLOW numbers for float() in the body: the careful parser, in parts too
+    (each part alone stays under it)."""
+    body = _parts_body()
+    n_slow = _run_scan(eodhd_format._scan, body)[0][2]
+    assert n_slow == 20  # 5 bars of 4 prices over 19 digits
+    starts = eodhd_format._split_points(body, 2)
+    assert len(starts) == 2
+    monkeypatch.setattr(eodhd_format, "_MAX_SLOW", n_slow)
+    _assert_same_scan(eodhd_format._scan_parts(body, starts), _single_scan(body))
+    monkeypatch.setattr(eodhd_format, "_MAX_SLOW", n_slow - 1)
+    assert _single_scan(body) is None
+    assert eodhd_format._scan_parts(body, starts) is None
