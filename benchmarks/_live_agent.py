@@ -70,12 +70,25 @@ def per_bar_seconds(
         for bar in objs:
             on_bar(bar)
         per_bar.append((time.perf_counter() - t0) / len(objs))
+    # the same, then reading what the live record stores of each step (its events, the
+    # broker state, the indicators: built from the bar's record when read)
+    read = []
+    for _ in range(repeats):
+        live_agent = LiveAgent.from_settings(a, settings.costs_for(a), 100_000.0)
+        live_agent.warm_up(history)
+        on_bar = live_agent.on_bar
+        t0 = time.perf_counter()
+        for bar in objs:
+            step = on_bar(bar)
+            step.events, step.state, step.indicators  # noqa: B018
+        read.append((time.perf_counter() - t0) / len(objs))
     return {
         "agent": agent,
         "strategy": a.strategy,
         "bars": len(objs),
         "median_s": statistics.median(per_bar),
         "best_s": min(per_bar),
+        "read_median_s": statistics.median(read),
     }
 
 

@@ -149,17 +149,17 @@ class LiveStep(NamedTuple):
     def state(self) -> BrokerState:
         at = self.code >> 3
         r = self.record[at : at + B.R_IND].tolist()
-        ib = self.record.view(np.int64)
+        broker = self.broker
+        ib = broker.int_view(self.record)
         vals = [
             r[B.R_CASH], r[B.R_QTY], r[B.R_ENTRY_PX], r[B.R_ENTRY_FEE], 0.0, r[B.R_STOP],
             r[B.R_TP], 0.0, r[B.R_PREV_SIG], r[B.R_HELD],
         ]  # fmt: skip
-        broker = self.broker
         qty = r[B.R_QTY]
         pending = broker.pending_order(int(r[B.R_PENDING]), self.ts.value, qty)
         return state_from(
             vals, r[B.R_EQUITY], r[B.R_CLOSE], self.ts, pending,
-            key_ts(int(ib[at + B.R_ENTRY_KEY])),
+            broker.ts_of(int(ib[at + B.R_ENTRY_KEY])),
             broker.entry_order_id(int(ib[at + B.R_ENTRY_ORDER_KEY]), qty),
         )  # fmt: skip
 

@@ -329,6 +329,10 @@ class PaperBroker:
         self._restored_pending: dict[int, PendingOrder] = {}
         self._restored_ids: dict[int, str] = {}
         self.indicator_columns: tuple[str, ...] = ()  # the strategy's (an agent's broker)
+        # times, orders and ids rebuilt from bars, kept for the next reads of the same
+        # bars (a step's state and events are read by the router, the sink, the notifier)
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._view: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         self.buf = self.new_buffer()
 
     def new_buffer(
@@ -343,6 +347,29 @@ class PaperBroker:
 
     # -- orders rebuilt from bars -------------------------------------------------------
 
+    def _remember(self, memo_key: tuple[Any, ...], value: Any) -> Any:
+        memo = self._memo
+        if len(memo) >= 1024:
+            memo.clear()
+        memo[memo_key] = value
+        return value
+
+    def ts_of(self, key: int) -> pd.Timestamp | None:
+        """:func:`key_ts`, kept for the next reads."""
+        ts = self._memo.get(("ts", key))
+        if ts is None and key != B.KEY_NONE:
+            ts = self._remember(("ts", key), key_ts(key))
+        return ts
+
+    def int_view(self, buf: np.ndarray) -> np.ndarray:
+        """``buf`` as int64 (its header and key slots), kept for the last buffer asked."""
+        base, view = self._view
+        if base is buf and view is not None:
+            return view
+        view = buf.view(np.int64)
+        self._view = (buf, view)
+        return view
+
     def pending_order(self, code: int, key: int, qty: float) -> PendingOrder | None:
         """The order for the rules' ``Q_*`` ``code`` queued at the close of bar ``key``
         while holding ``qty`` (signed)."""
@@ -351,7 +378,11 @@ class PaperBroker:
         restored = self._restored_pending.get(key)
         if restored is not None and restored.code() == code:
             return restored
-        ts = key_ts(key)
+        memo_key = ("order", code, key, qty > 0.0)
+        order = self._memo.get(memo_key)
+        if order is not None:
+            return order
+        ts = self.ts_of(key)
         assert ts is not None
         fill_after = ts + self._step
         entry: PendingOrder | None = None
@@ -365,11 +396,12 @@ class PaperBroker:
             )
         if code in (rules.Q_LONG, rules.Q_SHORT):
             assert entry is not None
-            return entry
+            return self._remember(memo_key, entry)
         side: Side = "sell" if qty > 0.0 else "buy"
-        return PendingOrder(
+        order = PendingOrder(
             order_id_for(self.agent, ts, "exit"), side, ts, fill_after, "signal", entry
         )
+        return self._remember(memo_key, order)
 
     def entry_order_id(self, key: int, qty: float) -> str | None:
         """The id of the entry order queued at bar ``key`` that opened ``qty``."""
@@ -378,9 +410,14 @@ class PaperBroker:
         restored = self._restored_ids.get(key)
         if restored is not None:
             return restored
-        ts = key_ts(key)
-        assert ts is not None
-        return order_id_for(self.agent, ts, "entry" if qty > 0.0 else "short")
+        memo_key = ("id", key, qty > 0.0)
+        oid = self._memo.get(memo_key)
+        if oid is None:
+            ts = self.ts_of(key)
+            assert ts is not None
+            kind = "entry" if qty > 0.0 else "short"
+            oid = self._remember(memo_key, order_id_for(self.agent, ts, kind))
+        return oid
 
     # -- state ------------------------------------------------------------------------
 
@@ -394,7 +431,7 @@ class PaperBroker:
         return state_from(
             vals, float(b[B.OFF_EQUITY]), float(b[B.OFF_LAST_CLOSE]), self.last_ts,
             self.pending_order(int(vals[rules.V_PENDING]), int(ib[B.H_PENDING_KEY]), qty),
-            key_ts(int(ib[B.H_ENTRY_KEY])),
+            self.ts_of(int(ib[B.H_ENTRY_KEY])),
             self.entry_order_id(int(ib[B.H_ENTRY_ORDER_KEY]), qty),
         )  # fmt: skip
 
@@ -447,6 +484,7 @@ class PaperBroker:
         b[B.OFF_EQUITY] = state.equity
         b[B.OFF_LAST_CLOSE] = state.last_close
         self.set_last(state.last_ts)
+        self._memo.clear()
         self._restored_pending.clear()
         self._restored_ids.clear()
         ib[B.H_PENDING_KEY] = B.KEY_NONE
@@ -534,7 +572,7 @@ class PaperBroker:
         """What the rules did in the bar ``ts`` recorded at ``rec[at:]``, as orders and
         fills, in order: the pending order's outcome and fill, a protective exit, the
         order queued at the close."""
-        ib = rec.view(np.int64)
+        ib = self.int_view(rec)
         row = rec[at : at + B.R_IND].tolist()
         t0 = B.R_TRADES
         trade = (row[t0 : t0 + rules.N_TRADE], row[t0 + rules.N_TRADE : t0 + 2 * rules.N_TRADE])
@@ -546,7 +584,7 @@ class PaperBroker:
             int(row[B.R_PENDING_BEFORE]), int(ib[at + B.R_PENDING_BEFORE_KEY]),
             row[B.R_QTY_BEFORE],
         )  # fmt: skip
-        entry_ts = key_ts(int(ib[at + B.R_ENTRY_KEY_BEFORE]))
+        entry_ts = self.ts_of(int(ib[at + B.R_ENTRY_KEY_BEFORE]))
         events: list[Event] = []
         # 1. the order(s) pending from the previous close, at this open: an exit first
         if order is not None:
@@ -637,7 +675,7 @@ class PaperBroker:
             side: Side = "sell" if qty > 0.0 else "buy"
             events.append(OrderUpdated(oid, side, ts, ts, "filled", reason, abs(qty)))
             events.append(
-                self._exit(oid, ts, closed, key_ts(int(ib[at + B.R_ENTRY_KEY_BEFORE])), reason)
+                self._exit(oid, ts, closed, self.ts_of(int(ib[at + B.R_ENTRY_KEY_BEFORE])), reason)
             )
         return events, at
 
