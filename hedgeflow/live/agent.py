@@ -106,6 +106,24 @@ class LiveStep(NamedTuple):
     extra: tuple[Event, ...]  # events before the bar's own (the history's, carried)
     broker: Any  # the PaperBroker that rebuilds orders from the record
 
+    def _value(self) -> tuple[Any, ...]:
+        return (
+            self.ts, self.bar, self.signal, self.events, self.close, self.equity,
+            self.position, self.qty, self.state, self.indicators,
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        """Steps are equal when they report the same (not: hold the same buffer)."""
+        if not isinstance(other, LiveStep):
+            return NotImplemented
+        if self.record is other.record and self.code == other.code:
+            return tuple.__eq__(self, other)
+        return repr(self._value()) == repr(other._value())  # NaN indicators compare equal
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
     @property
     def at(self) -> int:
         """Where the record starts in :attr:`record`."""

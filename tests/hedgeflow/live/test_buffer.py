@@ -193,3 +193,17 @@ def test_prices_of_other_number_types_give_the_same_steps() -> None:
     row = live.iloc[0]
     bar = SimpleNamespace(ts=row.ts, open="abc", high=row.high, low=row.low, close=row.close)
     assert agent.on_bar(bar) is None and agent.refused["bad_prices"] == 1 and agent.n_bars == 0
+
+
+def test_steps_compare_by_what_they_report() -> None:
+    """Two agents fed the same bars give equal steps (their buffers differ); a step of
+    another bar is not equal."""
+    settings = load_settings(env={})
+    a = next(x for x in settings.agents if x.name == "forex")
+    bars = _bars(a.symbol, START, START + pd.Timedelta(days=1))
+    one, two = (LiveAgent.from_settings(a, settings.costs_for(a), 100_000.0) for _ in "ab")
+    rows = [_bar(r) for r in bars.itertuples(index=False)]
+    first = [one.on_bar(r) for r in rows]
+    second = [two.on_bar(r) for r in rows]
+    assert first == second and first[0] is not second[0]
+    assert first[0] != first[1] and first[-1] == first[-1]
