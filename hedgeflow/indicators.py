@@ -238,6 +238,32 @@ def _true_range(h: float, lo: float, prev_close: float) -> float:
     return tr
 
 
+ATR_STATE_SIZE = 4
+
+
+@numba.njit(cache=True, inline="always")
+def atr_step(st: np.ndarray, k: int, n: int, h: float, lo: float, c: float) -> float:
+    """Wilder ``atr(n)`` after the bar (``h``, ``lo``, ``c``); NaN for the first ``n``
+    bars. State (zeros at the start): bars seen, previous close, the first ``n`` true
+    ranges' sum, the average."""
+    i = int(st[k])
+    st[k] = i + 1
+    prev = st[k + 1]
+    st[k + 1] = c
+    if i == 0:
+        return np.nan
+    tr = _true_range(h, lo, prev)
+    if i < n:
+        st[k + 2] += tr
+        return np.nan
+    if i == n:
+        st[k + 2] += tr
+        st[k + 3] = st[k + 2] / n
+    else:
+        st[k + 3] = (st[k + 3] * (n - 1) + tr) / n
+    return st[k + 3]
+
+
 @numba.njit(cache=True)
 def _atr_kernel(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndarray:
     m = close.shape[0]
@@ -332,39 +358,14 @@ class DonchianStream:
 
 
 class AtrStream:
-    """Streaming Wilder ``atr(n)``: O(1) per bar, identical to :func:`atr`."""
+    """Streaming Wilder ``atr(n)``: :func:`atr_step` on its own state, identical to
+    :func:`atr`."""
 
-    __slots__ = ("_atr", "_count", "_n", "_prev_close", "_sum")
+    __slots__ = ("_n", "_st")
 
     def __init__(self, n: int = 14) -> None:
         self._n = _check_window("atr", n)
-        self._count = 0
-        self._prev_close = NAN
-        self._sum = 0.0
-        self._atr = NAN
+        self._st = np.zeros(ATR_STATE_SIZE, dtype=np.float64)
 
     def update(self, high: float, low: float, close: float) -> float:
-        i = self._count
-        self._count += 1
-        prev = self._prev_close
-        self._prev_close = float(close)
-        if i == 0:
-            return NAN
-        h, lo = float(high), float(low)
-        tr = h - lo
-        a = abs(h - prev)
-        if a > tr:
-            tr = a
-        b = abs(lo - prev)
-        if b > tr:
-            tr = b
-        n = self._n
-        if i < n:
-            self._sum += tr
-            return NAN
-        if i == n:
-            self._sum += tr
-            self._atr = self._sum / n
-        else:
-            self._atr = (self._atr * (n - 1) + tr) / n
-        return self._atr
+        return float(atr_step(self._st, 0, self._n, float(high), float(low), float(close)))

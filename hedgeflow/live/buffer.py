@@ -24,7 +24,7 @@ processed (nothing changed): ``events`` is set when an order was pending, filled
 queued or a protective exit closed a trade, i.e. when Python must build events.
 
 The arithmetic is the engine's own (:func:`hedgeflow.rules.step_bar_vector`); the
-ATR stream is :class:`hedgeflow.indicators.AtrStream`'s, bit for bit.
+ATR stream is :func:`hedgeflow.indicators.atr_step` on the buffer's slots.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import math
 import numba
 import numpy as np
 
-from hedgeflow import rules
+from hedgeflow import indicators, rules
 
 __all__ = ["new_buffer", "rotated", "rules_bar"]
 
@@ -57,8 +57,8 @@ KEY_NEVER = 2**63 - 1  # no day check (not a stock)
 OFF_V = N_HEADER
 N_PV = 16  # room for the settings vector
 OFF_PV = OFF_V + rules.N_VECTOR
-OFF_ATR = OFF_PV + N_PV  # count, previous close, sum, atr
-OFF_TRADE = OFF_ATR + 4
+OFF_ATR = OFF_PV + N_PV  # the ATR stream (indicators.atr_step)
+OFF_TRADE = OFF_ATR + indicators.ATR_STATE_SIZE
 OFF_EQUITY = OFF_TRADE + 2 * rules.N_TRADE
 OFF_LAST_CLOSE = OFF_EQUITY + 1
 OFF_FILLED = OFF_EQUITY + 2
@@ -123,8 +123,6 @@ def new_buffer(
     buf[OFF_V + rules.V_CASH] = cash
     buf[OFF_EQUITY] = cash
     buf[OFF_LAST_CLOSE] = math.nan
-    buf[OFF_ATR + 1] = math.nan
-    buf[OFF_ATR + 3] = math.nan
     buf[OFF_ATR_VALUE] = math.nan
     buf[off_p:off_st] = pv
     buf[off_out:off_rec] = math.nan
@@ -189,33 +187,23 @@ def precheck(
 
 @numba.njit(cache=True, inline="always")
 def atr_step(buf: np.ndarray, ib: np.ndarray, h: float, lo: float, c: float) -> float:
-    """The ATR stream (:class:`hedgeflow.indicators.AtrStream`'s arithmetic) when the
-    trailing stop is on; NaN otherwise."""
+    """The ATR stream (:func:`hedgeflow.indicators.atr_step` on the buffer's slots)
+    when the trailing stop is on; NaN otherwise."""
     if ib[H_TRAILING] == 0:
         return np.nan
-    n = ib[H_ATR_N]
-    i = int(buf[OFF_ATR])
-    buf[OFF_ATR] = i + 1
-    prev = buf[OFF_ATR + 1]
-    buf[OFF_ATR + 1] = c
-    if i == 0:
-        return np.nan
-    tr = h - lo
-    a = abs(h - prev)
-    if a > tr:
-        tr = a
-    b = abs(lo - prev)
-    if b > tr:
-        tr = b
-    if i < n:
-        buf[OFF_ATR + 2] += tr
-        return np.nan
-    if i == n:
-        buf[OFF_ATR + 2] += tr
-        buf[OFF_ATR + 3] = buf[OFF_ATR + 2] / n
-    else:
-        buf[OFF_ATR + 3] = (buf[OFF_ATR + 3] * (n - 1) + tr) / n
-    return buf[OFF_ATR + 3]
+    return indicators.atr_step(buf, OFF_ATR, ib[H_ATR_N], h, lo, c)
+
+
+@numba.njit(cache=True, inline="always")
+def before_bar(buf: np.ndarray, ib: np.ndarray) -> tuple[float, int, float, int]:
+    """What a bar's record keeps of the state before it: the pending order's ``Q_*``
+    code and the bar that queued it, the quantity held, the entry's bar."""
+    return (
+        buf[OFF_V + rules.V_PENDING],
+        ib[H_PENDING_KEY],
+        buf[OFF_V + rules.V_QTY],
+        ib[H_ENTRY_KEY],
+    )
 
 
 @numba.njit(cache=True, inline="always")
@@ -282,10 +270,7 @@ def apply_rules(
 ) -> int:
     """The engine's rules for one bar on the buffer, the bar's record; the code."""
     atr = atr_step(buf, ib, h, lo, c)
-    before = buf[OFF_V + rules.V_PENDING]
-    before_key = ib[H_PENDING_KEY]
-    qty_before = buf[OFF_V + rules.V_QTY]
-    entry_before = ib[H_ENTRY_KEY]
+    before, before_key, qty_before, entry_before = before_bar(buf, ib)
     # the state and settings read at their offsets (no views: see rules.load_at)
     st, filled, skip, first, second = rules.step_bar(
         rules.load_at(buf, OFF_V), rules.settings_at(buf, OFF_PV), 0, o, h, lo, c, sig, atr
@@ -346,10 +331,7 @@ def end_close_record(buf: np.ndarray) -> int:
     if ib[H_ROW] + ib[H_REC_W] > ib[H_ROWS_END]:
         return B_FULL
     v = buf[OFF_V : OFF_V + rules.N_VECTOR]
-    before = v[rules.V_PENDING]
-    before_key = ib[H_PENDING_KEY]
-    qty_before = v[rules.V_QTY]
-    entry_before = ib[H_ENTRY_KEY]
+    before, before_key, qty_before, entry_before = before_bar(buf, ib)
     trade = buf[OFF_TRADE : OFF_TRADE + 2 * rules.N_TRADE].reshape((2, rules.N_TRADE))
     c = buf[OFF_LAST_CLOSE]
     rules.end_close_vector(v, buf[OFF_PV : OFF_PV + N_PV], 0, c, trade)
