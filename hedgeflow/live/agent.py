@@ -49,6 +49,7 @@ from hedgeflow import columns as C
 from hedgeflow.config import AgentSettings, CostSettings, OrderMinimums
 from hedgeflow.engine import EngineConfig
 from hedgeflow.errors import InvalidInputError
+from hedgeflow.indicators import ATR_STATE_SIZE
 from hedgeflow.live import buffer as B
 from hedgeflow.live.broker import (
     BrokerState,
@@ -592,14 +593,15 @@ class LiveAgent:
         ib = self._header()
         off_st, off_rec = int(ib[B.H_OFF_ST]), int(ib[B.H_OFF_REC])
         last_sig = int(ib[B.H_LAST_SIG])
-        buf[off_st : int(ib[B.H_OFF_OUT])] = 0.0  # the strategy from a zero state
+        # the strategy and the ATR stream from a zero state, over the bars seen
+        buf[off_st : int(ib[B.H_OFF_OUT])] = 0.0
         buf[int(ib[B.H_OFF_OUT]) : off_rec] = math.nan
-        saved = buf[B.OFF_ATR : B.OFF_ATR + 4].copy(), buf[B.OFF_ATR_VALUE], buf[B.OFF_LAST_CLOSE]
+        buf[B.OFF_ATR : B.OFF_ATR + ATR_STATE_SIZE] = 0.0
+        last_close = buf[B.OFF_LAST_CLOSE]
         self._replay(*seen)
-        # the broker's side of the split (its ATR rebuilt by apply_split)
-        buf[B.OFF_ATR : B.OFF_ATR + 4], buf[B.OFF_ATR_VALUE], buf[B.OFF_LAST_CLOSE] = saved
         ib[B.H_LAST_SIG] = last_sig
-        self.broker.apply_split(ratio, seen[1], seen[2], seen[3])
+        buf[B.OFF_LAST_CLOSE] = last_close  # the broker's, scaled with its position:
+        self.broker.apply_split(ratio)
         self.splits_applied.append(split)
         log.info("agent %s: %s split %s applied", self.name, self.symbol, split.vendor_text())
 

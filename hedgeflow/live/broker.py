@@ -509,12 +509,10 @@ class PaperBroker:
         if prev_signal is not None:
             self.buf[B.OFF_V + rules.V_PREV_SIG] = prev_signal
 
-    def apply_split(
-        self, ratio: float, high: list[float], low: list[float], close: list[float]
-    ) -> None:
-        """A split of ``ratio`` new shares per old one: quantity x ratio, price levels /
-        ratio (cash and equity unchanged); the ATR stream rebuilt from the bars seen, on
-        the new basis."""
+    def apply_split(self, ratio: float) -> None:
+        """A split of ``ratio`` new shares per old one: quantity x ratio, price levels and
+        the last close / ratio (cash and equity unchanged). The ATR stream is rebuilt by
+        the owner replaying the bars seen on the new basis (as after a restore)."""
         b = self.buf
         v = B.OFF_V
         b[v + rules.V_QTY] *= ratio
@@ -523,11 +521,6 @@ class PaperBroker:
         b[v + rules.V_STOP] /= ratio
         b[v + rules.V_TP] /= ratio
         b[B.OFF_LAST_CLOSE] /= ratio
-        if self._trailing:
-            b[B.OFF_ATR : B.OFF_ATR + 4] = (0.0, math.nan, 0.0, math.nan)
-            last = b[B.OFF_LAST_CLOSE]
-            B.observe_bars(b, _f64(high), _f64(low), _f64(close))
-            b[B.OFF_LAST_CLOSE] = last
 
     def observe(self, high: float, low: float, close: float) -> None:
         """Feed a bar to the ATR stream only (warm-up without trading, restore)."""
