@@ -61,27 +61,28 @@ def per_bar_seconds(
     warm.warm_up(history)
     for bar in objs[:5]:
         warm.on_bar(bar)
-    per_bar = []
-    for _ in range(repeats):
-        live_agent = LiveAgent.from_settings(a, settings.costs_for(a), 100_000.0)
-        live_agent.warm_up(history)
-        on_bar = live_agent.on_bar
-        t0 = time.perf_counter()
-        for bar in objs:
-            on_bar(bar)
-        per_bar.append((time.perf_counter() - t0) / len(objs))
-    # the same, then reading what the live record stores of each step (its events, the
-    # broker state, the indicators: built from the bar's record when read)
-    read = []
-    for _ in range(repeats):
-        live_agent = LiveAgent.from_settings(a, settings.costs_for(a), 100_000.0)
-        live_agent.warm_up(history)
-        on_bar = live_agent.on_bar
-        t0 = time.perf_counter()
-        for bar in objs:
-            step = on_bar(bar)
-            step.events, step.state, step.indicators  # noqa: B018
-        read.append((time.perf_counter() - t0) / len(objs))
+
+    def timed(read: bool) -> list[float]:
+        """Seconds per bar of each repeat (a fresh agent each); ``read``: then read what
+        the live record stores of each step (its events, the broker state, the
+        indicators: built from the bar's record when read)."""
+        out = []
+        for _ in range(repeats):
+            live_agent = LiveAgent.from_settings(a, settings.costs_for(a), 100_000.0)
+            live_agent.warm_up(history)
+            on_bar = live_agent.on_bar
+            t0 = time.perf_counter()
+            if read:
+                for bar in objs:
+                    step = on_bar(bar)
+                    step.events, step.state, step.indicators  # noqa: B018
+            else:
+                for bar in objs:
+                    on_bar(bar)
+            out.append((time.perf_counter() - t0) / len(objs))
+        return out
+
+    per_bar, read = timed(read=False), timed(read=True)
     return {
         "agent": agent,
         "strategy": a.strategy,
